@@ -1,0 +1,413 @@
+// Package mbox reads and writes mbox files in the mboxrd dialect (RFC 4155 with
+// reversible From quoting), byte for byte.
+//
+// Writing: every message starts with a From_ line
+//
+//	From <envelope sender or MAILER-DAEMON> <asctime date in UTC>
+//
+// followed by the message, in which every line matching ^>*From  gets one more
+// '>', then an end of line if the message did not end with one, then one empty
+// line. Line endings are kept as given (IMAP delivers CRLF) unless the Writer
+// is asked for LF, in which case CRLF pairs are turned into LF.
+//
+// Reading: a From_ line at the start of the file or after an empty line starts
+// a message; the empty line before it (or before the end of the file) is not
+// part of the message; one '>' is removed from every line matching ^>+From .
+// This reads mboxrd exactly, and mboxo (Python's mailbox, older Thunderbird,
+// mutt) as well as mboxo can be read: in mboxo a body line that was ">From "
+// before it was written cannot be told apart from an escaped "From ", and comes
+// back as "From ". Both CRLF and LF files are read; the bytes come back with
+// the line endings of the file.
+//
+// A message that did not end with a line ending gains one in an mbox file; a
+// reader that knows the original size (mailmove's index does) can trim it.
+package mbox
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// DateLayout is the asctime layout of the date in a From_ line.
+const DateLayout = "Mon Jan _2 15:04:05 2006"
+
+// FromLine returns the From_ line (without its line ending) for a message
+// from sender received at date. An empty sender or one that contains white
+// space becomes MAILER-DAEMON, so that the line stays parseable.
+func FromLine(sender string, date time.Time) string {
+	if sender == "" || strings.ContainsAny(sender, " \t\r\n") {
+		sender = "MAILER-DAEMON"
+	}
+	if date.IsZero() {
+		date = time.Unix(0, 0)
+	}
+	return "From " + sender + " " + date.UTC().Format(DateLayout)
+}
+
+// ParseFromLine splits a From_ line (with or without its line ending) into
+// the envelope sender and the date. It accepts asctime dates, dates with a
+// numeric zone before the year (Gmail Takeout) and after it (mutt). A date
+// that cannot be parsed comes back as the zero time, without an error: the
+// line still separates messages.
+func ParseFromLine(line string) (sender string, date time.Time, err error) {
+	line = strings.TrimRight(line, "\r\n")
+	if !strings.HasPrefix(line, "From ") {
+		return "", time.Time{}, errors.New("mbox: not a From_ line")
+	}
+	rest := strings.TrimLeft(line[5:], " ")
+	sender, rest, _ = strings.Cut(rest, " ")
+	rest = strings.Join(strings.Fields(rest), " ")
+	for _, layout := range []string{
+		"Mon Jan 2 15:04:05 2006",
+		"Mon Jan 2 15:04:05 -0700 2006",
+		"Mon Jan 2 15:04:05 2006 -0700",
+		"Mon Jan 2 15:04:05 MST 2006",
+		"Mon Jan 2 15:04 2006",
+	} {
+		if t, e := time.Parse(layout, rest); e == nil {
+			return sender, t, nil
+		}
+	}
+	return sender, time.Time{}, nil
+}
+
+// Writer appends messages to an mbox file.
+type Writer struct {
+	w  io.Writer
+	lf bool
+}
+
+// NewWriter returns a Writer that appends to w. With lf set, CRLF line
+// endings in messages are written as LF (and the From_ line and separator
+// use LF); otherwise line endings are kept and the From_ line and the empty
+// line after each message use CRLF.
+func NewWriter(w io.Writer, lf bool) *Writer {
+	return &Writer{w: w, lf: lf}
+}
+
+// WriteMessage writes one message: its From_ line, the quoted bytes read
+// from r until EOF, a line ending if r's last byte was not '\n', and an
+// empty line. It streams: memory use does not depend on the message size.
+// It returns the number of bytes written to the file.
+func (mw *Writer) WriteMessage(sender string, date time.Time, r io.Reader) (int64, error) {
+	eol := "\r\n"
+	if mw.lf {
+		eol = "\n"
+	}
+	cw := &countWriter{w: mw.w}
+	if _, err := io.WriteString(cw, FromLine(sender, date)+eol); err != nil {
+		return cw.n, err
+	}
+	q := &quoter{w: cw, lf: mw.lf, lineStart: true}
+	if _, err := io.Copy(q, r); err != nil {
+		return cw.n, err
+	}
+	if err := q.flush(); err != nil {
+		return cw.n, err
+	}
+	tail := eol
+	if !q.lineStart {
+		tail = eol + eol
+	}
+	_, err := io.WriteString(cw, tail)
+	return cw.n, err
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+var fromPrefix = []byte("From ")
+
+// quoter adds one '>' to every line matching ^>*From  and, with lf, turns
+// CRLF into LF. It holds back at most the start of a line until it knows
+// whether the line needs quoting.
+type quoter struct {
+	w         io.Writer
+	lf        bool
+	lineStart bool   // the next byte starts a line
+	held      []byte // start of the current line not yet written (only '>' and a prefix of "From ")
+	cr        bool   // lf mode: a '\r' was held back
+}
+
+func (q *quoter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if q.lineStart || q.held != nil {
+			// Decide the start of a line byte by byte.
+			c := p[0]
+			q.lineStart = false
+			if q.held == nil {
+				q.held = make([]byte, 0, 16)
+			}
+			gt := 0
+			for gt < len(q.held) && q.held[gt] == '>' {
+				gt++
+			}
+			matched := len(q.held) - gt // bytes of "From " matched so far
+			switch {
+			case matched == 0 && c == '>':
+				q.held = append(q.held, c)
+				p = p[1:]
+				continue
+			case c == fromPrefix[matched]:
+				q.held = append(q.held, c)
+				p = p[1:]
+				if matched+1 == len(fromPrefix) {
+					if _, err := q.w.Write([]byte{'>'}); err != nil {
+						return 0, err
+					}
+					if err := q.flushHeld(); err != nil {
+						return 0, err
+					}
+				}
+				continue
+			default:
+				if err := q.flushHeld(); err != nil {
+					return 0, err
+				}
+			}
+		}
+		// Body bytes up to and including the next '\n'.
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i+1]
+		}
+		if err := q.body(chunk); err != nil {
+			return 0, err
+		}
+		p = p[len(chunk):]
+		if i >= 0 {
+			q.lineStart = true
+		}
+	}
+	return n, nil
+}
+
+func (q *quoter) flushHeld() error {
+	h := q.held
+	q.held = nil
+	if len(h) == 0 {
+		return nil
+	}
+	_, err := q.w.Write(h)
+	return err
+}
+
+// body writes bytes that need no quoting, converting CRLF to LF in lf mode.
+func (q *quoter) body(b []byte) error {
+	if !q.lf {
+		_, err := q.w.Write(b)
+		return err
+	}
+	if q.cr {
+		q.cr = false
+		if len(b) == 0 || b[0] != '\n' {
+			if _, err := q.w.Write([]byte{'\r'}); err != nil {
+				return err
+			}
+		}
+	}
+	if len(b) > 0 && b[len(b)-1] == '\r' {
+		q.cr = true
+		b = b[:len(b)-1]
+	}
+	if n := len(b); n >= 2 && b[n-1] == '\n' && b[n-2] == '\r' {
+		if _, err := q.w.Write(b[:n-2]); err != nil {
+			return err
+		}
+		_, err := q.w.Write([]byte{'\n'})
+		return err
+	}
+	_, err := q.w.Write(b)
+	return err
+}
+
+func (q *quoter) flush() error {
+	if err := q.flushHeld(); err != nil {
+		return err
+	}
+	if q.cr {
+		q.cr = false
+		_, err := q.w.Write([]byte{'\r'})
+		return err
+	}
+	return nil
+}
+
+// Reader reads messages from an mbox file.
+type Reader struct {
+	br      *bufio.Reader
+	next    string // From_ line of the next message, "" before the first
+	started bool
+	cur     *msgReader
+	line    int64 // lines read so far, for error messages
+}
+
+// NewReader returns a Reader of the mbox file r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// Message is one message of an mbox file. Read it to EOF (or not: Next skips
+// what is left).
+type Message struct {
+	// Sender is the envelope sender of the From_ line.
+	Sender string
+	// Date is the date of the From_ line, zero if it could not be parsed.
+	Date time.Time
+	// FromLine is the From_ line without its line ending.
+	FromLine string
+	// Line is the line number of the From_ line, from 1.
+	Line int64
+	io.Reader
+}
+
+// ErrNotMbox is returned by Next when the file does not start with a From_ line.
+var ErrNotMbox = errors.New("mbox: the file does not start with a \"From \" line; it is not an mbox file")
+
+// Next returns the next message, or io.EOF after the last one.
+func (r *Reader) Next() (*Message, error) {
+	if r.cur != nil {
+		if _, err := io.Copy(io.Discard, r.cur); err != nil {
+			return nil, err
+		}
+	}
+	if !r.started {
+		r.started = true
+		line, err := r.br.ReadString('\n')
+		if err != nil && line == "" {
+			if err == io.EOF {
+				return nil, io.EOF
+			}
+			return nil, err
+		}
+		r.line++
+		if !strings.HasPrefix(line, "From ") {
+			return nil, ErrNotMbox
+		}
+		r.next = line
+	}
+	if r.next == "" {
+		return nil, io.EOF
+	}
+	fl := strings.TrimRight(r.next, "\r\n")
+	sender, date, _ := ParseFromLine(fl)
+	r.next = ""
+	r.cur = &msgReader{r: r, lineStart: true}
+	return &Message{Sender: sender, Date: date, FromLine: fl, Line: r.line, Reader: r.cur}, nil
+}
+
+// msgReader yields the bytes of one message, unquoted.
+type msgReader struct {
+	r         *Reader
+	pending   []byte // bytes ready to return
+	blank     []byte // a held empty line that may be the separator
+	lineStart bool
+	done      bool
+}
+
+func (m *msgReader) Read(p []byte) (int, error) {
+	for len(m.pending) == 0 {
+		if m.done {
+			return 0, io.EOF
+		}
+		if err := m.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, m.pending)
+	m.pending = m.pending[n:]
+	return n, nil
+}
+
+// fill reads the next piece of a line into pending.
+func (m *msgReader) fill() error {
+	br := m.r.br
+	chunk, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		err = nil
+	}
+	if len(chunk) == 0 {
+		if err == io.EOF {
+			m.done = true
+			m.blank = nil // an empty line before EOF is the separator
+			return nil
+		}
+		return err
+	}
+	complete := chunk[len(chunk)-1] == '\n'
+	if m.lineStart {
+		m.r.line++
+		if isBlank(chunk) {
+			var out []byte
+			if m.blank != nil {
+				out = append(out, m.blank...)
+			}
+			m.blank = append([]byte(nil), chunk...)
+			m.pending = out
+			return nil
+		}
+		if m.blank != nil && bytes.HasPrefix(chunk, fromPrefix) {
+			// the From_ line of the next message; it is complete unless
+			// absurdly long.
+			line := string(chunk)
+			for !complete {
+				more, e := br.ReadSlice('\n')
+				line += string(more)
+				if e != nil && e != bufio.ErrBufferFull {
+					break
+				}
+				complete = len(more) > 0 && more[len(more)-1] == '\n'
+			}
+			m.r.next = line
+			m.blank = nil
+			m.done = true
+			return nil
+		}
+		out := m.blank
+		m.blank = nil
+		// unquote one level of ^>+From
+		gt := 0
+		for gt < len(chunk) && chunk[gt] == '>' {
+			gt++
+		}
+		if gt > 0 && bytes.HasPrefix(chunk[gt:], fromPrefix) {
+			out = append(out, chunk[1:]...)
+		} else {
+			out = append(out, chunk...)
+		}
+		m.pending = out
+	} else {
+		m.pending = append([]byte(nil), chunk...)
+	}
+	m.lineStart = complete
+	if err == io.EOF && !complete {
+		// a last line without a line ending
+		m.done = true
+		m.pending = append(m.pending, m.blank...)
+		m.blank = nil
+		return nil
+	}
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("mbox: line %d: %w", m.r.line, err)
+	}
+	return nil
+}
+
+func isBlank(b []byte) bool {
+	return (len(b) == 1 && b[0] == '\n') || (len(b) == 2 && b[0] == '\r' && b[1] == '\n')
+}
