@@ -1,0 +1,346 @@
+package account
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+)
+
+// Folder is a mailbox on the server.
+type Folder struct {
+	// Name is the server's name, decoded from modified UTF-7.
+	Name string
+	// Segments is Name split at the server's delimiter.
+	Segments []string
+	// Delim is the server's hierarchy delimiter (0 for a flat namespace).
+	Delim rune
+	// Attrs are the LIST attributes (\Noselect, \Sent, \All, ...).
+	Attrs []imap.MailboxAttr
+	// Status is filled by Status or LIST-STATUS; nil until then.
+	Status *imap.StatusData
+}
+
+// Path returns the folder path with "/" between segments.
+func (f *Folder) Path() string { return strings.Join(f.Segments, "/") }
+
+// Has reports whether the folder has attribute a.
+func (f *Folder) Has(a imap.MailboxAttr) bool {
+	for _, x := range f.Attrs {
+		if strings.EqualFold(string(x), string(a)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Selectable reports whether the folder can hold messages.
+func (f *Folder) Selectable() bool {
+	return !f.Has(imap.MailboxAttrNoSelect) && !f.Has(imap.MailboxAttrNonExistent)
+}
+
+// SplitName splits a mailbox name at delim.
+func SplitName(name string, delim rune) []string {
+	if delim == 0 {
+		return []string{name}
+	}
+	return strings.Split(name, string(delim))
+}
+
+// ListFolders lists every folder, with STATUS (messages, UIDNEXT,
+// UIDVALIDITY, and size where the server has STATUS=SIZE) for the
+// selectable ones: in the LIST itself where the server has LIST-STATUS,
+// else with pipelined STATUS commands.
+func (c *Conn) ListFolders() ([]*Folder, error) {
+	caps := c.Caps()
+	so := &imap.StatusOptions{NumMessages: true, UIDNext: true, UIDValidity: true}
+	if caps.Has(imap.CapStatusSize) {
+		so.Size = true
+	}
+	lo := &imap.ListOptions{}
+	if caps.Has(imap.CapSpecialUse) {
+		lo.ReturnSpecialUse = true
+	}
+	if caps.Has(imap.CapListStatus) {
+		lo.ReturnStatus = so
+	}
+	list, err := c.List("", "*", lo).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("LIST: %w", err)
+	}
+	var out []*Folder
+	var pending []*Folder
+	var cmds []*imapclient.StatusCommand
+	for _, l := range list {
+		f := &Folder{Name: l.Mailbox, Delim: l.Delim, Attrs: l.Attrs, Status: l.Status}
+		if strings.EqualFold(f.Name, "INBOX") {
+			f.Name = "INBOX"
+		}
+		f.Segments = SplitName(f.Name, f.Delim)
+		out = append(out, f)
+		if f.Selectable() && f.Status == nil {
+			pending = append(pending, f)
+			cmds = append(cmds, c.Status(f.Name, so))
+		}
+	}
+	var firstErr error
+	for i, cmd := range cmds {
+		sd, err := cmd.Wait()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("STATUS %q: %w", pending[i].Name, err)
+			}
+			continue
+		}
+		pending[i].Status = sd
+	}
+	return out, firstErr
+}
+
+// Examine opens a folder read-only (EXAMINE): nothing on the server changes.
+func (c *Conn) Examine(name string) (*imap.SelectData, error) {
+	sd, err := c.Select(name, &imap.SelectOptions{ReadOnly: true}).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("EXAMINE %q: %w", name, err)
+	}
+	return sd, nil
+}
+
+// UIDsAbove returns the UIDs in the open folder greater than after, sorted.
+func (c *Conn) UIDsAbove(after uint32) ([]uint32, error) {
+	var set imap.UIDSet
+	set.AddRange(imap.UID(after+1), 0)
+	sd, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+	if err != nil {
+		return nil, fmt.Errorf("UID SEARCH: %w", err)
+	}
+	var out []uint32
+	for _, u := range sd.AllUIDs() {
+		if uint32(u) > after { // "n:*" also matches the last UID when it is below n
+			out = append(out, uint32(u))
+		}
+	}
+	sortUint32(out)
+	return out, nil
+}
+
+// Meta is what a metadata FETCH returns for one message.
+type Meta struct {
+	UID          uint32
+	Flags        []string
+	InternalDate time.Time
+	Size         int64
+}
+
+func uidSet(uids []uint32) imap.UIDSet {
+	var set imap.UIDSet
+	for i := 0; i < len(uids); {
+		j := i
+		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
+			j++
+		}
+		set.AddRange(imap.UID(uids[i]), imap.UID(uids[j]))
+		i = j + 1
+	}
+	return set
+}
+
+// FetchMeta fetches UID, FLAGS, INTERNALDATE and RFC822.SIZE of uids in the
+// open folder. Messages the server did not return are simply absent.
+func (c *Conn) FetchMeta(uids []uint32) (map[uint32]*Meta, error) {
+	out := make(map[uint32]*Meta, len(uids))
+	if len(uids) == 0 {
+		return out, nil
+	}
+	fc := c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+	for {
+		m := fc.Next()
+		if m == nil {
+			break
+		}
+		buf, err := m.Collect()
+		if err != nil {
+			fc.Close()
+			return nil, err
+		}
+		if buf.UID == 0 {
+			continue
+		}
+		md := &Meta{UID: uint32(buf.UID), InternalDate: buf.InternalDate, Size: buf.RFC822Size}
+		for _, f := range buf.Flags {
+			if strings.EqualFold(string(f), `\Recent`) {
+				continue
+			}
+			md.Flags = append(md.Flags, string(f))
+		}
+		out[md.UID] = md
+	}
+	if err := fc.Close(); err != nil {
+		return nil, fmt.Errorf("UID FETCH (FLAGS INTERNALDATE RFC822.SIZE): %w", err)
+	}
+	return out, nil
+}
+
+// ErrShortLiteral is returned when a message body ended before the length the
+// server announced: the connection dropped in the middle of a message.
+var ErrShortLiteral = errors.New("the message ended before its announced length (connection dropped?)")
+
+// BodyFunc receives one message body. It must read r to the end and return
+// what it did with it; the literal's length is checked after it returns.
+type BodyFunc func(uid uint32, r io.Reader, size int64) error
+
+// FetchBodies streams BODY.PEEK[] of uids (never setting \Seen) to fn, in
+// server order. It returns the UIDs that were delivered whole, and an error
+// when the command or the connection failed. fn's own errors stop the fetch.
+func (c *Conn) FetchBodies(uids []uint32, fn BodyFunc) (done map[uint32]bool, err error) {
+	done = make(map[uint32]bool, len(uids))
+	if len(uids) == 0 {
+		return done, nil
+	}
+	section := &imap.FetchItemBodySection{Peek: true}
+	fc := c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	var fnErr error
+messages:
+	for fnErr == nil {
+		m := fc.Next()
+		if m == nil {
+			break
+		}
+		var uid uint32
+		for {
+			it := m.Next()
+			if it == nil {
+				break
+			}
+			switch it := it.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = uint32(it.UID)
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil || uid == 0 {
+					// NIL body, or a server that sent the literal before the UID:
+					// the message is not done and will be asked for again.
+					if it.Literal != nil {
+						io.Copy(io.Discard, it.Literal)
+					}
+					continue
+				}
+				er := &exactReader{r: it.Literal, size: it.Literal.Size(), uid: uid}
+				e := fn(uid, er, it.Literal.Size())
+				if e == nil {
+					io.Copy(io.Discard, er) // fn should have read it all
+					if er.n != er.size {
+						e = fmt.Errorf("UID %d: got %d of %d bytes: %w", uid, er.n, er.size, ErrShortLiteral)
+					}
+				}
+				if e != nil {
+					var re *ReadError
+					if errors.As(e, &re) || errors.Is(e, ErrShortLiteral) {
+						err = e
+					} else {
+						fnErr = e
+					}
+					break messages
+				}
+				done[uid] = true
+			}
+		}
+	}
+	cerr := fc.Close()
+	if fnErr != nil {
+		return done, fnErr
+	}
+	if err == nil && cerr != nil {
+		err = fmt.Errorf("UID FETCH BODY.PEEK[]: %w", cerr)
+	}
+	return done, err
+}
+
+// FetchHeaderField returns, for every message of the open folder, the value
+// of one header field (for Bridge: X-Pm-Internal-Id), keyed by UID.
+func (c *Conn) FetchHeaderField(field string) (map[uint32]string, error) {
+	var all imap.UIDSet
+	all.AddRange(1, 0)
+	section := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{field}}
+	fc := c.Fetch(all, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	out := map[uint32]string{}
+	for {
+		m := fc.Next()
+		if m == nil {
+			break
+		}
+		buf, err := m.Collect()
+		if err != nil {
+			fc.Close()
+			return nil, err
+		}
+		var v []byte
+		for _, bs := range buf.BodySection {
+			v = bs.Bytes
+		}
+		out[uint32(buf.UID)] = headerValue(string(v), field)
+	}
+	if err := fc.Close(); err != nil {
+		return nil, fmt.Errorf("UID FETCH BODY.PEEK[HEADER.FIELDS (%s)]: %w", field, err)
+	}
+	return out, nil
+}
+
+func headerValue(h, field string) string {
+	var val string
+	found := false
+	for _, line := range strings.Split(strings.ReplaceAll(h, "\r\n", "\n"), "\n") {
+		if found && line != "" && (line[0] == ' ' || line[0] == '\t') {
+			val += " " + strings.TrimSpace(line)
+			continue
+		}
+		if found {
+			break
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(k), field) {
+			val, found = strings.TrimSpace(v), true
+		}
+	}
+	return val
+}
+
+// ReadError is a failure to read a message from the server (as opposed to
+// a failure to store it).
+type ReadError struct{ Err error }
+
+func (e *ReadError) Error() string { return "reading from the server: " + e.Err.Error() }
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// exactReader reads a literal and fails, instead of ending quietly, when the
+// connection drops before the announced size: go-imap's literal reader
+// returns a short read without an error in that case.
+type exactReader struct {
+	r    io.Reader
+	n    int64
+	size int64
+	uid  uint32
+}
+
+func (c *exactReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err == io.EOF && c.n < c.size {
+		return n, &ReadError{Err: fmt.Errorf("UID %d: got %d of %d bytes: %w", c.uid, c.n, c.size, ErrShortLiteral)}
+	}
+	if err != nil && err != io.EOF {
+		return n, &ReadError{Err: err}
+	}
+	return n, err
+}
+
+func sortUint32(a []uint32) {
+	// insertion sort is fine for already sorted input (SEARCH results are)
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}

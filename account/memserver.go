@@ -1,0 +1,148 @@
+package account
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+)
+
+// MemServer is an in-memory IMAP server on a loopback port (go-imap's
+// imapmemserver): the demo mailbox, and the server of many tests.
+type MemServer struct {
+	// Addr is host:port of the listener.
+	Addr string
+	srv  *imapserver.Server
+	ln   net.Listener
+}
+
+// ServeMemory starts an in-memory IMAP server on 127.0.0.1 with one user.
+// With tlsCfg set it offers STARTTLS; without, it allows plaintext login
+// (loopback only). Caps nil means IMAP4rev1 and IMAP4rev2.
+func ServeMemory(user, password string, tlsCfg *tls.Config, caps imap.CapSet) (*MemServer, error) {
+	mem := imapmemserver.New()
+	u := imapmemserver.NewUser(user, password)
+	if err := u.Create("INBOX", nil); err != nil {
+		return nil, err
+	}
+	mem.AddUser(u)
+	if caps == nil {
+		caps = imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}}
+	}
+	srv := imapserver.New(&imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return mem.NewSession(), nil, nil
+		},
+		Caps:         caps,
+		TLSConfig:    tlsCfg,
+		InsecureAuth: tlsCfg == nil,
+		Logger:       log.New(io.Discard, "", 0),
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go srv.Serve(ln)
+	return &MemServer{Addr: ln.Addr().String(), srv: srv, ln: ln}, nil
+}
+
+// Close stops the server.
+func (s *MemServer) Close() error { return s.srv.Close() }
+
+// DemoMessage is one entry of the demo corpus manifest.
+type DemoMessage struct {
+	Folder string   `json:"folder"`
+	File   string   `json:"file"`
+	Flags  []string `json:"flags"`
+	Date   string   `json:"date"`
+}
+
+// Seed appends the messages of a corpus (manifest.json plus .eml files, as
+// in testdata/demo) to the account, creating folders, with their flags and
+// dates. Folders in the manifest use "/" as delimiter.
+func (c *Conn) Seed(corpus fs.FS) error {
+	b, err := fs.ReadFile(corpus, "manifest.json")
+	if err != nil {
+		return err
+	}
+	var msgs []DemoMessage
+	if err := json.Unmarshal(b, &msgs); err != nil {
+		return fmt.Errorf("manifest.json: %w", err)
+	}
+	created := map[string]bool{"INBOX": true}
+	for _, m := range msgs {
+		segs := strings.Split(m.Folder, "/")
+		for i := range segs {
+			p := strings.Join(segs[:i+1], "/")
+			if !created[p] {
+				if err := c.Create(p, nil).Wait(); err != nil && !strings.Contains(strings.ToLower(err.Error()), "exist") {
+					return fmt.Errorf("CREATE %q: %w", p, err)
+				}
+				created[p] = true
+			}
+		}
+		raw, err := fs.ReadFile(corpus, m.File)
+		if err != nil {
+			return err
+		}
+		date, err := time.Parse(time.RFC1123Z, m.Date)
+		if err != nil {
+			return fmt.Errorf("%s: date %q: %w", m.File, m.Date, err)
+		}
+		var flags []imap.Flag
+		for _, f := range m.Flags {
+			flags = append(flags, imap.Flag(f))
+		}
+		ap := c.Append(m.Folder, int64(len(raw)), &imap.AppendOptions{Flags: flags, Time: date})
+		if _, err := ap.Write(raw); err != nil {
+			return err
+		}
+		if err := ap.Close(); err != nil {
+			return err
+		}
+		if _, err := ap.Wait(); err != nil {
+			return fmt.Errorf("APPEND %s to %q: %w", m.File, m.Folder, err)
+		}
+	}
+	return nil
+}
+
+// StartDemo serves the demo corpus over IMAP on a random loopback port and
+// returns the server and the account to read it from.
+func StartDemo(ctx context.Context, corpus fs.FS) (*MemServer, *URL, error) {
+	srv, err := ServeMemory("demo", "demo", nil, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	host, port, _ := net.SplitHostPort(srv.Addr)
+	u, err := ParseURL("imap://demo@" + net.JoinHostPort(host, port) + "?tls=none")
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	cfg := &Config{URL: u}
+	cfg.password, cfg.havePass = "demo", true
+	c, err := cfg.Dial(ctx)
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	defer c.Close()
+	if err := c.Seed(corpus); err != nil {
+		srv.Close()
+		return nil, nil, fmt.Errorf("seeding the demo mailbox: %w", err)
+	}
+	c.Logout().Wait()
+	u.Scheme = "demo"
+	return srv, u, nil
+}

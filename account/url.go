@@ -1,0 +1,214 @@
+// Package account connects to a mail account over IMAP: it parses account
+// URLs, gets the password without it ever appearing in argv, sets up TLS
+// (system roots, a CA file, or a pinned certificate fingerprint), dials with
+// an idle timeout, and offers the few IMAP operations that export and import
+// need, with go-imap v2's silent-loss traps guarded.
+//
+// An account is the read side (and, for import, the write side) of the
+// mailmove pipeline: account -> message -> archive.
+package account
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Security is how the connection to the server is protected.
+type Security int
+
+const (
+	// ImplicitTLS is TLS from the first byte (imaps://, usually port 993).
+	ImplicitTLS Security = iota
+	// StartTLS upgrades a plain connection with STARTTLS; a server that does
+	// not offer it is refused, never used in plaintext.
+	StartTLS
+	// Plaintext is no protection at all; only allowed to loopback addresses.
+	Plaintext
+)
+
+func (s Security) String() string {
+	switch s {
+	case ImplicitTLS:
+		return "implicit TLS"
+	case StartTLS:
+		return "STARTTLS"
+	default:
+		return "plaintext"
+	}
+}
+
+// URL is a parsed account URL.
+type URL struct {
+	// Scheme is "imaps", "imap", "bridge" or "demo".
+	Scheme string
+	// User is the login name, decoded (it may contain '@').
+	User string
+	// Host is the server's host name or address, without port.
+	Host string
+	// Port is the TCP port.
+	Port int
+	// Security is how the connection is protected.
+	Security Security
+	// Bridge is true for bridge:// URLs: Proton Mail Bridge folder rules apply.
+	Bridge bool
+}
+
+// Addr returns host:port.
+func (u *URL) Addr() string { return net.JoinHostPort(u.Host, strconv.Itoa(u.Port)) }
+
+// String returns the URL in the form it was given, without any password.
+func (u *URL) String() string {
+	if u.Scheme == "demo" {
+		return "demo"
+	}
+	s := u.Scheme + "://" + url.PathEscape(u.User) + "@" + u.Addr()
+	if u.Security == Plaintext {
+		s += "?tls=none"
+	}
+	return s
+}
+
+// UsageError is an error in what the user typed; the CLI exits with status 2.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf(format, a...)} }
+
+// ParseURL parses an account URL:
+//
+//	imaps://USER@HOST[:993]          implicit TLS
+//	imap://USER@HOST[:143]           STARTTLS, required
+//	imap://USER@HOST:PORT?tls=none   plaintext, loopback only
+//	bridge://USER[@127.0.0.1:1143]   Proton Mail Bridge (STARTTLS; ?tls=implicit for its SSL mode)
+//	demo                             the built-in demo mailbox
+//
+// USER may contain '@', percent-encoded or not. A password in the URL is
+// refused: it would show in the process list and in shell history.
+func ParseURL(s string) (*URL, error) {
+	if s == "demo" || s == "demo://" {
+		return &URL{Scheme: "demo", User: "demo", Host: "127.0.0.1", Security: Plaintext}, nil
+	}
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return nil, usagef("account %q: want imaps://USER@HOST, imap://USER@HOST, bridge://USER or demo", s)
+	}
+	scheme = strings.ToLower(scheme)
+	u := &URL{Scheme: scheme}
+	switch scheme {
+	case "imaps":
+		u.Security, u.Port = ImplicitTLS, 993
+	case "imap":
+		u.Security, u.Port = StartTLS, 143
+	case "bridge":
+		u.Security, u.Port, u.Bridge = StartTLS, 1143, true
+		u.Host = "127.0.0.1"
+	default:
+		return nil, usagef("account %q: unknown scheme %q; use imaps://, imap:// or bridge://", s, scheme)
+	}
+	var query string
+	rest, query, _ = strings.Cut(rest, "?")
+	rest = strings.TrimSuffix(rest, "/")
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return nil, usagef("account %q: a folder path in the URL is not supported; use --folder", s)
+	}
+	userPart, hostPart := rest, ""
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		userPart, hostPart = rest[:at], rest[at+1:]
+	}
+	if scheme == "bridge" && hostPart != "" && !looksLikeBridgeHost(hostPart) {
+		// bridge://me@proton.me: the whole thing is the user name.
+		userPart, hostPart = rest, ""
+	}
+	if scheme != "bridge" && (hostPart == "" || userPart == "") {
+		return nil, usagef("account %q: want %s://USER@HOST (user name and server both needed)", s, scheme)
+	}
+	if strings.Contains(userPart, ":") {
+		{
+			return nil, usagef("account %q: the URL holds a password; remove it and use --*-password-file, --*-password-cmd or the MAILMOVE_*_PASSWORD variable, so it never shows in the process list", redactURL(s))
+		}
+	}
+	user, err := url.PathUnescape(userPart)
+	if err != nil {
+		return nil, usagef("account %q: bad percent-encoding in the user name: %v", s, err)
+	}
+	if user == "" {
+		return nil, usagef("account %q: no user name", s)
+	}
+	u.User = user
+	if hostPart != "" {
+		h, p, err := net.SplitHostPort(hostPart)
+		if err != nil {
+			h = strings.Trim(hostPart, "[]")
+		} else {
+			port, err := strconv.Atoi(p)
+			if err != nil || port <= 0 || port > 65535 {
+				return nil, usagef("account %q: bad port %q", s, p)
+			}
+			u.Port = port
+		}
+		if h == "" {
+			return nil, usagef("account %q: no host", s)
+		}
+		u.Host = h
+	}
+	if query != "" {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return nil, usagef("account %q: bad query: %v", s, err)
+		}
+		for k, v := range q {
+			switch k {
+			case "tls":
+				switch strings.ToLower(v[0]) {
+				case "none", "plain", "off":
+					u.Security = Plaintext
+				case "starttls":
+					u.Security = StartTLS
+				case "implicit", "ssl":
+					u.Security = ImplicitTLS
+				default:
+					return nil, usagef("account %q: tls=%s: want tls=starttls, tls=implicit or tls=none", s, v[0])
+				}
+			default:
+				return nil, usagef("account %q: unknown option %q (known: tls)", s, k)
+			}
+		}
+	}
+	if u.Security == Plaintext && !IsLoopback(u.Host) {
+		return nil, usagef("account %q: plaintext IMAP (tls=none) is refused to %s: the password and every message would cross the network readable. Use imaps:// or imap:// (STARTTLS); plaintext is allowed only to a loopback address such as 127.0.0.1", s, u.Host)
+	}
+	return u, nil
+}
+
+func looksLikeBridgeHost(h string) bool {
+	if strings.Contains(h, ":") {
+		return true
+	}
+	return net.ParseIP(strings.Trim(h, "[]")) != nil || strings.EqualFold(h, "localhost")
+}
+
+// IsLoopback reports whether host is a loopback address or "localhost".
+func IsLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+func redactURL(s string) string {
+	scheme, rest, _ := strings.Cut(s, "://")
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return s
+	}
+	user := rest[:at]
+	if i := strings.IndexByte(user, ':'); i >= 0 {
+		user = user[:i] + ":***"
+	}
+	return scheme + "://" + user + rest[at:]
+}

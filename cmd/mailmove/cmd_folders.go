@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/mailmove/mailmove/export"
+)
+
+func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("folders", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := addAccountFlags(fs, "from")
+	var include, exclude multiFlag
+	fs.Var(&include, "folder", "only folders matching this glob `pattern` (repeatable)")
+	fs.Var(&exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
+	labels := fs.String("bridge-labels", "metadata", "Proton labels: `metadata` or folders, as for export")
+	jsonOut := fs.Bool("json", false, "print JSON")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: mailmove folders --from URL [flags]\n\nLists the folders that export would export, with message counts and sizes.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK
+		}
+		return exitUsage
+	}
+	cfg, stop, err := from.config(ctx, stderr)
+	if err != nil {
+		return errorExit(stderr, err)
+	}
+	defer stop()
+	c, err := cfg.Dial(ctx)
+	if err != nil {
+		return errorExit(stderr, err)
+	}
+	defer c.Close()
+	all, err := c.ListFolders()
+	if err != nil {
+		return errorExit(stderr, err)
+	}
+	bridge := cfg.URL.Bridge || c.IsBridge()
+	sel := export.Plan(all, bridge, export.LabelMode(*labels), include, exclude)
+	type row struct {
+		Folder   string `json:"folder"`
+		Messages uint32 `json:"messages"`
+		Bytes    *int64 `json:"bytes,omitempty"`
+		Note     string `json:"note,omitempty"`
+	}
+	var rows []row
+	var total uint32
+	var totalBytes int64
+	for _, f := range sel {
+		r := row{Folder: f.Path()}
+		if f.Status != nil {
+			if f.Status.NumMessages != nil {
+				r.Messages = *f.Status.NumMessages
+			}
+			r.Bytes = f.Status.Size
+		}
+		if bridge && f.Name == "All Mail" {
+			r.Note = "only messages in no folder are exported"
+		} else {
+			total += r.Messages
+			if r.Bytes != nil {
+				totalBytes += *r.Bytes
+			}
+		}
+		rows = append(rows, r)
+	}
+	c.Logout().Wait()
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rows)
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "MESSAGES\tSIZE\t\x00FOLDER")
+	for _, r := range rows {
+		size := "-"
+		if r.Bytes != nil {
+			size = humanBytes(*r.Bytes)
+		}
+		note := ""
+		if r.Note != "" {
+			note = "  (" + r.Note + ")"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t\x00%s%s\n", r.Messages, size, r.Folder, note)
+	}
+	tw.Flush()
+	if totalBytes > 0 {
+		fmt.Fprintf(stdout, "%d folders, %d messages, %s\n", len(rows), total, humanBytes(totalBytes))
+	} else {
+		fmt.Fprintf(stdout, "%d folders, %d messages\n", len(rows), total)
+	}
+	return exitOK
+}

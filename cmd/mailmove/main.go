@@ -1,0 +1,103 @@
+// Command mailmove exports mail from an IMAP account or Proton Mail Bridge
+// into mbox or .eml archives, incrementally and exactly.
+//
+// Usage:
+//
+//	mailmove export --from URL --to mbox|eml --out DIR [flags]
+//	mailmove folders --from URL [flags]
+//	mailmove version
+//
+// Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
+// disk); 2 usage error; 3 finished, but some messages could not be exported.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/mailmove/mailmove/account"
+)
+
+// version is set with -ldflags "-X main.version=..."; "dev" otherwise.
+var version = "dev"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitUsage   = 2
+	exitPartial = 3
+)
+
+const usage = `mailmove moves mail out of one provider and into an archive you own.
+
+Usage:
+  mailmove export  --from URL --to mbox|eml --out DIR [flags]   export an account
+  mailmove folders --from URL [flags]                           list what would be exported
+  mailmove version
+
+Accounts:
+  imaps://USER@HOST[:993]          implicit TLS
+  imap://USER@HOST[:143]           STARTTLS (required, never plaintext)
+  imap://USER@HOST:PORT?tls=none   plaintext, loopback only
+  bridge://USER[@127.0.0.1:1143]   Proton Mail Bridge
+  demo                             the built-in demo mailbox
+
+Run 'mailmove COMMAND -h' for the flags of a command.
+Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "export":
+		return cmdExport(ctx, args[1:], stdout, stderr)
+	case "folders":
+		return cmdFolders(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "mailmove", version)
+		return exitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "mailmove: unknown command %q\n\n%s", args[0], usage)
+		return exitUsage
+	}
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// errorExit prints err the way the user needs it and returns the exit code.
+func errorExit(stderr io.Writer, err error) int {
+	var ue *account.UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "mailmove: %v\n", err)
+		return exitUsage
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(stderr, "mailmove: interrupted; what was written is safe, run the same command again to finish")
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "mailmove: %v\n", err)
+	return exitFailed
+}

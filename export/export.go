@@ -1,0 +1,752 @@
+// Package export is mailmove's copy engine for the export direction: it reads
+// an IMAP account (or Proton Mail Bridge) folder by folder and writes every
+// message, byte for byte and with its metadata, into an archive. Runs are
+// incremental (only UIDs above the last one archived are fetched) and
+// resumable: an interrupted run leaves the archive consistent, and the next
+// run finishes the job without writing anything twice.
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/formats/archive"
+	"github.com/mailmove/mailmove/message"
+)
+
+// LabelMode says what to do with Proton labels (Bridge's Labels/... folders).
+type LabelMode string
+
+const (
+	// LabelsAsMetadata records labels in each message's metadata and does
+	// not export the Labels/... folders as copies (the default).
+	LabelsAsMetadata LabelMode = "metadata"
+	// LabelsAsFolders exports Labels/... folders as folders of their own.
+	LabelsAsFolders LabelMode = "folders"
+)
+
+// Options configure a run.
+type Options struct {
+	// Account is where the mail comes from.
+	Account *account.Config
+	// Archive is where it goes.
+	Archive *archive.Archive
+	// Include and Exclude are glob patterns (path.Match, "/" between
+	// segments) on folder paths; empty Include means every folder.
+	Include, Exclude []string
+	// Connections is the most IMAP connections used at once (default 4).
+	Connections int
+	// Labels applies to Proton Mail Bridge accounts.
+	Labels LabelMode
+	// Retries is how often a message that failed is tried again (default 3).
+	Retries int
+	// ChunkSize is how many messages are asked for in one UID FETCH.
+	ChunkSize int
+	// Progress, if set, is told about progress.
+	Progress Progress
+	// Log, if set, receives warnings (reconnects, retries).
+	Log func(format string, args ...any)
+}
+
+// Progress receives progress reports; calls come from several goroutines.
+type Progress interface {
+	// Planned is called once with what the run will fetch at most.
+	Planned(messages int, bytes int64)
+	// Message is called after each message is written (or skipped as a
+	// duplicate) with its size.
+	Message(folder string, size int64)
+}
+
+// Failure is a message that could not be exported.
+type Failure struct {
+	Folder string `json:"folder"`
+	UID    uint32 `json:"uid"`
+	Error  string `json:"error"`
+}
+
+// Summary is what a run did.
+type Summary struct {
+	Folders    int           `json:"folders"`
+	Messages   int           `json:"messages"`
+	Bytes      int64         `json:"bytes"`
+	Duplicates int           `json:"duplicates"`
+	Failed     []Failure     `json:"failed"`
+	Bridge     bool          `json:"bridge"`
+	Elapsed    time.Duration `json:"elapsed_ns"`
+
+	mu sync.Mutex
+}
+
+func (s *Summary) add(stored bool, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if stored {
+		s.Messages++
+		s.Bytes += size
+	} else {
+		s.Duplicates++
+	}
+}
+
+func (s *Summary) fail(f Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Failed = append(s.Failed, f)
+}
+
+// job is one folder to export.
+type job struct {
+	f       *account.Folder
+	name    string   // archive folder name ("/"-joined)
+	segs    []string // archive folder segments
+	orphans bool     // Bridge All Mail: only messages in no folder
+}
+
+// Run exports the account into the archive.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	start := time.Now()
+	if o.Connections <= 0 {
+		o.Connections = 4
+	}
+	if o.Retries <= 0 {
+		o.Retries = 3
+	}
+	if o.ChunkSize <= 0 {
+		o.ChunkSize = 1000
+	}
+	if o.Labels == "" {
+		o.Labels = LabelsAsMetadata
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	e := &engine{o: o, sum: &Summary{}}
+	first, err := o.Account.Dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.pool = append(e.pool, first)
+	defer func() {
+		for _, c := range e.pool {
+			c.Logout().Wait()
+			c.Close()
+		}
+	}()
+	e.bridge = o.Account.URL.Bridge || first.IsBridge()
+	e.sum.Bridge = e.bridge
+	folders, err := first.ListFolders()
+	if err != nil {
+		return nil, fmt.Errorf("listing folders: %w", err)
+	}
+	jobs, labelBoxes, allMail := e.plan(folders)
+	e.sum.Folders = len(jobs)
+
+	// Skip what has not changed since the last run: same UIDVALIDITY, UIDNEXT
+	// and message count, no failed UIDs to retry.
+	var todo []*job
+	var planned int
+	var plannedBytes int64
+	changed := false
+	for _, j := range jobs {
+		st := o.Archive.State(j.name)
+		s := j.f.Status
+		if s != nil && st.UIDValidity == s.UIDValidity && uint32(s.UIDNext) == st.UIDNext && s.NumMessages != nil &&
+			*s.NumMessages == st.Messages && len(st.Failed) == 0 && s.UIDNext != 0 {
+			continue
+		}
+		changed = true
+		if !j.orphans {
+			todo = append(todo, j)
+			if s != nil && s.NumMessages != nil {
+				n := int(*s.NumMessages) - int(st.Count)
+				if n < 0 || st.UIDValidity != s.UIDValidity {
+					n = int(*s.NumMessages)
+				}
+				planned += n
+				if s.Size != nil && *s.NumMessages > 0 {
+					plannedBytes += *s.Size * int64(n) / int64(*s.NumMessages)
+				}
+			}
+		}
+	}
+	if o.Progress != nil {
+		o.Progress.Planned(planned, plannedBytes)
+	}
+	if e.bridge && changed {
+		if err := e.loadLabels(ctx, labelBoxes); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.runJobs(ctx, todo); err != nil {
+		return e.sum, err
+	}
+	if e.bridge && allMail != nil && changed {
+		// Messages only in All Mail, in no folder, after every folder is done.
+		if err := e.runJobs(ctx, []*job{allMail}); err != nil {
+			return e.sum, err
+		}
+	}
+	if err := o.Archive.SaveState(); err != nil {
+		return e.sum, err
+	}
+	sort.Slice(e.sum.Failed, func(i, k int) bool {
+		a, b := e.sum.Failed[i], e.sum.Failed[k]
+		return a.Folder < b.Folder || (a.Folder == b.Folder && a.UID < b.UID)
+	})
+	e.sum.Elapsed = time.Since(start)
+	return e.sum, ctx.Err()
+}
+
+type engine struct {
+	o      Options
+	sum    *Summary
+	bridge bool
+
+	mu     sync.Mutex
+	pool   []*account.Conn
+	labels map[string][]string // Proton internal ID -> labels
+}
+
+// Plan lists the folders that will be exported, with their archive names.
+func Plan(folders []*account.Folder, bridge bool, labels LabelMode, include, exclude []string) []*account.Folder {
+	e := &engine{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: bridge}
+	jobs, _, allMail := e.plan(folders)
+	var out []*account.Folder
+	for _, j := range jobs {
+		out = append(out, j.f)
+	}
+	if allMail != nil {
+		out = append(out, allMail.f)
+	}
+	return out
+}
+
+// plan decides which folders are exported, under which names; for Bridge it
+// also returns the label mailboxes and All Mail.
+func (e *engine) plan(folders []*account.Folder) (jobs []*job, labelBoxes []*account.Folder, allMail *job) {
+	for _, f := range folders {
+		if !f.Selectable() {
+			continue
+		}
+		segs := f.Segments
+		if e.bridge {
+			switch {
+			case f.Has(imap.MailboxAttrAll) || f.Name == "All Mail":
+				if e.selected(f.Path()) {
+					allMail = &job{f: f, name: f.Path(), segs: segs, orphans: true}
+				}
+				continue
+			case f.Has(imap.MailboxAttrFlagged) || f.Name == "Starred" || f.Name == "Scheduled":
+				labelBoxes = append(labelBoxes, f)
+				continue
+			case len(segs) > 1 && segs[0] == "Labels":
+				labelBoxes = append(labelBoxes, f)
+				if e.o.Labels != LabelsAsFolders {
+					continue
+				}
+			case len(segs) > 1 && segs[0] == "Folders":
+				segs = segs[1:]
+			}
+		}
+		name := strings.Join(segs, "/")
+		if !e.selected(name) && !e.selected(f.Path()) {
+			continue
+		}
+		jobs = append(jobs, &job{f: f, name: name, segs: segs})
+	}
+	return jobs, labelBoxes, allMail
+}
+
+func (e *engine) selected(p string) bool {
+	match := func(pats []string) bool {
+		for _, pat := range pats {
+			if ok, _ := path.Match(pat, p); ok {
+				return true
+			}
+			// "A" also selects everything below A
+			if ok, _ := path.Match(pat+"/*", p); ok && !strings.ContainsAny(pat, "*?[") {
+				return true
+			}
+		}
+		return false
+	}
+	if len(e.o.Include) > 0 && !match(e.o.Include) {
+		return false
+	}
+	return !match(e.o.Exclude)
+}
+
+// loadLabels reads X-Pm-Internal-Id of every message in Bridge's label
+// mailboxes (Labels/..., Starred), so that each exported message can carry
+// its labels.
+func (e *engine) loadLabels(ctx context.Context, boxes []*account.Folder) error {
+	e.labels = map[string][]string{}
+	if len(boxes) == 0 {
+		return nil
+	}
+	c, err := e.conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer e.release(c)
+	for _, b := range boxes {
+		if _, err := c.Examine(b.Name); err != nil {
+			return err
+		}
+		ids, err := c.FetchHeaderField("X-Pm-Internal-Id")
+		if err != nil {
+			return fmt.Errorf("reading the labels of %q: %w", b.Name, err)
+		}
+		label := b.Path()
+		if len(b.Segments) > 1 && b.Segments[0] == "Labels" {
+			label = strings.Join(b.Segments[1:], "/")
+		}
+		for _, id := range ids {
+			if id != "" {
+				e.labels[id] = append(e.labels[id], label)
+			}
+		}
+	}
+	return nil
+}
+
+// conn takes a connection from the pool, dialing a new one if needed.
+func (e *engine) conn(ctx context.Context) (*account.Conn, error) {
+	e.mu.Lock()
+	if n := len(e.pool); n > 0 {
+		c := e.pool[n-1]
+		e.pool = e.pool[:n-1]
+		e.mu.Unlock()
+		select {
+		case <-c.Closed():
+			c.Close()
+			return e.o.Account.Dial(ctx)
+		default:
+			return c, nil
+		}
+	}
+	e.mu.Unlock()
+	return e.o.Account.Dial(ctx)
+}
+
+func (e *engine) release(c *account.Conn) {
+	if c == nil {
+		return
+	}
+	select {
+	case <-c.Closed():
+		c.Close()
+		return
+	default:
+	}
+	e.mu.Lock()
+	e.pool = append(e.pool, c)
+	e.mu.Unlock()
+}
+
+// runJobs exports folders with up to Connections workers.
+func (e *engine) runJobs(ctx context.Context, jobs []*job) error {
+	ch := make(chan *job)
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var firstErr error
+	workers := min(e.o.Connections, len(jobs))
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				if err := e.folder(ctx, j); err != nil {
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+	// Biggest folders first, so that one big folder does not run alone at the end.
+	sort.SliceStable(jobs, func(i, k int) bool { return msgs(jobs[i]) > msgs(jobs[k]) })
+loop:
+	for _, j := range jobs {
+		errMu.Lock()
+		stop := firstErr != nil
+		errMu.Unlock()
+		if stop {
+			break
+		}
+		select {
+		case ch <- j:
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	close(ch)
+	wg.Wait()
+	if firstErr == nil {
+		firstErr = ctx.Err()
+	}
+	return firstErr
+}
+
+func msgs(j *job) uint32 {
+	if j.f.Status != nil && j.f.Status.NumMessages != nil {
+		return *j.f.Status.NumMessages
+	}
+	return 0
+}
+
+// fatal marks errors that stop the whole run (disk, archive).
+type fatal struct{ err error }
+
+func (f fatal) Error() string { return f.err.Error() }
+func (f fatal) Unwrap() error { return f.err }
+
+// folder exports one folder, reconnecting with backoff when the connection
+// drops and resuming after the last message written.
+func (e *engine) folder(ctx context.Context, j *job) error {
+	w, err := e.o.Archive.OpenFolder(j.name, j.segs)
+	if err != nil {
+		return fmt.Errorf("opening %s in the archive: %w", j.name, err)
+	}
+	fs := &folderRun{e: e, j: j, w: w, tries: map[uint32]int{}, lastErr: map[uint32]string{}}
+	backoff := time.Second
+	attempts := 0
+	for {
+		c, err := e.conn(ctx)
+		if err == nil {
+			err = fs.run(ctx, c)
+			e.release(c)
+		}
+		if err == nil {
+			break
+		}
+		var fe fatal
+		if errors.As(err, &fe) || ctx.Err() != nil {
+			w.Close()
+			return err
+		}
+		var ce *account.ConnectError
+		if errors.As(err, &ce) && (ce.Op == "login to" || strings.HasPrefix(ce.Op, "TLS") || strings.HasPrefix(ce.Op, "STARTTLS")) {
+			w.Close()
+			return err
+		}
+		attempts++
+		if attempts > 6 {
+			w.Close()
+			return fmt.Errorf("folder %s: giving up after %d reconnects: %w", j.name, attempts-1, err)
+		}
+		e.o.Log("folder %s: %v; reconnecting in %v", j.name, err, backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			w.Close()
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	return w.Close()
+}
+
+// folderRun is the state of one folder's export across reconnects.
+type folderRun struct {
+	e       *engine
+	j       *job
+	w       *archive.FolderWriter
+	tries   map[uint32]int
+	lastErr map[uint32]string
+	failed  []uint32
+	// rescan: content keys of messages already archived under an older
+	// UIDVALIDITY, with how many copies each; matches become aliases.
+	rescan map[string][]archive.Record
+}
+
+func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
+	e, j := fr.e, fr.j
+	sel, err := c.Examine(j.f.Name)
+	if err != nil {
+		return err
+	}
+	st := e.o.Archive.State(j.name)
+	after := st.LastUID
+	retry := append([]uint32(nil), st.Failed...)
+	renumbered := st.UIDValidity != 0 && st.UIDValidity != sel.UIDValidity
+	if renumbered {
+		// The server renumbered the folder (Bridge does on repair or
+		// re-login). Fetch everything again and keep only what is new.
+		e.o.Log("folder %s: UIDVALIDITY changed from %d to %d; rescanning, matching messages by content", j.name, st.UIDValidity, sel.UIDValidity)
+		after, retry = 0, nil
+	}
+	if (renumbered || st.Rescan) && fr.rescan == nil {
+		if err := fr.loadRescan(sel.UIDValidity); err != nil {
+			return fatal{err}
+		}
+	}
+	uids, err := c.UIDsAbove(after)
+	if err != nil {
+		return err
+	}
+	// Failed UIDs from earlier runs and this one go first.
+	todo := append(retry, uids...)
+	todo = fr.dropHopeless(todo)
+	for len(todo) > 0 {
+		n := min(len(todo), e.o.ChunkSize)
+		chunk := todo[:n]
+		if err := fr.chunk(ctx, c, sel.UIDValidity, chunk); err != nil {
+			return err
+		}
+		todo = todo[n:]
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	if err := fr.w.Commit(); err != nil {
+		return fatal{err}
+	}
+	var msgs uint32
+	if j.f.Status != nil && j.f.Status.NumMessages != nil {
+		msgs = *j.f.Status.NumMessages
+	}
+	uidNext := uint32(sel.UIDNext)
+	if j.f.Status != nil && j.f.Status.UIDNext != 0 {
+		uidNext = uint32(j.f.Status.UIDNext)
+		if j.f.Status.UIDValidity != sel.UIDValidity {
+			uidNext, msgs = 0, 0 // changed under us: look again next time
+		}
+	}
+	e.o.Archive.SetStatus(j.name, j.segs, sel.UIDValidity, uidNext, msgs, fr.failed)
+	return nil
+}
+
+// dropHopeless removes UIDs that failed too often in this run.
+func (fr *folderRun) dropHopeless(uids []uint32) []uint32 {
+	out := uids[:0:0]
+	for _, u := range uids {
+		if fr.tries[u] >= fr.e.o.Retries {
+			continue
+		}
+		out = append(out, u)
+	}
+	return out
+}
+
+// chunk exports a group of UIDs: metadata first (the From_ line and the
+// index need it before the body), then the bodies, streamed. Every UID asked
+// for is accounted for: written, or retried, or reported.
+func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uint32, uids []uint32) error {
+	e, j := fr.e, fr.j
+	meta, err := c.FetchMeta(uids)
+	if err != nil {
+		return err
+	}
+	var want []uint32
+	for _, u := range uids {
+		if _, ok := meta[u]; ok {
+			want = append(want, u)
+		}
+		// A UID without metadata was expunged since the SEARCH: nothing to keep.
+	}
+	if j.orphans {
+		want, err = fr.orphans(c, want)
+		if err != nil {
+			return err
+		}
+	}
+	for attempt := 0; len(want) > 0; attempt++ {
+		done, ferr := c.FetchBodies(want, func(uid uint32, r io.Reader, size int64) error {
+			md := meta[uid]
+			m := &message.Meta{
+				Segments:     j.segs,
+				UIDValidity:  uidValidity,
+				UID:          uid,
+				Flags:        md.Flags,
+				InternalDate: md.InternalDate,
+			}
+			if m.Flags == nil {
+				m.Flags = []string{}
+			}
+			stored, err := fr.w.Put(m, r, fr.dedup)
+			if err != nil {
+				var re *account.ReadError
+				if errors.As(err, &re) {
+					return err
+				}
+				return fatal{fmt.Errorf("writing %s UID %d to the archive: %w", j.name, uid, err)}
+			}
+			e.sum.add(stored, m.Size)
+			if e.o.Progress != nil {
+				e.o.Progress.Message(j.name, m.Size)
+			}
+			if fr.w.NeedCommit() {
+				if err := fr.w.Commit(); err != nil {
+					return fatal{err}
+				}
+			}
+			return nil
+		})
+		var rest []uint32
+		for _, u := range want {
+			if !done[u] {
+				rest = append(rest, u)
+			}
+		}
+		var fe fatal
+		if errors.As(ferr, &fe) {
+			return ferr
+		}
+		if ferr != nil && isConnErr(c, ferr) {
+			// The connection is gone: the caller reconnects and resumes; the
+			// messages written so far are committed first.
+			if err := fr.w.Commit(); err != nil {
+				return fatal{err}
+			}
+			for _, u := range rest {
+				fr.tries[u]++
+				fr.lastErr[u] = ferr.Error()
+			}
+			fr.noteHopeless(rest)
+			return ferr
+		}
+		// The server answered but did not deliver some messages (NO, NIL
+		// body, or a response shape go-imap drops): try those again alone.
+		for _, u := range rest {
+			fr.tries[u]++
+			if ferr != nil {
+				fr.lastErr[u] = ferr.Error()
+			} else if fr.lastErr[u] == "" {
+				fr.lastErr[u] = "the server did not return the message"
+			}
+		}
+		fr.noteHopeless(rest)
+		want = fr.dropHopeless(rest)
+		if len(want) > 0 {
+			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+func (fr *folderRun) noteHopeless(uids []uint32) {
+	for _, u := range uids {
+		if fr.tries[u] == fr.e.o.Retries {
+			fr.tries[u]++ // report once
+			fr.failed = append(fr.failed, u)
+			fr.e.sum.fail(Failure{Folder: fr.j.name, UID: u, Error: fr.lastErr[u]})
+		}
+	}
+}
+
+// loadRescan builds the content keys of messages archived under earlier
+// UIDVALIDITYs that no record of the current one has matched yet.
+func (fr *folderRun) loadRescan(current uint32) error {
+	recs, err := fr.e.o.Archive.Records(fr.j.name)
+	if err != nil {
+		return err
+	}
+	type gen struct {
+		uv  uint32
+		key string
+	}
+	count := map[gen]int{}
+	loc := map[string]archive.Record{}
+	for _, r := range recs {
+		k := r.ContentKey()
+		count[gen{r.UIDValidity, k}]++
+		if !r.Alias {
+			if _, ok := loc[k]; !ok {
+				loc[k] = r
+			}
+		} else if _, ok := loc[k]; !ok {
+			loc[k] = r
+		}
+	}
+	avail := map[string]int{}
+	for g, n := range count {
+		if g.uv != current && n > avail[g.key] {
+			avail[g.key] = n
+		}
+	}
+	fr.rescan = map[string][]archive.Record{}
+	for k, n := range avail {
+		n -= count[gen{current, k}]
+		for i := 0; i < n; i++ {
+			fr.rescan[k] = append(fr.rescan[k], loc[k])
+		}
+	}
+	return nil
+}
+
+// dedup decides whether a message is already in the archive: the same
+// Proton message in another folder, or (after a UIDVALIDITY change) the
+// same content under its old UID.
+func (fr *folderRun) dedup(m *message.Meta, here archive.Record) (*archive.Record, error) {
+	e := fr.e
+	if e.bridge && m.PMInternalID != "" {
+		m.Labels = e.labels[m.PMInternalID]
+		orig, err := e.o.Archive.ClaimPMID(m.PMInternalID, here)
+		if err != nil || orig != nil {
+			return orig, err
+		}
+		return nil, nil
+	}
+	if fr.rescan != nil {
+		k := m.ContentKey()
+		if recs := fr.rescan[k]; len(recs) > 0 {
+			r := recs[0]
+			fr.rescan[k] = recs[1:]
+			return &r, nil
+		}
+	}
+	return nil, nil
+}
+
+// orphans keeps the UIDs of Bridge's All Mail whose Proton message is in no
+// exported folder.
+func (fr *folderRun) orphans(c *account.Conn, uids []uint32) ([]uint32, error) {
+	ids, err := c.FetchHeaderField("X-Pm-Internal-Id")
+	if err != nil {
+		return nil, err
+	}
+	var out []uint32
+	for _, u := range uids {
+		id := ids[u]
+		if id == "" {
+			out = append(out, u)
+			continue
+		}
+		has, err := fr.e.o.Archive.HasPMID(id)
+		if err != nil {
+			return nil, fatal{err}
+		}
+		if !has {
+			out = append(out, u)
+		}
+	}
+	return out, nil
+}
+
+// isConnErr reports whether the connection is unusable after err.
+func isConnErr(c *account.Conn, err error) bool {
+	select {
+	case <-c.Closed():
+		return true
+	default:
+	}
+	var ie *imap.Error
+	if errors.As(err, &ie) {
+		return false
+	}
+	var re *account.ReadError
+	return errors.As(err, &re) || errors.Is(err, account.ErrShortLiteral) || strings.Contains(err.Error(), "EOF") ||
+		strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), "reset")
+}

@@ -1,0 +1,551 @@
+// Package archive is a mailmove archive on disk: messages in mbox files or
+// one .eml file per message, laid out by folder, with a crash-safe index in
+// OUT/.mailmove/ that records every message's metadata. The layout is
+// documented in the README ("Archive layout").
+//
+// Writing is transactional per message: a message is either in its mbox or
+// .eml file and in the index, or (after the next Open) in neither. Data is
+// made durable (fsync) before the index line that points to it is written,
+// in batches.
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mailmove/mailmove/message"
+)
+
+// Format is how messages are stored.
+type Format string
+
+const (
+	// Mbox stores each folder as one mboxrd file, OUT/<folder>.mbox.
+	Mbox Format = "mbox"
+	// EML stores each message as OUT/<folder>/<name>.eml.
+	EML Format = "eml"
+)
+
+// Version is the archive format version written to .mailmove/archive.json.
+const Version = 1
+
+// StateDir is the name of the state folder inside an archive.
+const StateDir = ".mailmove"
+
+// Header is .mailmove/archive.json.
+type Header struct {
+	Version int       `json:"version"`
+	Format  Format    `json:"format"`
+	LF      bool      `json:"mbox_lf,omitempty"`
+	Created time.Time `json:"created"`
+	Tool    string    `json:"tool"`
+}
+
+// Record is one line of a folder index (.mailmove/index/<folder>.jsonl).
+type Record struct {
+	message.Meta
+	// File is the .eml or .mbox file, relative to the archive root, with "/".
+	File string `json:"file"`
+	// Offset and Length locate the message in an mbox file: Offset is the
+	// start of its From_ line, Length runs to the end of the empty line after
+	// it. Both are 0 for .eml files.
+	Offset int64 `json:"offset,omitempty"`
+	Length int64 `json:"length,omitempty"`
+	// Alias marks a message the server holds again (same content after a
+	// UIDVALIDITY change, or the same Proton message in a second folder):
+	// its bytes are stored once, where File/Offset point.
+	Alias bool `json:"alias,omitempty"`
+}
+
+// FolderState is the summary of a folder kept in .mailmove/folders.json.
+type FolderState struct {
+	// UIDValidity is the server's UIDVALIDITY at the last run.
+	UIDValidity uint32 `json:"uidvalidity"`
+	// UIDNext and Messages are the server's STATUS at the end of the last
+	// complete pass; equal values mean there is nothing new.
+	UIDNext  uint32 `json:"uidnext"`
+	Messages uint32 `json:"messages"`
+	// LastUID is the highest UID (of UIDValidity) in the index.
+	LastUID uint32 `json:"last_uid"`
+	// Failed are UIDs below LastUID that could not be exported; the next run
+	// tries them again.
+	Failed []uint32 `json:"failed,omitempty"`
+	// Count is the number of index records (aliases included).
+	Count int64 `json:"count"`
+	// IndexSize is the size of the index file when this state was written;
+	// a longer file means a run stopped between index and state.
+	IndexSize int64 `json:"index_size"`
+	// MboxEnd is where the last indexed message ends in the folder's mbox.
+	MboxEnd int64 `json:"mbox_end,omitempty"`
+	// Segments is the folder name as segments.
+	Segments []string `json:"segments"`
+	// Rescan is set when UIDVALIDITY changed and the pass that matches old
+	// messages by content has not finished.
+	Rescan bool `json:"rescan,omitempty"`
+}
+
+// Archive is an open archive. It is safe for use by several goroutines, with
+// one Folder writer per folder at a time.
+type Archive struct {
+	Root   string
+	Header Header
+	lock   *os.File
+
+	mu      sync.Mutex
+	folders map[string]*FolderState
+	dirty   bool
+	pmIDs   map[string]Record // Proton internal ID -> where it is stored, loaded on demand
+}
+
+// ErrLocked is returned by Open when another process holds the archive.
+var ErrLocked = errors.New("another mailmove is using this archive")
+
+// Open opens the archive at root, creating it when it does not exist, with
+// format f (checked against an existing archive). It takes the archive's
+// lock, removes temporary files and cuts torn mbox tails and index lines
+// left by an interrupted run.
+func Open(root string, f Format, lf bool, tool string) (*Archive, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, err
+	}
+	sd := filepath.Join(root, StateDir)
+	if err := os.MkdirAll(filepath.Join(sd, "index"), 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(sd, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("%s: %w (a cron job still running?); wait for it to finish", root, ErrLocked)
+	}
+	a := &Archive{Root: root, lock: lock, folders: map[string]*FolderState{}}
+	hp := filepath.Join(sd, "archive.json")
+	b, err := os.ReadFile(hp)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &a.Header); err != nil {
+			a.Close()
+			return nil, fmt.Errorf("%s is damaged: %v", hp, err)
+		}
+		if a.Header.Version > Version {
+			a.Close()
+			return nil, fmt.Errorf("%s was written by a newer mailmove (archive version %d); update mailmove", root, a.Header.Version)
+		}
+		if f != "" && a.Header.Format != f {
+			a.Close()
+			return nil, &FormatError{Root: root, Have: a.Header.Format, Want: f}
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if f == "" {
+			a.Close()
+			return nil, fmt.Errorf("%s is not a mailmove archive (no %s)", root, hp)
+		}
+		if entries, _ := os.ReadDir(root); len(entries) > 1 {
+			a.Close()
+			return nil, fmt.Errorf("%s is not empty and is not a mailmove archive; refusing to write into it: choose an empty or new folder", root)
+		}
+		a.Header = Header{Version: Version, Format: f, LF: lf, Created: time.Now().UTC(), Tool: tool}
+		hb, _ := json.MarshalIndent(a.Header, "", "  ")
+		if err := writeFileAtomic(hp, append(hb, '\n')); err != nil {
+			a.Close()
+			return nil, err
+		}
+	default:
+		a.Close()
+		return nil, err
+	}
+	if err := a.loadState(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// FormatError is returned when an archive holds another format than asked.
+type FormatError struct {
+	Root       string
+	Have, Want Format
+}
+
+func (e *FormatError) Error() string {
+	return fmt.Sprintf("%s is a %s archive, not %s: run with --to %s to add to it, or give a new --out folder", e.Root, e.Have, e.Want, e.Have)
+}
+
+// Close releases the lock, saving the folder states first.
+func (a *Archive) Close() error {
+	err := a.SaveState()
+	if a.lock != nil {
+		a.lock.Close()
+		a.lock = nil
+	}
+	return err
+}
+
+func (a *Archive) statePath() string { return filepath.Join(a.Root, StateDir, "folders.json") }
+
+func (a *Archive) indexPath(folder string) string {
+	return filepath.Join(a.Root, StateDir, "index", indexName(folder))
+}
+
+// loadState reads folders.json and reconciles it with the index files and
+// message files, which are the truth.
+func (a *Archive) loadState() error {
+	b, err := os.ReadFile(a.statePath())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err == nil {
+		var st struct {
+			Folders map[string]*FolderState `json:"folders"`
+		}
+		if err := json.Unmarshal(b, &st); err != nil {
+			return fmt.Errorf("%s is damaged (%v); delete it and mailmove rebuilds it from the index", a.statePath(), err)
+		}
+		if st.Folders != nil {
+			a.folders = st.Folders
+		}
+	}
+	// Index files that folders.json does not know (a crash before the first
+	// state save) are read whole.
+	entries, err := os.ReadDir(filepath.Join(a.Root, StateDir, "index"))
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for name := range a.folders {
+		known[indexName(name)] = true
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".jsonl") && !known[e.Name()] {
+			// Learn the folder name from its first record.
+			recs, _, err := readIndex(filepath.Join(a.Root, StateDir, "index", e.Name()), 0)
+			if err != nil || len(recs) == 0 {
+				continue
+			}
+			segs := strings.Split(recs[0].Folder, "/")
+			a.folders[recs[0].Folder] = &FolderState{Segments: segs}
+		}
+	}
+	for name, fs := range a.folders {
+		if err := a.recoverFolder(name, fs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recoverFolder brings a folder's state up to its index, cuts a torn last
+// index line and a torn mbox tail, and removes temporary files.
+func (a *Archive) recoverFolder(name string, st *FolderState) error {
+	ip := a.indexPath(name)
+	fi, err := os.Stat(ip)
+	if errors.Is(err, fs.ErrNotExist) {
+		*st = FolderState{Segments: st.Segments, UIDValidity: st.UIDValidity}
+		fi = nil
+	} else if err != nil {
+		return err
+	}
+	if fi != nil && fi.Size() != st.IndexSize {
+		from := st.IndexSize
+		if fi.Size() < from {
+			// shorter than recorded: rebuild from the whole index
+			from = 0
+			*st = FolderState{Segments: st.Segments}
+		}
+		recs, good, err := readIndex(ip, from)
+		if err != nil {
+			return err
+		}
+		if good < fi.Size() {
+			// a torn last line: the message it describes is not committed
+			if err := os.Truncate(ip, good); err != nil {
+				return err
+			}
+		}
+		for _, r := range recs {
+			st.apply(&r)
+		}
+		st.IndexSize = good
+		a.dirty = true
+	}
+	if a.Header.Format == Mbox {
+		mp := filepath.Join(a.Root, RelPath(st.Segments)+".mbox")
+		if mfi, err := os.Stat(mp); err == nil && mfi.Size() > st.MboxEnd {
+			if err := os.Truncate(mp, st.MboxEnd); err != nil {
+				return fmt.Errorf("cutting the unfinished message at the end of %s: %w", mp, err)
+			}
+		}
+	} else {
+		dir := filepath.Join(a.Root, RelPath(st.Segments))
+		tmps, _ := filepath.Glob(filepath.Join(dir, ".mm-tmp-*"))
+		for _, t := range tmps {
+			os.Remove(t)
+		}
+	}
+	return nil
+}
+
+func (st *FolderState) apply(r *Record) {
+	if r.UIDValidity != st.UIDValidity {
+		if st.UIDValidity != 0 {
+			st.Rescan = true
+		}
+		st.UIDValidity = r.UIDValidity
+		st.LastUID = 0
+		st.Failed = nil
+		st.UIDNext = 0
+	}
+	if r.UID > st.LastUID {
+		st.LastUID = r.UID
+	}
+	for i, f := range st.Failed {
+		if f == r.UID {
+			st.Failed = append(st.Failed[:i], st.Failed[i+1:]...)
+			break
+		}
+	}
+	st.Count++
+	if !r.Alias && r.Length > 0 {
+		if end := r.Offset + r.Length; end > st.MboxEnd {
+			st.MboxEnd = end
+		}
+	}
+}
+
+// readIndex reads index records starting at byte offset from; it returns the
+// records of whole lines and the offset just after the last whole line.
+func readIndex(path string, from int64) ([]Record, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return nil, 0, err
+	}
+	br := bufio.NewReaderSize(f, 1<<16)
+	var out []Record
+	pos := from
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			var r Record
+			if jerr := json.Unmarshal(line, &r); jerr != nil {
+				return out, pos, fmt.Errorf("%s: damaged line at byte %d: %v", path, pos, jerr)
+			}
+			out = append(out, r)
+			pos += int64(len(line))
+		}
+		if err != nil {
+			if err == io.EOF {
+				return out, pos, nil
+			}
+			return out, pos, err
+		}
+	}
+}
+
+// Records returns every index record of a folder, in the order written.
+func (a *Archive) Records(folder string) ([]Record, error) {
+	recs, _, err := readIndex(a.indexPath(folder), 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return recs, err
+}
+
+// Folders returns the names of the folders in the archive, sorted.
+func (a *Archive) Folders() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for n := range a.folders {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// State returns a copy of a folder's state (zero if the folder is new).
+func (a *Archive) State(folder string) FolderState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st, ok := a.folders[folder]; ok {
+		c := *st
+		c.Failed = append([]uint32(nil), st.Failed...)
+		return c
+	}
+	return FolderState{}
+}
+
+// SetStatus records the server's STATUS after a complete pass over a folder,
+// and the UIDs that failed.
+func (a *Archive) SetStatus(folder string, segs []string, uidValidity, uidNext, messages uint32, failed []uint32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	st := a.folderLocked(folder, segs)
+	if st.UIDValidity != uidValidity {
+		st.UIDValidity = uidValidity
+		st.LastUID = 0
+	}
+	st.UIDNext, st.Messages = uidNext, messages
+	st.Rescan = false
+	st.Failed = append([]uint32(nil), failed...)
+	a.dirty = true
+}
+
+func (a *Archive) folderLocked(folder string, segs []string) *FolderState {
+	st, ok := a.folders[folder]
+	if !ok {
+		st = &FolderState{Segments: append([]string(nil), segs...)}
+		a.folders[folder] = st
+	}
+	return st
+}
+
+// SaveState writes folders.json atomically.
+func (a *Archive) SaveState() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.dirty {
+		return nil
+	}
+	b, err := json.MarshalIndent(struct {
+		Folders map[string]*FolderState `json:"folders"`
+	}{a.folders}, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(a.statePath(), append(b, '\n')); err != nil {
+		return err
+	}
+	a.dirty = false
+	return nil
+}
+
+// loadPMIDs reads the Proton internal IDs of every index the first time.
+func (a *Archive) loadPMIDs() error {
+	if a.pmIDs != nil {
+		return nil
+	}
+	a.pmIDs = map[string]Record{}
+	for name := range a.folders {
+		recs, _, err := readIndex(a.indexPath(name), 0)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		for _, r := range recs {
+			if r.PMInternalID != "" && !r.Alias {
+				a.pmIDs[r.PMInternalID] = Record{File: r.File, Offset: r.Offset, Length: r.Length, Meta: message.Meta{Folder: r.Folder}}
+			}
+		}
+	}
+	return nil
+}
+
+// HasPMID reports whether a message with Proton internal ID id is stored.
+func (a *Archive) HasPMID(id string) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.loadPMIDs(); err != nil {
+		return false, err
+	}
+	_, ok := a.pmIDs[id]
+	return ok, nil
+}
+
+// ClaimPMID records that the message with Proton internal ID id is stored at
+// loc, unless it already is stored elsewhere: then it returns that record.
+func (a *Archive) ClaimPMID(id string, loc Record) (*Record, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.loadPMIDs(); err != nil {
+		return nil, err
+	}
+	if r, ok := a.pmIDs[id]; ok {
+		return &r, nil
+	}
+	a.pmIDs[id] = loc
+	return nil, nil
+}
+
+// writeFileAtomic writes a file through a temporary file, fsync and rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func randName() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// emlName is the stable, sortable, collision-free name of a message file.
+func emlName(m *message.Meta) string {
+	return m.InternalDate.UTC().Format("20060102T150405Z") + "-" + strconv.FormatUint(uint64(m.UIDValidity), 10) + "-" +
+		strconv.FormatUint(uint64(m.UID), 10) + "-" + m.SHA256[:12] + ".eml"
+}
+
+// sniffHeader reads the start of r up to the end of the header (at most
+// message.MaxHeader bytes) and returns those bytes.
+func sniffHeader(br *bufio.Reader) []byte {
+	var buf bytes.Buffer
+	for buf.Len() < message.MaxHeader {
+		line, err := br.ReadSlice('\n')
+		buf.Write(line)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil || len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break
+		}
+	}
+	return buf.Bytes()
+}
+
+

@@ -1,0 +1,73 @@
+package archive
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// EscapeSegment makes one folder name segment safe as a file name: '%' and
+// any '/', '\', NUL or control character become %XX, a leading '.' becomes
+// %2E (so no segment is ".", ".." or hidden, and none can reach .mailmove),
+// and an empty segment becomes "%". The mapping is one to one.
+func EscapeSegment(seg string) string {
+	if seg == "" {
+		return "%"
+	}
+	var b strings.Builder
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		switch {
+		case c == '%' || c == '/' || c == '\\' || c < 0x20 || c == 0x7f || (i == 0 && c == '.'):
+			fmt.Fprintf(&b, "%%%02X", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// UnescapeSegment reverses EscapeSegment.
+func UnescapeSegment(s string) string {
+	if s == "%" {
+		return ""
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s)+0 && i+2 <= len(s)-1 {
+			var c byte
+			if _, err := fmt.Sscanf(s[i+1:i+3], "%02X", &c); err == nil {
+				b.WriteByte(c)
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// RelPath returns the path, relative to the archive root and with the OS
+// separator, of a folder given as its name segments. Every segment is
+// escaped, so the result never leaves the archive.
+func RelPath(segments []string) string {
+	parts := make([]string, len(segments))
+	for i, s := range segments {
+		parts[i] = EscapeSegment(s)
+	}
+	return filepath.Join(parts...)
+}
+
+// indexName is the file name of a folder's index in .mailmove/index.
+func indexName(folder string) string {
+	var b strings.Builder
+	for i := 0; i < len(folder); i++ {
+		c := folder[i]
+		if c == '%' || c == '/' || c == '\\' || c < 0x20 || c == 0x7f || (i == 0 && c == '.') {
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String() + ".jsonl"
+}

@@ -1,0 +1,293 @@
+package archive
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mailmove/mailmove/formats/mbox"
+	"github.com/mailmove/mailmove/message"
+)
+
+// Commit thresholds: a folder writer makes its data durable and writes the
+// index after this many messages, bytes or seconds, whichever comes first.
+const (
+	commitMessages = 2000
+	commitBytes    = 256 << 20
+	commitInterval = 5 * time.Second
+)
+
+// FolderWriter adds messages to one folder of an archive.
+type FolderWriter struct {
+	a    *Archive
+	name string
+	segs []string
+
+	// mbox
+	mboxPath string
+	mboxRel  string
+	mf       *os.File
+	bw       *bufio.Writer
+	mw       *mbox.Writer
+	off      int64
+
+	// eml
+	dir    string
+	relDir string
+	files  []string // written since the last commit, for platforms without syncfs
+
+	index        *os.File
+	pending      []Record
+	pendingBytes int64
+	lastCommit   time.Time
+}
+
+// OpenFolder returns a writer for the folder with the given name (segments
+// joined with "/") and segments.
+func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) {
+	a.mu.Lock()
+	st := a.folderLocked(name, segs)
+	end := st.MboxEnd
+	a.mu.Unlock()
+	w := &FolderWriter{a: a, name: name, segs: segs, lastCommit: time.Now()}
+	rel := RelPath(segs)
+	if a.Header.Format == Mbox {
+		w.mboxPath = filepath.Join(a.Root, rel+".mbox")
+		w.mboxRel = filepath.ToSlash(rel + ".mbox")
+		if err := os.MkdirAll(filepath.Dir(w.mboxPath), 0o700); err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(w.mboxPath, os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := f.Truncate(end); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if _, err := f.Seek(end, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+		w.mf, w.off = f, end
+		w.bw = bufio.NewWriterSize(f, 256<<10)
+		w.mw = mbox.NewWriter(w.bw, a.Header.LF)
+	} else {
+		w.dir = filepath.Join(a.Root, rel)
+		w.relDir = filepath.ToSlash(rel)
+		if err := os.MkdirAll(w.dir, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	idx, err := os.OpenFile(a.indexPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		w.closeFiles()
+		return nil, err
+	}
+	w.index = idx
+	return w, nil
+}
+
+// Dedup decides, once a message's bytes are hashed, whether it is already
+// in the archive. It returns the record of the stored copy, or nil to keep
+// the message.
+type Dedup func(m *message.Meta, here Record) (*Record, error)
+
+// Put writes one message, streaming r, and fills in meta's Size, SHA256,
+// MessageID, PMInternalID and Sender. If dedup finds the message already
+// stored, only an alias record is added. The message is committed (durable
+// and indexed) at the next Commit, which Put calls itself now and then.
+func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored bool, err error) {
+	meta.Folder = w.name
+	h := sha256.New()
+	var rec Record
+	var tmp string
+	if w.mw != nil {
+		// The buffer must hold only this message, so that rewind can drop it.
+		if err := w.bw.Flush(); err != nil {
+			return false, err
+		}
+		br := bufio.NewReaderSize(r, 64<<10)
+		hdr := sniffHeader(br)
+		_, _, sender := message.HeaderFields(bufio.NewReader(bytes.NewReader(hdr)))
+		cr := &counter{}
+		body := io.TeeReader(io.MultiReader(bytes.NewReader(hdr), br), io.MultiWriter(h, cr))
+		n, err := w.mw.WriteMessage(sender, meta.InternalDate, body)
+		if err != nil {
+			w.rewind()
+			return false, err
+		}
+		meta.Size = cr.n
+		meta.MessageID, meta.PMInternalID, meta.Sender = message.HeaderFields(bufio.NewReader(bytes.NewReader(hdr)))
+		rec.File, rec.Offset, rec.Length = w.mboxRel, w.off, n
+	} else {
+		tmp = filepath.Join(w.dir, ".mm-tmp-"+randName())
+		f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return false, err
+		}
+		var sn message.HeaderSniffer
+		n, err := io.Copy(io.MultiWriter(f, h, &sn), r)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			os.Remove(tmp)
+			return false, err
+		}
+		meta.Size = n
+		meta.MessageID, meta.PMInternalID, meta.Sender = sn.Fields()
+	}
+	meta.SHA256 = hex.EncodeToString(h.Sum(nil))
+	if dedup != nil {
+		here := rec
+		here.Folder = w.name
+		if tmp != "" {
+			here.File = joinSlash(w.relDir, emlName(meta))
+		}
+		orig, err := dedup(meta, here)
+		if err != nil || orig != nil {
+			if tmp != "" {
+				os.Remove(tmp)
+			} else {
+				w.rewind()
+			}
+			if err != nil {
+				return false, err
+			}
+			rec = Record{Meta: *meta, File: orig.File, Offset: orig.Offset, Length: orig.Length, Alias: true}
+			w.add(rec, 0)
+			return false, nil
+		}
+	}
+	if tmp != "" {
+		name := emlName(meta)
+		if err := os.Rename(tmp, filepath.Join(w.dir, name)); err != nil {
+			os.Remove(tmp)
+			return false, err
+		}
+		w.files = append(w.files, filepath.Join(w.dir, name))
+		rec.File = joinSlash(w.relDir, name)
+	} else {
+		w.off += rec.Length
+	}
+	rec.Meta = *meta
+	w.add(rec, meta.Size)
+	return true, nil
+}
+
+func joinSlash(dir, name string) string {
+	if dir == "" || dir == "." {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// rewind drops a half-written mbox message.
+func (w *FolderWriter) rewind() {
+	w.bw.Reset(w.mf)
+	w.mf.Truncate(w.off)
+	w.mf.Seek(w.off, io.SeekStart)
+}
+
+// Location returns where the message last Put would be found by an alias.
+func (w *FolderWriter) add(rec Record, n int64) {
+	rec.Folder = w.name
+	w.pending = append(w.pending, rec)
+	w.pendingBytes += n
+}
+
+// NeedCommit reports whether enough is pending that Commit should run.
+func (w *FolderWriter) NeedCommit() bool {
+	return len(w.pending) >= commitMessages || w.pendingBytes >= commitBytes ||
+		(len(w.pending) > 0 && time.Since(w.lastCommit) >= commitInterval)
+}
+
+// Pending returns the records not yet committed.
+func (w *FolderWriter) Pending() []Record { return w.pending }
+
+// Commit makes every message written so far durable, then appends their
+// index lines and makes those durable.
+func (w *FolderWriter) Commit() error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	if w.mf != nil {
+		if err := w.bw.Flush(); err != nil {
+			return err
+		}
+		if err := w.mf.Sync(); err != nil {
+			return fmt.Errorf("fsync %s: %w", w.mboxPath, err)
+		}
+	} else if len(w.files) > 0 {
+		if err := syncFiles(w.a.Root, w.dir, w.files); err != nil {
+			return err
+		}
+		w.files = w.files[:0]
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for i := range w.pending {
+		if err := enc.Encode(&w.pending[i]); err != nil {
+			return err
+		}
+	}
+	if _, err := w.index.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("writing the index: %w", err)
+	}
+	if err := w.index.Sync(); err != nil {
+		return fmt.Errorf("fsync the index: %w", err)
+	}
+	w.a.mu.Lock()
+	st := w.a.folderLocked(w.name, w.segs)
+	for i := range w.pending {
+		st.apply(&w.pending[i])
+	}
+	st.IndexSize += int64(buf.Len())
+	w.a.dirty = true
+	w.a.mu.Unlock()
+	w.pending = w.pending[:0]
+	w.pendingBytes = 0
+	w.lastCommit = time.Now()
+	return nil
+}
+
+// Close commits and closes the folder's files.
+func (w *FolderWriter) Close() error {
+	err := w.Commit()
+	if cerr := w.closeFiles(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (w *FolderWriter) closeFiles() error {
+	var err error
+	if w.mf != nil {
+		if e := w.bw.Flush(); e != nil && err == nil {
+			err = e
+		}
+		if e := w.mf.Close(); e != nil && err == nil {
+			err = e
+		}
+		w.mf = nil
+	}
+	if w.index != nil {
+		if e := w.index.Close(); e != nil && err == nil {
+			err = e
+		}
+		w.index = nil
+	}
+	return err
+}
+
+type counter struct{ n int64 }
+
+func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }

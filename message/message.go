@@ -1,0 +1,146 @@
+// Package message is the middle of the mailmove pipeline: what a reader (an
+// IMAP account, Proton Mail Bridge, an archive) hands to a writer (an
+// archive, an IMAP account). A message is its RFC 5322 bytes, streamed, plus
+// the metadata a mail server keeps beside them.
+package message
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+	"time"
+)
+
+// Meta is what a server knows about a message besides its bytes.
+type Meta struct {
+	// Folder is the folder path, segments joined with "/" whatever the
+	// server's delimiter (a "/" inside a segment is kept escaped by Segments).
+	Folder string `json:"folder"`
+	// Segments is the folder path as segments, as the server named them.
+	Segments []string `json:"-"`
+	// UIDValidity and UID identify the message on the server it came from.
+	UIDValidity uint32 `json:"uidvalidity"`
+	UID         uint32 `json:"uid"`
+	// Flags holds system flags (\Seen, \Deleted, ...) and keywords, as the
+	// server sent them; \Recent is left out.
+	Flags []string `json:"flags"`
+	// InternalDate is the server's arrival date (IMAP INTERNALDATE).
+	InternalDate time.Time `json:"internaldate"`
+	// Size is the exact number of bytes of the message.
+	Size int64 `json:"size"`
+	// SHA256 is the hex SHA-256 of the bytes.
+	SHA256 string `json:"sha256"`
+	// MessageID is the Message-ID header without angle brackets, if any.
+	MessageID string `json:"message_id,omitempty"`
+	// PMInternalID is Proton's X-Pm-Internal-Id header, if any.
+	PMInternalID string `json:"pm_internal_id,omitempty"`
+	// Labels are the Proton labels (Bridge's Labels/... folders) the message
+	// carries; Starred is one of them when the message is starred.
+	Labels []string `json:"labels,omitempty"`
+	// Sender is the envelope sender (Return-Path), if the message has one.
+	Sender string `json:"-"`
+}
+
+// ContentKey returns the key by which the same message is recognised after
+// its UID changed: Proton's internal ID when there is one, else Message-ID,
+// size and SHA-256.
+func (m *Meta) ContentKey() string {
+	if m.PMInternalID != "" {
+		return "pm:" + m.PMInternalID
+	}
+	return "mid:" + m.MessageID + "|" + itoa(m.Size) + "|" + m.SHA256
+}
+
+func itoa(n int64) string {
+	var b [20]byte
+	i := len(b)
+	if n == 0 {
+		return "0"
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[i:])
+}
+
+// HeaderSniffer watches the bytes of a message go by and keeps the header
+// fields mailmove records (Message-ID, X-Pm-Internal-Id, Return-Path). It
+// holds at most MaxHeader bytes.
+type HeaderSniffer struct {
+	buf  bytes.Buffer
+	done bool
+}
+
+// MaxHeader is the most header bytes a HeaderSniffer keeps.
+const MaxHeader = 256 << 10
+
+// Write implements io.Writer; it never fails.
+func (h *HeaderSniffer) Write(p []byte) (int, error) {
+	if h.done {
+		return len(p), nil
+	}
+	room := MaxHeader - h.buf.Len()
+	q := p
+	if len(q) > room {
+		q = q[:room]
+	}
+	h.buf.Write(q)
+	b := h.buf.Bytes()
+	if bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n")) || h.buf.Len() >= MaxHeader {
+		h.done = true
+	}
+	return len(p), nil
+}
+
+// Fields parses what was seen. Broken headers give what could be read.
+func (h *HeaderSniffer) Fields() (messageID, pmID, sender string) {
+	return HeaderFields(bufio.NewReader(bytes.NewReader(h.buf.Bytes())))
+}
+
+// HeaderFields reads a message header from r and returns its Message-ID
+// (without <>), X-Pm-Internal-Id and Return-Path address. It is lenient:
+// a malformed line is skipped, not an error.
+func HeaderFields(r *bufio.Reader) (messageID, pmID, sender string) {
+	var key, val string
+	flush := func() {
+		v := strings.TrimSpace(val)
+		switch strings.ToLower(key) {
+		case "message-id":
+			if messageID == "" {
+				messageID = strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
+			}
+		case "x-pm-internal-id":
+			if pmID == "" {
+				pmID = v
+			}
+		case "return-path":
+			v = strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
+			if sender == "" && v != "" && !strings.ContainsAny(v, " \t") {
+				sender = v
+			}
+		}
+		key, val = "", ""
+	}
+	for {
+		line, err := r.ReadString('\n')
+		t := strings.TrimRight(line, "\r\n")
+		if t == "" {
+			break
+		}
+		if t[0] == ' ' || t[0] == '\t' {
+			val += " " + strings.TrimSpace(t)
+		} else {
+			flush()
+			if k, v, ok := strings.Cut(t, ":"); ok {
+				key, val = strings.TrimSpace(k), v
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	flush()
+	return
+}
