@@ -97,6 +97,12 @@ func (s *Summary) add(stored bool, size int64) {
 	}
 }
 
+func (s *Summary) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Messages + s.Duplicates
+}
+
 func (s *Summary) fail(f Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -422,6 +428,7 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 	fs := &folderRun{e: e, j: j, w: w, tries: map[uint32]int{}, lastErr: map[uint32]string{}}
 	backoff := time.Second
 	attempts := 0
+	progressMark := e.sum.count()
 	for {
 		c, err := e.conn(ctx)
 		if err == nil {
@@ -430,6 +437,10 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 		}
 		if err == nil {
 			break
+		}
+		if n := e.sum.count(); n != progressMark {
+			// progress since the last drop: start the backoff again
+			progressMark, attempts, backoff = n, 0, time.Second
 		}
 		var fe fatal
 		if errors.As(err, &fe) || ctx.Err() != nil {
@@ -610,11 +621,13 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 			if err := fr.w.Commit(); err != nil {
 				return fatal{err}
 			}
-			for _, u := range rest {
-				fr.tries[u]++
-				fr.lastErr[u] = ferr.Error()
+			// Only the message in flight counts a try: one that kills the
+			// connection every time is reported in the end.
+			if len(rest) > 0 {
+				fr.tries[rest[0]]++
+				fr.lastErr[rest[0]] = ferr.Error()
+				fr.noteHopeless(rest[:1])
 			}
-			fr.noteHopeless(rest)
 			return ferr
 		}
 		// The server answered but did not deliver some messages (NO, NIL

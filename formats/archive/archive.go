@@ -547,5 +547,3 @@ func sniffHeader(br *bufio.Reader) []byte {
 	}
 	return buf.Bytes()
 }
-
-

@@ -1,0 +1,457 @@
+package export
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/formats/archive"
+	"github.com/mailmove/mailmove/formats/mbox"
+)
+
+// testMsg is a message put on the test server.
+type testMsg struct {
+	folder string
+	raw    []byte
+	flags  []imap.Flag
+	date   time.Time
+}
+
+func genMessages(n int, folders []string, seed int64) []testMsg {
+	r := rand.New(rand.NewSource(seed))
+	var out []testMsg
+	for i := 0; i < n; i++ {
+		var b strings.Builder
+		fmt.Fprintf(&b, "Return-Path: <s%d@example.org>\r\nFrom: S <s%d@example.org>\r\nSubject: message %d\r\nMessage-ID: <m%d.%d@example.org>\r\nDate: Mon, 06 Jan 2025 09:15:00 +0100\r\n\r\n", i, i, i, seed, i)
+		b.WriteString("From the start of a body line\r\n>From quoted\r\n")
+		lines := r.Intn(200)
+		if i%17 == 0 {
+			lines = 3000 // ~200 KB
+		}
+		for l := 0; l < lines; l++ {
+			fmt.Fprintf(&b, "line %d of message %d: %x\r\n", l, i, r.Int63())
+		}
+		if i%5 == 0 {
+			b.WriteString("no final newline")
+		}
+		flags := []imap.Flag{}
+		if i%2 == 0 {
+			flags = append(flags, imap.FlagSeen)
+		}
+		if i%7 == 0 {
+			flags = append(flags, imap.FlagDeleted)
+		}
+		if i%3 == 0 {
+			flags = append(flags, "$Label1")
+		}
+		out = append(out, testMsg{
+			folder: folders[i%len(folders)],
+			raw:    []byte(b.String()),
+			flags:  flags,
+			date:   time.Date(2020, 1, 1, 0, 0, 0, 0, time.FixedZone("", 3600)).Add(time.Duration(i) * time.Hour),
+		})
+	}
+	return out
+}
+
+type testServer struct {
+	srv  *account.MemServer
+	addr string
+}
+
+func startServer(t testing.TB) *testServer {
+	t.Helper()
+	srv, err := account.ServeMemory("alice", "secret", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return &testServer{srv: srv, addr: srv.Addr}
+}
+
+func (ts *testServer) config(t testing.TB, addr string) *account.Config {
+	t.Helper()
+	u, err := account.ParseURL("imap://alice@" + addr + "?tls=none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("MAILMOVE_TEST_PASSWORD", "secret")
+	return &account.Config{URL: u, Password: account.PasswordSource{Env: "MAILMOVE_TEST_PASSWORD"}, IdleTimeout: 5 * time.Second}
+}
+
+func (ts *testServer) put(t testing.TB, msgs []testMsg) {
+	t.Helper()
+	c, err := ts.config(t, ts.addr).Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	made := map[string]bool{"INBOX": true}
+	for _, m := range msgs {
+		segs := strings.Split(m.folder, "/")
+		for i := range segs {
+			p := strings.Join(segs[:i+1], "/")
+			if !made[p] {
+				c.Create(p, nil).Wait()
+				made[p] = true
+			}
+		}
+		ap := c.Append(m.folder, int64(len(m.raw)), &imap.AppendOptions{Flags: m.flags, Time: m.date})
+		ap.Write(m.raw)
+		ap.Close()
+		if _, err := ap.Wait(); err != nil {
+			t.Fatalf("APPEND: %v", err)
+		}
+	}
+}
+
+func export(t testing.TB, cfg *account.Config, out string, f archive.Format, conns int) *Summary {
+	t.Helper()
+	a, err := archive.Open(out, f, false, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := Run(context.Background(), Options{Account: cfg, Archive: a, Connections: conns, Log: t.Logf})
+	if cerr := a.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	return sum
+}
+
+// archived reads an archive back: for every stored message, its folder, bytes
+// (trimmed to the recorded size) and record.
+func archived(t testing.TB, out string) map[string][]archive.Record {
+	t.Helper()
+	a, err := archive.Open(out, "", false, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	got := map[string][]archive.Record{}
+	for _, folder := range a.Folders() {
+		recs, err := a.Records(folder)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Alias {
+				continue
+			}
+			b := readStored(t, out, a.Header.Format, r)
+			if int64(len(b)) != r.Size {
+				t.Fatalf("%s UID %d: %d bytes stored, index says %d", folder, r.UID, len(b), r.Size)
+			}
+			sum := sha256.Sum256(b)
+			if hex.EncodeToString(sum[:]) != r.SHA256 {
+				t.Fatalf("%s UID %d: stored bytes do not match the index hash", folder, r.UID)
+			}
+			got[folder] = append(got[folder], r)
+		}
+	}
+	return got
+}
+
+func readStored(t testing.TB, out string, f archive.Format, r archive.Record) []byte {
+	t.Helper()
+	p := filepath.Join(out, filepath.FromSlash(r.File))
+	if f == archive.EML {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	fh, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	m, err := mbox.NewReader(io.NewSectionReader(fh, r.Offset, r.Length)).Next()
+	if err != nil {
+		t.Fatalf("%s at %d: %v", r.File, r.Offset, err)
+	}
+	b, err := io.ReadAll(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(b)) > r.Size { // a message without final newline gained one
+		b = b[:r.Size]
+	}
+	return b
+}
+
+// checkExact checks that the archive holds exactly msgs, byte for byte, with
+// flags and dates.
+func checkExact(t testing.TB, out string, msgs []testMsg) {
+	t.Helper()
+	got := archived(t, out)
+	want := map[string][]testMsg{}
+	for _, m := range msgs {
+		want[m.folder] = append(want[m.folder], m)
+	}
+	for folder, ms := range want {
+		recs := got[folder]
+		if len(recs) != len(ms) {
+			t.Fatalf("folder %s: %d messages archived, want %d", folder, len(recs), len(ms))
+		}
+		sort.Slice(recs, func(i, j int) bool { return recs[i].UID < recs[j].UID })
+		for i, m := range ms {
+			r := recs[i]
+			b := readStored(t, out, formatOf(t, out), r)
+			if !bytes.Equal(b, m.raw) {
+				t.Fatalf("folder %s message %d: bytes differ", folder, i)
+			}
+			if !r.InternalDate.Equal(m.date) {
+				t.Errorf("folder %s message %d: date %v, want %v", folder, i, r.InternalDate, m.date)
+			}
+			if fs, ws := normFlags(r.Flags), normFlags(flagStrings(m.flags)); fs != ws {
+				t.Errorf("folder %s message %d: flags %s, want %s", folder, i, fs, ws)
+			}
+		}
+	}
+	for folder, recs := range got {
+		if len(recs) > 0 && len(want[folder]) == 0 {
+			t.Errorf("unexpected folder %s with %d messages", folder, len(recs))
+		}
+	}
+}
+
+func formatOf(t testing.TB, out string) archive.Format {
+	b, err := os.ReadFile(filepath.Join(out, ".mailmove", "archive.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte(`"eml"`)) {
+		return archive.EML
+	}
+	return archive.Mbox
+}
+
+func flagStrings(f []imap.Flag) []string {
+	var s []string
+	for _, x := range f {
+		s = append(s, string(x))
+	}
+	return s
+}
+
+func normFlags(f []string) string {
+	var s []string
+	for _, x := range f {
+		s = append(s, strings.ToLower(x))
+	}
+	sort.Strings(s)
+	return strings.Join(s, " ")
+}
+
+var folders = []string{"INBOX", "Sent", "Archive/2024", "Entwürfe/Übersicht", "R&D"}
+
+func TestExportExactAndIncremental(t *testing.T) {
+	for _, f := range []archive.Format{archive.Mbox, archive.EML} {
+		t.Run(string(f), func(t *testing.T) {
+			ts := startServer(t)
+			msgs := genMessages(120, folders, 1)
+			ts.put(t, msgs)
+			out := filepath.Join(t.TempDir(), "out")
+			cfg := ts.config(t, ts.addr)
+			sum := export(t, cfg, out, f, 3)
+			if sum.Messages != len(msgs) || len(sum.Failed) != 0 {
+				t.Fatalf("summary %+v", sum)
+			}
+			checkExact(t, out, msgs)
+
+			// nothing new: nothing fetched
+			sum = export(t, cfg, out, f, 3)
+			if sum.Messages != 0 {
+				t.Fatalf("re-run exported %d messages", sum.Messages)
+			}
+			// new mail: only that is fetched
+			more := genMessages(30, folders, 2)
+			ts.put(t, more)
+			sum = export(t, cfg, out, f, 3)
+			if sum.Messages != 30 {
+				t.Fatalf("incremental run exported %d messages, want 30", sum.Messages)
+			}
+			checkExact(t, out, append(append([]testMsg{}, msgs...), more...))
+			checkPerms(t, out)
+		})
+	}
+}
+
+func checkPerms(t *testing.T, out string) {
+	filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		perm := fi.Mode().Perm()
+		if fi.IsDir() && perm != 0o700 || !fi.IsDir() && perm != 0o600 {
+			t.Errorf("%s has mode %v", p, perm)
+		}
+		return nil
+	})
+}
+
+func TestHostileFolderNames(t *testing.T) {
+	ts := startServer(t)
+	names := []string{"..", ".hidden", "%41", ".mailmove", "x/../../escape", "Ordner mit Leerzeichen"}
+	var msgs []testMsg
+	for i, n := range names {
+		m := genMessages(1, []string{n}, int64(100+i))[0]
+		msgs = append(msgs, m)
+	}
+	ts.put(t, msgs)
+	root := t.TempDir()
+	out := filepath.Join(root, "out")
+	export(t, ts.config(t, ts.addr), out, archive.EML, 1)
+	entries, _ := os.ReadDir(root)
+	if len(entries) != 1 {
+		t.Fatalf("something was written outside the archive: %v", entries)
+	}
+	checkExact(t, out, msgs)
+	// eml folders for the names exist under escaped names
+	for _, n := range names {
+		segs := strings.Split(n, "/")
+		if _, err := os.Stat(filepath.Join(out, archive.RelPath(segs))); err != nil {
+			t.Errorf("folder %q: %v", n, err)
+		}
+	}
+}
+
+// cutProxy forwards TCP to target and cuts each of the first n connections
+// after limit bytes from the server.
+type cutProxy struct {
+	ln     net.Listener
+	target string
+	limit  int64
+	cuts   int32
+	n      int32
+	wg     sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, target string, limit int64, n int32) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target, limit: limit, n: n}
+	go p.serve()
+	t.Cleanup(func() { ln.Close() })
+	return p
+}
+
+func (p *cutProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		cut := atomic.AddInt32(&p.cuts, 1) <= p.n
+		go func() { io.Copy(s, c); s.Close() }()
+		go func() {
+			if cut {
+				io.CopyN(c, s, p.limit)
+				c.Close()
+				s.Close()
+				return
+			}
+			io.Copy(c, s)
+			c.Close()
+		}()
+	}
+}
+
+func TestDroppedConnections(t *testing.T) {
+	for _, f := range []archive.Format{archive.Mbox, archive.EML} {
+		t.Run(string(f), func(t *testing.T) {
+			ts := startServer(t)
+			msgs := genMessages(80, folders[:2], 3)
+			ts.put(t, msgs)
+			// the first 4 connections die in the middle of the transfer,
+			// most likely inside a message literal
+			p := newCutProxy(t, ts.addr, 150_000, 4)
+			out := filepath.Join(t.TempDir(), "out")
+			sum := export(t, ts.config(t, p.ln.Addr().String()), out, f, 1)
+			if len(sum.Failed) != 0 {
+				t.Fatalf("failures: %+v", sum.Failed)
+			}
+			checkExact(t, out, msgs)
+		})
+	}
+}
+
+func TestUIDValidityChangeRescan(t *testing.T) {
+	ts := startServer(t)
+	msgs := genMessages(20, []string{"Box"}, 4)
+	ts.put(t, msgs)
+	out := filepath.Join(t.TempDir(), "out")
+	cfg := ts.config(t, ts.addr)
+	export(t, cfg, out, archive.Mbox, 1)
+
+	// The server renumbers the folder: delete and re-create with the same
+	// messages plus two new ones.
+	c, err := cfg.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete("Box").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	more := genMessages(2, []string{"Box"}, 5)
+	ts.put(t, append(append([]testMsg{}, msgs...), more...))
+	sum := export(t, cfg, out, archive.Mbox, 1)
+	if sum.Messages != 2 || sum.Duplicates != 20 {
+		t.Fatalf("after renumbering: %d new, %d matched; want 2 and 20", sum.Messages, sum.Duplicates)
+	}
+	got := archived(t, out)
+	if len(got["Box"]) != 22 {
+		t.Fatalf("archive holds %d messages, want 22", len(got["Box"]))
+	}
+	// and a further run is a no-op
+	if sum := export(t, cfg, out, archive.Mbox, 1); sum.Messages != 0 {
+		t.Fatalf("run after rescan exported %d", sum.Messages)
+	}
+}
+
+func BenchmarkExport(b *testing.B) {
+	for _, f := range []archive.Format{archive.Mbox, archive.EML} {
+		b.Run(string(f), func(b *testing.B) {
+			ts := startServer(b)
+			msgs := genMessages(500, folders, 9)
+			ts.put(b, msgs)
+			var total int64
+			for _, m := range msgs {
+				total += int64(len(m.raw))
+			}
+			b.SetBytes(total)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				out := filepath.Join(b.TempDir(), "out")
+				export(b, ts.config(b, ts.addr), out, f, 2)
+			}
+		})
+	}
+}
