@@ -114,12 +114,30 @@ func (c *Conn) Examine(name string) (*imap.SelectData, error) {
 func (c *Conn) UIDsAbove(after uint32) ([]uint32, error) {
 	var set imap.UIDSet
 	set.AddRange(imap.UID(after+1), 0)
+	var all []imap.UID
 	sd, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
-	if err != nil {
-		return nil, fmt.Errorf("UID SEARCH: %w", err)
+	if err == nil {
+		all = sd.AllUIDs()
+	} else {
+		var ie *imap.Error
+		if !errors.As(err, &ie) {
+			return nil, fmt.Errorf("UID SEARCH: %w", err)
+		}
+		// Some servers (gluon, so Proton Mail Bridge) answer NO when no
+		// message matches; ask with UID FETCH instead.
+		msgs, ferr := c.Fetch(set, &imap.FetchOptions{UID: true}).Collect()
+		if ferr != nil {
+			if errors.As(ferr, &ie) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("UID FETCH (UID): %w", ferr)
+		}
+		for _, m := range msgs {
+			all = append(all, m.UID)
+		}
 	}
 	var out []uint32
-	for _, u := range sd.AllUIDs() {
+	for _, u := range all {
 		if uint32(u) > after { // "n:*" also matches the last UID when it is below n
 			out = append(out, uint32(u))
 		}

@@ -34,11 +34,11 @@ func freePort(t testing.TB) int {
 }
 
 // startDovecot starts Dovecot, or skips the test when it is not installed
-// (CI sets MAILMOVE_REQUIRE_DOVECOT=1, and then a missing Dovecot fails).
+// (CI sets MAILMOVE_REQUIRE_INTEROP=1, and then a missing Dovecot fails).
 func startDovecot(t testing.TB) *dovecot {
 	t.Helper()
 	if _, err := exec.LookPath("dovecot"); err != nil {
-		if os.Getenv("MAILMOVE_REQUIRE_DOVECOT") != "" {
+		if os.Getenv("MAILMOVE_REQUIRE_INTEROP") != "" {
 			t.Fatal("dovecot is not installed (apt-get install dovecot-imapd)")
 		}
 		t.Skip("dovecot is not installed; apt-get install dovecot-imapd to run this test")

@@ -115,6 +115,7 @@ type job struct {
 	name    string   // archive folder name ("/"-joined)
 	segs    []string // archive folder segments
 	orphans bool     // Bridge All Mail: only messages in no folder
+	labels  bool     // Bridge Labels/... exported as folders: copies, not deduplicated
 }
 
 // Run exports the account into the archive.
@@ -256,9 +257,10 @@ func (e *engine) plan(folders []*account.Folder) (jobs []*job, labelBoxes []*acc
 				continue
 			case len(segs) > 1 && segs[0] == "Labels":
 				labelBoxes = append(labelBoxes, f)
-				if e.o.Labels != LabelsAsFolders {
-					continue
+				if e.o.Labels == LabelsAsFolders && e.selected(f.Path()) {
+					jobs = append(jobs, &job{f: f, name: f.Path(), segs: segs, labels: true})
 				}
+				continue
 			case len(segs) > 1 && segs[0] == "Folders":
 				segs = segs[1:]
 			}
@@ -425,6 +427,7 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 	if err != nil {
 		return fmt.Errorf("opening %s in the archive: %w", j.name, err)
 	}
+	w.LabelCopies = j.labels
 	fs := &folderRun{e: e, j: j, w: w, tries: map[uint32]int{}, lastErr: map[uint32]string{}}
 	backoff := time.Second
 	attempts := 0
@@ -446,6 +449,13 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 		if errors.As(err, &fe) || ctx.Err() != nil {
 			w.Close()
 			return err
+		}
+		var ie *imap.Error
+		if errors.As(err, &ie) {
+			// The server refused something about the folder itself (EXAMINE,
+			// SEARCH): report the folder, go on with the others.
+			e.sum.fail(Failure{Folder: j.name, Error: err.Error()})
+			return w.Close()
 		}
 		var ce *account.ConnectError
 		if errors.As(err, &ce) && (ce.Op == "login to" || strings.HasPrefix(ce.Op, "TLS") || strings.HasPrefix(ce.Op, "STARTTLS")) {
@@ -503,9 +513,11 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 			return fatal{err}
 		}
 	}
-	uids, err := c.UIDsAbove(after)
-	if err != nil {
-		return err
+	var uids []uint32
+	if sel.NumMessages > 0 {
+		if uids, err = c.UIDsAbove(after); err != nil {
+			return err
+		}
 	}
 	// Failed UIDs from earlier runs and this one go first.
 	todo := append(retry, uids...)
@@ -706,6 +718,9 @@ func (fr *folderRun) dedup(m *message.Meta, here archive.Record) (*archive.Recor
 	e := fr.e
 	if e.bridge && m.PMInternalID != "" {
 		m.Labels = e.labels[m.PMInternalID]
+		if fr.j.labels {
+			return nil, nil
+		}
 		orig, err := e.o.Archive.ClaimPMID(m.PMInternalID, here)
 		if err != nil || orig != nil {
 			return orig, err

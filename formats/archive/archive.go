@@ -70,6 +70,10 @@ type Record struct {
 	// UIDVALIDITY change, or the same Proton message in a second folder):
 	// its bytes are stored once, where File/Offset point.
 	Alias bool `json:"alias,omitempty"`
+	// LabelCopy marks a copy of a Proton message kept in a Labels/... folder
+	// (export --bridge-labels=folders); the message is also stored in its
+	// own folder.
+	LabelCopy bool `json:"label_copy,omitempty"`
 }
 
 // FolderState is the summary of a folder kept in .mailmove/folders.json.
@@ -452,7 +456,7 @@ func (a *Archive) loadPMIDs() error {
 			return err
 		}
 		for _, r := range recs {
-			if r.PMInternalID != "" && !r.Alias {
+			if r.PMInternalID != "" && !r.Alias && !r.LabelCopy {
 				a.pmIDs[r.PMInternalID] = Record{File: r.File, Offset: r.Offset, Length: r.Length, Meta: message.Meta{Folder: r.Folder}}
 			}
 		}

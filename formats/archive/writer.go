@@ -26,6 +26,9 @@ const (
 
 // FolderWriter adds messages to one folder of an archive.
 type FolderWriter struct {
+	// LabelCopies marks every record written as a label copy.
+	LabelCopies bool
+
 	a    *Archive
 	name string
 	segs []string
@@ -197,9 +200,10 @@ func (w *FolderWriter) rewind() {
 	w.mf.Seek(w.off, io.SeekStart)
 }
 
-// Location returns where the message last Put would be found by an alias.
+// add queues a record for the next commit.
 func (w *FolderWriter) add(rec Record, n int64) {
 	rec.Folder = w.name
+	rec.LabelCopy = w.LabelCopies
 	w.pending = append(w.pending, rec)
 	w.pendingBytes += n
 }

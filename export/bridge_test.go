@@ -1,0 +1,237 @@
+package export
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/formats/archive"
+)
+
+var (
+	stubOnce sync.Once
+	stubBin  string
+	stubErr  error
+)
+
+// bridgeStub starts testdata/bridgestub (Proton Mail Bridge's IMAP engine,
+// gluon, with Bridge's mailbox tree) and returns its state folder and address.
+func bridgeStub(t *testing.T) (dir, addr string) {
+	t.Helper()
+	stubOnce.Do(func() {
+		d, err := os.MkdirTemp("", "mailmove-bridgestub-")
+		if err != nil {
+			stubErr = err
+			return
+		}
+		stubBin = filepath.Join(d, "bridgestub")
+		cmd := exec.Command("go", "build", "-o", stubBin, ".")
+		cmd.Dir = "../testdata/bridgestub"
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			stubErr = err
+			t.Logf("%s", out)
+		}
+	})
+	if stubErr != nil {
+		if os.Getenv("MAILMOVE_REQUIRE_INTEROP") != "" {
+			t.Fatalf("building the Bridge stand-in: %v", stubErr)
+		}
+		t.Skipf("cannot build the Bridge stand-in (needs cgo and the module proxy): %v", stubErr)
+	}
+	dir = t.TempDir()
+	cmd := exec.Command(stubBin, "-dir", dir)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for i := 0; i < 300; i++ {
+		if b, err := os.ReadFile(filepath.Join(dir, "addr")); err == nil && len(b) > 0 {
+			return dir, string(b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the Bridge stand-in did not start")
+	return
+}
+
+type expectedPM struct {
+	PMID    string   `json:"pm_id"`
+	Folder  string   `json:"folder"`
+	Also    []string `json:"also"`
+	Labels  []string `json:"labels"`
+	Starred bool     `json:"starred"`
+}
+
+func bridgeConfig(t *testing.T, dir, url string) *account.Config {
+	u, err := account.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("bridgepass1234567890ab\n"), 0o600)
+	return &account.Config{URL: u, CAFile: filepath.Join(dir, "cert.pem"), Password: account.PasswordSource{File: pw}}
+}
+
+// served returns, for every Proton message, the SHA-256 of the bytes the
+// server sends for it, read straight from its folders.
+func served(t *testing.T, cfg *account.Config) map[string]string {
+	c, err := cfg.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	out := map[string]string{}
+	for _, box := range []string{"All Mail"} {
+		if _, err := c.Examine(box); err != nil {
+			t.Fatal(err)
+		}
+		uids, err := c.UIDsAbove(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, err := c.FetchHeaderField("X-Pm-Internal-Id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.FetchBodies(uids, func(uid uint32, r io.Reader, size int64) error {
+			h := sha256.New()
+			io.Copy(h, r)
+			out[ids[uid]] = hex.EncodeToString(h.Sum(nil))
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+func TestBridgeExport(t *testing.T) {
+	dir, addr := bridgeStub(t)
+	var want []expectedPM
+	b, _ := os.ReadFile(filepath.Join(dir, "expected.json"))
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, url string
+		format    archive.Format
+	}{
+		{"bridge-url", "bridge://me@proton.test@" + addr, archive.Mbox},
+		{"detected-from-ID", "imap://me@proton.test@" + addr, archive.EML},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := bridgeConfig(t, dir, tc.url)
+			out := filepath.Join(t.TempDir(), "out")
+			sum := export(t, cfg, out, tc.format, 4)
+			if !sum.Bridge || sum.Messages != len(want) || len(sum.Failed) > 0 {
+				t.Fatalf("summary: bridge=%v messages=%d failed=%v; want %d messages", sum.Bridge, sum.Messages, sum.Failed, len(want))
+			}
+			hashes := served(t, cfg)
+			got := archived(t, out) // checks the stored bytes against the index
+			byID := map[string]archive.Record{}
+			for folder, recs := range got {
+				for _, r := range recs {
+					if _, dup := byID[r.PMInternalID]; dup {
+						t.Fatalf("%s stored twice", r.PMInternalID)
+					}
+					if r.Folder != folder {
+						t.Fatalf("record folder %q in %q", r.Folder, folder)
+					}
+					byID[r.PMInternalID] = r
+				}
+			}
+			for _, w := range want {
+				r, ok := byID[w.PMID]
+				if !ok {
+					t.Fatalf("%s not exported", w.PMID)
+				}
+				if r.Folder != w.Folder && !(len(w.Also) > 0 && r.Folder == w.Also[0]) {
+					t.Errorf("%s in folder %q, want %q", w.PMID, r.Folder, w.Folder)
+				}
+				gl, wl := append([]string{}, r.Labels...), append([]string{}, w.Labels...)
+				sort.Strings(gl)
+				sort.Strings(wl)
+				if strings.Join(gl, ",") != strings.Join(wl, ",") {
+					t.Errorf("%s labels %v, want %v", w.PMID, r.Labels, w.Labels)
+				}
+				if w.Starred != strings.Contains(normFlags(r.Flags), `\flagged`) {
+					t.Errorf("%s flags %v, starred %v", w.PMID, r.Flags, w.Starred)
+				}
+				if hashes[w.PMID] != r.SHA256 {
+					t.Errorf("%s: archived bytes differ from what Bridge serves", w.PMID)
+				}
+			}
+			if len(byID) != len(want) {
+				t.Fatalf("%d messages stored, want %d", len(byID), len(want))
+			}
+			// the second copy of a message in two folders is an alias
+			a, _ := archive.Open(out, "", false, "test")
+			aliases := 0
+			for _, f := range a.Folders() {
+				recs, _ := a.Records(f)
+				for _, r := range recs {
+					if r.Alias {
+						aliases++
+					}
+				}
+			}
+			a.Close()
+			nAlso := 0
+			for _, w := range want {
+				nAlso += len(w.Also)
+			}
+			if aliases != nAlso {
+				t.Errorf("%d alias records, want %d", aliases, nAlso)
+			}
+			if sum := export(t, cfg, out, tc.format, 4); sum.Messages != 0 || sum.Duplicates != 0 {
+				t.Fatalf("re-run: %d new, %d duplicates", sum.Messages, sum.Duplicates)
+			}
+		})
+	}
+	t.Run("labels-as-folders", func(t *testing.T) {
+		cfg := bridgeConfig(t, dir, "bridge://me@proton.test@"+addr)
+		out := filepath.Join(t.TempDir(), "out")
+		a, err := archive.Open(out, archive.Mbox, false, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Run(context.Background(), Options{Account: cfg, Archive: a, Labels: LabelsAsFolders})
+		a.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := archived(t, out)
+		perLabel := map[string]int{}
+		for _, w := range want {
+			for _, l := range w.Labels {
+				perLabel[l]++
+			}
+		}
+		total := 0
+		for _, recs := range got {
+			total += len(recs)
+		}
+		for _, l := range []string{"Important", "Travel"} {
+			if len(got["Labels/"+l]) != perLabel[l] {
+				t.Fatalf("Labels/%s holds %d, want %d", l, len(got["Labels/"+l]), perLabel[l])
+			}
+		}
+		if want := len(want) + perLabel["Important"] + perLabel["Travel"]; total != want {
+			t.Fatalf("%d messages stored, want %d (each once in its folder, plus one copy per label)", total, want)
+		}
+	})
+}
