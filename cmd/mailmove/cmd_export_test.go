@@ -305,3 +305,50 @@ func TestExitCodesAndJSON(t *testing.T) {
 		t.Fatalf("folders: %d %q", code, stdout)
 	}
 }
+
+// TestMemoryFlat exports a 60 MB message and checks that the mailmove
+// process never held it in memory.
+func TestMemoryFlat(t *testing.T) {
+	srv, err := account.ServeMemory("alice", "secret", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	u, _ := account.ParseURL("imap://alice@" + srv.Addr + "?tls=none")
+	t.Setenv("MAILMOVE_SEED_PW", "secret")
+	c, err := (&account.Config{URL: u, Password: account.PasswordSource{Env: "MAILMOVE_SEED_PW"}}).Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.WriteString("From: big@example.org\r\nSubject: big\r\n\r\n")
+	line := strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo", 2) + "\r\n"
+	for b.Len() < 60<<20 {
+		b.WriteString(line)
+	}
+	ap := c.Append("INBOX", int64(b.Len()), nil)
+	ap.Write(b.Bytes())
+	ap.Close()
+	if _, err := ap.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	for _, format := range []string{"mbox", "eml"} {
+		cmd := exec.Command(binary(t), "export", "--from", "imap://alice@"+srv.Addr+"?tls=none", "--to", format, "--out", filepath.Join(t.TempDir(), "a"))
+		// rusage's maxrss would count the test process the child was forked
+		// from; the child reports its own VmHWM instead.
+		cmd.Env = append(os.Environ(), "MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_DEBUG_PEAK_RSS=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", format, err, out)
+		}
+		var maxRSS int64
+		if _, err := fmt.Sscanf(strings.TrimSpace(strings.SplitN(string(out), "VmHWM:", 2)[len(strings.SplitN(string(out), "VmHWM:", 2))-1]), "%d kB", &maxRSS); err != nil {
+			t.Fatalf("no peak RSS in %q", out)
+		}
+		t.Logf("%s: peak RSS %d MiB for a 60 MiB message", format, maxRSS/1024)
+		if maxRSS > 50<<10 {
+			t.Errorf("%s: peak RSS %d MiB: the message was held in memory", format, maxRSS/1024)
+		}
+	}
+}

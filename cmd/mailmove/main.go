@@ -54,7 +54,18 @@ Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be export
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	if os.Getenv("MAILMOVE_DEBUG_PEAK_RSS") != "" {
+		// For the memory test: the peak resident size of this process.
+		if b, err := os.ReadFile("/proc/self/status"); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "VmHWM:") {
+					fmt.Fprintln(os.Stderr, "mailmove: peak", l)
+				}
+			}
+		}
+	}
+	os.Exit(code)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
