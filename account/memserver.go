@@ -30,6 +30,12 @@ type MemServer struct {
 // With tlsCfg set it offers STARTTLS; without, it allows plaintext login
 // (loopback only). Caps nil means IMAP4rev1 and IMAP4rev2.
 func ServeMemory(user, password string, tlsCfg *tls.Config, caps imap.CapSet) (*MemServer, error) {
+	return ServeMemoryWrapped(user, password, tlsCfg, caps, nil)
+}
+
+// ServeMemoryWrapped is ServeMemory with every session passed through wrap,
+// so that tests can make the server misbehave.
+func ServeMemoryWrapped(user, password string, tlsCfg *tls.Config, caps imap.CapSet, wrap func(imapserver.Session) imapserver.Session) (*MemServer, error) {
 	mem := imapmemserver.New()
 	u := imapmemserver.NewUser(user, password)
 	if err := u.Create("INBOX", nil); err != nil {
@@ -41,7 +47,11 @@ func ServeMemory(user, password string, tlsCfg *tls.Config, caps imap.CapSet) (*
 	}
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-			return mem.NewSession(), nil, nil
+			s := mem.NewSession()
+			if wrap != nil {
+				s = wrap(s)
+			}
+			return s, nil, nil
 		},
 		Caps:         caps,
 		TLSConfig:    tlsCfg,

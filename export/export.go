@@ -657,6 +657,16 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 		if len(want) > 0 {
 			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 		}
+		if len(want) > 1 && ferr != nil {
+			// A NO for the whole FETCH: ask for each message alone, so that
+			// one message the server cannot deliver does not fail the others.
+			for _, u := range want {
+				if err := fr.chunk(ctx, c, uidValidity, []uint32{u}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/formats/mbox"
@@ -453,5 +454,58 @@ func BenchmarkExport(b *testing.B) {
 				export(b, ts.config(b, ts.addr), out, f, 2)
 			}
 		})
+	}
+}
+
+// flakySession refuses to deliver the body of one message.
+type flakySession struct {
+	imapserver.Session
+	bad imap.UID
+	mu  sync.Mutex
+	sel string
+}
+
+func (s *flakySession) Select(name string, o *imap.SelectOptions) (*imap.SelectData, error) {
+	s.mu.Lock()
+	s.sel = name
+	s.mu.Unlock()
+	return s.Session.Select(name, o)
+}
+
+func (s *flakySession) Fetch(w *imapserver.FetchWriter, set imap.NumSet, o *imap.FetchOptions) error {
+	if us, ok := set.(imap.UIDSet); ok && len(o.BodySection) > 0 && s.sel == "INBOX" && us.Contains(s.bad) {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: "message temporarily unavailable"}
+	}
+	return s.Session.Fetch(w, set, o)
+}
+
+func TestUndeliverableMessageReported(t *testing.T) {
+	srv, err := account.ServeMemoryWrapped("alice", "secret", nil, imap.CapSet{imap.CapIMAP4rev1: {}},
+		func(s imapserver.Session) imapserver.Session { return &flakySession{Session: s, bad: 7} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ts := &testServer{srv: srv, addr: srv.Addr}
+	msgs := genMessages(30, []string{"INBOX", "Sent"}, 21)
+	ts.put(t, msgs)
+	out := filepath.Join(t.TempDir(), "out")
+	sum := export(t, ts.config(t, ts.addr), out, archive.Mbox, 2)
+	if len(sum.Failed) != 1 || sum.Failed[0].Folder != "INBOX" || sum.Failed[0].UID != 7 || !strings.Contains(sum.Failed[0].Error, "temporarily unavailable") {
+		t.Fatalf("failures: %+v", sum.Failed)
+	}
+	if sum.Messages != 29 {
+		t.Fatalf("%d messages exported, want 29", sum.Messages)
+	}
+	// the state remembers the failed UID, and the next run tries it again
+	a, _ := archive.Open(out, "", false, "test")
+	st := a.State("INBOX")
+	a.Close()
+	if len(st.Failed) != 1 || st.Failed[0] != 7 {
+		t.Fatalf("state failed UIDs %v", st.Failed)
+	}
+	sum = export(t, ts.config(t, ts.addr), out, archive.Mbox, 2)
+	if len(sum.Failed) != 1 || sum.Messages != 0 {
+		t.Fatalf("second run: %d messages, failures %+v", sum.Messages, sum.Failed)
 	}
 }
