@@ -250,7 +250,15 @@ func (q *quoter) flush() error {
 
 // Reader reads messages from an mbox file.
 type Reader struct {
+	// ContentLength says whether Content-Length headers are honoured (see
+	// NewReader); set it to false before the first Next to read strict
+	// mboxrd, as mailmove does for its own archives.
+	ContentLength bool
+
 	br      *bufio.Reader
+	rs      io.ReadSeeker // set when the file can seek: Content-Length is checked
+	base    int64         // rs's offset when the Reader was made
+	pos     int64         // bytes consumed from br
 	next    string // From_ line of the next message, "" before the first
 	started bool
 	cur     *msgReader
@@ -258,8 +266,58 @@ type Reader struct {
 }
 
 // NewReader returns a Reader of the mbox file r.
+//
+// When r is an io.ReadSeeker (a file), a Content-Length header is honoured
+// the way Dovecot does (mboxcl2, as Dovecot and mutt write): the body is
+// taken to be exactly that long, unquoted, when a From_ line or the end of
+// the file follows it there; otherwise the header is ignored.
 func NewReader(r io.Reader) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 64<<10)}
+	rd := &Reader{br: bufio.NewReaderSize(r, 64<<10)}
+	if rs, ok := r.(io.ReadSeeker); ok {
+		if off, err := rs.Seek(0, io.SeekCurrent); err == nil {
+			rd.rs, rd.base = rs, off
+			rd.ContentLength = true
+		}
+	}
+	return rd
+}
+
+// readSlice is bufio's ReadSlice, counting what is consumed.
+func (r *Reader) readSlice() ([]byte, error) {
+	b, err := r.br.ReadSlice('\n')
+	r.pos += int64(len(b))
+	return b, err
+}
+
+// contentLengthFits reports whether n bytes from the current position end
+// where a message may end: at EOF, or before a From_ line (after an
+// optional empty line).
+func (r *Reader) contentLengthFits(n int64) bool {
+	if r.rs == nil || n < 0 || !r.ContentLength {
+		return false
+	}
+	real, err := r.rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return false
+	}
+	defer r.rs.Seek(real, io.SeekStart)
+	if _, err := r.rs.Seek(r.base+r.pos+n, io.SeekStart); err != nil {
+		return false
+	}
+	var buf [8]byte
+	k, _ := io.ReadFull(r.rs, buf[:])
+	next := buf[:k]
+	switch {
+	case k == 0:
+		return true
+	case bytes.HasPrefix(next, fromPrefix):
+		return true
+	case bytes.HasPrefix(next, []byte("\nFrom ")), bytes.HasPrefix(next, []byte("\r\nFrom ")):
+		return true
+	case string(next) == "\n" || string(next) == "\r\n":
+		return true
+	}
+	return false
 }
 
 // Message is one message of an mbox file. Read it to EOF (or not: Next skips
@@ -289,6 +347,7 @@ func (r *Reader) Next() (*Message, error) {
 	if !r.started {
 		r.started = true
 		line, err := r.br.ReadString('\n')
+		r.pos += int64(len(line))
 		if err != nil && line == "" {
 			if err == io.EOF {
 				return nil, io.EOF
@@ -307,7 +366,7 @@ func (r *Reader) Next() (*Message, error) {
 	fl := strings.TrimRight(r.next, "\r\n")
 	sender, date, _ := ParseFromLine(fl)
 	r.next = ""
-	r.cur = &msgReader{r: r, lineStart: true}
+	r.cur = &msgReader{r: r, lineStart: true, inHeader: true, counted: -1, length: -1}
 	return &Message{Sender: sender, Date: date, FromLine: fl, Line: r.line, Reader: r.cur}, nil
 }
 
@@ -318,6 +377,9 @@ type msgReader struct {
 	blank     []byte // a held empty line that may be the separator
 	lineStart bool
 	done      bool
+	inHeader  bool
+	length    int64 // Content-Length seen in the header, -1 if none
+	counted   int64 // body bytes left in Content-Length mode, -1 if not in it
 }
 
 func (m *msgReader) Read(p []byte) (int, error) {
@@ -337,7 +399,23 @@ func (m *msgReader) Read(p []byte) (int, error) {
 // fill reads the next piece of a line into pending.
 func (m *msgReader) fill() error {
 	br := m.r.br
-	chunk, err := br.ReadSlice('\n')
+	if m.counted > 0 {
+		n := min(m.counted, 64<<10)
+		buf := make([]byte, n)
+		k, err := io.ReadFull(br, buf)
+		m.r.pos += int64(k)
+		m.counted -= int64(k)
+		m.pending = buf[:k]
+		if err != nil {
+			return fmt.Errorf("mbox: message ends before its Content-Length: %w", io.ErrUnexpectedEOF)
+		}
+		if m.counted == 0 {
+			m.counted = -1
+			m.lineStart = k > 0 && buf[k-1] == '\n'
+		}
+		return nil
+	}
+	chunk, err := m.r.readSlice()
 	if err == bufio.ErrBufferFull {
 		err = nil
 	}
@@ -352,6 +430,27 @@ func (m *msgReader) fill() error {
 	complete := chunk[len(chunk)-1] == '\n'
 	if m.lineStart {
 		m.r.line++
+		if m.inHeader {
+			if isBlank(chunk) {
+				m.inHeader = false
+				if m.length >= 0 && m.r.contentLengthFits(m.length) {
+					// mboxcl2: the end of the header is part of the message,
+					// and the body is Content-Length bytes, taken as they are.
+					m.pending = append(m.blank, chunk...)
+					m.blank = nil
+					if m.length > 0 {
+						m.counted = m.length
+					}
+					return nil
+				}
+			}
+			if len(chunk) > 15 && strings.EqualFold(string(chunk[:15]), "Content-Length:") {
+				var n int64
+				if _, e := fmt.Sscanf(strings.TrimSpace(string(chunk[15:])), "%d", &n); e == nil {
+					m.length = n
+				}
+			}
+		}
 		if isBlank(chunk) {
 			var out []byte
 			if m.blank != nil {
@@ -366,7 +465,7 @@ func (m *msgReader) fill() error {
 			// absurdly long.
 			line := string(chunk)
 			for !complete {
-				more, e := br.ReadSlice('\n')
+				more, e := m.r.readSlice()
 				line += string(more)
 				if e != nil && e != bufio.ErrBufferFull {
 					break

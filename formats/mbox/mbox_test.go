@@ -3,7 +3,10 @@ package mbox
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -248,4 +251,56 @@ func FuzzRoundTrip(f *testing.F) {
 			t.Fatalf("round trip of %q (lf=%v): got %q", msg, lf, got)
 		}
 	})
+}
+
+func TestReadMboxcl2(t *testing.T) {
+	// As Dovecot writes it: Content-Length, body From lines not quoted.
+	body1 := "From the body, unquoted\nand >From this\n"
+	body2 := "second\n"
+	file := "From MAILER-DAEMON Thu Jun 11 00:38:38 2020\nSubject: a\nContent-Length: " + fmt.Sprint(len(body1)) + "\n\n" + body1 +
+		"\nFrom MAILER-DAEMON Thu Jun 11 00:38:39 2020\nSubject: b\nContent-Length: " + fmt.Sprint(len(body2)) + "\n\n" + body2 + "\n"
+	f := filepath.Join(t.TempDir(), "cl2")
+	os.WriteFile(f, []byte(file), 0o600)
+	fh, _ := os.Open(f)
+	defer fh.Close()
+	got := readAll(t, NewReader(fh))
+	want := []string{"Subject: a\nContent-Length: " + fmt.Sprint(len(body1)) + "\n\n" + body1, "Subject: b\nContent-Length: 7\n\n" + body2}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+	// A Content-Length that does not land on a From_ line is ignored.
+	bad := "From x Thu Jun 11 00:38:38 2020\nContent-Length: 3\n\nhello\n>From quoted\n\nFrom y Thu Jun 11 00:38:39 2020\nS: 2\n\nx\n"
+	os.WriteFile(f, []byte(bad), 0o600)
+	fh2, _ := os.Open(f)
+	defer fh2.Close()
+	got = readAll(t, NewReader(fh2))
+	if len(got) != 2 || got[0] != "Content-Length: 3\n\nhello\nFrom quoted\n" {
+		t.Fatalf("bad Content-Length: got %q", got)
+	}
+	// and not used at all when switched off
+	fh3, _ := os.Open(f)
+	defer fh3.Close()
+	r := NewReader(fh3)
+	r.ContentLength = false
+	if got := readAll(t, r); len(got) != 2 {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func readAll(t *testing.T, r *Reader) []string {
+	var out []string
+	for {
+		m, err := r.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
 }
