@@ -259,7 +259,7 @@ type Reader struct {
 	rs      io.ReadSeeker // set when the file can seek: Content-Length is checked
 	base    int64         // rs's offset when the Reader was made
 	pos     int64         // bytes consumed from br
-	next    string // From_ line of the next message, "" before the first
+	next    string        // From_ line of the next message, "" before the first
 	started bool
 	cur     *msgReader
 	line    int64 // lines read so far, for error messages
