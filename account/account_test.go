@@ -1,0 +1,145 @@
+package account
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseURL(t *testing.T) {
+	cases := []struct {
+		in                 string
+		user, host         string
+		port               int
+		sec                Security
+		bridge, usageError bool
+	}{
+		{in: "imaps://me@mailbox.org@imap.mailbox.org", user: "me@mailbox.org", host: "imap.mailbox.org", port: 993, sec: ImplicitTLS},
+		{in: "imaps://me%40mailbox.org@imap.mailbox.org:1993", user: "me@mailbox.org", host: "imap.mailbox.org", port: 1993, sec: ImplicitTLS},
+		{in: "imap://bob@mail.example.org", user: "bob", host: "mail.example.org", port: 143, sec: StartTLS},
+		{in: "imap://bob@127.0.0.1:1143?tls=none", user: "bob", host: "127.0.0.1", port: 1143, sec: Plaintext},
+		{in: "imap://bob@[::1]:1143?tls=none", user: "bob", host: "::1", port: 1143, sec: Plaintext},
+		{in: "bridge://me@proton.me", user: "me@proton.me", host: "127.0.0.1", port: 1143, sec: StartTLS, bridge: true},
+		{in: "bridge://me@proton.me@127.0.0.1:1144", user: "me@proton.me", host: "127.0.0.1", port: 1144, sec: StartTLS, bridge: true},
+		{in: "bridge://me@proton.me@127.0.0.1:1143?tls=implicit", user: "me@proton.me", host: "127.0.0.1", port: 1143, sec: ImplicitTLS, bridge: true},
+		{in: "imap://bob@mail.example.org?tls=none", usageError: true},
+		{in: "imaps://bob:secret@mail.example.org", usageError: true},
+		{in: "pop3://bob@mail.example.org", usageError: true},
+		{in: "imaps://mail.example.org", usageError: true},
+		{in: "imaps://bob@host/INBOX", usageError: true},
+		{in: "mail.example.org", usageError: true},
+	}
+	for _, c := range cases {
+		u, err := ParseURL(c.in)
+		if c.usageError {
+			var ue *UsageError
+			if !errors.As(err, &ue) {
+				t.Errorf("%s: want a usage error, got %v", c.in, err)
+			}
+			if strings.Contains(c.in, "secret") && strings.Contains(err.Error(), "secret") {
+				t.Errorf("%s: the error repeats the password: %v", c.in, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", c.in, err)
+			continue
+		}
+		if u.User != c.user || u.Host != c.host || u.Port != c.port || u.Security != c.sec || u.Bridge != c.bridge {
+			t.Errorf("%s: got %+v", c.in, u)
+		}
+	}
+}
+
+func TestPasswordSources(t *testing.T) {
+	ctx := context.Background()
+	f := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(f, []byte("from-file\nsecond line\n"), 0o600)
+	if pw, err := (PasswordSource{File: f}).Password(ctx); err != nil || pw != "from-file" {
+		t.Errorf("file: %q %v", pw, err)
+	}
+	if pw, err := (PasswordSource{Command: "printf 'from-cmd\\r\\n'"}).Password(ctx); err != nil || pw != "from-cmd" {
+		t.Errorf("command: %q %v", pw, err)
+	}
+	if _, err := (PasswordSource{Command: "exit 3"}).Password(ctx); err == nil {
+		t.Error("a failing command gave a password")
+	}
+	t.Setenv("MAILMOVE_TEST_PW", "from-env")
+	if pw, err := (PasswordSource{Env: "MAILMOVE_TEST_PW"}).Password(ctx); err != nil || pw != "from-env" {
+		t.Errorf("env: %q %v", pw, err)
+	}
+}
+
+func TestDebugLogRedactsLogin(t *testing.T) {
+	var buf bytes.Buffer
+	r := &redactor{w: &buf}
+	r.Write([]byte("T1 LOGIN \"alice\" \"s3cret\"\r\nT2 SEL"))
+	r.Write([]byte("ECT INBOX\r\nT3 AUTHENTICATE PLAIN AGFsaWNlAHMzY3JldA==\r\n"))
+	out := buf.String()
+	if strings.Contains(out, "s3cret") || strings.Contains(out, "AGFsaWNl") {
+		t.Fatalf("credentials in the log: %q", out)
+	}
+	if !strings.Contains(out, "T2 SELECT INBOX") || !strings.Contains(out, "T1 LOGIN [credentials redacted]") {
+		t.Fatalf("log: %q", out)
+	}
+}
+
+// A server that greets and then never answers is given up on after the idle
+// timeout, instead of hanging for ever as go-imap alone would.
+func TestSilentServerTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi\r\n"))
+			go func() {
+				buf := make([]byte, 1024)
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	u, _ := ParseURL("imap://a@" + ln.Addr().String() + "?tls=none")
+	cfg := &Config{URL: u, IdleTimeout: 300 * time.Millisecond}
+	cfg.password, cfg.havePass = "x", true
+	start := time.Now()
+	_, err = cfg.Dial(context.Background())
+	if err == nil {
+		t.Fatal("login to a silent server succeeded")
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("took %v to give up", d)
+	}
+}
+
+func TestStartTLSRequired(t *testing.T) {
+	// A server without STARTTLS is refused, never used in plaintext.
+	srv, err := ServeMemory("a", "b", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	u, _ := ParseURL("imap://a@" + srv.Addr)
+	cfg := &Config{URL: u}
+	cfg.password, cfg.havePass = "b", true
+	_, err = cfg.Dial(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "STARTTLS") {
+		t.Fatalf("want a STARTTLS error, got %v", err)
+	}
+}
