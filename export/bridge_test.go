@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ var (
 
 // bridgeStub starts testdata/bridgestub (Proton Mail Bridge's IMAP engine,
 // gluon, with Bridge's mailbox tree) and returns its state folder and address.
-func bridgeStub(t *testing.T) (dir, addr string) {
+func bridgeStub(t *testing.T) (dir, addr string, proc *os.Process) {
 	t.Helper()
 	stubOnce.Do(func() {
 		d, err := os.MkdirTemp("", "mailmove-bridgestub-")
@@ -59,7 +60,7 @@ func bridgeStub(t *testing.T) (dir, addr string) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	for i := 0; i < 300; i++ {
 		if b, err := os.ReadFile(filepath.Join(dir, "addr")); err == nil && len(b) > 0 {
-			return dir, string(b)
+			return dir, string(b), cmd.Process
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -73,6 +74,7 @@ type expectedPM struct {
 	Also    []string `json:"also"`
 	Labels  []string `json:"labels"`
 	Starred bool     `json:"starred"`
+	Undec   bool     `json:"undecryptable"`
 }
 
 func bridgeConfig(t *testing.T, dir, url string) *account.Config {
@@ -120,7 +122,7 @@ func served(t *testing.T, cfg *account.Config) map[string]string {
 }
 
 func TestBridgeExport(t *testing.T) {
-	dir, addr := bridgeStub(t)
+	dir, addr, proc := bridgeStub(t)
 	var want []expectedPM
 	b, _ := os.ReadFile(filepath.Join(dir, "expected.json"))
 	if err := json.Unmarshal(b, &want); err != nil {
@@ -137,6 +139,15 @@ func TestBridgeExport(t *testing.T) {
 			cfg := bridgeConfig(t, dir, tc.url)
 			out := filepath.Join(t.TempDir(), "out")
 			sum := export(t, cfg, out, tc.format, 4)
+			nUndec := 0
+			for _, w := range want {
+				if w.Undec {
+					nUndec++
+				}
+			}
+			if len(sum.Undecryptable) != nUndec {
+				t.Errorf("%d undecryptable reported, want %d", len(sum.Undecryptable), nUndec)
+			}
 			if !sum.Bridge || sum.Messages != len(want) || len(sum.Failed) > 0 {
 				t.Fatalf("summary: bridge=%v messages=%d failed=%v; want %d messages", sum.Bridge, sum.Messages, sum.Failed, len(want))
 			}
@@ -171,6 +182,9 @@ func TestBridgeExport(t *testing.T) {
 				if w.Starred != strings.Contains(normFlags(r.Flags), `\flagged`) {
 					t.Errorf("%s flags %v, starred %v", w.PMID, r.Flags, w.Starred)
 				}
+				if r.Undecryptable != w.Undec {
+					t.Errorf("%s undecryptable=%v in the index, want %v", w.PMID, r.Undecryptable, w.Undec)
+				}
 				if hashes[w.PMID] != r.SHA256 {
 					t.Errorf("%s: archived bytes differ from what Bridge serves", w.PMID)
 				}
@@ -202,6 +216,35 @@ func TestBridgeExport(t *testing.T) {
 			}
 		})
 	}
+	t.Run("uidvalidity-bump", func(t *testing.T) {
+		// Bridge renumbers everything (repair, re-login): the next run finds
+		// every message already archived and stores nothing twice.
+		cfg := bridgeConfig(t, dir, "bridge://me@proton.test@"+addr)
+		out := filepath.Join(t.TempDir(), "out")
+		export(t, cfg, out, archive.Mbox, 2)
+		proc.Signal(syscall.SIGUSR1)
+		for i := 0; i < 100; i++ {
+			if _, err := os.Stat(filepath.Join(dir, "bumped")); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		sum := export(t, cfg, out, archive.Mbox, 2)
+		if sum.Messages != 0 || len(sum.Failed) != 0 {
+			t.Fatalf("after the renumbering: %d new messages, failures %v", sum.Messages, sum.Failed)
+		}
+		if sum.Duplicates == 0 {
+			t.Fatalf("the renumbering was not seen (no message matched again)")
+		}
+		got := archived(t, out)
+		n := 0
+		for _, recs := range got {
+			n += len(recs)
+		}
+		if n != len(want) {
+			t.Fatalf("%d messages stored, want %d", n, len(want))
+		}
+	})
 	t.Run("labels-as-folders", func(t *testing.T) {
 		cfg := bridgeConfig(t, dir, "bridge://me@proton.test@"+addr)
 		out := filepath.Join(t.TempDir(), "out")

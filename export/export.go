@@ -75,13 +75,20 @@ type Failure struct {
 
 // Summary is what a run did.
 type Summary struct {
-	Folders    int           `json:"folders"`
-	Messages   int           `json:"messages"`
-	Bytes      int64         `json:"bytes"`
-	Duplicates int           `json:"duplicates"`
-	Failed     []Failure     `json:"failed"`
-	Bridge     bool          `json:"bridge"`
-	Elapsed    time.Duration `json:"elapsed_ns"`
+	Folders    int       `json:"folders"`
+	Messages   int       `json:"messages"`
+	Bytes      int64     `json:"bytes"`
+	Duplicates int       `json:"duplicates"`
+	Failed     []Failure `json:"failed"`
+	// Undecryptable lists messages Proton Mail Bridge could not decrypt:
+	// they are archived as Bridge served them (a placeholder around the
+	// encrypted data), and reported.
+	Undecryptable []Failure `json:"undecryptable,omitempty"`
+	Bridge        bool      `json:"bridge"`
+	// BridgeSyncing is set when Bridge's All Mail count changed during the
+	// run: Bridge was probably still syncing, and a later run will find more.
+	BridgeSyncing bool          `json:"bridge_syncing,omitempty"`
+	Elapsed       time.Duration `json:"elapsed_ns"`
 
 	mu sync.Mutex
 }
@@ -200,6 +207,17 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		// Messages only in All Mail, in no folder, after every folder is done.
 		if err := e.runJobs(ctx, []*job{allMail}); err != nil {
 			return e.sum, err
+		}
+	}
+	if e.bridge && allMail != nil && allMail.f.Status != nil && allMail.f.Status.NumMessages != nil {
+		// Bridge fills its mailboxes during its first sync, for hours on a
+		// big account: a count that moved during the run says so.
+		if c, err := e.conn(ctx); err == nil {
+			sd, err := c.Status(allMail.f.Name, &imap.StatusOptions{NumMessages: true}).Wait()
+			if err == nil && sd.NumMessages != nil && *sd.NumMessages != *allMail.f.Status.NumMessages {
+				e.sum.BridgeSyncing = true
+			}
+			e.release(c)
 		}
 	}
 	if err := o.Archive.SaveState(); err != nil {
@@ -598,7 +616,17 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 			if m.Flags == nil {
 				m.Flags = []string{}
 			}
-			stored, err := fr.w.Put(m, r, fr.dedup)
+			var scan *message.DecryptScanner
+			if e.bridge {
+				scan = &message.DecryptScanner{}
+				r = io.TeeReader(r, scan)
+			}
+			stored, err := fr.w.Put(m, r, func(m *message.Meta, here archive.Record) (*archive.Record, error) {
+				if scan != nil && scan.Found {
+					m.Undecryptable = true
+				}
+				return fr.dedup(m, here)
+			})
 			if err != nil {
 				var re *account.ReadError
 				if errors.As(err, &re) {
@@ -607,6 +635,12 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 				return fatal{fmt.Errorf("writing %s UID %d to the archive: %w", j.name, uid, err)}
 			}
 			e.sum.add(stored, m.Size)
+			if stored && m.Undecryptable {
+				e.sum.mu.Lock()
+				e.sum.Undecryptable = append(e.sum.Undecryptable, Failure{Folder: j.name, UID: uid,
+					Error: "Proton Mail Bridge could not decrypt this message; the archive holds what Bridge served"})
+				e.sum.mu.Unlock()
+			}
 			if e.o.Progress != nil {
 				e.o.Progress.Message(j.name, m.Size)
 			}

@@ -37,6 +37,10 @@ type Meta struct {
 	// Labels are the Proton labels (Bridge's Labels/... folders) the message
 	// carries; Starred is one of them when the message is starred.
 	Labels []string `json:"labels,omitempty"`
+	// Undecryptable is set when Proton Mail Bridge served the message with
+	// its "could not be decrypted" placeholder: the archive holds what Bridge
+	// gave, not the readable message.
+	Undecryptable bool `json:"undecryptable,omitempty"`
 	// Sender is the envelope sender (Return-Path), if the message has one.
 	Sender string `json:"-"`
 }
@@ -143,4 +147,38 @@ func HeaderFields(r *bufio.Reader) (messageID, pmID, sender string) {
 	}
 	flush()
 	return
+}
+
+// Markers Proton Mail Bridge puts in a message or attachment it could not
+// decrypt (as the comment of the armored PGP block it serves instead).
+var undecryptableMarkers = [][]byte{
+	[]byte("This message could not be decrypted"),
+	[]byte("This attachment could not be decrypted"),
+}
+
+// DecryptScanner watches message bytes go by for Bridge's "could not be
+// decrypted" markers. It holds a few dozen bytes.
+type DecryptScanner struct {
+	tail  []byte
+	Found bool
+}
+
+// Write implements io.Writer; it never fails.
+func (d *DecryptScanner) Write(p []byte) (int, error) {
+	if d.Found {
+		return len(p), nil
+	}
+	buf := append(d.tail, p...)
+	for _, m := range undecryptableMarkers {
+		if bytes.Contains(buf, m) {
+			d.Found = true
+			return len(p), nil
+		}
+	}
+	keep := 64
+	if len(buf) < keep {
+		keep = len(buf)
+	}
+	d.tail = append(d.tail[:0], buf[len(buf)-keep:]...)
+	return len(p), nil
 }

@@ -133,6 +133,12 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			fmt.Fprintf(stderr, "  %s UID %d: %s\n", f.Folder, f.UID, f.Error)
 		}
 	}
+	for _, f := range sum.Undecryptable {
+		fmt.Fprintf(stderr, "mailmove: %s UID %d: %s\n", f.Folder, f.UID, f.Error)
+	}
+	if sum.BridgeSyncing {
+		fmt.Fprintln(stderr, "mailmove: Proton Mail Bridge's All Mail changed size during the run: Bridge may still be syncing. Wait until Bridge says the sync has finished, then run the same command again to get the rest")
+	}
 	if tty && !*jsonOut {
 		fmt.Fprintf(stderr, "%s: %d new messages (%s) from %d folders into %s in %s",
 			cfg.URL, sum.Messages, humanBytes(sum.Bytes), sum.Folders, *out, sum.Elapsed.Round(10*time.Millisecond))
@@ -141,7 +147,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		fmt.Fprintln(stderr)
 	}
-	if len(sum.Failed) > 0 {
+	if len(sum.Failed) > 0 || len(sum.Undecryptable) > 0 {
 		return exitPartial
 	}
 	return exitOK
@@ -157,13 +163,16 @@ func writeJSONSummary(w io.Writer, sum *export.Summary, runErr error, out string
 		Bytes      int64            `json:"bytes"`
 		Duplicates int              `json:"duplicates"`
 		Failed     []export.Failure `json:"failed"`
+		Undecrypt  []export.Failure `json:"undecryptable,omitempty"`
 		Bridge     bool             `json:"bridge"`
+		Syncing    bool             `json:"bridge_syncing,omitempty"`
 		Seconds    float64          `json:"seconds"`
 	}
 	v := js{Archive: out, Failed: []export.Failure{}}
 	if sum != nil {
 		v.Folders, v.Messages, v.Bytes, v.Duplicates, v.Bridge = sum.Folders, sum.Messages, sum.Bytes, sum.Duplicates, sum.Bridge
 		v.Seconds = sum.Elapsed.Seconds()
+		v.Undecrypt, v.Syncing = sum.Undecryptable, sum.BridgeSyncing
 		if sum.Failed != nil {
 			v.Failed = sum.Failed
 		}
@@ -171,7 +180,7 @@ func writeJSONSummary(w io.Writer, sum *export.Summary, runErr error, out string
 	if runErr != nil {
 		v.Error = runErr.Error()
 	}
-	v.OK = runErr == nil && len(v.Failed) == 0
+	v.OK = runErr == nil && len(v.Failed) == 0 && len(v.Undecrypt) == 0
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)

@@ -32,8 +32,10 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ProtonMail/gluon"
@@ -49,6 +51,8 @@ type Expected struct {
 	Also    []string `json:"also,omitempty"`
 	Labels  []string `json:"labels"`
 	Starred bool     `json:"starred"`
+	// Undecryptable: Bridge serves it with its "could not be decrypted" placeholder.
+	Undecryptable bool `json:"undecryptable,omitempty"`
 }
 
 func main() {
@@ -162,6 +166,7 @@ func run(dir, listen, user, password string, n int) error {
 			mboxes = append(mboxes, "0")
 			e.Also = []string{"INBOX"}
 		}
+		e.Undecryptable = i == 3
 		expected = append(expected, e)
 		if err := conn.MessageCreated(imap.Message{ID: imap.MessageID(pmid), Flags: msgFlags, Date: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour)},
 			literal(pmid, i), mboxes); err != nil {
@@ -192,6 +197,18 @@ func run(dir, listen, user, password string, n int) error {
 	if err := os.WriteFile(filepath.Join(dir, "addr"), []byte(ln.Addr().String()), 0o600); err != nil {
 		return err
 	}
+	// SIGUSR1: renumber every mailbox (new UIDVALIDITY), as Bridge does on
+	// repair, re-login and some upgrades.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	go func() {
+		for range sig {
+			conn.UIDValidityBumped()
+			conn.Flush()
+			time.Sleep(500 * time.Millisecond)
+			os.WriteFile(filepath.Join(dir, "bumped"), []byte("1"), 0o600)
+		}
+	}()
 	for err := range server.GetErrorCh() {
 		log.Printf("gluon: %v", err)
 	}
@@ -202,6 +219,10 @@ func literal(pmid string, i int) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "X-Pm-Internal-Id: %s\r\nFrom: Sender %d <s%d@example.org>\r\nTo: me@proton.test\r\nSubject: Proton message %d\r\nDate: Wed, 01 Jan 2025 00:00:00 +0000\r\nMessage-Id: <%s@protonmail.internalid>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", pmid, i, i, i, pmid)
 	fmt.Fprintf(&b, "Hello %d.\r\nFrom here on, a line that looks like an mbox separator.\r\n", i)
+	if i == 3 {
+		// what Bridge serves for a message it could not decrypt
+		b.WriteString("-----BEGIN PGP MESSAGE-----\r\nComment: This message could not be decrypted: gopenpgp: unable to decrypt message\r\n\r\nwcBMA0fcZ7XLgmf2AQf/cHhZ\r\n-----END PGP MESSAGE-----\r\n")
+	}
 	for l := 0; l < i%50; l++ {
 		fmt.Fprintf(&b, "line %d of message %d\r\n", l, i)
 	}
