@@ -243,6 +243,27 @@ func TestKillAndResume(t *testing.T) {
 				case <-done:
 				}
 			}
+			// Ctrl-C: a clean stop, exit 1, and a hint to run again.
+			intr := filepath.Join(t.TempDir(), "interrupted")
+			cmd := exec.Command(binary(t), "export", "--from", from, "--to", format, "--out", intr)
+			cmd.Env = append(os.Environ(), "MAILMOVE_FROM_PASSWORD=secret")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			cmd.Process.Signal(os.Interrupt)
+			err := cmd.Wait()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "run the same command again") {
+				t.Fatalf("after Ctrl-C: %v: %s", err, stderr.String())
+			}
+			if _, e, code := runCmd(t, "export", "--from", from, "--to", format, "--out", intr); code != 0 {
+				t.Fatalf("run after Ctrl-C: exit %d: %s", code, e)
+			}
+			if g := contents(t, intr); len(g) != len(want) {
+				t.Fatalf("after Ctrl-C and a re-run: %d folders", len(g))
+			}
 			if _, e, code := runCmd(t, "export", "--from", from, "--to", format, "--out", out); code != 0 {
 				t.Fatalf("final run: exit %d: %s", code, e)
 			}

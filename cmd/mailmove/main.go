@@ -110,5 +110,8 @@ func errorExit(stderr io.Writer, err error) int {
 		return exitFailed
 	}
 	fmt.Fprintf(stderr, "mailmove: %v\n", err)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		fmt.Fprintln(stderr, "mailmove: the disk is full. Free some space and run the same command again: what was written is safe, and the run goes on from there")
+	}
 	return exitFailed
 }
