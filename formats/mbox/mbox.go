@@ -260,6 +260,7 @@ type Reader struct {
 	base    int64         // rs's offset when the Reader was made
 	pos     int64         // bytes consumed from br
 	next    string        // From_ line of the next message, "" before the first
+	nextOff int64         // offset of that line
 	started bool
 	cur     *msgReader
 	line    int64 // lines read so far, for error messages
@@ -331,6 +332,9 @@ type Message struct {
 	FromLine string
 	// Line is the line number of the From_ line, from 1.
 	Line int64
+	// Offset is the byte offset of the From_ line from where the Reader
+	// started.
+	Offset int64
 	io.Reader
 }
 
@@ -359,6 +363,7 @@ func (r *Reader) Next() (*Message, error) {
 			return nil, ErrNotMbox
 		}
 		r.next = line
+		r.nextOff = 0
 	}
 	if r.next == "" {
 		return nil, io.EOF
@@ -367,7 +372,7 @@ func (r *Reader) Next() (*Message, error) {
 	sender, date, _ := ParseFromLine(fl)
 	r.next = ""
 	r.cur = &msgReader{r: r, lineStart: true, inHeader: true, counted: -1, length: -1}
-	return &Message{Sender: sender, Date: date, FromLine: fl, Line: r.line, Reader: r.cur}, nil
+	return &Message{Sender: sender, Date: date, FromLine: fl, Line: r.line, Offset: r.nextOff, Reader: r.cur}, nil
 }
 
 // msgReader yields the bytes of one message, unquoted.
@@ -473,6 +478,7 @@ func (m *msgReader) fill() error {
 				complete = len(more) > 0 && more[len(more)-1] == '\n'
 			}
 			m.r.next = line
+			m.r.nextOff = m.r.pos - int64(len(line))
 			m.blank = nil
 			m.done = true
 			return nil

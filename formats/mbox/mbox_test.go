@@ -304,3 +304,23 @@ func readAll(t *testing.T, r *Reader) []string {
 		out = append(out, string(b))
 	}
 }
+
+func TestOffsets(t *testing.T) {
+	var file bytes.Buffer
+	w := NewWriter(&file, false)
+	var offs []int64
+	for i := 0; i < 3; i++ {
+		offs = append(offs, int64(file.Len()))
+		w.WriteMessage("", testDate, strings.NewReader(fmt.Sprintf("S: %d\r\n\r\nFrom x\r\n", i)))
+	}
+	r := NewReader(bytes.NewReader(file.Bytes()))
+	for i := 0; ; i++ {
+		m, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if m.Offset != offs[i] {
+			t.Fatalf("message %d at %d, want %d", i, m.Offset, offs[i])
+		}
+	}
+}
