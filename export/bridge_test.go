@@ -7,66 +7,17 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/formats/archive"
+	"github.com/mailmove/mailmove/internal/testmail"
 )
-
-var (
-	stubOnce sync.Once
-	stubBin  string
-	stubErr  error
-)
-
-// bridgeStub starts testdata/bridgestub (Proton Mail Bridge's IMAP engine,
-// gluon, with Bridge's mailbox tree) and returns its state folder and address.
-func bridgeStub(t *testing.T) (dir, addr string, proc *os.Process) {
-	t.Helper()
-	stubOnce.Do(func() {
-		d, err := os.MkdirTemp("", "mailmove-bridgestub-")
-		if err != nil {
-			stubErr = err
-			return
-		}
-		stubBin = filepath.Join(d, "bridgestub")
-		cmd := exec.Command("go", "build", "-o", stubBin, ".")
-		cmd.Dir = "../testdata/bridgestub"
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			stubErr = err
-			t.Logf("%s", out)
-		}
-	})
-	if stubErr != nil {
-		if os.Getenv("MAILMOVE_REQUIRE_INTEROP") != "" {
-			t.Fatalf("building the Bridge stand-in: %v", stubErr)
-		}
-		t.Skipf("cannot build the Bridge stand-in (needs cgo and the module proxy): %v", stubErr)
-	}
-	dir = t.TempDir()
-	cmd := exec.Command(stubBin, "-dir", dir)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; i < 300; i++ {
-		if b, err := os.ReadFile(filepath.Join(dir, "addr")); err == nil && len(b) > 0 {
-			return dir, string(b), cmd.Process
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("the Bridge stand-in did not start")
-	return
-}
 
 type expectedPM struct {
 	PMID    string   `json:"pm_id"`
@@ -75,16 +26,6 @@ type expectedPM struct {
 	Labels  []string `json:"labels"`
 	Starred bool     `json:"starred"`
 	Undec   bool     `json:"undecryptable"`
-}
-
-func bridgeConfig(t *testing.T, dir, url string) *account.Config {
-	u, err := account.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pw, []byte("bridgepass1234567890ab\n"), 0o600)
-	return &account.Config{URL: u, CAFile: filepath.Join(dir, "cert.pem"), Password: account.PasswordSource{File: pw}}
 }
 
 // served returns, for every Proton message, the SHA-256 of the bytes the
@@ -122,7 +63,8 @@ func served(t *testing.T, cfg *account.Config) map[string]string {
 }
 
 func TestBridgeExport(t *testing.T) {
-	dir, addr, proc := bridgeStub(t)
+	br := testmail.StartBridge(t, 40)
+	dir, addr, proc := br.Dir, br.Addr, br.Proc
 	var want []expectedPM
 	b, _ := os.ReadFile(filepath.Join(dir, "expected.json"))
 	if err := json.Unmarshal(b, &want); err != nil {
@@ -136,7 +78,7 @@ func TestBridgeExport(t *testing.T) {
 		{"detected-from-ID", "imap://me@proton.test@" + addr, archive.EML},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := bridgeConfig(t, dir, tc.url)
+			cfg := br.Config(t, tc.url)
 			out := filepath.Join(t.TempDir(), "out")
 			sum := export(t, cfg, out, tc.format, 4)
 			nUndec := 0
@@ -219,7 +161,7 @@ func TestBridgeExport(t *testing.T) {
 	t.Run("uidvalidity-bump", func(t *testing.T) {
 		// Bridge renumbers everything (repair, re-login): the next run finds
 		// every message already archived and stores nothing twice.
-		cfg := bridgeConfig(t, dir, "bridge://me@proton.test@"+addr)
+		cfg := br.Config(t, "bridge://me@proton.test@"+addr)
 		out := filepath.Join(t.TempDir(), "out")
 		export(t, cfg, out, archive.Mbox, 2)
 		proc.Signal(syscall.SIGUSR1)
@@ -246,7 +188,7 @@ func TestBridgeExport(t *testing.T) {
 		}
 	})
 	t.Run("labels-as-folders", func(t *testing.T) {
-		cfg := bridgeConfig(t, dir, "bridge://me@proton.test@"+addr)
+		cfg := br.Config(t, "bridge://me@proton.test@"+addr)
 		out := filepath.Join(t.TempDir(), "out")
 		a, err := archive.Open(out, archive.Mbox, false, "test")
 		if err != nil {

@@ -565,7 +565,15 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 			uidNext, msgs = 0, 0 // changed under us: look again next time
 		}
 	}
-	e.o.Archive.SetStatus(j.name, j.segs, sel.UIDValidity, uidNext, msgs, fr.failed)
+	var attrs []string
+	for _, a := range j.f.Attrs {
+		switch a {
+		case imap.MailboxAttrNoSelect, imap.MailboxAttrHasChildren, imap.MailboxAttrHasNoChildren, imap.MailboxAttrMarked, imap.MailboxAttrUnmarked, imap.MailboxAttrNoInferiors:
+		default:
+			attrs = append(attrs, string(a))
+		}
+	}
+	e.o.Archive.SetStatus(j.name, j.segs, attrs, sel.UIDValidity, uidNext, msgs, fr.failed)
 	return nil
 }
 

@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
-	"math/rand"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,109 +14,32 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/formats/mbox"
+	"github.com/mailmove/mailmove/internal/testmail"
 )
 
-// testMsg is a message put on the test server.
-type testMsg struct {
-	folder string
-	raw    []byte
-	flags  []imap.Flag
-	date   time.Time
-}
-
-func genMessages(n int, folders []string, seed int64) []testMsg {
-	r := rand.New(rand.NewSource(seed))
-	var out []testMsg
-	for i := 0; i < n; i++ {
-		var b strings.Builder
-		fmt.Fprintf(&b, "Return-Path: <s%d@example.org>\r\nFrom: S <s%d@example.org>\r\nSubject: message %d\r\nMessage-ID: <m%d.%d@example.org>\r\nDate: Mon, 06 Jan 2025 09:15:00 +0100\r\n\r\n", i, i, i, seed, i)
-		b.WriteString("From the start of a body line\r\n>From quoted\r\n")
-		lines := r.Intn(200)
-		if i%17 == 0 {
-			lines = 3000 // ~200 KB
-		}
-		for l := 0; l < lines; l++ {
-			fmt.Fprintf(&b, "line %d of message %d: %x\r\n", l, i, r.Int63())
-		}
-		if i%5 == 0 {
-			b.WriteString("no final newline")
-		}
-		flags := []imap.Flag{}
-		if i%2 == 0 {
-			flags = append(flags, imap.FlagSeen)
-		}
-		if i%7 == 0 {
-			flags = append(flags, imap.FlagDeleted)
-		}
-		if i%3 == 0 {
-			flags = append(flags, "$Label1")
-		}
-		out = append(out, testMsg{
-			folder: folders[i%len(folders)],
-			raw:    []byte(b.String()),
-			flags:  flags,
-			date:   time.Date(2020, 1, 1, 0, 0, 0, 0, time.FixedZone("", 3600)).Add(time.Duration(i) * time.Hour),
-		})
-	}
-	return out
-}
-
+// testServer is an in-memory IMAP server with user alice.
 type testServer struct {
 	srv  *account.MemServer
 	addr string
 }
 
 func startServer(t testing.TB) *testServer {
-	t.Helper()
-	srv, err := account.ServeMemory("alice", "secret", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := testmail.Mem(t)
 	return &testServer{srv: srv, addr: srv.Addr}
 }
 
 func (ts *testServer) config(t testing.TB, addr string) *account.Config {
-	t.Helper()
-	u, err := account.ParseURL("imap://alice@" + addr + "?tls=none")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("MAILMOVE_TEST_PASSWORD", "secret")
-	return &account.Config{URL: u, Password: account.PasswordSource{Env: "MAILMOVE_TEST_PASSWORD"}, IdleTimeout: 5 * time.Second}
+	return testmail.MemConfig(t, addr)
 }
 
-func (ts *testServer) put(t testing.TB, msgs []testMsg) {
-	t.Helper()
-	c, err := ts.config(t, ts.addr).Dial(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	made := map[string]bool{"INBOX": true}
-	for _, m := range msgs {
-		segs := strings.Split(m.folder, "/")
-		for i := range segs {
-			p := strings.Join(segs[:i+1], "/")
-			if !made[p] {
-				c.Create(p, nil).Wait()
-				made[p] = true
-			}
-		}
-		ap := c.Append(m.folder, int64(len(m.raw)), &imap.AppendOptions{Flags: m.flags, Time: m.date})
-		ap.Write(m.raw)
-		ap.Close()
-		if _, err := ap.Wait(); err != nil {
-			t.Fatalf("APPEND: %v", err)
-		}
-	}
+func (ts *testServer) put(t testing.TB, msgs []testmail.Msg) {
+	testmail.Put(t, ts.config(t, ts.addr), msgs)
 }
 
 func export(t testing.TB, cfg *account.Config, out string, f archive.Format, conns int) *Summary {
@@ -203,12 +124,12 @@ func readStored(t testing.TB, out string, f archive.Format, r archive.Record) []
 
 // checkExact checks that the archive holds exactly msgs, byte for byte, with
 // flags and dates.
-func checkExact(t testing.TB, out string, msgs []testMsg) {
+func checkExact(t testing.TB, out string, msgs []testmail.Msg) {
 	t.Helper()
 	got := archived(t, out)
-	want := map[string][]testMsg{}
+	want := map[string][]testmail.Msg{}
 	for _, m := range msgs {
-		want[m.folder] = append(want[m.folder], m)
+		want[m.Folder] = append(want[m.Folder], m)
 	}
 	for folder, ms := range want {
 		recs := got[folder]
@@ -219,13 +140,13 @@ func checkExact(t testing.TB, out string, msgs []testMsg) {
 		for i, m := range ms {
 			r := recs[i]
 			b := readStored(t, out, formatOf(t, out), r)
-			if !bytes.Equal(b, m.raw) {
+			if !bytes.Equal(b, m.Raw) {
 				t.Fatalf("folder %s message %d: bytes differ", folder, i)
 			}
-			if !r.InternalDate.Equal(m.date) {
-				t.Errorf("folder %s message %d: date %v, want %v", folder, i, r.InternalDate, m.date)
+			if !r.InternalDate.Equal(m.Date) {
+				t.Errorf("folder %s message %d: date %v, want %v", folder, i, r.InternalDate, m.Date)
 			}
-			if fs, ws := normFlags(r.Flags), normFlags(flagStrings(m.flags)); fs != ws {
+			if fs, ws := normFlags(r.Flags), normFlags(flagStrings(m.Flags)); fs != ws {
 				t.Errorf("folder %s message %d: flags %s, want %s", folder, i, fs, ws)
 			}
 		}
@@ -271,7 +192,7 @@ func TestExportExactAndIncremental(t *testing.T) {
 	for _, f := range []archive.Format{archive.Mbox, archive.EML} {
 		t.Run(string(f), func(t *testing.T) {
 			ts := startServer(t)
-			msgs := genMessages(120, folders, 1)
+			msgs := testmail.Gen(120, folders, 1)
 			ts.put(t, msgs)
 			out := filepath.Join(t.TempDir(), "out")
 			cfg := ts.config(t, ts.addr)
@@ -287,13 +208,13 @@ func TestExportExactAndIncremental(t *testing.T) {
 				t.Fatalf("re-run exported %d messages", sum.Messages)
 			}
 			// new mail: only that is fetched
-			more := genMessages(30, folders, 2)
+			more := testmail.Gen(30, folders, 2)
 			ts.put(t, more)
 			sum = export(t, cfg, out, f, 3)
 			if sum.Messages != 30 {
 				t.Fatalf("incremental run exported %d messages, want 30", sum.Messages)
 			}
-			checkExact(t, out, append(append([]testMsg{}, msgs...), more...))
+			checkExact(t, out, append(append([]testmail.Msg{}, msgs...), more...))
 			checkPerms(t, out)
 		})
 	}
@@ -315,9 +236,9 @@ func checkPerms(t *testing.T, out string) {
 func TestHostileFolderNames(t *testing.T) {
 	ts := startServer(t)
 	names := []string{"..", ".hidden", "%41", ".mailmove", "x/../../escape", "Ordner mit Leerzeichen"}
-	var msgs []testMsg
+	var msgs []testmail.Msg
 	for i, n := range names {
-		m := genMessages(1, []string{n}, int64(100+i))[0]
+		m := testmail.Gen(1, []string{n}, int64(100+i))[0]
 		msgs = append(msgs, m)
 	}
 	ts.put(t, msgs)
@@ -390,7 +311,7 @@ func TestDroppedConnections(t *testing.T) {
 	for _, f := range []archive.Format{archive.Mbox, archive.EML} {
 		t.Run(string(f), func(t *testing.T) {
 			ts := startServer(t)
-			msgs := genMessages(80, folders[:2], 3)
+			msgs := testmail.Gen(80, folders[:2], 3)
 			ts.put(t, msgs)
 			// the first 4 connections die in the middle of the transfer,
 			// most likely inside a message literal
@@ -407,7 +328,7 @@ func TestDroppedConnections(t *testing.T) {
 
 func TestUIDValidityChangeRescan(t *testing.T) {
 	ts := startServer(t)
-	msgs := genMessages(20, []string{"Box"}, 4)
+	msgs := testmail.Gen(20, []string{"Box"}, 4)
 	ts.put(t, msgs)
 	out := filepath.Join(t.TempDir(), "out")
 	cfg := ts.config(t, ts.addr)
@@ -423,8 +344,8 @@ func TestUIDValidityChangeRescan(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	more := genMessages(2, []string{"Box"}, 5)
-	ts.put(t, append(append([]testMsg{}, msgs...), more...))
+	more := testmail.Gen(2, []string{"Box"}, 5)
+	ts.put(t, append(append([]testmail.Msg{}, msgs...), more...))
 	sum := export(t, cfg, out, archive.Mbox, 1)
 	if sum.Messages != 2 || sum.Duplicates != 20 {
 		t.Fatalf("after renumbering: %d new, %d matched; want 2 and 20", sum.Messages, sum.Duplicates)
@@ -443,11 +364,11 @@ func BenchmarkExport(b *testing.B) {
 	for _, f := range []archive.Format{archive.Mbox, archive.EML} {
 		b.Run(string(f), func(b *testing.B) {
 			ts := startServer(b)
-			msgs := genMessages(500, folders, 9)
+			msgs := testmail.Gen(500, folders, 9)
 			ts.put(b, msgs)
 			var total int64
 			for _, m := range msgs {
-				total += int64(len(m.raw))
+				total += int64(len(m.Raw))
 			}
 			b.SetBytes(total)
 			b.ResetTimer()
@@ -489,7 +410,7 @@ func TestUndeliverableMessageReported(t *testing.T) {
 	}
 	defer srv.Close()
 	ts := &testServer{srv: srv, addr: srv.Addr}
-	msgs := genMessages(30, []string{"INBOX", "Sent"}, 21)
+	msgs := testmail.Gen(30, []string{"INBOX", "Sent"}, 21)
 	ts.put(t, msgs)
 	out := filepath.Join(t.TempDir(), "out")
 	sum := export(t, ts.config(t, ts.addr), out, archive.Mbox, 2)

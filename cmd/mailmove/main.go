@@ -40,6 +40,7 @@ const usage = `mailmove moves mail out of one provider and into an archive you o
 Usage:
   mailmove export  --from URL --to mbox|eml --out DIR [flags]   export an account
   mailmove folders --from URL [flags]                           list what would be exported
+  mailmove import  --to URL [flags] SOURCE                      import an archive, mbox, .eml folder or Maildir
   mailmove version
 
 Accounts:
@@ -80,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdExport(ctx, args[1:], stdout, stderr)
 	case "folders":
 		return cmdFolders(ctx, args[1:], stdout, stderr)
+	case "import":
+		return cmdImport(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mailmove", version)
 		return exitOK

@@ -98,6 +98,9 @@ type FolderState struct {
 	MboxEnd int64 `json:"mbox_end,omitempty"`
 	// Segments is the folder name as segments.
 	Segments []string `json:"segments"`
+	// Attrs are the folder's LIST attributes on the server (\Sent, \Trash,
+	// ...), so that an import can put it where the same role is.
+	Attrs []string `json:"attrs,omitempty"`
 	// Rescan is set when UIDVALIDITY changed and the pass that matches old
 	// messages by content has not finished.
 	Rescan bool `json:"rescan,omitempty"`
@@ -401,7 +404,7 @@ func (a *Archive) State(folder string) FolderState {
 
 // SetStatus records the server's STATUS after a complete pass over a folder,
 // and the UIDs that failed.
-func (a *Archive) SetStatus(folder string, segs []string, uidValidity, uidNext, messages uint32, failed []uint32) {
+func (a *Archive) SetStatus(folder string, segs []string, attrs []string, uidValidity, uidNext, messages uint32, failed []uint32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.folderLocked(folder, segs)
@@ -410,6 +413,7 @@ func (a *Archive) SetStatus(folder string, segs []string, uidValidity, uidNext, 
 		st.LastUID = 0
 	}
 	st.UIDNext, st.Messages = uidNext, messages
+	st.Attrs = attrs
 	st.Rescan = false
 	st.Failed = append([]uint32(nil), failed...)
 	a.dirty = true

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mailmove/mailmove/imports"
+)
+
+func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	to := addAccountFlags(fs, "to")
+	format := fs.String("format", "", "input `format`: mailmove, mbox, eml, maildir or takeout (default: detected)")
+	folder := fs.String("folder", "", "put every message into this one target `folder`")
+	prefix := fs.String("prefix", "", "put the folders under this target `folder` (e.g. Imported)")
+	var maps multiFlag
+	fs.Var(&maps, "map", "`SRC=DST`: source folder SRC goes to target folder DST (repeatable)")
+	labels := fs.String("labels", "keywords", "Gmail Takeout labels beyond the first folder: `keywords` or folders (one copy per label)")
+	dry := fs.Bool("dry-run", false, "show what would be created and appended, change nothing")
+	jdir := fs.String("journal-dir", defaultJournalDir(), "where import journals are kept (`dir`)")
+	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
+	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: mailmove import --to URL [flags] SOURCE\n\nSOURCE is a mailmove archive, an mbox file or tree, a folder of .eml files, a Maildir,\na Gmail Takeout mbox, or - for an mbox on standard input.\n\n")
+		fs.PrintDefaults()
+	}
+	// flags may come after the source, as in the README's examples
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if err == flag.ErrHelp {
+				return exitOK
+			}
+			return exitUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(rest) != 1 {
+		fmt.Fprintln(stderr, "mailmove import: give exactly one SOURCE (an archive, an mbox, a folder of .eml files, a Maildir, or -)")
+		return exitUsage
+	}
+	switch imports.Format(*format) {
+	case imports.FormatAuto, imports.FormatArchive, imports.FormatMbox, imports.FormatEML, imports.FormatMaildir, imports.FormatTakeout:
+	default:
+		fmt.Fprintf(stderr, "mailmove import: --format %s: want mailmove, mbox, eml, maildir or takeout\n", *format)
+		return exitUsage
+	}
+	if *labels != "keywords" && *labels != "folders" {
+		fmt.Fprintf(stderr, "mailmove import: --labels %s: want keywords or folders\n", *labels)
+		return exitUsage
+	}
+	m := map[string]string{}
+	for _, s := range maps {
+		src, dst, ok := strings.Cut(s, "=")
+		if !ok || src == "" || dst == "" {
+			fmt.Fprintf(stderr, "mailmove import: --map %q: want SRC=DST\n", s)
+			return exitUsage
+		}
+		m[src] = dst
+	}
+	if rest[0] != "-" {
+		if _, err := os.Stat(rest[0]); err != nil {
+			fmt.Fprintf(stderr, "mailmove import: %v\n", err)
+			return exitUsage
+		}
+	}
+	cfg, stop, err := to.config(ctx, stderr)
+	if err != nil {
+		return errorExit(stderr, err)
+	}
+	defer stop()
+	tty := !*quiet && isTerminal(os.Stderr)
+	opts := imports.Options{
+		Account: cfg, Source: rest[0], Format: imports.Format(*format), Folder: *folder, Prefix: *prefix, Map: m,
+		LabelsAsFolders: *labels == "folders", DryRun: *dry, JournalDir: *jdir,
+	}
+	var prog *progress
+	if tty && !*dry {
+		prog = newProgress(stderr)
+		opts.Progress = prog
+		opts.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
+	}
+	sum, runErr := imports.Run(ctx, opts)
+	if prog != nil {
+		prog.finish()
+	}
+	if *jsonOut {
+		v := struct {
+			OK    bool   `json:"ok"`
+			Error string `json:"error,omitempty"`
+			*imports.Summary
+			Seconds float64 `json:"seconds"`
+		}{Summary: sum}
+		if runErr != nil {
+			v.Error = runErr.Error()
+		}
+		v.OK = runErr == nil && len(sum.Failed) == 0
+		v.Seconds = sum.Elapsed.Seconds()
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(v)
+	} else if *dry {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TARGET FOLDER\tNEW\tAPPEND\tSIZE\tALREADY THERE\tFROM")
+		for _, p := range sum.Plan {
+			create := ""
+			if p.Create {
+				create = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", p.Folder, create, p.Append, humanBytes(p.Bytes), p.Present+p.Journal, p.Sources)
+		}
+		tw.Flush()
+	}
+	if len(sum.Failed) > 0 {
+		fmt.Fprintf(stderr, "mailmove: %d messages or files could not be imported:\n", len(sum.Failed))
+		for _, f := range sum.Failed {
+			fmt.Fprintf(stderr, "  %s: %s\n", f.Source, f.Error)
+		}
+	}
+	if runErr != nil {
+		if errors.Is(runErr, imports.ErrOverQuota) {
+			fmt.Fprintf(stderr, "mailmove: %v\n", runErr)
+			return exitFailed
+		}
+		return errorExit(stderr, runErr)
+	}
+	if tty && !*jsonOut && !*dry {
+		fmt.Fprintf(stderr, "%s: %d messages appended (%s), %d already there, in %s\n", cfg.URL, sum.Appended, humanBytes(sum.Bytes), sum.Skipped, sum.Elapsed.Round(10*time.Millisecond))
+	}
+	if len(sum.Failed) > 0 {
+		return exitPartial
+	}
+	return exitOK
+}
+
+func defaultJournalDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "mailmove", "imports")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "mailmove", "imports")
+	}
+	return ""
+}

@@ -1,0 +1,694 @@
+package imports
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/mailmove/mailmove/account"
+)
+
+// Options configure an import.
+type Options struct {
+	// Account is where the mail goes.
+	Account *account.Config
+	// Source is a file, a folder, or "-" for an mbox on standard input.
+	Source string
+	// Format forces the input format; empty means detect it.
+	Format Format
+	// Folder, if set, puts every message into this one target folder.
+	Folder string
+	// Prefix is put before every target folder ("Imported/Tuta").
+	Prefix string
+	// Map renames source folders (source path -> target path).
+	Map map[string]string
+	// LabelsAsFolders: Gmail labels beyond the first become folders (one
+	// copy each) instead of keywords.
+	LabelsAsFolders bool
+	// DryRun only reports what would be created and appended.
+	DryRun bool
+	// JournalDir holds the journals of interrupted and finished imports.
+	JournalDir string
+	// Progress, if set, is told about each message.
+	Progress Progress
+	// Log, if set, receives warnings.
+	Log func(format string, args ...any)
+}
+
+// Progress receives progress reports.
+type Progress interface {
+	Planned(messages int, bytes int64)
+	Message(folder string, size int64)
+}
+
+// Failure is a message that could not be imported, or bad input.
+type Failure struct {
+	Source string `json:"source"`
+	Folder string `json:"folder,omitempty"`
+	Error  string `json:"error"`
+}
+
+// FolderPlan says what an import does with one target folder.
+type FolderPlan struct {
+	Folder   string `json:"folder"`
+	Create   bool   `json:"create"`
+	Append   int    `json:"append"`
+	Bytes    int64  `json:"bytes"`
+	Present  int    `json:"already_present"`
+	Journal  int    `json:"already_imported"`
+	Sources  string `json:"from"`
+	Messages int    `json:"messages"`
+}
+
+// Summary is what an import did (or, with DryRun, would do).
+type Summary struct {
+	Plan     []FolderPlan  `json:"folders"`
+	Appended int           `json:"appended"`
+	Bytes    int64         `json:"bytes"`
+	Skipped  int           `json:"skipped"`
+	Failed   []Failure     `json:"failed"`
+	Bridge   bool          `json:"bridge"`
+	DryRun   bool          `json:"dry_run"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+}
+
+// ErrOverQuota stops an import when the target account is full.
+var ErrOverQuota = errors.New("the target account is over its quota")
+
+// bridgeMaxSize is Proton's import limit (it applies to the encrypted size;
+// messages close to it may still be refused, and are then reported).
+const bridgeMaxSize = 70 << 20
+
+type target struct {
+	name    string
+	segs    []string
+	items   []*Item
+	sources map[string]bool
+	exists  bool
+}
+
+// Run imports o.Source into o.Account.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	start := time.Now()
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	sum := &Summary{DryRun: o.DryRun, Failed: []Failure{}}
+	bad := func(err error) {
+		var ie *InputError
+		src := ""
+		if errors.As(err, &ie) {
+			src = ie.File
+		}
+		sum.Failed = append(sum.Failed, Failure{Source: src, Error: err.Error()})
+	}
+	var items []*Item
+	if err := Scan(o.Source, o.Format, o.LabelsAsFolders, func(it *Item) error {
+		items = append(items, it)
+		return ctx.Err()
+	}, bad); err != nil {
+		return sum, err
+	}
+	c, err := o.Account.Dial(ctx)
+	if err != nil {
+		return sum, err
+	}
+	defer func() { c.Logout().Wait(); c.Close() }()
+	bridge := o.Account.URL.Bridge || c.IsBridge()
+	sum.Bridge = bridge
+	folders, err := c.ListFolders()
+	if err != nil {
+		return sum, fmt.Errorf("listing the target's folders: %w", err)
+	}
+	delim := '/'
+	byName := map[string]*account.Folder{}
+	for _, f := range folders {
+		if f.Delim != 0 {
+			delim = f.Delim
+		}
+		byName[strings.Join(f.Segments, "/")] = f
+	}
+	// Group items by target folder.
+	targets := map[string]*target{}
+	var order []string
+	for _, it := range items {
+		name, skip := o.targetFor(it, folders, bridge)
+		if skip != "" {
+			sum.Failed = append(sum.Failed, Failure{Source: it.Source, Folder: it.Meta.Folder, Error: skip})
+			continue
+		}
+		t := targets[name]
+		if t == nil {
+			t = &target{name: name, segs: strings.Split(name, "/"), sources: map[string]bool{}}
+			_, t.exists = byName[name]
+			targets[name] = t
+			order = append(order, name)
+		}
+		t.items = append(t.items, it)
+		t.sources[it.Meta.Folder] = true
+	}
+	sort.Strings(order)
+	jr, err := openJournal(o.JournalDir, o.Account.URL.String(), o.Source)
+	if err != nil {
+		return sum, err
+	}
+	defer jr.Close()
+
+	imp := &importer{o: o, c: c, sum: sum, bridge: bridge, delim: delim, byName: byName, jr: jr}
+	var plannedMsgs int
+	var plannedBytes int64
+	for _, name := range order {
+		t := targets[name]
+		n, b := 0, int64(0)
+		for _, it := range t.items {
+			if !jr.done[it.ID] {
+				n++
+				b += it.Meta.Size
+			}
+		}
+		plannedMsgs += n
+		plannedBytes += b
+	}
+	if o.Progress != nil && !o.DryRun {
+		o.Progress.Planned(plannedMsgs, plannedBytes)
+	}
+	for _, name := range order {
+		if err := ctx.Err(); err != nil {
+			return sum, err
+		}
+		if err := imp.folder(ctx, targets[name]); err != nil {
+			return sum, err
+		}
+	}
+	sum.Elapsed = time.Since(start)
+	return sum, ctx.Err()
+}
+
+// targetFor decides the target folder of an item ("/"-separated), or why it
+// is skipped.
+func (o *Options) targetFor(it *Item, folders []*account.Folder, bridge bool) (string, string) {
+	src := it.Meta.Folder
+	var name string
+	switch {
+	case o.Folder != "":
+		name = o.Folder
+	case o.Map[src] != "":
+		name = o.Map[src]
+	default:
+		role := it.Role
+		if role == "" {
+			role = roleOfName(src)
+			if bridge || role == "" {
+				// archives of Bridge: Spam, Sent, ... by name too
+				if r := roleOfName(src); r != "" {
+					role = r
+				}
+			}
+		}
+		switch {
+		case strings.EqualFold(src, "INBOX"):
+			name = "INBOX"
+		case role == `\All` || role == `\Flagged` || strings.EqualFold(src, "All Mail") || strings.EqualFold(src, "Starred"):
+			// messages only in Bridge's All Mail: into the archive folder
+			role = `\Archive`
+			name = "Archive"
+		default:
+			name = src
+		}
+		if role != "" && name != "INBOX" {
+			if f := findRole(folders, role); f != nil {
+				name = strings.Join(f.Segments, "/")
+			}
+		}
+	}
+	if o.Prefix != "" && o.Folder == "" {
+		name = strings.TrimSuffix(o.Prefix, "/") + "/" + name
+	}
+	if bridge {
+		return bridgeTarget(name, folders)
+	}
+	return name, ""
+}
+
+func findRole(folders []*account.Folder, role string) *account.Folder {
+	for _, f := range folders {
+		for _, a := range f.Attrs {
+			if strings.EqualFold(string(a), role) && f.Selectable() {
+				return f
+			}
+		}
+	}
+	// servers that do not mark special use: by name
+	for _, f := range folders {
+		if f.Selectable() && roleOfName(f.Path()) == role {
+			return f
+		}
+	}
+	return nil
+}
+
+// bridgeTarget applies Proton Mail Bridge's rules: INBOX and system folders
+// as they are, user folders under Folders/, never All Mail or Starred.
+func bridgeTarget(name string, folders []*account.Folder) (string, string) {
+	segs := strings.Split(name, "/")
+	switch {
+	case name == "INBOX", segs[0] == "Folders" && len(segs) > 1, segs[0] == "Labels" && len(segs) == 2:
+		return name, ""
+	case segs[0] == "Labels":
+		return "", "Proton labels cannot be nested (Labels/" + strings.Join(segs[1:], "/") + "); use --map"
+	case strings.EqualFold(name, "All Mail") || strings.EqualFold(name, "Starred"):
+		return "", "Proton Mail Bridge refuses messages in " + name + "; use --map to choose a folder"
+	}
+	for _, f := range folders {
+		if f.Path() == name && len(f.Segments) == 1 && f.Selectable() {
+			return name, "" // a system folder (Sent, Archive, Spam, Trash, Drafts)
+		}
+	}
+	for i, s := range segs {
+		if strings.TrimSpace(s) != s || s == "" {
+			segs[i] = strings.TrimSpace(s)
+			if segs[i] == "" {
+				segs[i] = "_"
+			}
+		}
+	}
+	return "Folders/" + strings.Join(segs, "/"), ""
+}
+
+type importer struct {
+	o      Options
+	c      *account.Conn
+	sum    *Summary
+	bridge bool
+	delim  rune
+	byName map[string]*account.Folder
+	jr     *journal
+}
+
+// serverName turns a "/"-separated path into the server's name.
+func (im *importer) serverName(segs []string) string {
+	if im.delim == '/' {
+		return strings.Join(segs, "/")
+	}
+	parts := make([]string, len(segs))
+	for i, s := range segs {
+		parts[i] = strings.ReplaceAll(s, string(im.delim), "_")
+	}
+	return strings.Join(parts, string(im.delim))
+}
+
+type key struct {
+	id   string
+	size int64
+}
+
+func (im *importer) folder(ctx context.Context, t *target) error {
+	o, c := im.o, im.c
+	server := im.serverName(t.segs)
+	srcs := make([]string, 0, len(t.sources))
+	for s := range t.sources {
+		srcs = append(srcs, s)
+	}
+	sort.Strings(srcs)
+	plan := FolderPlan{Folder: t.name, Create: !t.exists, Messages: len(t.items), Sources: strings.Join(srcs, ", ")}
+	// What the folder already holds, as a multiset of (Message-ID, size);
+	// Bridge rebuilds messages, so there only Message-ID counts.
+	present := map[key]int{}
+	var permFlags []imap.Flag
+	if t.exists {
+		sel, err := c.Select(server, nil).Wait()
+		if err != nil {
+			return fmt.Errorf("SELECT %q: %w", server, err)
+		}
+		permFlags = sel.PermanentFlags
+		if sel.NumMessages > 0 {
+			inv, err := im.inventory()
+			if err != nil {
+				return err
+			}
+			present = inv
+		}
+	}
+	var todo []*Item
+	want := map[key]int{}
+	for _, it := range t.items {
+		if im.jr.done[it.ID] {
+			plan.Journal++
+			continue
+		}
+		todo = append(todo, it)
+	}
+	// Sizes on the wire (CRLF) and Bridge's checks need a first pass.
+	drop := []string(nil)
+	if im.bridge {
+		drop = []string{"X-Pm-Gluon-Id"}
+	}
+	type prep struct {
+		it   *Item
+		size int64
+		k    key
+	}
+	var preps []prep
+	for _, it := range todo {
+		r, err := it.Open()
+		if err != nil {
+			im.fail(it, t.name, err)
+			continue
+		}
+		size, hdr, err := measure(r, drop)
+		if err != nil {
+			im.fail(it, t.name, fmt.Errorf("reading: %w", err))
+			continue
+		}
+		h := parseHeader(hdr)
+		if im.bridge {
+			if !strings.EqualFold(t.name, "Drafts") && (!h.hasFrom || !h.hasDate) {
+				im.fail(it, t.name, errors.New("Proton Mail Bridge needs a From and a Date header (except in Drafts); skipped"))
+				continue
+			}
+			if size > bridgeMaxSize {
+				im.fail(it, t.name, fmt.Errorf("%d MiB is over Proton's import limit of 70 MiB; skipped", size>>20))
+				continue
+			}
+		}
+		k := key{h.messageID, size}
+		if im.bridge {
+			k.size = 0
+		}
+		preps = append(preps, prep{it, size, k})
+		want[k]++
+	}
+	// Append only the copies the folder lacks: the journal's imports are
+	// counted in present already.
+	journaled := map[key]int{}
+	for _, it := range t.items {
+		if im.jr.done[it.ID] {
+			if k, ok := im.jr.keys[it.ID]; ok {
+				journaled[k]++
+			}
+		}
+	}
+	var send []prep
+	for _, p := range preps {
+		have := present[p.k] - journaled[p.k]
+		if have > 0 {
+			present[p.k]--
+			plan.Present++
+			im.sum.Skipped++
+			if !o.DryRun {
+				im.jr.record(p.it.ID, t.name, p.k, 0)
+			}
+			continue
+		}
+		send = append(send, p)
+		plan.Append++
+		plan.Bytes += p.size
+	}
+	im.sum.Plan = append(im.sum.Plan, plan)
+	if o.DryRun || len(send) == 0 {
+		return im.jr.sync()
+	}
+	if !t.exists {
+		if err := im.create(t.segs); err != nil {
+			return err
+		}
+		sel, err := c.Select(server, nil).Wait()
+		if err != nil {
+			return fmt.Errorf("SELECT %q: %w", server, err)
+		}
+		permFlags = sel.PermanentFlags
+	}
+	var labelCopies = map[string][]imap.UID{}
+	for _, p := range send {
+		if err := ctx.Err(); err != nil {
+			im.jr.sync()
+			return err
+		}
+		uid, err := im.append(server, p.it, p.size, drop, permFlags)
+		if err != nil {
+			var ie *imap.Error
+			if errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota {
+				im.jr.sync()
+				return fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, ie.Text)
+			}
+			if errors.As(err, &ie) {
+				im.fail(p.it, t.name, fmt.Errorf("the server refused it: %s", ie.Text))
+				continue
+			}
+			im.jr.sync()
+			return fmt.Errorf("appending %s to %s: %w", p.it.Source, t.name, err)
+		}
+		im.jr.record(p.it.ID, t.name, p.k, uint32(uid))
+		im.sum.Appended++
+		im.sum.Bytes += p.size
+		if o.Progress != nil {
+			o.Progress.Message(t.name, p.size)
+		}
+		if im.bridge && uid != 0 {
+			for _, l := range p.it.Meta.Labels {
+				if l != "Starred" && !strings.Contains(l, "/") {
+					labelCopies[l] = append(labelCopies[l], uid)
+				}
+			}
+		}
+	}
+	if err := im.jr.sync(); err != nil {
+		return err
+	}
+	// Proton labels: a COPY into Labels/X labels the same message.
+	for l, uids := range labelCopies {
+		dest := "Labels/" + l
+		if _, ok := im.byName[dest]; !ok {
+			if err := c.Create(dest, nil).Wait(); err != nil {
+				im.o.Log("creating %s: %v", dest, err)
+				continue
+			}
+			im.byName[dest] = &account.Folder{Name: dest, Segments: []string{"Labels", l}}
+		}
+		var set imap.UIDSet
+		for _, u := range uids {
+			set.AddNum(u)
+		}
+		if _, err := c.Copy(set, dest).Wait(); err != nil {
+			im.o.Log("labelling with %s: %v", l, err)
+		}
+	}
+	return nil
+}
+
+func (im *importer) fail(it *Item, folder string, err error) {
+	im.sum.Failed = append(im.sum.Failed, Failure{Source: it.Source, Folder: folder, Error: err.Error()})
+}
+
+// inventory returns the (Message-ID, size) multiset of the selected folder.
+func (im *importer) inventory() (map[key]int, error) {
+	var all imap.UIDSet
+	all.AddRange(1, 0)
+	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-Id"}}
+	msgs, err := im.c.Fetch(all, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
+	if err != nil {
+		return nil, fmt.Errorf("listing what the target folder holds: %w", err)
+	}
+	out := map[key]int{}
+	for _, m := range msgs {
+		var hdr []byte
+		for _, bs := range m.BodySection {
+			hdr = bs.Bytes
+		}
+		h := parseHeader(append(hdr, '\r', '\n'))
+		k := key{h.messageID, m.RFC822Size}
+		if im.bridge {
+			k.size = 0
+		}
+		out[k]++
+	}
+	return out, nil
+}
+
+// create makes a folder and its parents, top down.
+func (im *importer) create(segs []string) error {
+	for i := range segs {
+		p := strings.Join(segs[:i+1], "/")
+		if _, ok := im.byName[p]; ok {
+			continue
+		}
+		if im.bridge && (p == "Folders" || p == "Labels") {
+			continue
+		}
+		name := im.serverName(segs[:i+1])
+		if err := im.c.Create(name, nil).Wait(); err != nil {
+			var ie *imap.Error
+			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
+				if !strings.Contains(strings.ToLower(err.Error()), "exist") {
+					return fmt.Errorf("creating folder %q: %w", name, err)
+				}
+			}
+		}
+		im.byName[p] = &account.Folder{Name: name, Segments: segs[:i+1]}
+	}
+	return nil
+}
+
+// append sends one message, streaming it, with its flags and date.
+func (im *importer) append(server string, it *Item, size int64, drop []string, perm []imap.Flag) (imap.UID, error) {
+	r, err := it.Open()
+	if err != nil {
+		return 0, err
+	}
+	p := newPrepared(r, drop)
+	p.keepHdr = false
+	defer p.Close()
+	opts := &imap.AppendOptions{Flags: allowedFlags(it.Meta.Flags, perm)}
+	if !it.Meta.InternalDate.IsZero() {
+		opts.Time = it.Meta.InternalDate
+	}
+	ap := im.c.Append(server, size, opts)
+	n, err := io.Copy(ap, p)
+	if err == nil && n != size {
+		err = fmt.Errorf("%s changed while it was imported (%d bytes, expected %d)", it.Source, n, size)
+	}
+	if cerr := ap.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	data, err := ap.Wait()
+	if err != nil {
+		return 0, err
+	}
+	return data.UID, nil
+}
+
+// allowedFlags keeps the flags the folder can store: never \Recent; when
+// the server sent PERMANENTFLAGS, only the system flags it lists, and
+// keywords when it lists \* (or the keyword itself).
+func allowedFlags(flags []string, perm []imap.Flag) []imap.Flag {
+	keywords := perm == nil
+	permSet := map[string]bool{}
+	for _, f := range perm {
+		if f == imap.FlagWildcard {
+			keywords = true
+		}
+		permSet[strings.ToLower(string(f))] = true
+	}
+	var out []imap.Flag
+	seen := map[string]bool{}
+	for _, f := range flags {
+		lf := strings.ToLower(f)
+		if lf == `\recent` || seen[lf] || f == "" {
+			continue
+		}
+		seen[lf] = true
+		switch {
+		case perm == nil, permSet[lf]:
+		case strings.HasPrefix(f, `\`):
+			continue
+		case !keywords:
+			continue
+		}
+		out = append(out, imap.Flag(f))
+	}
+	return out
+}
+
+// journal records what an import appended, so that an interrupted import
+// resumes without asking the server about everything again.
+type journal struct {
+	f    *os.File
+	w    *bufio.Writer
+	done map[string]bool
+	keys map[string]key
+	n    int
+}
+
+type journalLine struct {
+	ID     string `json:"id"`
+	Folder string `json:"folder"`
+	MsgID  string `json:"message_id,omitempty"`
+	Size   int64  `json:"size"`
+	UID    uint32 `json:"uid,omitempty"`
+}
+
+// openJournal opens the journal of importing source into target.
+func openJournal(dir, target, source string) (*journal, error) {
+	j := &journal{done: map[string]bool{}, keys: map[string]key{}}
+	if dir == "" {
+		return j, nil
+	}
+	abs := source
+	if source != "-" {
+		if a, err := filepath.Abs(source); err == nil {
+			abs = a
+		}
+	}
+	sum := sha256.Sum256([]byte(target + "\x00" + abs))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := filepath.Join(dir, hex.EncodeToString(sum[:8])+".jsonl")
+	if source != "-" {
+		if f, err := os.Open(p); err == nil {
+			sc := bufio.NewScanner(f)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				var l journalLine
+				if json.Unmarshal(sc.Bytes(), &l) == nil {
+					j.done[l.ID] = true
+					j.keys[l.ID] = key{l.MsgID, l.Size}
+				}
+			}
+			f.Close()
+		}
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	j.f, j.w = f, bufio.NewWriter(f)
+	return j, nil
+}
+
+func (j *journal) record(id, folder string, k key, uid uint32) {
+	j.done[id] = true
+	j.keys[id] = k
+	if j.w == nil {
+		return
+	}
+	b, _ := json.Marshal(journalLine{ID: id, Folder: folder, MsgID: k.id, Size: k.size, UID: uid})
+	j.w.Write(append(b, '\n'))
+	j.n++
+	if j.n%200 == 0 {
+		j.sync()
+	}
+}
+
+func (j *journal) sync() error {
+	if j.w == nil {
+		return nil
+	}
+	if err := j.w.Flush(); err != nil {
+		return err
+	}
+	return j.f.Sync()
+}
+
+func (j *journal) Close() error {
+	if j.f == nil {
+		return nil
+	}
+	err := j.sync()
+	j.f.Close()
+	return err
+}
