@@ -571,9 +571,9 @@ func (im *importer) append(server string, it *Item, size int64, drop []string, p
 	return data.UID, nil
 }
 
-// allowedFlags keeps the flags the folder can store: never \Recent; when
-// the server sent PERMANENTFLAGS, only the system flags it lists, and
-// keywords when it lists \* (or the keyword itself).
+// allowedFlags keeps the flags the folder can store: never \Recent; the
+// five standard system flags always; other flags and keywords as
+// PERMANENTFLAGS allows (\* for any keyword), all when it was not sent.
 func allowedFlags(flags []string, perm []imap.Flag) []imap.Flag {
 	keywords := perm == nil
 	permSet := map[string]bool{}
@@ -592,7 +592,9 @@ func allowedFlags(flags []string, perm []imap.Flag) []imap.Flag {
 		}
 		seen[lf] = true
 		switch {
-		case perm == nil, permSet[lf]:
+		case perm == nil, permSet[lf], isSystemFlag(lf):
+			// The standard system flags are always sent: a server that
+			// cannot keep one ignores it (RFC 3501 6.3.11).
 		case strings.HasPrefix(f, `\`):
 			continue
 		case !keywords:
@@ -691,4 +693,12 @@ func (j *journal) Close() error {
 	err := j.sync()
 	j.f.Close()
 	return err
+}
+
+func isSystemFlag(lf string) bool {
+	switch lf {
+	case `\seen`, `\answered`, `\flagged`, `\deleted`, `\draft`:
+		return true
+	}
+	return false
 }

@@ -532,14 +532,14 @@ func maildirFlags(name string) []string {
 // each .eml.
 type protonMeta struct {
 	Payload struct {
-		ID       string   `json:"ID"`
-		LabelIDs []string `json:"LabelIDs"`
-		Unread   int      `json:"Unread"`
-		Time     int64    `json:"Time"`
-		Flags    int64    `json:"Flags"`
-		IsReplied    int `json:"IsReplied"`
-		IsRepliedAll int `json:"IsRepliedAll"`
-		IsForwarded  int `json:"IsForwarded"`
+		ID           string   `json:"ID"`
+		LabelIDs     []string `json:"LabelIDs"`
+		Unread       int      `json:"Unread"`
+		Time         int64    `json:"Time"`
+		Flags        int64    `json:"Flags"`
+		IsReplied    int      `json:"IsReplied"`
+		IsRepliedAll int      `json:"IsRepliedAll"`
+		IsForwarded  int      `json:"IsForwarded"`
 	} `json:"Payload"`
 }
 
