@@ -1,0 +1,118 @@
+package imports
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/mailmove/mailmove/formats/archive"
+	"github.com/mailmove/mailmove/internal/testmail"
+)
+
+// Proton Mail Bridge (the stand-in) as source, Dovecot as target.
+func TestBridgeToDovecot(t *testing.T) {
+	br := testmail.StartBridge(t, 40)
+	src := br.Config(t, "bridge://me@proton.test@"+br.Addr)
+	out := exportTo(t, src, archive.Mbox)
+	d := testmail.StartDovecot(t)
+	dst := d.Config(t, "imaps", "dst")
+	sum := runImport(t, Options{Account: dst, Source: out})
+	if len(sum.Failed) != 0 || sum.Appended != 41 {
+		t.Fatalf("appended %d, failures %v", sum.Appended, sum.Failed)
+	}
+	got := contents(t, dst)
+	want := contents(t, src)
+	// Bridge's folders arrive under their own names (Folders/ dropped);
+	// the message only in All Mail goes to Archive.
+	rename := map[string]string{"Folders/Work": "Work", "Folders/Work/2024": "Work/2024", "Folders/Reisen & Urlaub": "Reisen & Urlaub"}
+	for f := range want {
+		if strings.HasPrefix(f, "Labels/") || f == "Starred" || f == "All Mail" {
+			delete(want, f)
+		}
+	}
+	// the message in INBOX and Sent is one Proton message: exported once
+	n := 0
+	for _, ms := range got {
+		n += len(ms)
+	}
+	if n != 41 {
+		t.Fatalf("%d messages on the target, want 41", n)
+	}
+	if len(got["Archive"]) != len(want["Archive"])+1 {
+		t.Errorf("Archive: %d, want %d + the All-Mail-only message", len(got["Archive"]), len(want["Archive"]))
+	}
+	delete(want, "Archive")
+	delete(want, "INBOX")
+	delete(want, "Sent")
+	sameMail(t, want, got, rename)
+}
+
+// Dovecot as source, Proton Mail Bridge (the stand-in) as target.
+func TestDovecotToBridge(t *testing.T) {
+	d := testmail.StartDovecot(t)
+	src := d.Config(t, "imaps", "src")
+	msgs := testmail.Gen(20, []string{"INBOX", "Sent", "Projects/2024"}, 5)
+	// no From: Bridge would refuse it, so it is reported and skipped
+	msgs = append(msgs, testmail.Msg{Folder: "INBOX", Raw: []byte("Subject: no from\r\nDate: Mon, 06 Jan 2025 09:15:00 +0100\r\n\r\nx\r\n")})
+	// an instance-local gluon ID from another Bridge: stripped
+	msgs = append(msgs, testmail.Msg{Folder: "INBOX", Raw: []byte("X-Pm-Gluon-Id: 11111111-2222-3333-4444-555555555555\r\nFrom: a@example.org\r\nSubject: gluon id\r\nDate: Mon, 06 Jan 2025 09:15:00 +0100\r\nMessage-ID: <gl@example.org>\r\n\r\nx\r\n")})
+	for i := range msgs {
+		var fl []imap.Flag
+		for _, f := range msgs[i].Flags {
+			if f != "$Label1" {
+				fl = append(fl, f)
+			}
+		}
+		msgs[i].Flags = fl
+	}
+	testmail.Put(t, src, msgs)
+	out := exportTo(t, src, archive.EML)
+
+	br := testmail.StartBridge(t, 0)
+	dst := br.Config(t, "bridge://me@proton.test@"+br.Addr)
+	jdir := t.TempDir()
+	sum := runImport(t, Options{Account: dst, Source: out, JournalDir: jdir})
+	if !sum.Bridge {
+		t.Fatal("target not seen as Bridge")
+	}
+	if len(sum.Failed) != 1 || !strings.Contains(sum.Failed[0].Error, "From and a Date") {
+		t.Fatalf("failures %v", sum.Failed)
+	}
+	if sum.Appended != len(msgs)-1 {
+		t.Fatalf("appended %d, want %d", sum.Appended, len(msgs)-1)
+	}
+	got := contents(t, dst)
+	if len(got["Folders/Projects/2024"]) != 6 || len(got["Sent"]) != 7 || len(got["INBOX"]) != 8 {
+		t.Fatalf("folders on Bridge: %v", keys(got))
+	}
+	gl := find(t, got["INBOX"], "Subject: gluon id")
+	if bytes.Contains(gl.raw, []byte("11111111-2222")) {
+		t.Fatal("X-Pm-Gluon-Id of another Bridge was not stripped")
+	}
+	if s := runImport(t, Options{Account: dst, Source: out, JournalDir: t.TempDir()}); s.Appended != 0 {
+		t.Fatalf("re-run appended %d", s.Appended)
+	}
+}
+
+// Proton labels from an archive go back as Labels/... on a Bridge.
+func TestBridgeLabelsRoundTrip(t *testing.T) {
+	br := testmail.StartBridge(t, 40)
+	out := exportTo(t, br.Config(t, "bridge://me@proton.test@"+br.Addr), archive.Mbox)
+	want := contents(t, br.Config(t, "bridge://me@proton.test@"+br.Addr))
+	br2 := testmail.StartBridge(t, 0)
+	dst := br2.Config(t, "bridge://me@proton.test@"+br2.Addr)
+	sum := runImport(t, Options{Account: dst, Source: out})
+	if len(sum.Failed) != 0 {
+		t.Fatalf("failures %v", sum.Failed)
+	}
+	got := contents(t, dst)
+	for _, l := range []string{"Labels/Important", "Labels/Travel"} {
+		if len(got[l]) != len(want[l]) || len(got[l]) == 0 {
+			t.Errorf("%s: %d messages, want %d", l, len(got[l]), len(want[l]))
+		}
+	}
+	if len(got["Folders/Work"]) != len(want["Folders/Work"]) {
+		t.Errorf("Folders/Work: %d, want %d", len(got["Folders/Work"]), len(want["Folders/Work"]))
+	}
+}
