@@ -90,8 +90,13 @@ func seedServer(t *testing.T, n int) *account.MemServer {
 
 func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runCmdEnv(t, []string{"MAILMOVE_FROM_PASSWORD=secret"}, args...)
+}
+
+func runCmdEnv(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	cmd := exec.Command(binary(t), args...)
-	cmd.Env = append(os.Environ(), "MAILMOVE_FROM_PASSWORD=secret")
+	cmd.Env = append(append(os.Environ(), "XDG_STATE_HOME="+t.TempDir()), env...)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()

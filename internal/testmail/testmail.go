@@ -8,6 +8,7 @@
 package testmail
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/mailmove/mailmove/account"
 )
 
@@ -279,3 +281,42 @@ func (b *Bridge) Config(t testing.TB, url string) *account.Config {
 }
 
 var _ = io.EOF
+
+// strictAppend refuses an APPEND whose literal ended early. imapmemserver
+// alone stores the truncated message when a client disconnects in the
+// middle of an APPEND (its literal reader ends quietly), which no real
+// server does.
+type strictAppend struct {
+	imapserver.Session
+}
+
+type sizedReader struct {
+	*bytes.Reader
+	size int64
+}
+
+func (r sizedReader) Size() int64 { return r.size }
+
+func (s strictAppend) Append(mailbox string, r imap.LiteralReader, o *imap.AppendOptions) (*imap.AppendData, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != r.Size() {
+		return nil, fmt.Errorf("literal cut short: %d of %d bytes", len(b), r.Size())
+	}
+	return s.Session.Append(mailbox, sizedReader{bytes.NewReader(b), int64(len(b))}, o)
+}
+
+// MemStrict is Mem with APPENDs that are cut short refused, as a real
+// server does. It speaks IMAP4rev1 only (the wrapper hides rev2 extras).
+func MemStrict(t testing.TB) *account.MemServer {
+	t.Helper()
+	srv, err := account.ServeMemoryWrapped("alice", "secret", nil, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}},
+		func(s imapserver.Session) imapserver.Session { return strictAppend{s} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"context"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/internal/testmail"
+)
+
+// messageIDs lists, per folder, the Message-IDs an account holds.
+func messageIDs(t *testing.T, addr string) map[string][]string {
+	t.Helper()
+	c, err := testmail.MemConfig(t, addr).Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	folders, err := c.ListFolders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, f := range folders {
+		if _, err := c.Examine(f.Name); err != nil {
+			continue
+		}
+		var all imap.UIDSet
+		all.AddRange(1, 0)
+		sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-Id"}}
+		msgs, err := c.Fetch(all, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
+		if err != nil {
+			continue
+		}
+		for _, m := range msgs {
+			for _, bs := range m.BodySection {
+				out[f.Path()] = append(out[f.Path()], strings.TrimSpace(string(bs.Bytes)))
+			}
+		}
+	}
+	return out
+}
+
+func TestImportKillAndResume(t *testing.T) {
+	src := seedServer(t, 600)
+	archive := filepath.Join(t.TempDir(), "archive")
+	if _, e, code := runCmd(t, "export", "--from", "imap://alice@"+src.Addr+"?tls=none", "--to", "mbox", "--out", archive); code != 0 {
+		t.Fatalf("export: %d %s", code, e)
+	}
+	want := messageIDs(t, src.Addr)
+
+	dst := testmail.MemStrict(t)
+	to := "imap://alice@" + slowProxy(t, dst.Addr) + "?tls=none"
+	jdir := t.TempDir()
+	r := rand.New(rand.NewSource(2))
+	for i := 0; i < 10; i++ {
+		cmd := exec.Command(binary(t), "import", "--to", to, "--journal-dir", jdir, archive)
+		cmd.Env = append(os.Environ(), "MAILMOVE_TO_PASSWORD=secret")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-time.After(time.Duration(30+r.Intn(200)) * time.Millisecond):
+			cmd.Process.Kill()
+			<-done
+		case <-done:
+		}
+	}
+	cmd := exec.Command(binary(t), "import", "--to", to, "--journal-dir", jdir, "--json", archive)
+	cmd.Env = append(os.Environ(), "MAILMOVE_TO_PASSWORD=secret")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("final import: %v\n%s", err, out)
+	}
+	got := messageIDs(t, dst.Addr)
+	for f, ids := range want {
+		seen := map[string]int{}
+		for _, id := range got[f] {
+			seen[id]++
+		}
+		for _, id := range ids {
+			if seen[id] != 1 {
+				t.Fatalf("folder %s: %s is there %d times", f, id, seen[id])
+			}
+		}
+		if len(got[f]) != len(ids) {
+			w := map[string]bool{}
+			for _, id := range ids {
+				w[id] = true
+			}
+			for _, id := range got[f] {
+				if !w[id] {
+					t.Logf("extra: %q", id)
+				}
+			}
+			t.Fatalf("folder %s: %d messages, want %d", f, len(got[f]), len(ids))
+		}
+	}
+	// and once more: nothing appended
+	stdout, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", to, "--journal-dir", jdir, "--json", archive)
+	if code != 0 || !strings.Contains(stdout, `"appended": 0`) {
+		t.Fatalf("re-run: %d %s %s", code, stdout, e)
+	}
+	// dry run names the folders and changes nothing
+	stdout, _, code = runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", "imap://alice@"+testmail.Mem(t).Addr+"?tls=none", "--dry-run", archive)
+	if code != 0 || !strings.Contains(stdout, "Archive/2024") || !strings.Contains(stdout, "yes") {
+		t.Fatalf("dry run: %d %s", code, stdout)
+	}
+	_ = account.IsLoopback
+}
