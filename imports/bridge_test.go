@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/formats/archive"
@@ -106,13 +107,39 @@ func TestBridgeLabelsRoundTrip(t *testing.T) {
 	if len(sum.Failed) != 0 {
 		t.Fatalf("failures %v", sum.Failed)
 	}
+	// The stand-in's connector applies label changes asynchronously (a
+	// ticker of 50 ms), as Bridge applies Proton's events: give it a moment.
+	time.Sleep(time.Second)
 	got := contents(t, dst)
 	for _, l := range []string{"Labels/Important", "Labels/Travel"} {
 		if len(got[l]) != len(want[l]) || len(got[l]) == 0 {
-			t.Errorf("%s: %d messages, want %d", l, len(got[l]), len(want[l]))
+			t.Errorf("%s: %d messages, want %d; missing: %v", l, len(got[l]), len(want[l]), missingPM(want[l], got[l]))
 		}
 	}
 	if len(got["Folders/Work"]) != len(want["Folders/Work"]) {
 		t.Errorf("Folders/Work: %d, want %d", len(got["Folders/Work"]), len(want["Folders/Work"]))
 	}
+}
+
+// missingPM lists the X-Pm-Internal-Id of messages in want but not in got.
+func missingPM(want, got []stored) []string {
+	ids := func(ms []stored) map[string]bool {
+		out := map[string]bool{}
+		for _, m := range ms {
+			for _, l := range strings.Split(string(m.raw), "\r\n") {
+				if strings.HasPrefix(l, "X-Pm-Internal-Id: ") {
+					out[strings.TrimPrefix(l, "X-Pm-Internal-Id: ")] = true
+				}
+			}
+		}
+		return out
+	}
+	g := ids(got)
+	var miss []string
+	for id := range ids(want) {
+		if !g[id] {
+			miss = append(miss, id)
+		}
+	}
+	return miss
 }

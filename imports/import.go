@@ -466,7 +466,13 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 	if err := im.jr.sync(); err != nil {
 		return err
 	}
-	// Proton labels: a COPY into Labels/X labels the same message.
+	// Proton labels: a COPY into Labels/X labels the same message. Select
+	// the folder again first, so that the session sees what was appended.
+	if len(labelCopies) > 0 {
+		if _, err := c.Select(server, nil).Wait(); err != nil {
+			return fmt.Errorf("SELECT %q: %w", server, err)
+		}
+	}
 	for l, uids := range labelCopies {
 		dest := "Labels/" + l
 		if _, ok := im.byName[dest]; !ok {
@@ -480,8 +486,15 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 		for _, u := range uids {
 			set.AddNum(u)
 		}
-		if _, err := c.Copy(set, dest).Wait(); err != nil {
-			im.o.Log("labelling with %s: %v", l, err)
+		cd, err := c.Copy(set, dest).Wait()
+		if err != nil {
+			im.sum.Failed = append(im.sum.Failed, Failure{Source: t.name, Folder: dest, Error: fmt.Sprintf("labelling %d messages: %v", len(uids), err)})
+			continue
+		}
+		if cd != nil && cd.SourceUIDs != nil {
+			if n := len(uidList(cd.SourceUIDs)); n != len(uids) {
+				im.sum.Failed = append(im.sum.Failed, Failure{Source: t.name, Folder: dest, Error: fmt.Sprintf("labelled %d of %d messages", n, len(uids))})
+			}
 		}
 	}
 	return nil
@@ -701,4 +714,9 @@ func isSystemFlag(lf string) bool {
 		return true
 	}
 	return false
+}
+
+func uidList(s imap.UIDSet) []imap.UID {
+	uids, _ := s.Nums()
+	return uids
 }

@@ -27,6 +27,9 @@ func runImport(t *testing.T, o Options) *Summary {
 	if o.JournalDir == "" {
 		o.JournalDir = t.TempDir()
 	}
+	if o.Log == nil {
+		o.Log = t.Logf
+	}
 	sum, err := Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("import %s: %v", o.Source, err)
