@@ -46,4 +46,22 @@ for round in $(seq "$ROUNDS"); do
   timed "mailmove export --to eml --connections 4" "${MM[@]}" --to eml --out "$OUT/mm-eml-4" --connections 4
   timed "mailmove export again (nothing new)" "${MM[@]}" --to mbox --out "$OUT/mm-mbox-4"
 done
+
+# Import: the same 5 000 messages into the empty account dst, against mbsync
+# pushing its Maildir from the pull above.
+clear_dst() {
+  rm -rf /tmp/bench/dovecot/home/dst/Maildir /tmp/bench/state/mbsync-push "$OUT/journal"
+  mkdir -p /tmp/bench/state/mbsync-push
+}
+MI=(/tmp/bench/bin/mailmove import --to imaps://dst@127.0.0.1:10993 --to-ca-file "$CERT" --to-password-file /tmp/bench/pw --journal-dir "$OUT/journal")
+for round in $(seq "$ROUNDS"); do
+  echo "# import round $round"
+  clear_dst
+  timed "mbsync push Maildir -> dst (fsync on)" mbsync -q -c "$KIT/peers/mbsyncrc" push
+  clear_dst
+  timed "mailmove import (mbox archive) -> dst" "${MI[@]}" "$OUT/mm-mbox-4"
+  timed "mailmove import again (nothing new)" "${MI[@]}" "$OUT/mm-mbox-4"
+  clear_dst
+  timed "mailmove import (mbsync's Maildir) -> dst" "${MI[@]}" "$OUT/mbsync-pull"
+done
 du -sh "$OUT"/mm-mbox-4 "$OUT"/mm-eml-4 "$OUT"/mbsync-pull | sed 's/^/# /'

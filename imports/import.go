@@ -13,9 +13,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/mailmove/mailmove/account"
 )
 
@@ -38,6 +40,9 @@ type Options struct {
 	LabelsAsFolders bool
 	// DryRun only reports what would be created and appended.
 	DryRun bool
+	// Connections is the most IMAP connections used at once, one target
+	// folder each (default 4; 2 for Proton Mail Bridge).
+	Connections int
 	// JournalDir holds the journals of interrupted and finished imports.
 	JournalDir string
 	// Progress, if set, is told about each message.
@@ -165,7 +170,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	defer jr.Close()
 
-	imp := &importer{o: o, c: c, sum: sum, bridge: bridge, delim: delim, byName: byName, jr: jr}
+	imp := &importer{o: o, sum: sum, bridge: bridge, delim: delim, byName: byName, jr: jr}
 	var plannedMsgs int
 	var plannedBytes int64
 	for _, name := range order {
@@ -183,15 +188,70 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Progress != nil && !o.DryRun {
 		o.Progress.Planned(plannedMsgs, plannedBytes)
 	}
-	for _, name := range order {
-		if err := ctx.Err(); err != nil {
-			return sum, err
-		}
-		if err := imp.folder(ctx, targets[name]); err != nil {
-			return sum, err
+	workers := o.Connections
+	if workers <= 0 {
+		workers = 4
+		if bridge {
+			workers = 2
 		}
 	}
+	if o.DryRun {
+		workers = 1
+	}
+	workers = min(workers, len(order))
+	// Biggest folders first, so that one big folder does not run alone at the end.
+	sort.SliceStable(order, func(i, j int) bool { return len(targets[order[i]].items) > len(targets[order[j]].items) })
+	jobs := make(chan *target)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wc := c
+		if w > 0 {
+			if wc, err = o.Account.Dial(ctx); err != nil {
+				workers = w
+				break
+			}
+		}
+		wg.Add(1)
+		go func(wc *account.Conn, own bool) {
+			defer wg.Done()
+			if own {
+				defer func() { wc.Logout().Wait(); wc.Close() }()
+			}
+			for t := range jobs {
+				if err := imp.folder(ctx, wc, t); err != nil {
+					errs <- err
+					for range jobs {
+					}
+					return
+				}
+			}
+		}(wc, w > 0)
+	}
+	var runErr error
+feed:
+	for _, name := range order {
+		select {
+		case jobs <- targets[name]:
+		case runErr = <-errs:
+			break feed
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if runErr == nil {
+		select {
+		case runErr = <-errs:
+		default:
+		}
+	}
+	sort.Slice(sum.Plan, func(i, j int) bool { return sum.Plan[i].Folder < sum.Plan[j].Folder })
 	sum.Elapsed = time.Since(start)
+	if runErr != nil {
+		return sum, runErr
+	}
 	return sum, ctx.Err()
 }
 
@@ -288,7 +348,7 @@ func bridgeTarget(name string, folders []*account.Folder) (string, string) {
 
 type importer struct {
 	o      Options
-	c      *account.Conn
+	mu     sync.Mutex // guards sum, jr and byName
 	sum    *Summary
 	bridge bool
 	delim  rune
@@ -313,8 +373,15 @@ type key struct {
 	size int64
 }
 
-func (im *importer) folder(ctx context.Context, t *target) error {
-	o, c := im.o, im.c
+// prep is a message ready to send: its size on the wire and its key.
+type prep struct {
+	it   *Item
+	size int64
+	k    key
+}
+
+func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) error {
+	o := im.o
 	server := im.serverName(t.segs)
 	srcs := make([]string, 0, len(t.sources))
 	for s := range t.sources {
@@ -333,7 +400,7 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 		}
 		permFlags = sel.PermanentFlags
 		if sel.NumMessages > 0 {
-			inv, err := im.inventory()
+			inv, err := im.inventory(c)
 			if err != nil {
 				return err
 			}
@@ -342,6 +409,7 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 	}
 	var todo []*Item
 	want := map[key]int{}
+	im.mu.Lock()
 	for _, it := range t.items {
 		if im.jr.done[it.ID] {
 			plan.Journal++
@@ -349,15 +417,11 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 		}
 		todo = append(todo, it)
 	}
+	im.mu.Unlock()
 	// Sizes on the wire (CRLF) and Bridge's checks need a first pass.
 	drop := []string(nil)
 	if im.bridge {
 		drop = []string{"X-Pm-Gluon-Id"}
-	}
-	type prep struct {
-		it   *Item
-		size int64
-		k    key
 	}
 	var preps []prep
 	for _, it := range todo {
@@ -368,7 +432,7 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 		}
 		size, hdr, err := measure(r, drop)
 		if err != nil {
-			im.fail(it, t.name, fmt.Errorf("reading: %w", err))
+			im.fail(it, t.name, err)
 			continue
 		}
 		h := parseHeader(hdr)
@@ -392,6 +456,7 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 	// Append only the copies the folder lacks: the journal's imports are
 	// counted in present already.
 	journaled := map[key]int{}
+	im.mu.Lock()
 	for _, it := range t.items {
 		if im.jr.done[it.ID] {
 			if k, ok := im.jr.keys[it.ID]; ok {
@@ -399,28 +464,33 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 			}
 		}
 	}
+	im.mu.Unlock()
 	var send []prep
 	for _, p := range preps {
 		have := present[p.k] - journaled[p.k]
 		if have > 0 {
 			present[p.k]--
 			plan.Present++
+			im.mu.Lock()
 			im.sum.Skipped++
 			if !o.DryRun {
 				im.jr.record(p.it.ID, t.name, p.k, 0)
 			}
+			im.mu.Unlock()
 			continue
 		}
 		send = append(send, p)
 		plan.Append++
 		plan.Bytes += p.size
 	}
+	im.mu.Lock()
 	im.sum.Plan = append(im.sum.Plan, plan)
+	im.mu.Unlock()
 	if o.DryRun || len(send) == 0 {
-		return im.jr.sync()
+		return im.syncJournal()
 	}
 	if !t.exists {
-		if err := im.create(t.segs); err != nil {
+		if err := im.create(c, t.segs); err != nil {
 			return err
 		}
 		sel, err := c.Select(server, nil).Wait()
@@ -429,41 +499,8 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 		}
 		permFlags = sel.PermanentFlags
 	}
-	var labelCopies = map[string][]imap.UID{}
-	for _, p := range send {
-		if err := ctx.Err(); err != nil {
-			im.jr.sync()
-			return err
-		}
-		uid, err := im.append(server, p.it, p.size, drop, permFlags)
-		if err != nil {
-			var ie *imap.Error
-			if errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota {
-				im.jr.sync()
-				return fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, ie.Text)
-			}
-			if errors.As(err, &ie) {
-				im.fail(p.it, t.name, fmt.Errorf("the server refused it: %s", ie.Text))
-				continue
-			}
-			im.jr.sync()
-			return fmt.Errorf("appending %s to %s: %w", p.it.Source, t.name, err)
-		}
-		im.jr.record(p.it.ID, t.name, p.k, uint32(uid))
-		im.sum.Appended++
-		im.sum.Bytes += p.size
-		if o.Progress != nil {
-			o.Progress.Message(t.name, p.size)
-		}
-		if im.bridge && uid != 0 {
-			for _, l := range p.it.Meta.Labels {
-				if l != "Starred" && !strings.Contains(l, "/") {
-					labelCopies[l] = append(labelCopies[l], uid)
-				}
-			}
-		}
-	}
-	if err := im.jr.sync(); err != nil {
+	labelCopies, err := im.send(ctx, c, server, t, send, drop, permFlags)
+	if err != nil {
 		return err
 	}
 	// Proton labels: a COPY into Labels/X labels the same message. Select
@@ -475,12 +512,9 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 	}
 	for l, uids := range labelCopies {
 		dest := "Labels/" + l
-		if _, ok := im.byName[dest]; !ok {
-			if err := c.Create(dest, nil).Wait(); err != nil {
-				im.o.Log("creating %s: %v", dest, err)
-				continue
-			}
-			im.byName[dest] = &account.Folder{Name: dest, Segments: []string{"Labels", l}}
+		if err := im.create(c, []string{"Labels", l}); err != nil {
+			im.o.Log("creating %s: %v", dest, err)
+			continue
 		}
 		var set imap.UIDSet
 		for _, u := range uids {
@@ -488,28 +522,143 @@ func (im *importer) folder(ctx context.Context, t *target) error {
 		}
 		cd, err := c.Copy(set, dest).Wait()
 		if err != nil {
-			im.sum.Failed = append(im.sum.Failed, Failure{Source: t.name, Folder: dest, Error: fmt.Sprintf("labelling %d messages: %v", len(uids), err)})
+			im.failf(t.name, dest, "labelling %d messages: %v", len(uids), err)
 			continue
 		}
 		if cd != nil && cd.SourceUIDs != nil {
 			if n := len(uidList(cd.SourceUIDs)); n != len(uids) {
-				im.sum.Failed = append(im.sum.Failed, Failure{Source: t.name, Folder: dest, Error: fmt.Sprintf("labelled %d of %d messages", n, len(uids))})
+				im.failf(t.name, dest, "labelled %d of %d messages", n, len(uids))
 			}
 		}
 	}
 	return nil
 }
 
+func (im *importer) failf(source, folder, format string, a ...any) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.sum.Failed = append(im.sum.Failed, Failure{Source: source, Folder: folder, Error: fmt.Sprintf(format, a...)})
+}
+
+func (im *importer) syncJournal() error {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.jr.sync()
+}
+
+// send appends the messages, pipelined: the next APPEND goes out while the
+// server still works on the previous ones; a goroutine collects the
+// answers in order. It returns the UIDs to label, by label (Bridge).
+func (im *importer) send(ctx context.Context, c *account.Conn, server string, t *target, send []prep, drop []string, perm []imap.Flag) (map[string][]imap.UID, error) {
+	type inflight struct {
+		p  prep
+		ap *imapclient.AppendCommand
+	}
+	window := make(chan inflight, 32)
+	labelCopies := map[string][]imap.UID{}
+	var stop error // set by the collector; read after it is done
+	var stopMu sync.Mutex
+	setStop := func(err error) {
+		stopMu.Lock()
+		if stop == nil {
+			stop = err
+		}
+		stopMu.Unlock()
+	}
+	stopped := func() error {
+		stopMu.Lock()
+		defer stopMu.Unlock()
+		return stop
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for f := range window {
+			data, err := f.ap.Wait()
+			if err != nil {
+				var ie *imap.Error
+				switch {
+				case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
+					setStop(fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, ie.Text))
+				case errors.As(err, &ie):
+					im.fail(f.p.it, t.name, fmt.Errorf("the server refused it: %s", ie.Text))
+				default:
+					setStop(fmt.Errorf("appending %s to %s: %w", f.p.it.Source, t.name, err))
+				}
+				continue
+			}
+			var uid imap.UID
+			if data != nil {
+				uid = data.UID
+			}
+			im.mu.Lock()
+			im.jr.record(f.p.it.ID, t.name, f.p.k, uint32(uid))
+			im.sum.Appended++
+			im.sum.Bytes += f.p.size
+			im.mu.Unlock()
+			if im.o.Progress != nil {
+				im.o.Progress.Message(t.name, f.p.size)
+			}
+			if im.bridge && uid != 0 {
+				for _, l := range f.p.it.Meta.Labels {
+					if l != "Starred" && !strings.Contains(l, "/") {
+						labelCopies[l] = append(labelCopies[l], uid)
+					}
+				}
+			}
+		}
+	}()
+	var sendErr error
+	for _, p := range send {
+		if sendErr = ctx.Err(); sendErr != nil {
+			break
+		}
+		if stopped() != nil {
+			break
+		}
+		ap, err := im.startAppend(c, server, p, drop, perm)
+		if err != nil {
+			var ie *InputError
+			if errors.As(err, &ie) {
+				im.fail(p.it, t.name, err)
+				if ap == nil {
+					continue
+				}
+			}
+			if ap == nil {
+				sendErr = err
+				break
+			}
+			// the literal is broken: the connection cannot be trusted
+			c.Close()
+			sendErr = err
+			break
+		}
+		window <- inflight{p, ap}
+	}
+	close(window)
+	<-done
+	if err := im.syncJournal(); err != nil && sendErr == nil {
+		sendErr = err
+	}
+	if err := stopped(); err != nil {
+		return nil, err
+	}
+	return labelCopies, sendErr
+}
+
 func (im *importer) fail(it *Item, folder string, err error) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
 	im.sum.Failed = append(im.sum.Failed, Failure{Source: it.Source, Folder: folder, Error: err.Error()})
 }
 
 // inventory returns the (Message-ID, size) multiset of the selected folder.
-func (im *importer) inventory() (map[key]int, error) {
+func (im *importer) inventory(c *account.Conn) (map[key]int, error) {
 	var all imap.UIDSet
 	all.AddRange(1, 0)
 	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-Id"}}
-	msgs, err := im.c.Fetch(all, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
+	msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
 	if err != nil {
 		return nil, fmt.Errorf("listing what the target folder holds: %w", err)
 	}
@@ -530,7 +679,9 @@ func (im *importer) inventory() (map[key]int, error) {
 }
 
 // create makes a folder and its parents, top down.
-func (im *importer) create(segs []string) error {
+func (im *importer) create(c *account.Conn, segs []string) error {
+	im.mu.Lock()
+	defer im.mu.Unlock()
 	for i := range segs {
 		p := strings.Join(segs[:i+1], "/")
 		if _, ok := im.byName[p]; ok {
@@ -540,7 +691,7 @@ func (im *importer) create(segs []string) error {
 			continue
 		}
 		name := im.serverName(segs[:i+1])
-		if err := im.c.Create(name, nil).Wait(); err != nil {
+		if err := c.Create(name, nil).Wait(); err != nil {
 			var ie *imap.Error
 			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
 				if !strings.Contains(strings.ToLower(err.Error()), "exist") {
@@ -553,35 +704,33 @@ func (im *importer) create(segs []string) error {
 	return nil
 }
 
-// append sends one message, streaming it, with its flags and date.
-func (im *importer) append(server string, it *Item, size int64, drop []string, perm []imap.Flag) (imap.UID, error) {
+// startAppend sends one message, streaming it, with its flags and date,
+// without waiting for the server's answer.
+func (im *importer) startAppend(c *account.Conn, server string, p prep, drop []string, perm []imap.Flag) (*imapclient.AppendCommand, error) {
+	it := p.it
 	r, err := it.Open()
 	if err != nil {
-		return 0, err
+		return nil, &InputError{File: it.Source, Msg: err.Error()}
 	}
-	p := newPrepared(r, drop)
-	p.keepHdr = false
-	defer p.Close()
+	pr := newPrepared(r, drop)
+	pr.keepHdr = false
+	defer pr.Close()
 	opts := &imap.AppendOptions{Flags: allowedFlags(it.Meta.Flags, perm)}
 	if !it.Meta.InternalDate.IsZero() {
 		opts.Time = it.Meta.InternalDate
 	}
-	ap := im.c.Append(server, size, opts)
-	n, err := io.Copy(ap, p)
-	if err == nil && n != size {
-		err = fmt.Errorf("%s changed while it was imported (%d bytes, expected %d)", it.Source, n, size)
+	ap := c.Append(server, p.size, opts)
+	n, err := io.Copy(ap, pr)
+	if err == nil && n != p.size {
+		err = &InputError{File: it.Source, Msg: fmt.Sprintf("changed while it was imported (%d bytes, expected %d)", n, p.size)}
 	}
 	if cerr := ap.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return 0, err
+		return ap, err
 	}
-	data, err := ap.Wait()
-	if err != nil {
-		return 0, err
-	}
-	return data.UID, nil
+	return ap, nil
 }
 
 // allowedFlags keeps the flags the folder can store: never \Recent; the

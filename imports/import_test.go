@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -368,3 +369,35 @@ func clearAccount(t *testing.T, cfg *account.Config) {
 }
 
 var _ = io.EOF
+
+func TestBadMessages(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("zip.eml", []byte("PK\x03\x04\x14\x00\x00\x00\x08\x00rest of a zip"))
+	write("nul.eml", []byte("From: a@example.org\r\nSubject: nul\r\n\r\na\x00b\r\n"))
+	write("noheader.eml", []byte("just some text\r\nwithout a header\r\n"))
+	write("good.eml", []byte("From: a@example.org\r\nSubject: good\r\nDate: Mon, 06 Jan 2025 09:15:00 +0100\r\n\r\nfine\r\n"))
+	long := append([]byte("From: a@example.org\r\nSubject: long line\r\n\r\n"), bytes.Repeat([]byte("x"), 2<<20)...)
+	write("longline.eml", append(long, "\r\n"...))
+	// a truncated mbox: its last message ends where the file ends
+	write("truncated.mbox", []byte("From a Mon Jan  6 08:15:00 2025\nFrom: a@example.org\nSubject: one\n\nbody\n\nFrom b Mon Jan  6 08:16:00 2025\nFrom: b@example.org\nSubject: cut\n\nthe end is mis"))
+	srv := testmail.Mem(t)
+	cfg := testmail.MemConfig(t, srv.Addr)
+	sum := runImport(t, Options{Account: cfg, Source: dir})
+	errs := map[string]string{}
+	for _, f := range sum.Failed {
+		errs[filepath.Base(f.Source)] = f.Error
+	}
+	for name, want := range map[string]string{"zip.eml": "zip archive", "nul.eml": "NUL", "noheader.eml": "no mail header"} {
+		if !strings.Contains(errs[name], want) {
+			t.Errorf("%s: error %q, want %q", name, errs[name], want)
+		}
+	}
+	if sum.Appended != 4 || len(sum.Failed) != 3 {
+		t.Fatalf("appended %d (want good, long line and the 2 of the truncated mbox), failures %v", sum.Appended, sum.Failed)
+	}
+}

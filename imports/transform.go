@@ -3,6 +3,7 @@ package imports
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 )
@@ -116,10 +117,48 @@ func (p *prepared) crlf(b []byte) []byte {
 	return append(out, '\r', '\n')
 }
 
-// measure returns the size and header of a message as prepare would send it.
+// measure returns the size and header of a message as prepare would send
+// it, and refuses what is not a message IMAP can carry.
 func measure(r io.ReadCloser, drop []string) (int64, []byte, error) {
 	p := newPrepared(r, drop)
 	defer p.Close()
-	n, err := io.Copy(io.Discard, p)
-	return n, p.hdr.Bytes(), err
+	nul := &nulFinder{}
+	n, err := io.Copy(nul, p)
+	if err != nil {
+		return n, nil, err
+	}
+	hdr := p.hdr.Bytes()
+	switch {
+	case bytes.HasPrefix(hdr, []byte("PK\x03\x04")):
+		return n, nil, errors.New("this is a zip archive, not a message: unzip it and import what is inside")
+	case nul.found:
+		return n, nil, errors.New("the message holds NUL bytes, which an IMAP APPEND cannot carry; skipped")
+	case !looksLikeHeader(hdr):
+		return n, nil, errors.New("no mail header at the start (is it a mail message?); skipped")
+	}
+	return n, hdr, nil
+}
+
+type nulFinder struct{ found bool }
+
+func (f *nulFinder) Write(p []byte) (int, error) {
+	if !f.found && bytes.IndexByte(p, 0) >= 0 {
+		f.found = true
+	}
+	return len(p), nil
+}
+
+// looksLikeHeader reports whether a message starts with a header field.
+func looksLikeHeader(hdr []byte) bool {
+	line, _, _ := bytes.Cut(hdr, []byte("\n"))
+	name, _, ok := bytes.Cut(line, []byte(":"))
+	if !ok || len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -359,18 +359,33 @@ func TestMemoryFlat(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	for _, format := range []string{"mbox", "eml"} {
-		cmd := exec.Command(binary(t), "export", "--from", "imap://alice@"+srv.Addr+"?tls=none", "--to", format, "--out", filepath.Join(t.TempDir(), "a"))
+	dst, err := account.ServeMemory("alice", "secret", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	for _, format := range []string{"mbox", "eml", "import"} {
+		out := filepath.Join(t.TempDir(), "a")
+		args := []string{"export", "--from", "imap://alice@" + srv.Addr + "?tls=none", "--to", format, "--out", out}
+		if format == "import" {
+			// import the 60 MiB message from an mbox archive
+			if _, e, code := runCmd(t, "export", "--from", "imap://alice@"+srv.Addr+"?tls=none", "--to", "mbox", "--out", out); code != 0 {
+				t.Fatal(e)
+			}
+			args = []string{"import", "--to", "imap://alice@" + dst.Addr + "?tls=none", "--journal-dir", t.TempDir(), out}
+		}
+		cmd := exec.Command(binary(t), args...)
 		// rusage's maxrss would count the test process the child was forked
 		// from; the child reports its own VmHWM instead.
-		cmd.Env = append(os.Environ(), "MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_DEBUG_PEAK_RSS=1")
-		out, err := cmd.CombinedOutput()
+		cmd.Env = append(os.Environ(), "MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_TO_PASSWORD=secret", "MAILMOVE_DEBUG_PEAK_RSS=1")
+		res, err := cmd.CombinedOutput()
 		if err != nil {
-			t.Fatalf("%s: %v: %s", format, err, out)
+			t.Fatalf("%s: %v: %s", format, err, res)
 		}
 		var maxRSS int64
-		if _, err := fmt.Sscanf(strings.TrimSpace(strings.SplitN(string(out), "VmHWM:", 2)[len(strings.SplitN(string(out), "VmHWM:", 2))-1]), "%d kB", &maxRSS); err != nil {
-			t.Fatalf("no peak RSS in %q", out)
+		parts := strings.SplitN(string(res), "VmHWM:", 2)
+		if _, err := fmt.Sscanf(strings.TrimSpace(parts[len(parts)-1]), "%d kB", &maxRSS); err != nil {
+			t.Fatalf("no peak RSS in %q", res)
 		}
 		t.Logf("%s: peak RSS %d MiB for a 60 MiB message", format, maxRSS/1024)
 		if maxRSS > 50<<10 {

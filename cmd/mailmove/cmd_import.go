@@ -27,6 +27,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Var(&maps, "map", "`SRC=DST`: source folder SRC goes to target folder DST (repeatable)")
 	labels := fs.String("labels", "keywords", "Gmail Takeout labels beyond the first folder: `keywords` or folders (one copy per label)")
 	dry := fs.Bool("dry-run", false, "show what would be created and appended, change nothing")
+	conns := fs.Int("connections", 0, "use at most `n` IMAP connections, one target folder each (default 4; 2 for Proton Mail Bridge)")
 	jdir := fs.String("journal-dir", defaultJournalDir(), "where import journals are kept (`dir`)")
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
@@ -86,7 +87,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	tty := !*quiet && isTerminal(os.Stderr)
 	opts := imports.Options{
 		Account: cfg, Source: rest[0], Format: imports.Format(*format), Folder: *folder, Prefix: *prefix, Map: m,
-		LabelsAsFolders: *labels == "folders", DryRun: *dry, JournalDir: *jdir,
+		LabelsAsFolders: *labels == "folders", DryRun: *dry, JournalDir: *jdir, Connections: *conns,
 	}
 	var prog *progress
 	if tty && !*dry {

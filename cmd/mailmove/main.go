@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -55,7 +56,14 @@ Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be export
 `
 
 func main() {
+	if p := os.Getenv("MAILMOVE_DEBUG_CPUPROFILE"); p != "" {
+		// For performance work: a CPU profile of the whole run.
+		if f, err := os.Create(p); err == nil {
+			pprof.StartCPUProfile(f)
+		}
+	}
 	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	pprof.StopCPUProfile()
 	if os.Getenv("MAILMOVE_DEBUG_PEAK_RSS") != "" {
 		// For the memory test: the peak resident size of this process.
 		if b, err := os.ReadFile("/proc/self/status"); err == nil {
