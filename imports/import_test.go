@@ -5,16 +5,19 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/export"
 	"github.com/mailmove/mailmove/formats/archive"
@@ -399,5 +402,49 @@ func TestBadMessages(t *testing.T) {
 	}
 	if sum.Appended != 4 || len(sum.Failed) != 3 {
 		t.Fatalf("appended %d (want good, long line and the 2 of the truncated mbox), failures %v", sum.Appended, sum.Failed)
+	}
+}
+
+// quotaSession refuses APPENDs once the account holds limit messages.
+type quotaSession struct {
+	imapserver.Session
+	n     *atomic.Int32
+	limit *atomic.Int32
+}
+
+func (s quotaSession) Append(mailbox string, r imap.LiteralReader, o *imap.AppendOptions) (*imap.AppendData, error) {
+	if s.n.Load() >= s.limit.Load() {
+		io.Copy(io.Discard, r)
+		return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeOverQuota, Text: "Quota exceeded (mailbox for user is full)"}
+	}
+	s.n.Add(1)
+	return s.Session.Append(mailbox, r, o)
+}
+
+func TestOverQuotaStopsAndResumes(t *testing.T) {
+	var n, limit atomic.Int32
+	limit.Store(30)
+	srv, err := account.ServeMemoryWrapped("alice", "secret", nil, imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapUIDPlus: {}},
+		func(s imapserver.Session) imapserver.Session { return quotaSession{s, &n, &limit} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	src := testmail.Mem(t)
+	testmail.Put(t, testmail.MemConfig(t, src.Addr), testmail.Gen(80, []string{"INBOX", "Sent"}, 8))
+	out := exportTo(t, testmail.MemConfig(t, src.Addr), archive.EML)
+	cfg := testmail.MemConfig(t, srv.Addr)
+	jdir := t.TempDir()
+	_, err = Run(context.Background(), Options{Account: cfg, Source: out, JournalDir: jdir, Connections: 1})
+	if !errors.Is(err, ErrOverQuota) || !strings.Contains(err.Error(), "run the same import again") {
+		t.Fatalf("want an over-quota stop, got %v", err)
+	}
+	limit.Store(1000) // the user made room
+	sum := runImport(t, Options{Account: cfg, Source: out, JournalDir: jdir})
+	if sum.Appended != 50 || len(sum.Failed) != 0 {
+		t.Fatalf("after making room: appended %d, failures %v", sum.Appended, sum.Failed)
+	}
+	if n.Load() != 80 {
+		t.Fatalf("the account holds %d messages, want 80", n.Load())
 	}
 }
