@@ -1,14 +1,18 @@
 // Command mailmove exports mail from an IMAP account or Proton Mail Bridge
-// into mbox or .eml archives, incrementally and exactly.
+// into mbox or .eml archives, incrementally and exactly, and imports
+// archives (its own, mbox, .eml, Maildir, Gmail Takeout) into any IMAP
+// account, never twice.
 //
 // Usage:
 //
 //	mailmove export --from URL --to mbox|eml --out DIR [flags]
+//	mailmove import --to URL [flags] SOURCE
 //	mailmove folders --from URL [flags]
 //	mailmove version
 //
 // Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
-// disk); 2 usage error; 3 finished, but some messages could not be exported.
+// disk, quota); 2 usage error; 3 finished, but some messages could not be
+// exported or imported.
 package main
 
 import (
@@ -52,7 +56,7 @@ Accounts:
   demo                             the built-in demo mailbox
 
 Run 'mailmove COMMAND -h' for the flags of a command.
-Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported.
+Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported.
 `
 
 func main() {
