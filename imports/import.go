@@ -118,8 +118,26 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		sum.Failed = append(sum.Failed, Failure{Source: src, Error: err.Error()})
 	}
+	src := o.Source
+	if src == "-" {
+		// An mbox on standard input is read twice (size, then APPEND):
+		// keep a copy for the length of the run.
+		f, err := os.CreateTemp("", "mailmove-stdin-*.mbox")
+		if err != nil {
+			return sum, err
+		}
+		defer os.Remove(f.Name())
+		_, err = io.Copy(f, os.Stdin)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return sum, fmt.Errorf("reading standard input: %w", err)
+		}
+		src = f.Name()
+	}
 	var items []*Item
-	if err := Scan(o.Source, o.Format, o.LabelsAsFolders, func(it *Item) error {
+	if err := Scan(src, o.Format, o.LabelsAsFolders, func(it *Item) error {
 		items = append(items, it)
 		return ctx.Err()
 	}, bad); err != nil {
@@ -447,6 +465,15 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 			}
 		}
 		k := key{h.messageID, size}
+		if h.messageID == "" && !im.bridge {
+			// no Message-ID (Tuta's export has none): recognise it by content
+			sum, err := contentHash(it)
+			if err != nil {
+				im.fail(it, t.name, err)
+				continue
+			}
+			k = key{"sha256:" + sum, 0}
+		}
 		if im.bridge {
 			k.size = 0
 		}
@@ -663,6 +690,7 @@ func (im *importer) inventory(c *account.Conn) (map[key]int, error) {
 		return nil, fmt.Errorf("listing what the target folder holds: %w", err)
 	}
 	out := map[key]int{}
+	var noID []uint32
 	for _, m := range msgs {
 		var hdr []byte
 		for _, bs := range m.BodySection {
@@ -673,9 +701,50 @@ func (im *importer) inventory(c *account.Conn) (map[key]int, error) {
 		if im.bridge {
 			k.size = 0
 		}
+		if h.messageID == "" && !im.bridge {
+			noID = append(noID, uint32(m.UID))
+			continue
+		}
 		out[k]++
 	}
+	if len(noID) > 0 {
+		// messages without Message-ID are recognised by content
+		var set imap.UIDSet
+		for _, u := range noID {
+			set.AddNum(imap.UID(u))
+		}
+		fc := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+		for m := fc.Next(); m != nil; m = fc.Next() {
+			for it := m.Next(); it != nil; it = m.Next() {
+				if bs, ok := it.(imapclient.FetchItemDataBodySection); ok && bs.Literal != nil {
+					h := sha256.New()
+					p := newPrepared(io.NopCloser(bs.Literal), nil)
+					if _, err := io.Copy(h, p); err == nil {
+						out[key{"sha256:" + hex.EncodeToString(h.Sum(nil)), 0}]++
+					}
+				}
+			}
+		}
+		if err := fc.Close(); err != nil {
+			return nil, fmt.Errorf("reading messages without Message-ID: %w", err)
+		}
+	}
 	return out, nil
+}
+
+// contentHash is the SHA-256 of a message as it goes on the wire (CRLF).
+func contentHash(it *Item) (string, error) {
+	r, err := it.Open()
+	if err != nil {
+		return "", err
+	}
+	p := newPrepared(r, nil)
+	defer p.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, p); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // create makes a folder and its parents, top down.

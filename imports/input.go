@@ -72,23 +72,9 @@ func (e *InputError) Error() string {
 	return e.File + ": " + e.Msg
 }
 
-// Scan finds every message in path (a file, a folder, or "-" for an mbox on
-// standard input, which is first copied to a temporary file in tmpDir) and
-// calls fn for each, folder by folder. Bad files are reported through bad
-// and skipped.
+// Scan finds every message in path (a file or a folder) and calls fn for
+// each, folder by folder. Bad files are reported through bad and skipped.
 func Scan(path string, format Format, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
-	if path == "-" {
-		f, err := os.CreateTemp("", "mailmove-stdin-*.mbox")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(f.Name())
-		defer f.Close()
-		if _, err := io.Copy(f, os.Stdin); err != nil {
-			return fmt.Errorf("reading standard input: %w", err)
-		}
-		return scanMbox(f.Name(), "INBOX", format == FormatTakeout, labelsAsFolders, fn, bad)
-	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err

@@ -116,3 +116,22 @@ func TestImportKillAndResume(t *testing.T) {
 	}
 	_ = account.IsLoopback
 }
+
+func TestImportFromStdin(t *testing.T) {
+	dst := testmail.Mem(t)
+	f, err := os.Open(filepath.Join(testmail.Root(), "testdata", "import", "mboxrd-crlf.mbox"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(binary(t), "import", "--to", "imap://alice@"+dst.Addr+"?tls=none", "--journal-dir", t.TempDir(), "--folder", "FromStdin", "--json", "-")
+	cmd.Env = append(os.Environ(), "MAILMOVE_TO_PASSWORD=secret")
+	cmd.Stdin = f
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"appended": 2`) {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if got := messageIDs(t, dst.Addr); len(got["FromStdin"]) != 2 {
+		t.Fatalf("FromStdin holds %v", got)
+	}
+}
