@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -127,7 +128,23 @@ func find(t *testing.T, msgs []stored, substr string) stored {
 	return stored{}
 }
 
+// setMaildirTimes gives the Maildir fixture's files the arrival times their
+// names carry (git does not keep file times; mbsync and Dovecot do).
+func setMaildirTimes(t *testing.T) {
+	filepath.Walk(fixture("maildir"), func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() || strings.HasPrefix(fi.Name(), ".") {
+			return err
+		}
+		secs, _, _ := strings.Cut(fi.Name(), ".")
+		if n, err := strconv.ParseInt(secs, 10, 64); err == nil {
+			os.Chtimes(p, time.Unix(n, 0), time.Unix(n, 0))
+		}
+		return nil
+	})
+}
+
 func TestForeignInputs(t *testing.T) {
+	setMaildirTimes(t)
 	srv := testmail.Mem(t)
 	cfg := testmail.MemConfig(t, srv.Addr)
 	jdir := t.TempDir()
