@@ -175,18 +175,9 @@ func (c *Conn) FetchMeta(uids []uint32) (map[uint32]*Meta, error) {
 		return out, nil
 	}
 	fc := c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
-	for {
-		m := fc.Next()
-		if m == nil {
-			break
-		}
-		buf, err := m.Collect()
-		if err != nil {
-			fc.Close()
-			return nil, err
-		}
+	err := eachMessage(fc, func(buf *imapclient.FetchMessageBuffer) {
 		if buf.UID == 0 {
-			continue
+			return
 		}
 		md := &Meta{UID: uint32(buf.UID), InternalDate: buf.InternalDate, Size: buf.RFC822Size}
 		for _, f := range buf.Flags {
@@ -196,11 +187,25 @@ func (c *Conn) FetchMeta(uids []uint32) (map[uint32]*Meta, error) {
 			md.Flags = append(md.Flags, string(f))
 		}
 		out[md.UID] = md
-	}
-	if err := fc.Close(); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("UID FETCH (FLAGS INTERNALDATE RFC822.SIZE): %w", err)
 	}
 	return out, nil
+}
+
+// eachMessage collects the messages of a small FETCH one by one (no bodies:
+// a message's items are held in memory) and closes the command.
+func eachMessage(fc *imapclient.FetchCommand, fn func(*imapclient.FetchMessageBuffer)) error {
+	for m := fc.Next(); m != nil; m = fc.Next() {
+		buf, err := m.Collect()
+		if err != nil {
+			fc.Close()
+			return err
+		}
+		fn(buf)
+	}
+	return fc.Close()
 }
 
 // ErrShortLiteral is returned when a message body ended before the length the
@@ -285,23 +290,14 @@ func (c *Conn) FetchHeaderField(field string) (map[uint32]string, error) {
 	section := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{field}}
 	fc := c.Fetch(all, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 	out := map[uint32]string{}
-	for {
-		m := fc.Next()
-		if m == nil {
-			break
-		}
-		buf, err := m.Collect()
-		if err != nil {
-			fc.Close()
-			return nil, err
-		}
+	err := eachMessage(fc, func(buf *imapclient.FetchMessageBuffer) {
 		var v []byte
 		for _, bs := range buf.BodySection {
 			v = bs.Bytes
 		}
 		out[uint32(buf.UID)] = headerValue(string(v), field)
-	}
-	if err := fc.Close(); err != nil {
+	})
+	if err != nil {
 		return nil, fmt.Errorf("UID FETCH BODY.PEEK[HEADER.FIELDS (%s)]: %w", field, err)
 	}
 	return out, nil

@@ -57,14 +57,8 @@ type Options struct {
 	Log func(format string, args ...any)
 }
 
-// Progress receives progress reports; calls come from several goroutines.
-type Progress interface {
-	// Planned is called once with what the run will fetch at most.
-	Planned(messages int, bytes int64)
-	// Message is called after each message is written (or skipped as a
-	// duplicate) with its size.
-	Message(folder string, size int64)
-}
+// Progress receives progress reports (see message.Progress).
+type Progress = message.Progress
 
 // Failure is a message that could not be exported.
 type Failure struct {

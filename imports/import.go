@@ -19,6 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/message"
 )
 
 // Options configure an import.
@@ -51,11 +52,8 @@ type Options struct {
 	Log func(format string, args ...any)
 }
 
-// Progress receives progress reports.
-type Progress interface {
-	Planned(messages int, bytes int64)
-	Message(folder string, size int64)
-}
+// Progress receives progress reports (see message.Progress).
+type Progress = message.Progress
 
 // Failure is a message that could not be imported, or bad input.
 type Failure struct {

@@ -11,6 +11,15 @@ import (
 	"time"
 )
 
+// Progress receives progress reports from a run, export or import; calls
+// come from several goroutines.
+type Progress interface {
+	// Planned is called once with what the run will move at most.
+	Planned(messages int, bytes int64)
+	// Message is called after each message is written, with its size.
+	Message(folder string, size int64)
+}
+
 // Meta is what a server knows about a message besides its bytes.
 type Meta struct {
 	// Folder is the folder path, segments joined with "/" whatever the
