@@ -80,8 +80,8 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		enc.Encode(rows)
 		return exitOK
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "MESSAGES\tSIZE\t\x00FOLDER")
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FOLDER\tMESSAGES\tSIZE\t")
 	for _, r := range rows {
 		size := "-"
 		if r.Bytes != nil {
@@ -91,7 +91,7 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if r.Note != "" {
 			note = "  (" + r.Note + ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t\x00%s%s\n", r.Messages, size, r.Folder, note)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", r.Folder, r.Messages, size, note)
 	}
 	tw.Flush()
 	if totalBytes > 0 {
