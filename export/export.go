@@ -502,10 +502,13 @@ type folderRun struct {
 	// rescan: content keys of messages already archived under an older
 	// UIDVALIDITY, with how many copies each; matches become aliases.
 	rescan map[string][]archive.Record
+	// pmIDs: Bridge All Mail's X-Pm-Internal-Id by UID, for the orphan pass.
+	pmIDs map[uint32]string
 }
 
 func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	e, j := fr.e, fr.j
+	fr.pmIDs = nil
 	sel, err := c.Examine(j.f.Name)
 	if err != nil {
 		return err
@@ -787,13 +790,22 @@ func (fr *folderRun) dedup(m *message.Meta, here archive.Record) (*archive.Recor
 // orphans keeps the UIDs of Bridge's All Mail whose Proton message is in no
 // exported folder.
 func (fr *folderRun) orphans(c *account.Conn, uids []uint32) ([]uint32, error) {
-	ids, err := c.FetchHeaderField("X-Pm-Internal-Id")
-	if err != nil {
-		return nil, err
+	if fr.pmIDs == nil {
+		// once per connection: one header-only FETCH of the whole All Mail
+		ids, err := c.FetchHeaderField("X-Pm-Internal-Id")
+		if err != nil {
+			return nil, err
+		}
+		fr.pmIDs = ids
 	}
 	var out []uint32
 	for _, u := range uids {
-		id := ids[u]
+		id, known := fr.pmIDs[u]
+		if !known {
+			// arrived after the FETCH above: keep it, dedup decides
+			out = append(out, u)
+			continue
+		}
 		if id == "" {
 			out = append(out, u)
 			continue
