@@ -98,7 +98,7 @@ func Scan(path string, format Format, labelsAsFolders bool, fn func(*Item) error
 
 // scanArchive reads a mailmove archive through its index.
 func scanArchive(root string, fn func(*Item) error) error {
-	a, err := archive.Open(root, "", false, "")
+	a, err := archive.OpenReadOnly(root)
 	if err != nil {
 		return err
 	}

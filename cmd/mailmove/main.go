@@ -8,6 +8,7 @@
 //	mailmove export --from URL --to mbox|eml --out DIR [flags]
 //	mailmove import --to URL [flags] SOURCE
 //	mailmove folders --from URL [flags]
+//	mailmove check ARCHIVE
 //	mailmove version
 //
 // Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
@@ -46,6 +47,7 @@ Usage:
   mailmove export  --from URL --to mbox|eml --out DIR [flags]   export an account
   mailmove folders --from URL [flags]                           list what would be exported
   mailmove import  --to URL [flags] SOURCE                      import an archive, mbox, .eml folder or Maildir
+  mailmove check   ARCHIVE                                      verify an archive against its index
   mailmove version
 
 Accounts:
@@ -95,6 +97,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdFolders(ctx, args[1:], stdout, stderr)
 	case "import":
 		return cmdImport(ctx, args[1:], stdout, stderr)
+	case "check":
+		return cmdCheck(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mailmove", version)
 		return exitOK

@@ -113,6 +113,8 @@ type Archive struct {
 	Header Header
 	lock   *os.File
 
+	readOnly bool
+
 	mu      sync.Mutex
 	folders map[string]*FolderState
 	dirty   bool
@@ -127,6 +129,43 @@ var ErrLocked = errors.New("another mailmove is using this archive")
 // lock, removes temporary files and cuts torn mbox tails and index lines
 // left by an interrupted run.
 func Open(root string, f Format, lf bool, tool string) (*Archive, error) {
+	return open(root, f, lf, tool, false)
+}
+
+// OpenReadOnly opens an existing archive to read it (import, check): it
+// changes nothing on disk, not even an interrupted run's leftovers, and
+// shares the lock with other readers.
+func OpenReadOnly(root string) (*Archive, error) {
+	if _, err := os.Stat(filepath.Join(root, StateDir, "archive.json")); err != nil {
+		return nil, fmt.Errorf("%s is not a mailmove archive (no %s)", root, filepath.Join(StateDir, "archive.json"))
+	}
+	return open(root, "", false, "", true)
+}
+
+func open(root string, f Format, lf bool, tool string, readOnly bool) (*Archive, error) {
+	if readOnly {
+		lock, err := os.Open(filepath.Join(root, StateDir, "lock"))
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("%s: %w (an export is writing to it); wait for it to finish", root, ErrLocked)
+		}
+		a := &Archive{Root: root, lock: lock, folders: map[string]*FolderState{}, readOnly: true}
+		b, err := os.ReadFile(filepath.Join(root, StateDir, "archive.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &a.Header)
+		}
+		if err == nil {
+			err = a.loadState()
+		}
+		if err != nil {
+			a.Close()
+			return nil, err
+		}
+		return a, nil
+	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, err
 	}
@@ -197,7 +236,10 @@ func (e *FormatError) Error() string {
 
 // Close releases the lock, saving the folder states first.
 func (a *Archive) Close() error {
-	err := a.SaveState()
+	var err error
+	if !a.readOnly {
+		err = a.SaveState()
+	}
 	if a.lock != nil {
 		a.lock.Close()
 		a.lock = nil
@@ -280,7 +322,7 @@ func (a *Archive) recoverFolder(name string, st *FolderState) error {
 		if err != nil {
 			return err
 		}
-		if good < fi.Size() {
+		if good < fi.Size() && !a.readOnly {
 			// a torn last line: the message it describes is not committed
 			if err := os.Truncate(ip, good); err != nil {
 				return err
@@ -291,6 +333,9 @@ func (a *Archive) recoverFolder(name string, st *FolderState) error {
 		}
 		st.IndexSize = good
 		a.dirty = true
+	}
+	if a.readOnly {
+		return nil
 	}
 	if a.Header.Format == Mbox {
 		mp := filepath.Join(a.Root, RelPath(st.Segments)+".mbox")

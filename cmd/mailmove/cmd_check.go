@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/mailmove/mailmove/formats/archive"
+)
+
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	jsonOut := fs.Bool("json", false, "print the result as JSON")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: mailmove check [--json] ARCHIVE\n\nReads every message of an archive and checks it against the index (size and SHA-256),\nand that no file holds what the index does not know. Changes nothing.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return exitUsage
+	}
+	a, err := archive.OpenReadOnly(fs.Arg(0))
+	if err != nil {
+		return errorExit(stderr, err)
+	}
+	defer a.Close()
+	res, err := a.Check()
+	if err != nil {
+		return errorExit(stderr, err)
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(res)
+	} else {
+		for _, p := range res.Problems {
+			where := p.File
+			if p.UID != 0 {
+				where = fmt.Sprintf("%s (%s UID %d)", p.File, p.Folder, p.UID)
+			}
+			fmt.Fprintf(stderr, "mailmove: %s: %s\n", where, p.What)
+		}
+		fmt.Fprintf(stdout, "%d folders, %d messages (%s) checked, %d problems\n", res.Folders, res.Messages, humanBytes(res.Bytes), len(res.Problems))
+	}
+	if len(res.Problems) > 0 {
+		return exitPartial
+	}
+	return exitOK
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheck(t *testing.T) {
+	for _, format := range []string{"mbox", "eml"} {
+		out := filepath.Join(t.TempDir(), "demo")
+		if _, e, code := runCmd(t, "export", "--from", "demo", "--to", format, "--out", out); code != 0 {
+			t.Fatal(e)
+		}
+		stdout, e, code := runCmd(t, "check", out)
+		if code != 0 || !strings.Contains(stdout, "10 messages") || !strings.Contains(stdout, "0 problems") {
+			t.Fatalf("%s: clean archive: %d %q %q", format, code, stdout, e)
+		}
+		// damage one byte of one message, and add a stray file / torn tail
+		var victim string
+		filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
+			if victim == "" && !fi.IsDir() && strings.Contains(p, "INBOX") && !strings.Contains(p, ".mailmove") {
+				victim = p
+			}
+			return nil
+		})
+		b, _ := os.ReadFile(victim)
+		i := strings.Index(string(b), "Welcome")
+		b[i] = 'w'
+		os.WriteFile(victim, b, 0o600)
+		if format == "eml" {
+			os.WriteFile(filepath.Join(out, "INBOX", "stray.eml"), []byte("x"), 0o600)
+		} else {
+			f, _ := os.OpenFile(victim, os.O_APPEND|os.O_WRONLY, 0)
+			f.WriteString("From MAILER-DAEMON Thu Jan  1 00:00:00 1970\r\nhalf a mess")
+			f.Close()
+		}
+		_, e, code = runCmd(t, "check", out)
+		if code != 3 || !strings.Contains(e, "do not match their SHA-256") {
+			t.Fatalf("%s: damaged archive: exit %d, %q", format, code, e)
+		}
+		if format == "eml" && !strings.Contains(e, "stray.eml: a file the index does not know") {
+			t.Fatalf("stray file not reported: %q", e)
+		}
+		if format == "mbox" && !strings.Contains(e, "bytes after the last indexed message") {
+			t.Fatalf("torn tail not reported: %q", e)
+		}
+	}
+}
