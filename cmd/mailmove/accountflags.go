@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,7 +21,8 @@ type accountFlags struct {
 	passwordFile *string
 	passwordCmd  *string
 	timeout      *time.Duration
-	debug        *bool
+	// debug is the command's --debug-imap flag (one for both accounts).
+	debug *bool
 }
 
 func addAccountFlags(fs *flag.FlagSet, prefix string) *accountFlags {
@@ -33,7 +35,7 @@ func addAccountFlags(fs *flag.FlagSet, prefix string) *accountFlags {
 		passwordFile: fs.String(prefix+"-password-file", "", "read the password from the first line of `file`"),
 		passwordCmd:  fs.String(prefix+"-password-cmd", "", "run `command` (sh -c) and use the first line it prints as password (else $"+env+", else a prompt)"),
 		timeout:      fs.Duration(prefix+"-timeout", 60*time.Second, "give up on a connection on which nothing moved for this `long`"),
-		debug:        fs.Bool("debug-imap", false, "log the IMAP conversation to stderr, credentials redacted"),
+		debug:        debugFlag(fs),
 	}
 }
 
@@ -72,3 +74,28 @@ func (af *accountFlags) config(ctx context.Context, stderr io.Writer) (*account.
 	}
 	return cfg, stop, nil
 }
+
+// debugFlag returns the FlagSet's --debug-imap flag, defining it once.
+func debugFlag(fs *flag.FlagSet) *bool {
+	if f := fs.Lookup("debug-imap"); f != nil {
+		return f.Value.(*debugValue).b
+	}
+	v := &debugValue{b: new(bool)}
+	fs.Var(v, "debug-imap", "log the IMAP conversation to stderr, credentials redacted")
+	return v.b
+}
+
+type debugValue struct{ b *bool }
+
+func (d *debugValue) String() string {
+	if d == nil || d.b == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*d.b)
+}
+func (d *debugValue) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	*d.b = v
+	return err
+}
+func (d *debugValue) IsBoolFlag() bool { return true }

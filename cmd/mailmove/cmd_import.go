@@ -64,14 +64,9 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "mailmove import: --labels %s: want keywords or folders\n", *labels)
 		return exitUsage
 	}
-	m := map[string]string{}
-	for _, s := range maps {
-		src, dst, ok := strings.Cut(s, "=")
-		if !ok || src == "" || dst == "" {
-			fmt.Fprintf(stderr, "mailmove import: --map %q: want SRC=DST\n", s)
-			return exitUsage
-		}
-		m[src] = dst
+	m, ok := parseMaps(maps, stderr)
+	if !ok {
+		return exitUsage
 	}
 	if rest[0] != "-" {
 		if _, err := os.Stat(rest[0]); err != nil {
@@ -156,4 +151,18 @@ func defaultJournalDir() string {
 		return filepath.Join(h, ".local", "state", "mailmove", "imports")
 	}
 	return ""
+}
+
+// parseMaps reads --map SRC=DST flags.
+func parseMaps(maps []string, stderr io.Writer) (map[string]string, bool) {
+	m := map[string]string{}
+	for _, s := range maps {
+		src, dst, ok := strings.Cut(s, "=")
+		if !ok || src == "" || dst == "" {
+			fmt.Fprintf(stderr, "mailmove: --map %q: want SRC=DST\n", s)
+			return nil, false
+		}
+		m[src] = dst
+	}
+	return m, true
 }

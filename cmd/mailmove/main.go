@@ -8,6 +8,7 @@
 //	mailmove export --from URL --to mbox|eml --out DIR [flags]
 //	mailmove import --to URL [flags] SOURCE
 //	mailmove folders --from URL [flags]
+//	mailmove migrate --from URL --to URL [flags]
 //	mailmove check ARCHIVE
 //	mailmove version
 //
@@ -47,6 +48,7 @@ Usage:
   mailmove export  --from URL --to mbox|eml --out DIR [flags]   export an account
   mailmove folders --from URL [flags]                           list what would be exported
   mailmove import  --to URL [flags] SOURCE                      import an archive, mbox, .eml folder or Maildir
+  mailmove migrate --from URL --to URL [flags]                  copy one account into another
   mailmove check   ARCHIVE                                      verify an archive against its index
   mailmove version
 
@@ -99,6 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdImport(ctx, args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mailmove", version)
 		return exitOK
