@@ -130,6 +130,10 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if len(sum.Failed) > 0 {
 		fmt.Fprintf(stderr, "mailmove: %d messages could not be exported (the next run tries them again):\n", len(sum.Failed))
 		for _, f := range sum.Failed {
+			if f.UID == 0 {
+				fmt.Fprintf(stderr, "  folder %s: %s\n", f.Folder, f.Error)
+				continue
+			}
 			fmt.Fprintf(stderr, "  %s UID %d: %s\n", f.Folder, f.UID, f.Error)
 		}
 	}

@@ -34,7 +34,7 @@ func UnescapeSegment(s string) string {
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s)+0 && i+2 <= len(s)-1 {
+		if s[i] == '%' && i+2 < len(s) {
 			var c byte
 			if _, err := fmt.Sscanf(s[i+1:i+3], "%02X", &c); err == nil {
 				b.WriteByte(c)
