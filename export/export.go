@@ -523,6 +523,11 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 		e.o.Log("folder %s: UIDVALIDITY changed from %d to %d; rescanning, matching messages by content", j.name, st.UIDValidity, sel.UIDValidity)
 		after, retry = 0, nil
 	}
+	if j.orphans && !renumbered && st.UIDNext > 0 && st.UIDNext-1 > after && len(retry) == 0 {
+		// Bridge's All Mail: what a complete earlier pass saw needs no new
+		// look (a message that leaves its folder later is archived already).
+		after = st.UIDNext - 1
+	}
 	if (renumbered || st.Rescan) && fr.rescan == nil {
 		if err := fr.loadRescan(sel.UIDValidity); err != nil {
 			return fatal{err}

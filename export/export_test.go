@@ -432,3 +432,38 @@ func TestUndeliverableMessageReported(t *testing.T) {
 		t.Fatalf("second run: %d messages, failures %+v", sum.Messages, sum.Failed)
 	}
 }
+
+func TestFolderSelection(t *testing.T) {
+	ts := startServer(t)
+	ts.put(t, testmail.Gen(12, []string{"INBOX", "Archive/2023", "Archive/2024", "Trash", "Lists/Go"}, 31))
+	cases := []struct {
+		include, exclude []string
+		want             []string
+	}{
+		{nil, nil, []string{"Archive/2023", "Archive/2024", "INBOX", "Lists/Go", "Trash"}},
+		{[]string{"Archive"}, nil, []string{"Archive/2023", "Archive/2024"}}, // a plain name selects its subfolders
+		{[]string{"Archive/*"}, []string{"*/2023"}, []string{"Archive/2024"}},
+		{nil, []string{"Trash", "Lists"}, []string{"Archive/2023", "Archive/2024", "INBOX"}},
+	}
+	for _, c := range cases {
+		out := filepath.Join(t.TempDir(), "out")
+		a, err := archive.Open(out, archive.Mbox, false, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Run(context.Background(), Options{Account: ts.config(t, ts.addr), Archive: a, Include: c.include, Exclude: c.exclude}); err != nil {
+			t.Fatal(err)
+		}
+		a.Close()
+		var got []string
+		for f, recs := range archived(t, out) {
+			if len(recs) > 0 {
+				got = append(got, f)
+			}
+		}
+		sort.Strings(got)
+		if strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("--folder %v --exclude %v: exported %v, want %v", c.include, c.exclude, got, c.want)
+		}
+	}
+}
