@@ -358,3 +358,28 @@ func sortUint32(a []uint32) {
 		}
 	}
 }
+
+// TotalSize returns the number of messages and the sum of their RFC822.SIZE
+// in a folder, for servers without STATUS=SIZE. It opens the folder
+// read-only.
+func (c *Conn) TotalSize(name string) (uint32, int64, error) {
+	sel, err := c.Examine(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	if sel.NumMessages == 0 {
+		return 0, 0, nil
+	}
+	var all imap.SeqSet
+	all.AddRange(1, 0)
+	var n uint32
+	var total int64
+	err = eachMessage(c.Fetch(all, &imap.FetchOptions{RFC822Size: true}), func(buf *imapclient.FetchMessageBuffer) {
+		n++
+		total += buf.RFC822Size
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("FETCH RFC822.SIZE in %q: %w", name, err)
+	}
+	return n, total, nil
+}

@@ -35,6 +35,26 @@ func TestDovecotInterop(t *testing.T) {
 			}
 		})
 	}
+	t.Run("folder-sizes", func(t *testing.T) {
+		// Dovecot 2.3 has no STATUS=SIZE: `mailmove folders` adds sizes up
+		c, err := d.Config(t, "imaps", "src").Dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var want int64
+		var n uint32
+		for _, m := range msgs {
+			if m.Folder == "Sent" {
+				want += int64(len(m.Raw))
+				n++
+			}
+		}
+		gotN, got, err := c.TotalSize("Sent")
+		if err != nil || got != want || gotN != n {
+			t.Fatalf("Sent: %d messages, %d bytes (%v); want %d, %d", gotN, got, err, n, want)
+		}
+	})
 	t.Run("trust", func(t *testing.T) {
 		// No CA file: the self-signed certificate is refused, and the error
 		// shows its fingerprint.

@@ -63,6 +63,12 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			}
 			r.Bytes = f.Status.Size
 		}
+		if r.Bytes == nil {
+			// no STATUS=SIZE: add up the messages' sizes
+			if n, size, err := c.TotalSize(f.Name); err == nil {
+				r.Messages, r.Bytes = n, &size
+			}
+		}
 		if bridge && f.Name == "All Mail" {
 			r.Note = "only messages in no folder are exported"
 		} else {
