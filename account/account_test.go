@@ -143,3 +143,18 @@ func TestStartTLSRequired(t *testing.T) {
 		t.Fatalf("want a STARTTLS error, got %v", err)
 	}
 }
+
+func TestEncodeUTF7(t *testing.T) {
+	for in, want := range map[string]string{
+		"INBOX":              "INBOX",
+		"Entwürfe":           "Entw&APw-rfe",
+		"Projects/R&D":       "Projects/R&-D",
+		"日本語":                "&ZeVnLIqe-",
+		"Entwürfe/Übersicht": "Entw&APw-rfe/&ANw-bersicht",
+		"~peter/mail/台北/日本語": "~peter/mail/&U,BTFw-/&ZeVnLIqe-",
+	} {
+		if got := encodeUTF7(in); got != want {
+			t.Errorf("encodeUTF7(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

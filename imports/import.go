@@ -214,6 +214,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.DryRun {
 		workers = 1
 	}
+	if caps := c.Caps(); caps.Has(imap.CapLiteralPlus) && caps.Has(imap.CapMultiAppend) && !bridge && !o.DryRun {
+		// each worker appends on a second connection: stay within the limit
+		imp.raw = true
+		workers = max(1, workers/2)
+	}
 	workers = min(workers, len(order))
 	// Biggest folders first, so that one big folder does not run alone at the end.
 	sort.SliceStable(order, func(i, j int) bool { return len(targets[order[i]].items) > len(targets[order[j]].items) })
@@ -364,6 +369,7 @@ func bridgeTarget(name string, folders []*account.Folder) (string, string) {
 
 type importer struct {
 	o      Options
+	raw    bool       // append in MULTIAPPEND batches on account.Appender connections
 	mu     sync.Mutex // guards sum, jr and byName
 	sum    *Summary
 	bridge bool
@@ -410,6 +416,12 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 	present := map[key]int{}
 	var permFlags []imap.Flag
 	if t.exists {
+		im.mu.Lock()
+		unfinished := im.jr.unfinished[t.name]
+		im.mu.Unlock()
+		if unfinished {
+			im.settle(ctx, c, server)
+		}
 		sel, err := c.Select(server, nil).Wait()
 		if err != nil {
 			return fmt.Errorf("SELECT %q: %w", server, err)
@@ -524,7 +536,19 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 		}
 		permFlags = sel.PermanentFlags
 	}
+	im.mu.Lock()
+	err := im.jr.bracket(t.name, true)
+	im.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	labelCopies, err := im.send(ctx, c, server, t, send, drop, permFlags)
+	if err != nil {
+		return err
+	}
+	im.mu.Lock()
+	err = im.jr.bracket(t.name, false)
+	im.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -559,6 +583,172 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 	return nil
 }
 
+// Batch limits for MULTIAPPEND.
+const (
+	batchMessages = 100
+	batchBytes    = 32 << 20
+)
+
+// sendBatches appends in MULTIAPPEND batches, a few in flight. A batch the
+// server refuses (all or nothing, RFC 3502) is sent again one message at a
+// time on c, so that only the culprit fails.
+func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *account.Appender, server string, t *target, send []prep, drop []string, perm []imap.Flag) error {
+	type batch struct {
+		ps  []prep
+		res *account.BatchResult
+	}
+	window := make(chan batch, 4)
+	var stopMu sync.Mutex
+	var stop error
+	setStop := func(err error) {
+		stopMu.Lock()
+		if stop == nil {
+			stop = err
+		}
+		stopMu.Unlock()
+	}
+	stopped := func() error {
+		stopMu.Lock()
+		defer stopMu.Unlock()
+		return stop
+	}
+	ok := func(p prep, uid imap.UID) {
+		im.mu.Lock()
+		im.jr.record(p.it.ID, t.name, p.k, uint32(uid))
+		im.sum.Appended++
+		im.sum.Bytes += p.size
+		im.mu.Unlock()
+		if im.o.Progress != nil {
+			im.o.Progress.Message(t.name, p.size)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for b := range window {
+			ma.Wait(b.res)
+			var ie *imap.Error
+			switch err := b.res.Err; {
+			case err == nil:
+				for _, p := range b.ps {
+					ok(p, 0)
+				}
+			case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
+				setStop(fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, ie.Text))
+			case errors.As(err, &ie):
+				if stopped() != nil {
+					continue
+				}
+				for _, p := range b.ps {
+					ap, err := im.startAppend(c, server, p, drop, perm)
+					if err == nil {
+						var data *imap.AppendData
+						if data, err = ap.Wait(); err == nil {
+							var uid imap.UID
+							if data != nil {
+								uid = data.UID
+							}
+							ok(p, uid)
+							continue
+						}
+					}
+					var one *imap.Error
+					switch {
+					case errors.As(err, &one) && one.Code == imap.ResponseCodeOverQuota:
+						setStop(fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, one.Text))
+					case errors.As(err, &one):
+						im.fail(p.it, t.name, fmt.Errorf("the server refused it: %s", one.Text))
+						continue
+					default:
+						setStop(fmt.Errorf("appending %s to %s: %w", p.it.Source, t.name, err))
+					}
+					break
+				}
+			default:
+				setStop(fmt.Errorf("appending to %s: %w", t.name, err))
+			}
+		}
+	}()
+	var sendErr error
+	for i := 0; i < len(send) && sendErr == nil && stopped() == nil; {
+		if sendErr = ctx.Err(); sendErr != nil {
+			break
+		}
+		var ps []prep
+		var msgs []account.AppendMsg
+		var bytes int64
+		for ; i < len(send) && len(ps) < batchMessages && (len(ps) == 0 || bytes+send[i].size <= batchBytes); i++ {
+			p := send[i]
+			ps = append(ps, p)
+			bytes += p.size
+			msgs = append(msgs, account.AppendMsg{Size: p.size, Flags: allowedFlags(p.it.Meta.Flags, perm), Date: p.it.Meta.InternalDate,
+				Open: func() (io.ReadCloser, error) {
+					r, err := p.it.Open()
+					if err != nil {
+						return nil, err
+					}
+					pr := newPrepared(r, drop)
+					pr.keepHdr = false
+					return pr, nil
+				}})
+		}
+		res, err := ma.AppendBatch(server, msgs)
+		if err != nil {
+			sendErr = fmt.Errorf("appending to %s: %w", t.name, err)
+			break
+		}
+		select {
+		case window <- batch{ps, res}:
+		default:
+			// the collector waits on answers to what is still buffered
+			if sendErr = ma.Flush(); sendErr == nil {
+				window <- batch{ps, res}
+			}
+		}
+	}
+	if err := ma.Flush(); err != nil && sendErr == nil {
+		sendErr = err
+	}
+	close(window)
+	<-done
+	if err := im.syncJournal(); err != nil && sendErr == nil {
+		sendErr = err
+	}
+	if err := stopped(); err != nil {
+		return err
+	}
+	return sendErr
+}
+
+// settle waits until a folder's message count stops moving (at most 30 s):
+// an earlier run stopped while appending, and the server may still be
+// saving what that run sent; counting what the folder holds before then
+// would append it twice.
+func (im *importer) settle(ctx context.Context, c *account.Conn, server string) {
+	im.o.Log("%s: an earlier import stopped while appending here; waiting for the server to settle", server)
+	count := func() int64 {
+		sd, err := c.Status(server, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil || sd.NumMessages == nil {
+			return -1
+		}
+		return int64(*sd.NumMessages)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	last := count()
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		n := count()
+		if n == last {
+			return
+		}
+		last = n
+	}
+}
+
 func (im *importer) failf(source, folder, format string, a ...any) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
@@ -575,6 +765,16 @@ func (im *importer) syncJournal() error {
 // server still works on the previous ones; a goroutine collects the
 // answers in order. It returns the UIDs to label, by label (Bridge).
 func (im *importer) send(ctx context.Context, c *account.Conn, server string, t *target, send []prep, drop []string, perm []imap.Flag) (map[string][]imap.UID, error) {
+	if im.raw {
+		ma, err := im.o.Account.DialAppender(ctx)
+		switch {
+		case err == nil:
+			defer ma.Close()
+			return nil, im.sendBatches(ctx, c, ma, server, t, send, drop, perm)
+		case !errors.Is(err, account.ErrNoMultiAppend):
+			return nil, err
+		}
+	}
 	type inflight struct {
 		p  prep
 		ap *imapclient.AppendCommand
@@ -820,6 +1020,9 @@ func allowedFlags(flags []string, perm []imap.Flag) []imap.Flag {
 			continue
 		}
 		seen[lf] = true
+		if !validFlag(f) {
+			continue // would be a syntax error on the wire
+		}
 		switch {
 		case perm == nil, permSet[lf], isSystemFlag(lf):
 			// The standard system flags are always sent: a server that
@@ -842,19 +1045,25 @@ type journal struct {
 	done map[string]bool
 	keys map[string]key
 	n    int
+	// unfinished are target folders an earlier run was appending to when it
+	// stopped: the server may still be saving what it sent last.
+	unfinished map[string]bool
 }
 
 type journalLine struct {
-	ID     string `json:"id"`
+	ID     string `json:"id,omitempty"`
 	Folder string `json:"folder"`
-	MsgID  string `json:"message_id,omitempty"`
-	Size   int64  `json:"size"`
-	UID    uint32 `json:"uid,omitempty"`
+	// Sending and Finished bracket the appends into a folder.
+	Sending  bool   `json:"sending,omitempty"`
+	Finished bool   `json:"finished,omitempty"`
+	MsgID    string `json:"message_id,omitempty"`
+	Size     int64  `json:"size"`
+	UID      uint32 `json:"uid,omitempty"`
 }
 
 // openJournal opens the journal of importing source into target.
 func openJournal(dir, target, source string) (*journal, error) {
-	j := &journal{done: map[string]bool{}, keys: map[string]key{}}
+	j := &journal{done: map[string]bool{}, keys: map[string]key{}, unfinished: map[string]bool{}}
 	if dir == "" {
 		return j, nil
 	}
@@ -875,7 +1084,15 @@ func openJournal(dir, target, source string) (*journal, error) {
 			sc.Buffer(make([]byte, 1<<20), 1<<20)
 			for sc.Scan() {
 				var l journalLine
-				if json.Unmarshal(sc.Bytes(), &l) == nil {
+				if json.Unmarshal(sc.Bytes(), &l) != nil {
+					continue
+				}
+				switch {
+				case l.Sending:
+					j.unfinished[l.Folder] = true
+				case l.Finished:
+					delete(j.unfinished, l.Folder)
+				default:
 					j.done[l.ID] = true
 					j.keys[l.ID] = key{l.MsgID, l.Size}
 				}
@@ -905,6 +1122,16 @@ func (j *journal) record(id, folder string, k key, uid uint32) {
 	}
 }
 
+// bracket writes a durable Sending (start) or Finished line for a folder.
+func (j *journal) bracket(folder string, start bool) error {
+	if j.w == nil {
+		return nil
+	}
+	b, _ := json.Marshal(journalLine{Folder: folder, Sending: start, Finished: !start})
+	j.w.Write(append(b, '\n'))
+	return j.sync()
+}
+
 func (j *journal) sync() error {
 	if j.w == nil {
 		return nil
@@ -922,6 +1149,22 @@ func (j *journal) Close() error {
 	err := j.sync()
 	j.f.Close()
 	return err
+}
+
+// validFlag reports whether f is an IMAP flag: a keyword atom, or \ and an
+// atom.
+func validFlag(f string) bool {
+	a := strings.TrimPrefix(f, `\`)
+	if a == "" || strings.HasPrefix(a, `\`) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		c := a[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`(){%*"\]`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func isSystemFlag(lf string) bool {

@@ -465,3 +465,26 @@ func TestOverQuotaStopsAndResumes(t *testing.T) {
 		t.Fatalf("the account holds %d messages, want 80", n.Load())
 	}
 }
+
+// A MULTIAPPEND batch Dovecot refuses (all or nothing) is sent again one by
+// one: only the message it cannot take fails.
+func TestBatchRefusedThenOneByOne(t *testing.T) {
+	d := testmail.StartDovecot(t)
+	var b strings.Builder
+	for i := 0; i < 10; i++ {
+		fmt.Fprintf(&b, "From x@example.org Mon Jan  6 08:15:00 2025\nFrom: x@example.org\nSubject: batch %d\nMessage-ID: <batch%d@example.org>\n", i, i)
+		if i == 4 {
+			b.WriteString("X-Keywords: " + strings.Repeat("K", 60) + "\n") // Dovecot: "Keyword length too long"
+		}
+		b.WriteString("\nbody\n\n")
+	}
+	src := filepath.Join(t.TempDir(), "batch.mbox")
+	os.WriteFile(src, []byte(b.String()), 0o600)
+	sum := runImport(t, Options{Account: d.Config(t, "imaps", "dst"), Source: src, Folder: "Batch"})
+	if sum.Appended != 9 || len(sum.Failed) != 1 || !strings.Contains(sum.Failed[0].Error, "Keyword length too long") {
+		t.Fatalf("appended %d, failures %v", sum.Appended, sum.Failed)
+	}
+	if got := contents(t, d.Config(t, "imaps", "dst")); len(got["Batch"]) != 9 {
+		t.Fatalf("Batch holds %d", len(got["Batch"]))
+	}
+}

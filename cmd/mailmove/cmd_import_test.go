@@ -15,10 +15,17 @@ import (
 	"github.com/mailmove/mailmove/internal/testmail"
 )
 
-// messageIDs lists, per folder, the Message-IDs an account holds.
+// messageIDs lists, per folder, the Message-IDs alice holds on an
+// in-memory server.
 func messageIDs(t *testing.T, addr string) map[string][]string {
 	t.Helper()
-	c, err := testmail.MemConfig(t, addr).Dial(context.Background())
+	return accountIDs(t, testmail.MemConfig(t, addr))
+}
+
+// accountIDs lists, per folder, the Message-IDs an account holds.
+func accountIDs(t *testing.T, cfg *account.Config) map[string][]string {
+	t.Helper()
+	c, err := cfg.Dial(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +121,6 @@ func TestImportKillAndResume(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "Archive/2024") || !strings.Contains(stdout, "yes") {
 		t.Fatalf("dry run: %d %s", code, stdout)
 	}
-	_ = account.IsLoopback
 }
 
 func TestImportFromStdin(t *testing.T) {
@@ -133,5 +139,56 @@ func TestImportFromStdin(t *testing.T) {
 	}
 	if got := messageIDs(t, dst.Addr); len(got["FromStdin"]) != 2 {
 		t.Fatalf("FromStdin holds %v", got)
+	}
+}
+
+// The same against Dovecot, where imports go in MULTIAPPEND batches.
+func TestImportKillAndResumeDovecot(t *testing.T) {
+	d := testmail.StartDovecot(t)
+	src := seedServer(t, 600)
+	arch := filepath.Join(t.TempDir(), "archive")
+	if _, e, code := runCmd(t, "export", "--from", "imap://alice@"+src.Addr+"?tls=none", "--to", "eml", "--out", arch); code != 0 {
+		t.Fatalf("export: %d %s", code, e)
+	}
+	want := messageIDs(t, src.Addr)
+	to := "imaps://dst@" + slowProxy(t, d.TLSAddr)
+	ca := filepath.Join(d.Dir, "cert.pem")
+	jdir := t.TempDir()
+	r := rand.New(rand.NewSource(3))
+	env := append(os.Environ(), "MAILMOVE_TO_PASSWORD=pw")
+	for i := 0; i < 10; i++ {
+		cmd := exec.Command(binary(t), "import", "--to", to, "--to-ca-file", ca, "--journal-dir", jdir, arch)
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-time.After(time.Duration(30+r.Intn(200)) * time.Millisecond):
+			cmd.Process.Kill()
+			<-done
+		case <-done:
+		}
+	}
+	cmd := exec.Command(binary(t), "import", "--to", to, "--to-ca-file", ca, "--journal-dir", jdir, arch)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("final import: %v\n%s", err, out)
+	}
+	got := accountIDs(t, d.Config(t, "imaps", "dst"))
+	for f, ids := range want {
+		seen := map[string]int{}
+		for _, id := range got[f] {
+			seen[id]++
+		}
+		for _, id := range ids {
+			if seen[id] != 1 {
+				t.Fatalf("folder %s: %s is there %d times", f, id, seen[id])
+			}
+		}
+		if len(got[f]) != len(ids) {
+			t.Fatalf("folder %s: %d messages, want %d", f, len(got[f]), len(ids))
+		}
 	}
 }
