@@ -720,7 +720,8 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 	return sendErr
 }
 
-// settle waits until a folder's message count stops moving (at most 30 s):
+// settle waits until a folder's message count has not moved for two
+// seconds (at most 30 s):
 // an earlier run stopped while appending, and the server may still be
 // saving what that run sent; counting what the folder holds before then
 // would append it twice.
@@ -734,7 +735,7 @@ func (im *importer) settle(ctx context.Context, c *account.Conn, server string) 
 		return int64(*sd.NumMessages)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	last := count()
+	last, still := count(), 0
 	for time.Now().Before(deadline) {
 		select {
 		case <-ctx.Done():
@@ -742,10 +743,13 @@ func (im *importer) settle(ctx context.Context, c *account.Conn, server string) 
 		case <-time.After(time.Second):
 		}
 		n := count()
-		if n == last {
-			return
+		if n != last {
+			last, still = n, 0
+			continue
 		}
-		last = n
+		if still++; still == 2 {
+			return // unchanged for two seconds
+		}
 	}
 }
 
