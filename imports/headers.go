@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/mailmove/mailmove/message"
 )
 
 // header is what an import reads from a message's header.
@@ -294,5 +292,3 @@ func roleOfName(folder string) string {
 	}
 	return ""
 }
-
-var _ = message.Meta{}

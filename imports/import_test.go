@@ -388,8 +388,6 @@ func clearAccount(t *testing.T, cfg *account.Config) {
 	}
 }
 
-var _ = io.EOF
-
 func TestBadMessages(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, b []byte) {

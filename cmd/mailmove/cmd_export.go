@@ -8,11 +8,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/export"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/schollz/progressbar/v3"
@@ -278,6 +276,3 @@ func shorten(s string, n int) string {
 	}
 	return "…" + string(r[len(r)-n+1:])
 }
-
-var _ = strings.TrimSpace
-var _ = account.IsLoopback

@@ -280,8 +280,6 @@ func (b *Bridge) Config(t testing.TB, url string) *account.Config {
 	return &account.Config{URL: u, CAFile: filepath.Join(b.Dir, "cert.pem"), Password: passwordFile(t, BridgePassword)}
 }
 
-var _ = io.EOF
-
 // strictAppend refuses an APPEND whose literal ended early. imapmemserver
 // alone stores the truncated message when a client disconnects in the
 // middle of an APPEND (its literal reader ends quietly), which no real
