@@ -90,8 +90,9 @@ type Summary struct {
 var ErrOverQuota = errors.New("the target account is over its quota")
 
 // bridgeMaxSize is Proton's import limit (it applies to the encrypted size;
-// messages close to it may still be refused, and are then reported).
-const bridgeMaxSize = 70 << 20
+// messages close to it may still be refused, and are then reported). A
+// variable so that tests can lower it.
+var bridgeMaxSize int64 = 70 << 20
 
 type target struct {
 	name    string
