@@ -121,14 +121,10 @@ func scanArchive(root string, fn func(*Item) error) error {
 			}
 			r := r
 			it := &Item{Meta: r.Meta, Role: role, Source: r.File, ID: fmt.Sprintf("%s@%d", r.File, r.Offset)}
-			if a.Header.Format == archive.EML {
-				p := filepath.Join(root, filepath.FromSlash(r.File))
-				it.open = func() (io.ReadCloser, error) { return os.Open(p) }
-			} else {
-				p := filepath.Join(root, filepath.FromSlash(r.File))
+			if a.Header.Format == archive.Mbox {
 				it.Source = fmt.Sprintf("%s at byte %d", r.File, r.Offset)
-				it.open = func() (io.ReadCloser, error) { return openMboxAt(p, r.Offset, r.Length, r.Size, false) }
 			}
+			it.open = func() (io.ReadCloser, error) { return a.OpenMessage(r) }
 			if err := fn(it); err != nil {
 				return err
 			}
@@ -137,37 +133,27 @@ func scanArchive(root string, fn func(*Item) error) error {
 	return nil
 }
 
-// openMboxAt returns the message whose From_ line is at off in an mbox file.
-// With size >= 0, the bytes are cut to size (a message without final
-// newline gained one in the mbox).
-func openMboxAt(path string, off, length, size int64, contentLength bool) (io.ReadCloser, error) {
+// openMboxAt returns the message whose From_ line is at off in an mbox
+// file (Content-Length honoured where it fits, for mboxcl2 files).
+func openMboxAt(path string, off int64) (io.ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	if length <= 0 {
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		length = fi.Size() - off
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
 	}
-	r := mbox.NewReader(io.NewSectionReader(f, off, length))
-	r.ContentLength = contentLength
-	m, err := r.Next()
+	m, err := mbox.NewReader(io.NewSectionReader(f, off, fi.Size()-off)).Next()
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s at byte %d: %w", path, off, err)
 	}
-	var body io.Reader = m
-	if size >= 0 {
-		body = io.LimitReader(m, size)
-	}
 	return struct {
 		io.Reader
 		io.Closer
-	}{body, f}, nil
+	}{m, f}, nil
 }
 
 // scanMbox reads one mbox file whose messages go to folder.
@@ -209,7 +195,7 @@ func scanMbox(path, folder string, takeout, labelsAsFolders bool, fn func(*Item)
 		}
 		off := m.Offset
 		it := &Item{Meta: meta, Source: fmt.Sprintf("%s line %d", path, m.Line), ID: fmt.Sprintf("%s@%d", path, off)}
-		it.open = func() (io.ReadCloser, error) { return openMboxAt(path, off, 0, -1, true) }
+		it.open = func() (io.ReadCloser, error) { return openMboxAt(path, off) }
 		if takeout || h.gmailLabels != nil {
 			for _, x := range takeoutItems(it, h, labelsAsFolders) {
 				items = append(items, x)

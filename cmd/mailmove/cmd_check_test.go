@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/mailmove/mailmove/internal/testmail"
 )
 
 func TestCheck(t *testing.T) {
@@ -45,6 +49,56 @@ func TestCheck(t *testing.T) {
 		}
 		if format == "mbox" && !strings.Contains(e, "bytes after the last indexed message") {
 			t.Fatalf("torn tail not reported: %q", e)
+		}
+	}
+}
+
+// An mbox archive with LF line endings checks, and imports back to the
+// server's exact bytes.
+func TestLFArchive(t *testing.T) {
+	src := testmail.Mem(t)
+	msgs := testmail.Gen(30, []string{"INBOX", "Sent"}, 17)
+	testmail.Put(t, testmail.MemConfig(t, src.Addr), msgs)
+	out := filepath.Join(t.TempDir(), "lf")
+	if _, e, code := runCmd(t, "export", "--from", "imap://alice@"+src.Addr+"?tls=none", "--to", "mbox", "--mbox-line-endings", "lf", "--out", out); code != 0 {
+		t.Fatal(e)
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "INBOX.mbox"))
+	if strings.Contains(string(b), "\r\n") {
+		t.Fatal("CRLF in an LF mbox")
+	}
+	if stdout, e, code := runCmd(t, "check", out); code != 0 {
+		t.Fatalf("check: %d %s %s", code, stdout, e)
+	}
+	dst := testmail.Mem(t)
+	if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", "imap://alice@"+dst.Addr+"?tls=none", out); code != 0 {
+		t.Fatal(e)
+	}
+	c, err := testmail.MemConfig(t, dst.Addr).Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := map[string]bool{}
+	for _, f := range []string{"INBOX", "Sent"} {
+		if _, err := c.Examine(f); err != nil {
+			t.Fatal(err)
+		}
+		var all imap.UIDSet
+		all.AddRange(1, 0)
+		ms, err := c.Fetch(all, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			for _, bs := range m.BodySection {
+				got[f+"\x00"+string(bs.Bytes)] = true
+			}
+		}
+	}
+	for _, m := range msgs {
+		if !got[m.Folder+"\x00"+string(m.Raw)] {
+			t.Fatalf("a message of %s did not come back byte for byte", m.Folder)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -94,30 +95,75 @@ func (a *Archive) Check() (*CheckResult, error) {
 
 // hashStored reads a stored message and returns its SHA-256 and size.
 func (a *Archive) hashStored(r Record) (string, int64, error) {
-	p := filepath.Join(a.Root, filepath.FromSlash(r.File))
-	f, err := os.Open(p)
+	rc, err := a.OpenMessage(r)
 	if err != nil {
 		return "", 0, err
 	}
-	defer f.Close()
-	var body io.Reader = f
-	if r.Length > 0 {
-		mr := mbox.NewReader(io.NewSectionReader(f, r.Offset, r.Length))
-		mr.ContentLength = false
-		m, err := mr.Next()
-		if err != nil {
-			return "", 0, fmt.Errorf("no message at byte %d: %v", r.Offset, err)
-		}
-		if !strings.HasPrefix(m.FromLine, "From ") {
-			return "", 0, fmt.Errorf("no From_ line at byte %d", r.Offset)
-		}
-		// a message without a final newline gained one in the mbox
-		body = io.LimitReader(m, r.Size)
-	}
+	defer rc.Close()
 	h := sha256.New()
-	n, err := io.Copy(h, body)
+	n, err := io.Copy(h, rc)
 	if err != nil {
 		return "", n, err
 	}
 	return hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+// OpenMessage returns the bytes of a stored message as the server sent
+// them: from its .eml file, or from its mbox file unquoted, with CRLF line
+// endings again in an LF archive, and without the line ending an mbox adds
+// to a message that had none.
+func (a *Archive) OpenMessage(r Record) (io.ReadCloser, error) {
+	p := filepath.Join(a.Root, filepath.FromSlash(r.File))
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	if r.Length <= 0 {
+		return f, nil
+	}
+	mr := mbox.NewReader(io.NewSectionReader(f, r.Offset, r.Length))
+	mr.ContentLength = false
+	m, err := mr.Next()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: no message at byte %d: %v", r.File, r.Offset, err)
+	}
+	if !strings.HasPrefix(m.FromLine, "From ") {
+		f.Close()
+		return nil, fmt.Errorf("%s: no From_ line at byte %d", r.File, r.Offset)
+	}
+	var body io.Reader = m
+	if a.Header.LF {
+		body = toCRLF(m)
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(body, r.Size), f}, nil
+}
+
+// toCRLF turns every LF not preceded by CR into CRLF, streaming.
+func toCRLF(r io.Reader) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		br := bufio.NewReaderSize(r, 64<<10)
+		bw := bufio.NewWriterSize(pw, 64<<10)
+		var prev byte
+		for {
+			c, err := br.ReadByte()
+			if err != nil {
+				if err == io.EOF {
+					err = bw.Flush()
+				}
+				pw.CloseWithError(err)
+				return
+			}
+			if c == '\n' && prev != '\r' {
+				bw.WriteByte('\r')
+			}
+			bw.WriteByte(c)
+			prev = c
+		}
+	}()
+	return pr
 }
