@@ -383,3 +383,24 @@ func (c *Conn) TotalSize(name string) (uint32, int64, error) {
 	}
 	return n, total, nil
 }
+
+// FetchFlags returns the flags (without \Recent) of the messages of the
+// open folder with UIDs 1 to last.
+func (c *Conn) FetchFlags(last uint32) (map[uint32][]string, error) {
+	out := map[uint32][]string{}
+	var set imap.UIDSet
+	set.AddRange(1, imap.UID(last))
+	err := eachMessage(c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true}), func(buf *imapclient.FetchMessageBuffer) {
+		flags := []string{}
+		for _, f := range buf.Flags {
+			if !strings.EqualFold(string(f), `\Recent`) {
+				flags = append(flags, string(f))
+			}
+		}
+		out[uint32(buf.UID)] = flags
+	})
+	if err != nil {
+		return nil, fmt.Errorf("UID FETCH (FLAGS): %w", err)
+	}
+	return out, nil
+}

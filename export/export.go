@@ -47,6 +47,10 @@ type Options struct {
 	Connections int
 	// Labels applies to Proton Mail Bridge accounts.
 	Labels LabelMode
+	// RefreshFlags compares the flags of messages already archived with the
+	// server's and records the changes. It costs one FLAGS fetch per folder
+	// and run, so unchanged folders are no longer skipped.
+	RefreshFlags bool
 	// Retries is how often a message that failed is tried again (default 3).
 	Retries int
 	// ChunkSize is how many messages are asked for in one UID FETCH.
@@ -69,11 +73,13 @@ type Failure struct {
 
 // Summary is what a run did.
 type Summary struct {
-	Folders    int       `json:"folders"`
-	Messages   int       `json:"messages"`
-	Bytes      int64     `json:"bytes"`
-	Duplicates int       `json:"duplicates"`
-	Failed     []Failure `json:"failed"`
+	Folders    int   `json:"folders"`
+	Messages   int   `json:"messages"`
+	Bytes      int64 `json:"bytes"`
+	Duplicates int   `json:"duplicates"`
+	// FlagsUpdated counts archived messages whose flags changed (RefreshFlags).
+	FlagsUpdated int       `json:"flags_updated,omitempty"`
+	Failed       []Failure `json:"failed"`
 	// Undecryptable lists messages Proton Mail Bridge could not decrypt:
 	// they are archived as Bridge served them (a placeholder around the
 	// encrypted data), and reported.
@@ -167,7 +173,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	for _, j := range jobs {
 		st := o.Archive.State(j.name)
 		s := j.f.Status
-		if s != nil && st.UIDValidity == s.UIDValidity && uint32(s.UIDNext) == st.UIDNext && s.NumMessages != nil &&
+		if !o.RefreshFlags && s != nil && st.UIDValidity == s.UIDValidity && uint32(s.UIDNext) == st.UIDNext && s.NumMessages != nil &&
 			*s.NumMessages == st.Messages && len(st.Failed) == 0 && s.UIDNext != 0 {
 			continue
 		}
@@ -553,6 +559,11 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 			return err
 		}
 	}
+	if e.o.RefreshFlags && !renumbered && !j.orphans && after > 0 {
+		if err := fr.refreshFlags(c, sel.UIDValidity, after); err != nil {
+			return err
+		}
+	}
 	if err := fr.w.Commit(); err != nil {
 		return fatal{err}
 	}
@@ -577,6 +588,51 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	}
 	e.o.Archive.SetStatus(j.name, j.segs, attrs, sel.UIDValidity, uidNext, msgs, fr.failed)
 	return nil
+}
+
+// refreshFlags records new flags of the messages archived up to UID last.
+func (fr *folderRun) refreshFlags(c *account.Conn, uidValidity, last uint32) error {
+	recs, err := fr.e.o.Archive.Records(fr.j.name)
+	if err != nil {
+		return fatal{err}
+	}
+	have := map[uint32][]string{}
+	for _, r := range recs {
+		if r.UIDValidity == uidValidity {
+			have[r.UID] = r.Flags
+		}
+	}
+	now, err := c.FetchFlags(last)
+	if err != nil {
+		return err
+	}
+	for uid, flags := range now {
+		old, ok := have[uid]
+		if !ok || sameFlags(old, flags) {
+			continue
+		}
+		fr.w.UpdateFlags(uidValidity, uid, flags)
+		fr.e.sum.mu.Lock()
+		fr.e.sum.FlagsUpdated++
+		fr.e.sum.mu.Unlock()
+	}
+	return nil
+}
+
+func sameFlags(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	set := map[string]bool{}
+	for _, f := range a {
+		set[strings.ToLower(f)] = true
+	}
+	for _, f := range b {
+		if !set[strings.ToLower(f)] {
+			return false
+		}
+	}
+	return true
 }
 
 // dropHopeless removes UIDs that failed too often in this run.

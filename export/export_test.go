@@ -467,3 +467,59 @@ func TestFolderSelection(t *testing.T) {
 		}
 	}
 }
+
+func TestRefreshFlags(t *testing.T) {
+	ts := startServer(t)
+	ts.put(t, testmail.Gen(10, []string{"INBOX"}, 41))
+	out := filepath.Join(t.TempDir(), "out")
+	cfg := ts.config(t, ts.addr)
+	export(t, cfg, out, archive.Mbox, 1)
+
+	// the user reads, stars and tags on the server
+	c, err := cfg.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	store := func(uid imap.UID, op imap.StoreFlagsOp, f imap.Flag) {
+		var set imap.UIDSet
+		set.AddNum(uid)
+		if err := c.Store(set, &imap.StoreFlags{Op: op, Flags: []imap.Flag{f}, Silent: true}, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store(1, imap.StoreFlagsAdd, imap.FlagFlagged)
+	store(1, imap.StoreFlagsDel, imap.FlagSeen)
+	store(2, imap.StoreFlagsAdd, imap.FlagSeen)
+	store(4, imap.StoreFlagsAdd, "$Work")
+	c.Close()
+
+	run := func() *Summary {
+		a, err := archive.Open(out, archive.Mbox, false, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		sum, err := Run(context.Background(), Options{Account: cfg, Archive: a, RefreshFlags: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	if sum := run(); sum.FlagsUpdated != 3 || sum.Messages != 0 {
+		t.Fatalf("flags updated on %d messages (want 3), %d new", sum.FlagsUpdated, sum.Messages)
+	}
+	got := archived(t, out)["INBOX"]
+	flags := map[uint32]string{}
+	for _, r := range got {
+		flags[r.UID] = normFlags(r.Flags)
+	}
+	if flags[1] != `$label1 \deleted \flagged` || flags[2] != `\seen` || flags[4] != `$label1 $work` {
+		t.Fatalf("flags after refresh: %v", flags)
+	}
+	if sum := run(); sum.FlagsUpdated != 0 {
+		t.Fatalf("second refresh updated %d", sum.FlagsUpdated)
+	}
+}

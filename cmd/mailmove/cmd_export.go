@@ -28,6 +28,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Var(&exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
 	conns := fs.Int("connections", 4, "use at most `n` IMAP connections")
 	labels := fs.String("bridge-labels", "metadata", "Proton labels: `metadata` (recorded with each message) or folders (exported as Labels/... folders)")
+	refresh := fs.Bool("refresh-flags", false, "also bring the flags of messages already archived up to date (one FLAGS fetch per folder and run)")
 	lineEnd := fs.String("mbox-line-endings", "crlf", "line endings in mbox files: `crlf` (as fetched) or lf")
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
@@ -96,12 +97,13 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		prog = newProgress(stderr)
 	}
 	opts := export.Options{
-		Account:     cfg,
-		Archive:     arch,
-		Include:     include,
-		Exclude:     exclude,
-		Connections: *conns,
-		Labels:      export.LabelMode(*labels),
+		Account:      cfg,
+		Archive:      arch,
+		Include:      include,
+		Exclude:      exclude,
+		Connections:  *conns,
+		Labels:       export.LabelMode(*labels),
+		RefreshFlags: *refresh,
 	}
 	if prog != nil {
 		opts.Progress = prog
@@ -147,6 +149,9 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		if sum.Duplicates > 0 {
 			fmt.Fprintf(stderr, "; %d already archived", sum.Duplicates)
 		}
+		if sum.FlagsUpdated > 0 {
+			fmt.Fprintf(stderr, "; flags changed on %d", sum.FlagsUpdated)
+		}
 		fmt.Fprintln(stderr)
 	}
 	if len(sum.Failed) > 0 || len(sum.Undecryptable) > 0 {
@@ -164,6 +169,7 @@ func writeJSONSummary(w io.Writer, sum *export.Summary, runErr error, out string
 		Messages   int              `json:"messages"`
 		Bytes      int64            `json:"bytes"`
 		Duplicates int              `json:"duplicates"`
+		Flags      int              `json:"flags_updated"`
 		Failed     []export.Failure `json:"failed"`
 		Undecrypt  []export.Failure `json:"undecryptable,omitempty"`
 		Bridge     bool             `json:"bridge"`
@@ -173,6 +179,7 @@ func writeJSONSummary(w io.Writer, sum *export.Summary, runErr error, out string
 	v := js{Archive: out, Failed: []export.Failure{}}
 	if sum != nil {
 		v.Folders, v.Messages, v.Bytes, v.Duplicates, v.Bridge = sum.Folders, sum.Messages, sum.Bytes, sum.Duplicates, sum.Bridge
+		v.Flags = sum.FlagsUpdated
 		v.Seconds = sum.Elapsed.Seconds()
 		v.Undecrypt, v.Syncing = sum.Undecryptable, sum.BridgeSyncing
 		if sum.Failed != nil {

@@ -74,6 +74,30 @@ type Record struct {
 	// (export --bridge-labels=folders); the message is also stored in its
 	// own folder.
 	LabelCopy bool `json:"label_copy,omitempty"`
+	// FlagsUpdate marks a line that only records new flags for the message
+	// of the same UIDVALIDITY and UID written earlier (export
+	// --refresh-flags); Merge applies it.
+	FlagsUpdate bool `json:"flags_update,omitempty"`
+}
+
+// Merge applies the flag updates among recs to the records they update
+// and returns the message records alone, in order.
+func Merge(recs []Record) []Record {
+	type id struct{ uv, uid uint32 }
+	at := map[id]int{}
+	var out []Record
+	for _, r := range recs {
+		k := id{r.UIDValidity, r.UID}
+		if r.FlagsUpdate {
+			if i, ok := at[k]; ok {
+				out[i].Flags = r.Flags
+			}
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, r)
+	}
+	return out
 }
 
 // FolderState is the summary of a folder kept in .mailmove/folders.json.
@@ -355,6 +379,9 @@ func (a *Archive) recoverFolder(name string, st *FolderState) error {
 }
 
 func (st *FolderState) apply(r *Record) {
+	if r.FlagsUpdate {
+		return
+	}
 	if r.UIDValidity != st.UIDValidity {
 		if st.UIDValidity != 0 {
 			st.Rescan = true
@@ -414,13 +441,14 @@ func readIndex(path string, from int64) ([]Record, int64, error) {
 	}
 }
 
-// Records returns every index record of a folder, in the order written.
+// Records returns the index records of a folder, in the order written,
+// with flag updates applied (see Merge).
 func (a *Archive) Records(folder string) ([]Record, error) {
 	recs, _, err := readIndex(a.indexPath(folder), 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	return recs, err
+	return Merge(recs), err
 }
 
 // Folders returns the names of the folders in the archive, sorted.

@@ -208,6 +208,11 @@ func (w *FolderWriter) add(rec Record, n int64) {
 	w.pendingBytes += n
 }
 
+// UpdateFlags records new flags for a message already in the folder.
+func (w *FolderWriter) UpdateFlags(uidValidity, uid uint32, flags []string) {
+	w.add(Record{Meta: message.Meta{UIDValidity: uidValidity, UID: uid, Flags: flags}, FlagsUpdate: true}, 0)
+}
+
 // NeedCommit reports whether enough is pending that Commit should run.
 func (w *FolderWriter) NeedCommit() bool {
 	return len(w.pending) >= commitMessages || w.pendingBytes >= commitBytes ||
