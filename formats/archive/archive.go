@@ -25,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/mailmove/mailmove/message"
@@ -172,7 +171,7 @@ func open(root string, f Format, lf bool, tool string, readOnly bool) (*Archive,
 		if err != nil {
 			return nil, err
 		}
-		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+		if err := lockFile(lock, false); err != nil {
 			lock.Close()
 			return nil, fmt.Errorf("%s: %w (an export is writing to it); wait for it to finish", root, ErrLocked)
 		}
@@ -201,7 +200,7 @@ func open(root string, f Format, lf bool, tool string, readOnly bool) (*Archive,
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockFile(lock, true); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("%s: %w (a cron job still running?); wait for it to finish", root, ErrLocked)
 	}
