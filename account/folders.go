@@ -61,6 +61,9 @@ func (c *Conn) ListFolders() ([]*Folder, error) {
 	if caps.Has(imap.CapStatusSize) {
 		so.Size = true
 	}
+	if caps.Has(imap.CapCondStore) {
+		so.HighestModSeq = true // lets a flags refresh skip unchanged folders
+	}
 	lo := &imap.ListOptions{}
 	if caps.Has(imap.CapSpecialUse) {
 		lo.ReturnSpecialUse = true

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/internal/testmail"
@@ -35,6 +36,46 @@ func TestDovecotInterop(t *testing.T) {
 			}
 		})
 	}
+	t.Run("refresh-flags-condstore", func(t *testing.T) {
+		// With CONDSTORE a flags refresh opens only the folders whose
+		// HIGHESTMODSEQ moved.
+		cfg := d.Config(t, "imaps", "src")
+		out := filepath.Join(t.TempDir(), "out")
+		run := func() *Summary {
+			a, err := archive.Open(out, archive.Mbox, false, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			sum, err := Run(context.Background(), Options{Account: cfg, Archive: a, RefreshFlags: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sum
+		}
+		if sum := run(); sum.Messages != len(msgs) {
+			t.Fatalf("first run: %d messages", sum.Messages)
+		}
+		if sum := run(); sum.Examined != 0 || sum.FlagsUpdated != 0 {
+			t.Fatalf("nothing changed, yet %d folders examined, %d flags updated", sum.Examined, sum.FlagsUpdated)
+		}
+		c, err := cfg.Dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Select("Sent", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		var one imap.UIDSet
+		one.AddNum(1)
+		if err := c.Store(one, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{"$Reviewed"}, Silent: true}, nil).Close(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if sum := run(); sum.Examined != 1 || sum.FlagsUpdated != 1 {
+			t.Fatalf("one flag changed in Sent: %d folders examined, %d flags updated", sum.Examined, sum.FlagsUpdated)
+		}
+	})
 	t.Run("folder-sizes", func(t *testing.T) {
 		// Dovecot 2.3 has no STATUS=SIZE: `mailmove folders` adds sizes up
 		c, err := d.Config(t, "imaps", "src").Dial(context.Background())

@@ -77,6 +77,9 @@ type Summary struct {
 	Messages   int   `json:"messages"`
 	Bytes      int64 `json:"bytes"`
 	Duplicates int   `json:"duplicates"`
+	// Examined counts the folders that were opened (the others had not
+	// changed since the last run).
+	Examined int `json:"examined"`
 	// FlagsUpdated counts archived messages whose flags changed (RefreshFlags).
 	FlagsUpdated int       `json:"flags_updated,omitempty"`
 	Failed       []Failure `json:"failed"`
@@ -173,10 +176,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	for _, j := range jobs {
 		st := o.Archive.State(j.name)
 		s := j.f.Status
-		if !o.RefreshFlags && s != nil && st.UIDValidity == s.UIDValidity && uint32(s.UIDNext) == st.UIDNext && s.NumMessages != nil &&
+		flagsKnown := !o.RefreshFlags || (s != nil && s.HighestModSeq != 0 && s.HighestModSeq == st.ModSeq)
+		if flagsKnown && s != nil && st.UIDValidity == s.UIDValidity && uint32(s.UIDNext) == st.UIDNext && s.NumMessages != nil &&
 			*s.NumMessages == st.Messages && len(st.Failed) == 0 && s.UIDNext != 0 {
 			continue
 		}
+		e.sum.Examined++
 		changed = true
 		if !j.orphans {
 			todo = append(todo, j)
@@ -572,10 +577,15 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 		msgs = *j.f.Status.NumMessages
 	}
 	uidNext := uint32(sel.UIDNext)
+	var modSeq uint64
 	if j.f.Status != nil && j.f.Status.UIDNext != 0 {
 		uidNext = uint32(j.f.Status.UIDNext)
+		if e.o.RefreshFlags {
+			// only a pass that compared flags may say they are known
+			modSeq = j.f.Status.HighestModSeq
+		}
 		if j.f.Status.UIDValidity != sel.UIDValidity {
-			uidNext, msgs = 0, 0 // changed under us: look again next time
+			uidNext, msgs, modSeq = 0, 0, 0 // changed under us: look again next time
 		}
 	}
 	var attrs []string
@@ -586,7 +596,7 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 			attrs = append(attrs, string(a))
 		}
 	}
-	e.o.Archive.SetStatus(j.name, j.segs, attrs, sel.UIDValidity, uidNext, msgs, fr.failed)
+	e.o.Archive.SetStatus(j.name, j.segs, attrs, sel.UIDValidity, uidNext, msgs, modSeq, fr.failed)
 	return nil
 }
 

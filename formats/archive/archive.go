@@ -107,6 +107,10 @@ type FolderState struct {
 	// complete pass; equal values mean there is nothing new.
 	UIDNext  uint32 `json:"uidnext"`
 	Messages uint32 `json:"messages"`
+	// ModSeq is the server's HIGHESTMODSEQ (CONDSTORE) at the end of the last
+	// complete pass, 0 when the server has none: equal values mean no flag
+	// changed either.
+	ModSeq uint64 `json:"highestmodseq,omitempty"`
 	// LastUID is the highest UID (of UIDValidity) in the index.
 	LastUID uint32 `json:"last_uid"`
 	// Failed are UIDs below LastUID that could not be exported; the next run
@@ -476,7 +480,7 @@ func (a *Archive) State(folder string) FolderState {
 
 // SetStatus records the server's STATUS after a complete pass over a folder,
 // and the UIDs that failed.
-func (a *Archive) SetStatus(folder string, segs []string, attrs []string, uidValidity, uidNext, messages uint32, failed []uint32) {
+func (a *Archive) SetStatus(folder string, segs []string, attrs []string, uidValidity, uidNext, messages uint32, modSeq uint64, failed []uint32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	st := a.folderLocked(folder, segs)
@@ -484,7 +488,7 @@ func (a *Archive) SetStatus(folder string, segs []string, attrs []string, uidVal
 		st.UIDValidity = uidValidity
 		st.LastUID = 0
 	}
-	st.UIDNext, st.Messages = uidNext, messages
+	st.UIDNext, st.Messages, st.ModSeq = uidNext, messages, modSeq
 	st.Attrs = attrs
 	st.Rescan = false
 	st.Failed = append([]uint32(nil), failed...)
