@@ -8,12 +8,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/internal/testmail"
@@ -217,6 +219,58 @@ func TestBridgeExport(t *testing.T) {
 		}
 		if want := len(want) + perLabel["Important"] + perLabel["Travel"]; total != want {
 			t.Fatalf("%d messages stored, want %d (each once in its folder, plus one copy per label)", total, want)
+		}
+	})
+	// last: it changes the stand-in's labels
+	t.Run("refresh-labels", func(t *testing.T) {
+		// a message gets a label after it was archived: --refresh-flags
+		// brings the label into the archive
+		cfg := br.Config(t, "bridge://me@proton.test@"+addr)
+		out := filepath.Join(t.TempDir(), "out")
+		run := func() *Summary {
+			a, err := archive.Open(out, archive.Mbox, false, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			sum, err := Run(context.Background(), Options{Account: cfg, Archive: a, RefreshFlags: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sum
+		}
+		run()
+		var target archive.Record
+		for _, r := range archived(t, out)["INBOX"] {
+			if !slices.Contains(r.Labels, "Travel") {
+				target = r
+				break
+			}
+		}
+		if target.UID == 0 {
+			t.Fatal("no INBOX message without the Travel label")
+		}
+		c, err := cfg.Dial(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		var set imap.UIDSet
+		set.AddNum(imap.UID(target.UID))
+		if _, err := c.Copy(set, "Labels/Travel").Wait(); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		time.Sleep(time.Second) // the stand-in applies label changes asynchronously
+		if sum := run(); sum.FlagsUpdated != 1 {
+			t.Fatalf("labels refreshed on %d messages, want 1", sum.FlagsUpdated)
+		}
+		for _, r := range archived(t, out)["INBOX"] {
+			if r.UID == target.UID && !slices.Contains(r.Labels, "Travel") {
+				t.Fatalf("labels after refresh: %v", r.Labels)
+			}
 		}
 	})
 }

@@ -600,16 +600,17 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	return nil
 }
 
-// refreshFlags records new flags of the messages archived up to UID last.
+// refreshFlags records new flags (and Proton labels) of the messages
+// archived up to UID last.
 func (fr *folderRun) refreshFlags(c *account.Conn, uidValidity, last uint32) error {
 	recs, err := fr.e.o.Archive.Records(fr.j.name)
 	if err != nil {
 		return fatal{err}
 	}
-	have := map[uint32][]string{}
+	have := map[uint32]archive.Record{}
 	for _, r := range recs {
 		if r.UIDValidity == uidValidity {
-			have[r.UID] = r.Flags
+			have[r.UID] = r
 		}
 	}
 	now, err := c.FetchFlags(last)
@@ -618,10 +619,19 @@ func (fr *folderRun) refreshFlags(c *account.Conn, uidValidity, last uint32) err
 	}
 	for uid, flags := range now {
 		old, ok := have[uid]
-		if !ok || sameFlags(old, flags) {
+		if !ok {
 			continue
 		}
-		fr.w.UpdateFlags(uidValidity, uid, flags)
+		var labels []string // nil: unchanged
+		if fr.e.bridge && old.PMInternalID != "" {
+			if l := fr.e.labels[old.PMInternalID]; !sameFlags(l, old.Labels) {
+				labels = append([]string{}, l...)
+			}
+		}
+		if sameFlags(old.Flags, flags) && labels == nil {
+			continue
+		}
+		fr.w.UpdateFlags(uidValidity, uid, flags, labels)
 		fr.e.sum.mu.Lock()
 		fr.e.sum.FlagsUpdated++
 		fr.e.sum.mu.Unlock()

@@ -73,9 +73,9 @@ type Record struct {
 	// (export --bridge-labels=folders); the message is also stored in its
 	// own folder.
 	LabelCopy bool `json:"label_copy,omitempty"`
-	// FlagsUpdate marks a line that only records new flags for the message
-	// of the same UIDVALIDITY and UID written earlier (export
-	// --refresh-flags); Merge applies it.
+	// FlagsUpdate marks a line that only records new flags (and, for
+	// Proton, labels) for the message of the same UIDVALIDITY and UID
+	// written earlier (export --refresh-flags); Merge applies it.
 	FlagsUpdate bool `json:"flags_update,omitempty"`
 }
 
@@ -90,6 +90,9 @@ func Merge(recs []Record) []Record {
 		if r.FlagsUpdate {
 			if i, ok := at[k]; ok {
 				out[i].Flags = r.Flags
+				if r.Labels != nil {
+					out[i].Labels = r.Labels
+				}
 			}
 			continue
 		}

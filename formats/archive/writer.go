@@ -208,9 +208,10 @@ func (w *FolderWriter) add(rec Record, n int64) {
 	w.pendingBytes += n
 }
 
-// UpdateFlags records new flags for a message already in the folder.
-func (w *FolderWriter) UpdateFlags(uidValidity, uid uint32, flags []string) {
-	w.add(Record{Meta: message.Meta{UIDValidity: uidValidity, UID: uid, Flags: flags}, FlagsUpdate: true}, 0)
+// UpdateFlags records new flags, and labels when not nil, for a message
+// already in the folder.
+func (w *FolderWriter) UpdateFlags(uidValidity, uid uint32, flags, labels []string) {
+	w.add(Record{Meta: message.Meta{UIDValidity: uidValidity, UID: uid, Flags: flags, Labels: labels}, FlagsUpdate: true}, 0)
 }
 
 // NeedCommit reports whether enough is pending that Commit should run.
