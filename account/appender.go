@@ -62,20 +62,10 @@ var ErrNoMultiAppend = errors.New("the server has no MULTIAPPEND with LITERAL+")
 // DialAppender logs in on a connection of its own for appending.
 func (cfg *Config) DialAppender(ctx context.Context) (*Appender, error) {
 	u := cfg.URL
-	pw, err := cfg.getPassword(ctx)
+	raw, conn, pw, err := cfg.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	idle := cfg.IdleTimeout
-	if idle <= 0 {
-		idle = 60 * time.Second
-	}
-	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	raw, err := d.DialContext(ctx, "tcp", u.Addr())
-	if err != nil {
-		return nil, &ConnectError{Op: "connect", Addr: u.Addr(), Err: err}
-	}
-	var conn net.Conn = &idleConn{Conn: raw, idle: idle}
 	fail := func(err error) (*Appender, error) {
 		raw.Close()
 		return nil, err

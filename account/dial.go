@@ -165,27 +165,36 @@ func tlsHint(err error, bridge bool) string {
 	return s
 }
 
-// Dial connects, secures the connection, logs in and sends ID.
-func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
+// connect gets the password and opens the TCP connection, wrapped in the
+// idle timer; raw is the bare connection, to close on failure.
+func (cfg *Config) connect(ctx context.Context) (raw, conn net.Conn, pw string, err error) {
 	u := cfg.URL
-	pw, err := cfg.getPassword(ctx)
-	if err != nil {
-		return nil, err
+	if pw, err = cfg.getPassword(ctx); err != nil {
+		return nil, nil, "", err
 	}
 	idle := cfg.IdleTimeout
 	if idle <= 0 {
 		idle = 60 * time.Second
 	}
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
-	raw, err := d.DialContext(ctx, "tcp", u.Addr())
+	raw, err = d.DialContext(ctx, "tcp", u.Addr())
 	if err != nil {
 		hint := "Check the host name and port, and that the server is up."
 		if u.Bridge {
 			hint = "Is Proton Mail Bridge running and logged in? It listens on 127.0.0.1:1143 by default (see `info` in bridge --cli); give another port as bridge://USER@127.0.0.1:PORT."
 		}
-		return nil, &ConnectError{Op: "connect", Addr: u.Addr(), Err: err, Hint: hint}
+		return nil, nil, "", &ConnectError{Op: "connect", Addr: u.Addr(), Err: err, Hint: hint}
 	}
-	var conn net.Conn = &idleConn{Conn: raw, idle: idle}
+	return raw, &idleConn{Conn: raw, idle: idle}, pw, nil
+}
+
+// Dial connects, secures the connection, logs in and sends ID.
+func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
+	u := cfg.URL
+	raw, conn, pw, err := cfg.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
 	opts := &imapclient.Options{}
 	if cfg.Debug != nil {
 		opts.DebugWriter = &redactor{w: cfg.Debug}
