@@ -36,11 +36,8 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprint(stderr, "Usage: mailmove export --from URL --to mbox|eml --out DIR [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mailmove export: unexpected argument %q (passwords go in a file, a command or $MAILMOVE_FROM_PASSWORD)\n", fs.Arg(0))

@@ -24,11 +24,8 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprint(stderr, "Usage: mailmove folders --from URL [flags]\n\nLists the folders that export would export, with message counts and sizes.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	cfg, stop, err := from.config(ctx, stderr)
 	if err != nil {

@@ -37,11 +37,8 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprint(stderr, "Usage: mailmove migrate --from URL --to URL [flags]\n\nCopies every folder of one account into another: an export into a staging archive\n(kept, so that the next run moves only what is new), then an import of it.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mailmove migrate: unexpected argument %q\n", fs.Arg(0))

@@ -20,6 +20,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -137,4 +138,16 @@ func errorExit(stderr io.Writer, err error) int {
 		fmt.Fprintln(stderr, "mailmove: the disk is full. Free some space and run the same command again: what was written is safe, and the run goes on from there")
 	}
 	return exitFailed
+}
+
+// parseFlags parses a command's flags; when it returns false, the command
+// ends with the code (0 after -h, 2 after a bad flag).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
 }
