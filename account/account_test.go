@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -156,5 +157,41 @@ func TestEncodeUTF7(t *testing.T) {
 		if got := encodeUTF7(in); got != want {
 			t.Errorf("encodeUTF7(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// An upload that takes longer than the idle timeout, while the server has
+// nothing to say, does not time out the wait for its answer.
+func TestIdleTimerCountsUploads(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := &idleConn{Conn: a, idle: 200 * time.Millisecond}
+	readErr := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 1)
+		_, err := c.Read(buf) // waits for the server's answer
+		readErr <- err
+	}()
+	go io.Copy(io.Discard, b) // the server reads the upload
+	for i := 0; i < 10; i++ { // 10 x 100 ms of upload: 1 s > idle
+		if _, err := c.Write(make([]byte, 1024)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case err := <-readErr:
+		t.Fatalf("the read gave up during the upload: %v", err)
+	default:
+	}
+	// then silence: the read times out
+	select {
+	case err := <-readErr:
+		if err == nil {
+			t.Fatal("read returned without data")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a silent connection was not given up on")
 	}
 }

@@ -275,8 +275,9 @@ func (cfg *Config) getPassword(ctx context.Context) (string, error) {
 
 // idleConn replaces go-imap's fixed read and write deadlines (30 s for a
 // reply line, 5 minutes absolute for a literal) with one idle timer: a
-// transfer may take as long as it needs while bytes keep moving, and a
-// silent server is given up on.
+// transfer may take as long as it needs while bytes keep moving in either
+// direction (an upload of a big message on a slow line keeps the wait for
+// the server's answer alive), and a silent server is given up on.
 type idleConn struct {
 	net.Conn
 	idle time.Duration
@@ -284,12 +285,21 @@ type idleConn struct {
 
 func (c *idleConn) Read(p []byte) (int, error) {
 	c.Conn.SetReadDeadline(time.Now().Add(c.idle))
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	}
+	return n, err
 }
 
 func (c *idleConn) Write(p []byte) (int, error) {
 	c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		// a Read waiting for the answer meanwhile gets more time too
+		c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	}
+	return n, err
 }
 
 func (c *idleConn) SetDeadline(time.Time) error      { return nil }
