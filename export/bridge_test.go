@@ -240,9 +240,15 @@ func TestBridgeExport(t *testing.T) {
 			return sum
 		}
 		run()
+		inTwo := map[string]bool{} // a message in two folders has two records to refresh
+		for _, w := range want {
+			if len(w.Also) > 0 {
+				inTwo[w.PMID] = true
+			}
+		}
 		var target archive.Record
 		for _, r := range archived(t, out)["INBOX"] {
-			if !slices.Contains(r.Labels, "Travel") {
+			if !slices.Contains(r.Labels, "Travel") && !inTwo[r.PMInternalID] {
 				target = r
 				break
 			}
