@@ -151,6 +151,8 @@ func (c *Conn) UIDsAbove(after uint32) ([]uint32, error) {
 
 // Meta is what a metadata FETCH returns for one message.
 type Meta struct {
+	// Seq is the message's sequence number when the metadata was fetched.
+	Seq          uint32
 	UID          uint32
 	Flags        []string
 	InternalDate time.Time
@@ -182,7 +184,7 @@ func (c *Conn) FetchMeta(uids []uint32) (map[uint32]*Meta, error) {
 		if buf.UID == 0 {
 			return
 		}
-		md := &Meta{UID: uint32(buf.UID), InternalDate: buf.InternalDate, Size: buf.RFC822Size}
+		md := &Meta{Seq: buf.SeqNum, UID: uint32(buf.UID), InternalDate: buf.InternalDate, Size: buf.RFC822Size}
 		for _, f := range buf.Flags {
 			if strings.EqualFold(string(f), `\Recent`) {
 				continue
@@ -223,12 +225,31 @@ type BodyFunc func(uid uint32, r io.Reader, size int64) error
 // server order. It returns the UIDs that were delivered whole, and an error
 // when the command or the connection failed. fn's own errors stop the fetch.
 func (c *Conn) FetchBodies(uids []uint32, fn BodyFunc) (done map[uint32]bool, err error) {
-	done = make(map[uint32]bool, len(uids))
 	if len(uids) == 0 {
-		return done, nil
+		return map[uint32]bool{}, nil
 	}
+	return c.fetchBodies(uidSet(uids), nil, fn)
+}
+
+// FetchBodiesBySeq is FetchBodies by sequence number (seq -> UID, from
+// FetchMeta). go-imap matches the answers to a UID FETCH by the UID, and
+// drops a message whose UID comes after its body, which some servers send;
+// by sequence number it is matched by the "* n FETCH" that starts it.
+func (c *Conn) FetchBodiesBySeq(seqs map[uint32]uint32, fn BodyFunc) (done map[uint32]bool, err error) {
+	if len(seqs) == 0 {
+		return map[uint32]bool{}, nil
+	}
+	var set imap.SeqSet
+	for s := range seqs {
+		set.AddNum(s)
+	}
+	return c.fetchBodies(set, seqs, fn)
+}
+
+func (c *Conn) fetchBodies(set imap.NumSet, bySeq map[uint32]uint32, fn BodyFunc) (done map[uint32]bool, err error) {
+	done = map[uint32]bool{}
 	section := &imap.FetchItemBodySection{Peek: true}
-	fc := c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
+	fc := c.Fetch(set, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 	var fnErr error
 messages:
 	for fnErr == nil {
@@ -237,6 +258,9 @@ messages:
 			break
 		}
 		var uid uint32
+		if bySeq != nil {
+			uid = bySeq[m.SeqNum]
+		}
 		for {
 			it := m.Next()
 			if it == nil {
@@ -244,7 +268,11 @@ messages:
 			}
 			switch it := it.(type) {
 			case imapclient.FetchItemDataUID:
-				uid = uint32(it.UID)
+				if bySeq != nil && uid != uint32(it.UID) {
+					uid = 0 // the folder changed under us: do not guess
+				} else {
+					uid = uint32(it.UID)
+				}
 			case imapclient.FetchItemDataBodySection:
 				if it.Literal == nil || uid == 0 {
 					// NIL body, or a server that sent the literal before the UID:
@@ -280,7 +308,7 @@ messages:
 		return done, fnErr
 	}
 	if err == nil && cerr != nil {
-		err = fmt.Errorf("UID FETCH BODY.PEEK[]: %w", cerr)
+		err = fmt.Errorf("FETCH BODY.PEEK[]: %w", cerr)
 	}
 	return done, err
 }

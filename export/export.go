@@ -689,54 +689,70 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 			return err
 		}
 	}
-	for attempt := 0; len(want) > 0; attempt++ {
-		done, ferr := c.FetchBodies(want, func(uid uint32, r io.Reader, size int64) error {
-			md := meta[uid]
-			m := &message.Meta{
-				Segments:     j.segs,
-				UIDValidity:  uidValidity,
-				UID:          uid,
-				Flags:        md.Flags,
-				InternalDate: md.InternalDate,
+	put := func(uid uint32, r io.Reader, size int64) error {
+		md := meta[uid]
+		m := &message.Meta{
+			Segments:     j.segs,
+			UIDValidity:  uidValidity,
+			UID:          uid,
+			Flags:        md.Flags,
+			InternalDate: md.InternalDate,
+		}
+		if m.Flags == nil {
+			m.Flags = []string{}
+		}
+		var scan *message.DecryptScanner
+		if e.bridge {
+			scan = &message.DecryptScanner{}
+			r = io.TeeReader(r, scan)
+		}
+		stored, err := fr.w.Put(m, r, func(m *message.Meta, here archive.Record) (*archive.Record, error) {
+			if scan != nil && scan.Found {
+				m.Undecryptable = true
 			}
-			if m.Flags == nil {
-				m.Flags = []string{}
-			}
-			var scan *message.DecryptScanner
-			if e.bridge {
-				scan = &message.DecryptScanner{}
-				r = io.TeeReader(r, scan)
-			}
-			stored, err := fr.w.Put(m, r, func(m *message.Meta, here archive.Record) (*archive.Record, error) {
-				if scan != nil && scan.Found {
-					m.Undecryptable = true
-				}
-				return fr.dedup(m, here)
-			})
-			if err != nil {
-				var re *account.ReadError
-				if errors.As(err, &re) {
-					return err
-				}
-				return fatal{fmt.Errorf("writing %s UID %d to the archive: %w", j.name, uid, err)}
-			}
-			e.sum.add(stored, m.Size)
-			if stored && m.Undecryptable {
-				e.sum.mu.Lock()
-				e.sum.Undecryptable = append(e.sum.Undecryptable, Failure{Folder: j.name, UID: uid,
-					Error: "Proton Mail Bridge could not decrypt this message; the archive holds what Bridge served"})
-				e.sum.mu.Unlock()
-			}
-			if e.o.Progress != nil {
-				e.o.Progress.Message(j.name, m.Size)
-			}
-			if fr.w.NeedCommit() {
-				if err := fr.w.Commit(); err != nil {
-					return fatal{err}
-				}
-			}
-			return nil
+			return fr.dedup(m, here)
 		})
+		if err != nil {
+			var re *account.ReadError
+			if errors.As(err, &re) {
+				return err
+			}
+			return fatal{fmt.Errorf("writing %s UID %d to the archive: %w", j.name, uid, err)}
+		}
+		e.sum.add(stored, m.Size)
+		if stored && m.Undecryptable {
+			e.sum.mu.Lock()
+			e.sum.Undecryptable = append(e.sum.Undecryptable, Failure{Folder: j.name, UID: uid,
+				Error: "Proton Mail Bridge could not decrypt this message; the archive holds what Bridge served"})
+			e.sum.mu.Unlock()
+		}
+		if e.o.Progress != nil {
+			e.o.Progress.Message(j.name, m.Size)
+		}
+		if fr.w.NeedCommit() {
+			if err := fr.w.Commit(); err != nil {
+				return fatal{err}
+			}
+		}
+		return nil
+	}
+	for attempt := 0; len(want) > 0; attempt++ {
+		done, ferr := c.FetchBodies(want, put)
+		if ferr == nil && len(done) < len(want) && attempt == 0 {
+			// The server said OK but some messages did not come: go-imap drops
+			// an answer whose UID comes after the body. Ask by sequence number.
+			seqs := map[uint32]uint32{}
+			for _, u := range want {
+				if !done[u] && meta[u].Seq != 0 {
+					seqs[meta[u].Seq] = u
+				}
+			}
+			var more map[uint32]bool
+			more, ferr = c.FetchBodiesBySeq(seqs, put)
+			for u := range more {
+				done[u] = true
+			}
+		}
 		var rest []uint32
 		for _, u := range want {
 			if !done[u] {
