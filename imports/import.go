@@ -599,30 +599,7 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 		res *account.BatchResult
 	}
 	window := make(chan batch, 4)
-	var stopMu sync.Mutex
-	var stop error
-	setStop := func(err error) {
-		stopMu.Lock()
-		if stop == nil {
-			stop = err
-		}
-		stopMu.Unlock()
-	}
-	stopped := func() error {
-		stopMu.Lock()
-		defer stopMu.Unlock()
-		return stop
-	}
-	ok := func(p prep, uid imap.UID) {
-		im.mu.Lock()
-		im.jr.record(p.it.ID, t.name, p.k, uint32(uid))
-		im.sum.Appended++
-		im.sum.Bytes += p.size
-		im.mu.Unlock()
-		if im.o.Progress != nil {
-			im.o.Progress.Message(t.name, p.size)
-		}
-	}
+	var stop onceErr // set by the collector
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -632,46 +609,31 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 			switch err := b.res.Err; {
 			case err == nil:
 				for _, p := range b.ps {
-					ok(p, 0)
+					im.appended(t, p, 0)
 				}
-			case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
-				setStop(fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, ie.Text))
-			case errors.As(err, &ie):
-				if stopped() != nil {
-					continue
-				}
+			case errors.As(err, &ie) && ie.Code != imap.ResponseCodeOverQuota:
+				// all or nothing: send this batch again one by one
 				for _, p := range b.ps {
+					if stop.get() != nil {
+						break
+					}
 					ap, err := im.startAppend(c, server, p, drop, perm)
+					var data *imap.AppendData
 					if err == nil {
-						var data *imap.AppendData
-						if data, err = ap.Wait(); err == nil {
-							var uid imap.UID
-							if data != nil {
-								uid = data.UID
-							}
-							ok(p, uid)
-							continue
-						}
+						data, err = ap.Wait()
 					}
-					var one *imap.Error
-					switch {
-					case errors.As(err, &one) && one.Code == imap.ResponseCodeOverQuota:
-						setStop(fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, one.Text))
-					case errors.As(err, &one):
-						im.fail(p.it, t.name, fmt.Errorf("the server refused it: %s", one.Text))
-						continue
-					default:
-						setStop(fmt.Errorf("appending %s to %s: %w", p.it.Source, t.name, err))
+					if _, _, err := im.result(t, p, data, err); err != nil {
+						stop.set(err)
 					}
-					break
 				}
 			default:
-				setStop(fmt.Errorf("appending to %s: %w", t.name, err))
+				_, _, err := im.result(t, b.ps[0], nil, err)
+				stop.set(err)
 			}
 		}
 	}()
 	var sendErr error
-	for i := 0; i < len(send) && sendErr == nil && stopped() == nil; {
+	for i := 0; i < len(send) && sendErr == nil && stop.get() == nil; {
 		if sendErr = ctx.Err(); sendErr != nil {
 			break
 		}
@@ -715,10 +677,64 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 	if err := im.syncJournal(); err != nil && sendErr == nil {
 		sendErr = err
 	}
-	if err := stopped(); err != nil {
+	if err := stop.get(); err != nil {
 		return err
 	}
 	return sendErr
+}
+
+// onceErr keeps the first error set; it is safe for concurrent use.
+type onceErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (o *onceErr) set(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err == nil {
+		o.err = err
+	}
+}
+
+func (o *onceErr) get() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
+// appended records a message the server took.
+func (im *importer) appended(t *target, p prep, uid imap.UID) {
+	im.mu.Lock()
+	im.jr.record(p.it.ID, t.name, p.k, uint32(uid))
+	im.sum.Appended++
+	im.sum.Bytes += p.size
+	im.mu.Unlock()
+	if im.o.Progress != nil {
+		im.o.Progress.Message(t.name, p.size)
+	}
+}
+
+// result takes the server's answer to one APPEND. A message taken is
+// recorded (ok); one the server refuses alone is reported; what must stop
+// the folder (over quota, a lost connection) is returned.
+func (im *importer) result(t *target, p prep, data *imap.AppendData, err error) (uid imap.UID, ok bool, stop error) {
+	if err == nil {
+		if data != nil {
+			uid = data.UID
+		}
+		im.appended(t, p, uid)
+		return uid, true, nil
+	}
+	var ie *imap.Error
+	switch {
+	case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
+		return 0, false, fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, ie.Text)
+	case errors.As(err, &ie):
+		im.fail(p.it, t.name, fmt.Errorf("the server refused it: %s", ie.Text))
+		return 0, false, nil
+	}
+	return 0, false, fmt.Errorf("appending %s to %s: %w", p.it.Source, t.name, err)
 }
 
 // settle waits until a folder's message count has not moved for two
@@ -786,50 +802,17 @@ func (im *importer) send(ctx context.Context, c *account.Conn, server string, t 
 	}
 	window := make(chan inflight, 32)
 	labelCopies := map[string][]imap.UID{}
-	var stop error // set by the collector; read after it is done
-	var stopMu sync.Mutex
-	setStop := func(err error) {
-		stopMu.Lock()
-		if stop == nil {
-			stop = err
-		}
-		stopMu.Unlock()
-	}
-	stopped := func() error {
-		stopMu.Lock()
-		defer stopMu.Unlock()
-		return stop
-	}
+	var stop onceErr // set by the collector
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for f := range window {
 			data, err := f.ap.Wait()
+			uid, ok, err := im.result(t, f.p, data, err)
 			if err != nil {
-				var ie *imap.Error
-				switch {
-				case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
-					setStop(fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, ie.Text))
-				case errors.As(err, &ie):
-					im.fail(f.p.it, t.name, fmt.Errorf("the server refused it: %s", ie.Text))
-				default:
-					setStop(fmt.Errorf("appending %s to %s: %w", f.p.it.Source, t.name, err))
-				}
-				continue
+				stop.set(err)
 			}
-			var uid imap.UID
-			if data != nil {
-				uid = data.UID
-			}
-			im.mu.Lock()
-			im.jr.record(f.p.it.ID, t.name, f.p.k, uint32(uid))
-			im.sum.Appended++
-			im.sum.Bytes += f.p.size
-			im.mu.Unlock()
-			if im.o.Progress != nil {
-				im.o.Progress.Message(t.name, f.p.size)
-			}
-			if im.bridge && uid != 0 {
+			if ok && im.bridge && uid != 0 {
 				for _, l := range f.p.it.Meta.Labels {
 					if l != "Starred" && !strings.Contains(l, "/") {
 						labelCopies[l] = append(labelCopies[l], uid)
@@ -843,7 +826,7 @@ func (im *importer) send(ctx context.Context, c *account.Conn, server string, t 
 		if sendErr = ctx.Err(); sendErr != nil {
 			break
 		}
-		if stopped() != nil {
+		if stop.get() != nil {
 			break
 		}
 		ap, err := im.startAppend(c, server, p, drop, perm)
@@ -871,7 +854,7 @@ func (im *importer) send(ctx context.Context, c *account.Conn, server string, t 
 	if err := im.syncJournal(); err != nil && sendErr == nil {
 		sendErr = err
 	}
-	if err := stopped(); err != nil {
+	if err := stop.get(); err != nil {
 		return nil, err
 	}
 	return labelCopies, sendErr
