@@ -192,15 +192,7 @@ func TestBridgeExport(t *testing.T) {
 	t.Run("labels-as-folders", func(t *testing.T) {
 		cfg := br.Config(t, "bridge://me@proton.test@"+addr)
 		out := filepath.Join(t.TempDir(), "out")
-		a, err := archive.Open(out, archive.Mbox, false, "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = Run(context.Background(), Options{Account: cfg, Archive: a, Labels: LabelsAsFolders})
-		a.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		exportWith(t, out, archive.Mbox, Options{Account: cfg, Labels: LabelsAsFolders})
 		got := archived(t, out)
 		perLabel := map[string]int{}
 		for _, w := range want {
@@ -227,18 +219,7 @@ func TestBridgeExport(t *testing.T) {
 		// brings the label into the archive
 		cfg := br.Config(t, "bridge://me@proton.test@"+addr)
 		out := filepath.Join(t.TempDir(), "out")
-		run := func() *Summary {
-			a, err := archive.Open(out, archive.Mbox, false, "test")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			sum, err := Run(context.Background(), Options{Account: cfg, Archive: a, RefreshFlags: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return sum
-		}
+		run := func() *Summary { return exportWith(t, out, archive.Mbox, Options{Account: cfg, RefreshFlags: true}) }
 		run()
 		inTwo := map[string]bool{} // a message in two folders has two records to refresh
 		for _, w := range want {

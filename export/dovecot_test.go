@@ -41,18 +41,7 @@ func TestDovecotInterop(t *testing.T) {
 		// HIGHESTMODSEQ moved.
 		cfg := d.Config(t, "imaps", "src")
 		out := filepath.Join(t.TempDir(), "out")
-		run := func() *Summary {
-			a, err := archive.Open(out, archive.Mbox, false, "test")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			sum, err := Run(context.Background(), Options{Account: cfg, Archive: a, RefreshFlags: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return sum
-		}
+		run := func() *Summary { return exportWith(t, out, archive.Mbox, Options{Account: cfg, RefreshFlags: true}) }
 		if sum := run(); sum.Messages != len(msgs) {
 			t.Fatalf("first run: %d messages", sum.Messages)
 		}

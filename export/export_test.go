@@ -44,11 +44,18 @@ func (ts *testServer) put(t testing.TB, msgs []testmail.Msg) {
 
 func export(t testing.TB, cfg *account.Config, out string, f archive.Format, conns int) *Summary {
 	t.Helper()
+	return exportWith(t, out, f, Options{Account: cfg, Connections: conns})
+}
+
+// exportWith runs an export into the archive at out with options o.
+func exportWith(t testing.TB, out string, f archive.Format, o Options) *Summary {
+	t.Helper()
 	a, err := archive.Open(out, f, false, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err := Run(context.Background(), Options{Account: cfg, Archive: a, Connections: conns, Log: t.Logf})
+	o.Archive, o.Log = a, t.Logf
+	sum, err := Run(context.Background(), o)
 	if cerr := a.Close(); err == nil {
 		err = cerr
 	}
@@ -447,14 +454,7 @@ func TestFolderSelection(t *testing.T) {
 	}
 	for _, c := range cases {
 		out := filepath.Join(t.TempDir(), "out")
-		a, err := archive.Open(out, archive.Mbox, false, "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Run(context.Background(), Options{Account: ts.config(t, ts.addr), Archive: a, Include: c.include, Exclude: c.exclude}); err != nil {
-			t.Fatal(err)
-		}
-		a.Close()
+		exportWith(t, out, archive.Mbox, Options{Account: ts.config(t, ts.addr), Include: c.include, Exclude: c.exclude})
 		var got []string
 		for f, recs := range archived(t, out) {
 			if len(recs) > 0 {
@@ -496,18 +496,7 @@ func TestRefreshFlags(t *testing.T) {
 	store(4, imap.StoreFlagsAdd, "$Work")
 	c.Close()
 
-	run := func() *Summary {
-		a, err := archive.Open(out, archive.Mbox, false, "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		sum, err := Run(context.Background(), Options{Account: cfg, Archive: a, RefreshFlags: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sum
-	}
+	run := func() *Summary { return exportWith(t, out, archive.Mbox, Options{Account: cfg, RefreshFlags: true}) }
 	if sum := run(); sum.FlagsUpdated != 3 || sum.Messages != 0 {
 		t.Fatalf("flags updated on %d messages (want 3), %d new", sum.FlagsUpdated, sum.Messages)
 	}
