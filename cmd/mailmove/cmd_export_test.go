@@ -230,24 +230,7 @@ func TestKillAndResume(t *testing.T) {
 			want := contents(t, clean)
 
 			out := filepath.Join(t.TempDir(), "killed")
-			r := rand.New(rand.NewSource(1))
-			kills := 0
-			for i := 0; i < 12; i++ {
-				cmd := exec.Command(binary(t), "export", "--from", from, "--to", format, "--out", out, "--connections", "2")
-				cmd.Env = append(os.Environ(), "MAILMOVE_FROM_PASSWORD=secret")
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				done := make(chan error, 1)
-				go func() { done <- cmd.Wait() }()
-				select {
-				case <-time.After(time.Duration(20+r.Intn(250)) * time.Millisecond):
-					cmd.Process.Kill() // SIGKILL
-					<-done
-					kills++
-				case <-done:
-				}
-			}
+			kills := killRuns(t, 12, 1, []string{"MAILMOVE_FROM_PASSWORD=secret"}, "export", "--from", from, "--to", format, "--out", out, "--connections", "2")
 			// Ctrl-C: a clean stop, exit 1, and a hint to run again.
 			intr := filepath.Join(t.TempDir(), "interrupted")
 			cmd := exec.Command(binary(t), "export", "--from", from, "--to", format, "--out", intr)
@@ -392,4 +375,30 @@ func TestMemoryFlat(t *testing.T) {
 			t.Errorf("%s: peak RSS %d MiB: the message was held in memory", format, maxRSS/1024)
 		}
 	}
+}
+
+// killRuns starts mailmove with args n times and kills each run with
+// SIGKILL after a random 20 to 270 ms (a run that ends sooner is left
+// alone). It returns how many runs were killed.
+func killRuns(t *testing.T, n int, seed int64, env []string, args ...string) int {
+	t.Helper()
+	r := rand.New(rand.NewSource(seed))
+	kills := 0
+	for i := 0; i < n; i++ {
+		cmd := exec.Command(binary(t), args...)
+		cmd.Env = append(os.Environ(), env...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-time.After(time.Duration(20+r.Intn(250)) * time.Millisecond):
+			cmd.Process.Kill()
+			<-done
+			kills++
+		case <-done:
+		}
+	}
+	return kills
 }

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/account"
@@ -66,51 +64,13 @@ func TestImportKillAndResume(t *testing.T) {
 	dst := testmail.MemStrict(t)
 	to := "imap://alice@" + slowProxy(t, dst.Addr) + "?tls=none"
 	jdir := t.TempDir()
-	r := rand.New(rand.NewSource(2))
-	for i := 0; i < 10; i++ {
-		cmd := exec.Command(binary(t), "import", "--to", to, "--journal-dir", jdir, archive)
-		cmd.Env = append(os.Environ(), "MAILMOVE_TO_PASSWORD=secret")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-time.After(time.Duration(30+r.Intn(200)) * time.Millisecond):
-			cmd.Process.Kill()
-			<-done
-		case <-done:
-		}
-	}
+	killRuns(t, 10, 2, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", to, "--journal-dir", jdir, archive)
 	cmd := exec.Command(binary(t), "import", "--to", to, "--journal-dir", jdir, "--json", archive)
 	cmd.Env = append(os.Environ(), "MAILMOVE_TO_PASSWORD=secret")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("final import: %v\n%s", err, out)
 	}
-	got := messageIDs(t, dst.Addr)
-	for f, ids := range want {
-		seen := map[string]int{}
-		for _, id := range got[f] {
-			seen[id]++
-		}
-		for _, id := range ids {
-			if seen[id] != 1 {
-				t.Fatalf("folder %s: %s is there %d times", f, id, seen[id])
-			}
-		}
-		if len(got[f]) != len(ids) {
-			w := map[string]bool{}
-			for _, id := range ids {
-				w[id] = true
-			}
-			for _, id := range got[f] {
-				if !w[id] {
-					t.Logf("extra: %q", id)
-				}
-			}
-			t.Fatalf("folder %s: %d messages, want %d", f, len(got[f]), len(ids))
-		}
-	}
+	exactlyOnce(t, want, messageIDs(t, dst.Addr))
 	// and once more: nothing appended
 	stdout, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", to, "--journal-dir", jdir, "--json", archive)
 	if code != 0 || !strings.Contains(stdout, `"appended": 0`) {
@@ -154,29 +114,20 @@ func TestImportKillAndResumeDovecot(t *testing.T) {
 	to := "imaps://dst@" + slowProxy(t, d.TLSAddr)
 	ca := filepath.Join(d.Dir, "cert.pem")
 	jdir := t.TempDir()
-	r := rand.New(rand.NewSource(3))
 	env := append(os.Environ(), "MAILMOVE_TO_PASSWORD=pw")
-	for i := 0; i < 10; i++ {
-		cmd := exec.Command(binary(t), "import", "--to", to, "--to-ca-file", ca, "--journal-dir", jdir, arch)
-		cmd.Env = env
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-time.After(time.Duration(30+r.Intn(200)) * time.Millisecond):
-			cmd.Process.Kill()
-			<-done
-		case <-done:
-		}
-	}
+	killRuns(t, 10, 3, []string{"MAILMOVE_TO_PASSWORD=pw"}, "import", "--to", to, "--to-ca-file", ca, "--journal-dir", jdir, arch)
 	cmd := exec.Command(binary(t), "import", "--to", to, "--to-ca-file", ca, "--journal-dir", jdir, arch)
 	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("final import: %v\n%s", err, out)
 	}
-	got := accountIDs(t, d.Config(t, "imaps", "dst"))
+	exactlyOnce(t, want, accountIDs(t, d.Config(t, "imaps", "dst")))
+}
+
+// exactlyOnce checks that every folder of got holds each Message-ID of
+// want once, and nothing else.
+func exactlyOnce(t *testing.T, want, got map[string][]string) {
+	t.Helper()
 	for f, ids := range want {
 		seen := map[string]int{}
 		for _, id := range got[f] {
