@@ -75,43 +75,14 @@ func normFlags(f []string) string {
 // contents reads every folder of an account.
 func contents(t *testing.T, cfg *account.Config) map[string][]stored {
 	t.Helper()
-	c, err := cfg.Dial(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	folders, err := c.ListFolders()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]stored{}
-	for _, f := range folders {
-		if !f.Selectable() {
-			continue
-		}
-		sel, err := c.Examine(f.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if sel.NumMessages == 0 {
-			continue
-		}
-		var all imap.UIDSet
-		all.AddRange(1, 0)
-		msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
-		if err != nil {
-			t.Fatal(err)
-		}
+	for f, msgs := range testmail.Held(t, cfg) {
 		for _, m := range msgs {
-			var raw []byte
-			for _, bs := range m.BodySection {
-				raw = bs.Bytes
-			}
 			var fl []string
 			for _, x := range m.Flags {
 				fl = append(fl, string(x))
 			}
-			out[f.Path()] = append(out[f.Path()], stored{sha: hash(raw), flags: normFlags(fl), date: m.InternalDate, raw: raw})
+			out[f] = append(out[f], stored{sha: hash(m.Raw), flags: normFlags(fl), date: m.Date, raw: m.Raw})
 		}
 	}
 	return out

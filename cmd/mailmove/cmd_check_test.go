@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/internal/testmail"
 )
 
@@ -74,26 +72,10 @@ func TestLFArchive(t *testing.T) {
 	if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", "imap://alice@"+dst.Addr+"?tls=none", out); code != 0 {
 		t.Fatal(e)
 	}
-	c, err := testmail.MemConfig(t, dst.Addr).Dial(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	got := map[string]bool{}
-	for _, f := range []string{"INBOX", "Sent"} {
-		if _, err := c.Examine(f); err != nil {
-			t.Fatal(err)
-		}
-		var all imap.UIDSet
-		all.AddRange(1, 0)
-		ms, err := c.Fetch(all, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, m := range ms {
-			for _, bs := range m.BodySection {
-				got[f+"\x00"+string(bs.Bytes)] = true
-			}
+	for f, held := range testmail.Held(t, testmail.MemConfig(t, dst.Addr)) {
+		for _, m := range held {
+			got[f+"\x00"+string(m.Raw)] = true
 		}
 	}
 	for _, m := range msgs {

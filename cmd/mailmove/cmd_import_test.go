@@ -1,16 +1,17 @@
 package main
 
 import (
-	"context"
+	"bufio"
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/internal/testmail"
+	"github.com/mailmove/mailmove/message"
 )
 
 // messageIDs lists, per folder, the Message-IDs alice holds on an
@@ -23,31 +24,11 @@ func messageIDs(t *testing.T, addr string) map[string][]string {
 // accountIDs lists, per folder, the Message-IDs an account holds.
 func accountIDs(t *testing.T, cfg *account.Config) map[string][]string {
 	t.Helper()
-	c, err := cfg.Dial(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	folders, err := c.ListFolders()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][]string{}
-	for _, f := range folders {
-		if _, err := c.Examine(f.Name); err != nil {
-			continue
-		}
-		var all imap.UIDSet
-		all.AddRange(1, 0)
-		sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-Id"}}
-		msgs, err := c.Fetch(all, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{sec}}).Collect()
-		if err != nil {
-			continue
-		}
+	for f, msgs := range testmail.Held(t, cfg) {
 		for _, m := range msgs {
-			for _, bs := range m.BodySection {
-				out[f.Path()] = append(out[f.Path()], strings.TrimSpace(string(bs.Bytes)))
-			}
+			id, _, _ := message.HeaderFields(bufio.NewReader(bytes.NewReader(m.Raw)))
+			out[f] = append(out[f], id)
 		}
 	}
 	return out

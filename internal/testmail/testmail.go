@@ -318,3 +318,50 @@ func MemStrict(t testing.TB) *account.MemServer {
 	t.Cleanup(func() { srv.Close() })
 	return srv
 }
+
+// Held returns every message an account holds, by folder path: bytes,
+// flags (without \Recent) and INTERNALDATE.
+func Held(t testing.TB, cfg *account.Config) map[string][]Msg {
+	t.Helper()
+	c, err := cfg.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	folders, err := c.ListFolders()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]Msg{}
+	for _, f := range folders {
+		if !f.Selectable() {
+			continue
+		}
+		sel, err := c.Examine(f.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sel.NumMessages == 0 {
+			continue
+		}
+		var all imap.UIDSet
+		all.AddRange(1, 0)
+		msgs, err := c.Fetch(all, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			held := Msg{Folder: f.Path(), Date: m.InternalDate}
+			for _, bs := range m.BodySection {
+				held.Raw = bs.Bytes
+			}
+			for _, x := range m.Flags {
+				if !strings.EqualFold(string(x), `\Recent`) {
+					held.Flags = append(held.Flags, x)
+				}
+			}
+			out[f.Path()] = append(out[f.Path()], held)
+		}
+	}
+	return out
+}
