@@ -15,17 +15,18 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mailmove check [--json] ARCHIVE\n\nReads every message of an archive and checks it against the index (size and SHA-256),\nand that no file holds what the index does not know. Changes nothing.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove check [--json] ARCHIVE\n\nReads every message of an archive and checks it against the index (size and SHA-256),\nand that no file holds what the index does not know. Changes nothing.\n\n")
 		fs.PrintDefaults()
 	}
-	if code, ok := parseFlags(fs, args); !ok {
+	pos, code, ok := parseArgs(fs, args, stdout)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fs.Usage()
 		return exitUsage
 	}
-	a, err := archive.OpenReadOnly(fs.Arg(0))
+	a, err := archive.OpenReadOnly(pos[0])
 	if err != nil {
 		return errorExit(stderr, err)
 	}

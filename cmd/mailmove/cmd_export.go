@@ -33,14 +33,15 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mailmove export --from URL --to mbox|eml --out DIR [flags]\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove export --from URL --to mbox|eml --out DIR [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	if code, ok := parseFlags(fs, args); !ok {
+	pos, code, ok := parseArgs(fs, args, stdout)
+	if !ok {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mailmove export: unexpected argument %q (passwords go in a file, a command or $MAILMOVE_FROM_PASSWORD)\n", fs.Arg(0))
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "mailmove export: unexpected argument %q (passwords go in a file, a command or $MAILMOVE_FROM_PASSWORD)\n", pos[0])
 		return exitUsage
 	}
 	var format archive.Format
@@ -84,17 +85,32 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer stop()
 
-	arch, err := archive.Open(*out, format, *lineEnd == "lf", "mailmove "+version)
+	tty := !*quiet && isTerminal(os.Stderr)
+	// Connect and log in before the archive folder is created: a typo in
+	// the URL or the password leaves nothing behind.
+	st := newStatusLine(stderr, tty, "connecting to "+cfg.URL.Addr())
+	defer st.clear()
+	cfg.Status = st.set
+	first, err := cfg.Dial(ctx)
 	if err != nil {
+		st.clear()
 		return errorExit(stderr, err)
 	}
-	tty := !*quiet && isTerminal(os.Stderr)
+	st.set("listing folders and what is new")
+	arch, err := archive.Open(*out, format, *lineEnd == "lf", "mailmove "+version)
+	if err != nil {
+		first.Close()
+		st.clear()
+		return errorExit(stderr, err)
+	}
 	var prog *progress
 	if tty {
 		prog = newProgress(stderr)
+		prog.status = st
 	}
 	opts := export.Options{
 		Account:      cfg,
+		Conn:         first,
 		Archive:      arch,
 		Include:      include,
 		Exclude:      exclude,
@@ -109,6 +125,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		opts.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
 	}
 	sum, runErr := export.Run(ctx, opts)
+	st.clear()
 	if prog != nil {
 		prog.finish()
 	}
@@ -208,6 +225,9 @@ func humanBytes(n int64) string {
 
 // progress shows a bar of bytes with the message count in its description.
 type progress struct {
+	// status, if set, is the status line shown until the work is planned.
+	status *statusLine
+
 	mu    sync.Mutex
 	bar   *progressbar.ProgressBar
 	w     io.Writer
@@ -222,6 +242,7 @@ func newProgress(w io.Writer) *progress {
 }
 
 func (p *progress) Planned(messages int, bytes int64) {
+	p.status.clear()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.total = messages
@@ -257,6 +278,7 @@ func (p *progress) Message(folder string, size int64) {
 }
 
 func (p *progress) log(s string) {
+	p.status.clear()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar != nil {

@@ -32,23 +32,12 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mailmove import --to URL [flags] SOURCE\n\nSOURCE is a mailmove archive, an mbox file or tree, a folder of .eml files, a Maildir,\na Gmail Takeout mbox, or - for an mbox on standard input.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove import --to URL [flags] SOURCE\n\nSOURCE is a mailmove archive, an mbox file or tree, a folder of .eml files, a Maildir,\na Gmail Takeout mbox, or - for an mbox on standard input.\n\n")
 		fs.PrintDefaults()
 	}
-	// flags may come after the source, as in the README's examples
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if err == flag.ErrHelp {
-				return exitOK
-			}
-			return exitUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
+	rest, code, ok := parseArgs(fs, args, stdout)
+	if !ok {
+		return code
 	}
 	if len(rest) != 1 {
 		fmt.Fprintln(stderr, "mailmove import: give exactly one SOURCE (an archive, an mbox, a folder of .eml files, a Maildir, or -)")
@@ -84,13 +73,18 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		Account: cfg, Source: rest[0], Format: imports.Format(*format), Folder: *folder, Prefix: *prefix, Map: m,
 		LabelsAsFolders: *labels == "folders", DryRun: *dry, JournalDir: *jdir, Connections: *conns,
 	}
+	st := newStatusLine(stderr, tty, "connecting to "+cfg.URL.Addr())
+	defer st.clear()
+	cfg.Status = st.set
 	var prog *progress
 	if tty && !*dry {
 		prog = newProgress(stderr)
+		prog.status = st
 		opts.Progress = prog
 		opts.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
 	}
 	sum, runErr := imports.Run(ctx, opts)
+	st.clear()
 	if prog != nil {
 		prog.finish()
 	}

@@ -34,14 +34,15 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	conns := fs.Int("connections", 4, "use at most `n` IMAP connections on each side")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mailmove migrate --from URL --to URL [flags]\n\nCopies every folder of one account into another: an export into a staging archive\n(kept, so that the next run moves only what is new), then an import of it.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove migrate --from URL --to URL [flags]\n\nCopies every folder of one account into another: an export into a staging archive\n(kept, so that the next run moves only what is new), then an import of it.\n\n")
 		fs.PrintDefaults()
 	}
-	if code, ok := parseFlags(fs, args); !ok {
+	pos, code, ok := parseArgs(fs, args, stdout)
+	if !ok {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mailmove migrate: unexpected argument %q\n", fs.Arg(0))
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "mailmove migrate: unexpected argument %q\n", pos[0])
 		return exitUsage
 	}
 	m, ok := parseMaps(maps, stderr)
