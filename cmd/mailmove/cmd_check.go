@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -36,9 +35,11 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return errorExit(stderr, err)
 	}
 	if *jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(res)
+		writeJSON(stdout, struct {
+			header
+			OK bool `json:"ok"`
+			*archive.CheckResult
+		}{newHeader("check"), len(res.Problems) == 0, res})
 	} else {
 		for _, p := range res.Problems {
 			where := p.File

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -133,7 +132,10 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		runErr = fmt.Errorf("saving the archive state: %w", err)
 	}
 	if *jsonOut {
-		writeJSONSummary(stdout, sum, runErr, *out)
+		writeJSON(stdout, struct {
+			header
+			*exportReport
+		}{newHeader("export"), newExportReport(sum, runErr, *out)})
 	}
 	if runErr != nil {
 		if sum != nil && sum.Messages > 0 {
@@ -141,22 +143,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return errorExit(stderr, runErr)
 	}
-	if len(sum.Failed) > 0 {
-		fmt.Fprintf(stderr, "mailmove: %d messages could not be exported (the next run tries them again):\n", len(sum.Failed))
-		for _, f := range sum.Failed {
-			if f.UID == 0 {
-				fmt.Fprintf(stderr, "  folder %s: %s\n", f.Folder, f.Error)
-				continue
-			}
-			fmt.Fprintf(stderr, "  %s UID %d: %s\n", f.Folder, f.UID, f.Error)
-		}
-	}
-	for _, f := range sum.Undecryptable {
-		fmt.Fprintf(stderr, "mailmove: %s UID %d: %s\n", f.Folder, f.UID, f.Error)
-	}
-	if sum.BridgeSyncing {
-		fmt.Fprintln(stderr, "mailmove: Proton Mail Bridge's All Mail changed size during the run: Bridge may still be syncing. Wait until Bridge says the sync has finished, then run the same command again to get the rest")
-	}
+	partial := printExportProblems(stderr, sum)
 	if tty && !*jsonOut {
 		fmt.Fprintf(stderr, "%s: %d new messages (%s) from %d folders into %s in %s",
 			cfg.URL, sum.Messages, humanBytes(sum.Bytes), sum.Folders, *out, sum.Elapsed.Round(10*time.Millisecond))
@@ -168,45 +155,10 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		fmt.Fprintln(stderr)
 	}
-	if len(sum.Failed) > 0 || len(sum.Undecryptable) > 0 {
+	if partial {
 		return exitPartial
 	}
 	return exitOK
-}
-
-func writeJSONSummary(w io.Writer, sum *export.Summary, runErr error, out string) {
-	type js struct {
-		OK         bool             `json:"ok"`
-		Error      string           `json:"error,omitempty"`
-		Archive    string           `json:"archive"`
-		Folders    int              `json:"folders"`
-		Messages   int              `json:"messages"`
-		Bytes      int64            `json:"bytes"`
-		Duplicates int              `json:"duplicates"`
-		Flags      int              `json:"flags_updated"`
-		Failed     []export.Failure `json:"failed"`
-		Undecrypt  []export.Failure `json:"undecryptable,omitempty"`
-		Bridge     bool             `json:"bridge"`
-		Syncing    bool             `json:"bridge_syncing,omitempty"`
-		Seconds    float64          `json:"seconds"`
-	}
-	v := js{Archive: out, Failed: []export.Failure{}}
-	if sum != nil {
-		v.Folders, v.Messages, v.Bytes, v.Duplicates, v.Bridge = sum.Folders, sum.Messages, sum.Bytes, sum.Duplicates, sum.Bridge
-		v.Flags = sum.FlagsUpdated
-		v.Seconds = sum.Elapsed.Seconds()
-		v.Undecrypt, v.Syncing = sum.Undecryptable, sum.BridgeSyncing
-		if sum.Failed != nil {
-			v.Failed = sum.Failed
-		}
-	}
-	if runErr != nil {
-		v.Error = runErr.Error()
-	}
-	v.OK = runErr == nil && len(v.Failed) == 0 && len(v.Undecrypt) == 0
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

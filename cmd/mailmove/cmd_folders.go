@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -92,9 +91,16 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c.Logout().Wait()
 	st.clear()
 	if *jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(rows)
+		if rows == nil {
+			rows = []row{}
+		}
+		writeJSON(stdout, struct {
+			header
+			OK       bool   `json:"ok"`
+			Folders  []row  `json:"folders"`
+			Messages uint32 `json:"messages"`
+			Bytes    int64  `json:"bytes"`
+		}{newHeader("folders"), true, rows, total, totalBytes})
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mailmove/mailmove/imports"
@@ -89,38 +87,14 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		prog.finish()
 	}
 	if *jsonOut {
-		v := struct {
-			OK    bool   `json:"ok"`
-			Error string `json:"error,omitempty"`
-			*imports.Summary
-			Seconds float64 `json:"seconds"`
-		}{Summary: sum}
-		if runErr != nil {
-			v.Error = runErr.Error()
-		}
-		v.OK = runErr == nil && len(sum.Failed) == 0
-		v.Seconds = sum.Elapsed.Seconds()
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(v)
+		writeJSON(stdout, struct {
+			header
+			*importReport
+		}{newHeader("import"), newImportReport(sum, runErr)})
 	} else if *dry {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TARGET FOLDER\tNEW\tAPPEND\tSIZE\tALREADY THERE\tFROM")
-		for _, p := range sum.Plan {
-			create := ""
-			if p.Create {
-				create = "yes"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", p.Folder, create, p.Append, humanBytes(p.Bytes), p.Present+p.Journal, p.Sources)
-		}
-		tw.Flush()
+		printImportPlan(stdout, sum)
 	}
-	if len(sum.Failed) > 0 {
-		fmt.Fprintf(stderr, "mailmove: %d messages or files could not be imported:\n", len(sum.Failed))
-		for _, f := range sum.Failed {
-			fmt.Fprintf(stderr, "  %s: %s\n", f.Source, f.Error)
-		}
-	}
+	partial := printImportProblems(stderr, sum)
 	if runErr != nil {
 		if errors.Is(runErr, imports.ErrOverQuota) {
 			fmt.Fprintf(stderr, "mailmove: %v\n", runErr)
@@ -131,7 +105,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if tty && !*jsonOut && !*dry {
 		fmt.Fprintf(stderr, "%s: %d messages appended (%s), %d already there, in %s\n", cfg.URL, sum.Appended, humanBytes(sum.Bytes), sum.Skipped, sum.Elapsed.Round(10*time.Millisecond))
 	}
-	if len(sum.Failed) > 0 {
+	if partial {
 		return exitPartial
 	}
 	return exitOK
