@@ -73,10 +73,29 @@ type Record struct {
 	// (export --bridge-labels=folders); the message is also stored in its
 	// own folder.
 	LabelCopy bool `json:"label_copy,omitempty"`
+	// StatusAt and StatusLen locate the Status:, X-Status: and X-Keywords:
+	// lines that export --mbox-status-headers added at the end of the
+	// message's header in its mbox file: StatusLen bytes at offset
+	// StatusAt of the message as read from the file (unquoted, line
+	// endings given back). OpenMessage leaves them out; Size and SHA256 are
+	// those of the server's bytes, without them.
+	StatusAt  int64 `json:"status_at,omitempty"`
+	StatusLen int64 `json:"status_len,omitempty"`
+	// LFRawFrom, in an mbox archive with LF line endings, is where (in the
+	// message as read from the file, before StatusAt/StatusLen are taken
+	// out) the message had its first bare LF: from there on its bytes are
+	// stored as they are, and not given back as CRLF (see mbox.Written).
+	LFRawFrom *int64 `json:"lf_raw_from,omitempty"`
 	// FlagsUpdate marks a line that only records new flags (and, for
 	// Proton, labels) for the message of the same UIDVALIDITY and UID
 	// written earlier (export --refresh-flags); Merge applies it.
 	FlagsUpdate bool `json:"flags_update,omitempty"`
+}
+
+// location returns the part of r that says where and how its bytes are
+// stored, for an alias record that points to them.
+func (r *Record) location() Record {
+	return Record{File: r.File, Offset: r.Offset, Length: r.Length, StatusAt: r.StatusAt, StatusLen: r.StatusLen, LFRawFrom: r.LFRawFrom}
 }
 
 // Merge applies the flag updates among recs to the records they update
@@ -144,6 +163,13 @@ type Archive struct {
 	lock   *os.File
 
 	readOnly bool
+
+	// StatusHeaders makes the mbox messages written from now on carry
+	// Status:, X-Status: and X-Keywords: lines with their flags, the way
+	// mutt, Python's mailbox and Dovecot read them (export
+	// --mbox-status-headers). The index records the lines' place, so that
+	// OpenMessage and Check see the server's bytes.
+	StatusHeaders bool
 
 	mu      sync.Mutex
 	folders map[string]*FolderState
@@ -540,7 +566,9 @@ func (a *Archive) loadPMIDs() error {
 		}
 		for _, r := range recs {
 			if r.PMInternalID != "" && !r.Alias && !r.LabelCopy {
-				a.pmIDs[r.PMInternalID] = Record{File: r.File, Offset: r.Offset, Length: r.Length, Meta: message.Meta{Folder: r.Folder}}
+				loc := r.location()
+				loc.Folder = r.Folder
+				a.pmIDs[r.PMInternalID] = loc
 			}
 		}
 	}
