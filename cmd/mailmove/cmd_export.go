@@ -29,7 +29,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	labels := fs.String("bridge-labels", "metadata", "Proton labels: `metadata` (recorded with each message) or folders (exported as Labels/... folders)")
 	refresh := fs.Bool("refresh-flags", false, "also bring the flags of messages already archived up to date (one FLAGS fetch per folder and run)")
 	lineEnd := fs.String("mbox-line-endings", "lf", "line endings of a new mbox archive: `lf` (as mail clients expect; the index still gives back the server's CRLF bytes exactly) or crlf (as fetched)")
-	statusHdrs := fs.Bool("mbox-status-headers", false, "add Status:, X-Status: and X-Keywords: lines with each message's flags to the mbox files, so that mutt, Thunderbird and Dovecot show read, replied and flagged mail as such (the index records them: check, import and the SHA-256 still see the server's bytes)")
+	statusHdrs := fs.Bool("mbox-status-headers", false, "add Status:, X-Status: and X-Keywords: lines with each message's flags to the mbox files, so that mutt, Dovecot and Python's mailbox show read, replied and flagged mail as such (the index records them: check, import and the SHA-256 still see the server's bytes)")
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {

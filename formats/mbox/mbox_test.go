@@ -382,3 +382,41 @@ func TestLFGivesBackExactly(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkToCRLF reads back a 4 MB message from an LF mbox, after checking
+// that it comes back byte for byte.
+func BenchmarkToCRLF(b *testing.B) {
+	var msg bytes.Buffer
+	for msg.Len() < 4<<20 {
+		fmt.Fprintf(&msg, "line %d of a long message, with some text in it to look like mail\r\n", msg.Len())
+	}
+	var file bytes.Buffer
+	if _, err := NewWriter(&file, true).WriteMessage("a@b", testDate, bytes.NewReader(msg.Bytes())); err != nil {
+		b.Fatal(err)
+	}
+	read := func() []byte {
+		m, err := NewReader(bytes.NewReader(file.Bytes())).Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, err := io.ReadAll(io.LimitReader(ToCRLF(m, -1), int64(msg.Len())))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return got
+	}
+	if !bytes.Equal(read(), msg.Bytes()) {
+		b.Fatal("the message did not come back byte for byte")
+	}
+	b.SetBytes(int64(msg.Len()))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m, err := NewReader(bytes.NewReader(file.Bytes())).Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := io.Copy(io.Discard, io.LimitReader(ToCRLF(m, -1), int64(msg.Len()))); err != nil || n != int64(msg.Len()) {
+			b.Fatal(n, err)
+		}
+	}
+}
