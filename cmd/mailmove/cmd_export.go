@@ -29,6 +29,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	labels := fs.String("bridge-labels", "metadata", "Proton labels: `metadata` (recorded with each message) or folders (exported as Labels/... folders)")
 	refresh := fs.Bool("refresh-flags", false, "also bring the flags of messages already archived up to date (one FLAGS fetch per folder and run)")
 	lineEnd := fs.String("mbox-line-endings", "lf", "line endings of a new mbox archive: `lf` (as mail clients expect; the index still gives back the server's CRLF bytes exactly) or crlf (as fetched)")
+	layout := fs.String("mbox-layout", "", "how a new mbox archive lays out nested folders: `mailmove` (Parent/Child.mbox, the default) or thunderbird (Parent.sbd/Child, no extension, as Thunderbird's Local Folders)")
 	statusHdrs := fs.Bool("mbox-status-headers", false, "add Status:, X-Status: and X-Keywords: lines with each message's flags to the mbox files, so that mutt, Dovecot and Python's mailbox show read, replied and flagged mail as such (the index records them: check, import and the SHA-256 still see the server's bytes)")
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
@@ -63,6 +64,17 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if *lineEnd != "crlf" && *lineEnd != "lf" {
 		fmt.Fprintf(stderr, "mailmove export: --mbox-line-endings %s: want crlf or lf\n", *lineEnd)
+		return exitUsage
+	}
+	switch *layout {
+	case "", archive.LayoutMailmove:
+	case archive.LayoutThunderbird:
+		if format != archive.Mbox {
+			fmt.Fprintln(stderr, "mailmove export: --mbox-layout is for --to mbox")
+			return exitUsage
+		}
+	default:
+		fmt.Fprintf(stderr, "mailmove export: --mbox-layout %s: want mailmove or thunderbird\n", *layout)
 		return exitUsage
 	}
 	if *statusHdrs && format != archive.Mbox {
@@ -101,7 +113,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return errorExit(stderr, err)
 	}
 	st.set("listing folders and what is new")
-	arch, err := archive.Open(*out, format, *lineEnd == "lf", "mailmove "+version)
+	arch, err := archive.OpenLayout(*out, format, *lineEnd == "lf", *layout, "mailmove "+version)
 	if err != nil {
 		first.Close()
 		st.clear()

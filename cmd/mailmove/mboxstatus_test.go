@@ -138,3 +138,49 @@ func TestMboxStatusHeaders(t *testing.T) {
 		})
 	}
 }
+
+// --mbox-layout thunderbird writes Parent.sbd/Child files, which check
+// verifies and import reads back exactly.
+func TestThunderbirdLayout(t *testing.T) {
+	msgs := testmail.Gen(12, []string{"INBOX", "Archive", "Archive/2024", "Archive/2024/Q1", "x.sbd"}, 31)
+	src := testmail.Mem(t)
+	testmail.Put(t, testmail.MemConfig(t, src.Addr), msgs)
+	out := filepath.Join(t.TempDir(), "tb")
+	args := []string{"export", "--from", "imap://alice@" + src.Addr + "?tls=none", "--to", "mbox", "--out", out, "--mbox-layout", "thunderbird"}
+	if _, e, code := runCmd(t, args...); code != 0 {
+		t.Fatalf("export: %d %s", code, e)
+	}
+	for _, f := range []string{"INBOX", "Archive", "Archive.sbd/2024", "Archive.sbd/2024.sbd/Q1", "x%2Esbd"} {
+		if fi, err := os.Stat(filepath.Join(out, filepath.FromSlash(f))); err != nil || fi.IsDir() {
+			t.Errorf("%s: not an mbox file (%v)", f, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "Archive.mbox")); err == nil {
+		t.Error("Archive.mbox in the Thunderbird layout")
+	}
+	// a re-run keeps the layout without the flag, and refuses another one
+	if _, e, code := runCmd(t, args[:len(args)-2]...); code != 0 {
+		t.Fatalf("re-run: %d %s", code, e)
+	}
+	if _, e, code := runCmd(t, append(args[:len(args)-2], "--mbox-layout", "mailmove")...); code != 1 || !strings.Contains(e, "in the thunderbird layout, not mailmove") {
+		t.Errorf("another layout: exit %d %s", code, e)
+	}
+	if o, e, code := runCmd(t, "check", out); code != 0 {
+		t.Fatalf("check: %d %s %s", code, o, e)
+	}
+	dst := testmail.Mem(t)
+	if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", "imap://alice@"+dst.Addr+"?tls=none", out); code != 0 {
+		t.Fatalf("import: %d %s", code, e)
+	}
+	have := map[string]bool{}
+	for f, ms := range testmail.Held(t, testmail.MemConfig(t, dst.Addr)) {
+		for _, m := range ms {
+			have[f+"\x00"+string(m.Raw)] = true
+		}
+	}
+	for i, m := range msgs {
+		if !have[m.Folder+"\x00"+string(m.Raw)] {
+			t.Fatalf("message %d (%s) did not come back exactly", i, m.Folder)
+		}
+	}
+}

@@ -63,8 +63,9 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 	w := &FolderWriter{a: a, name: name, segs: segs, lastCommit: time.Now()}
 	rel := RelPath(segs)
 	if a.Header.Format == Mbox {
-		w.mboxPath = filepath.Join(a.Root, rel+".mbox")
-		w.mboxRel = filepath.ToSlash(rel + ".mbox")
+		mp := a.mboxPath(segs)
+		w.mboxPath = filepath.Join(a.Root, mp)
+		w.mboxRel = filepath.ToSlash(mp)
 		if err := os.MkdirAll(filepath.Dir(w.mboxPath), 0o700); err != nil {
 			return nil, err
 		}
