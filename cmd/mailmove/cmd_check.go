@@ -27,11 +27,13 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	a, err := archive.OpenReadOnly(pos[0])
 	if err != nil {
+		failJSON(stdout, *jsonOut, "check", err)
 		return errorExit(stderr, err)
 	}
 	defer a.Close()
 	res, err := a.Check()
 	if err != nil {
+		failJSON(stdout, *jsonOut, "check", err)
 		return errorExit(stderr, err)
 	}
 	if *jsonOut {

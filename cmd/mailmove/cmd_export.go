@@ -107,17 +107,25 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	st := newStatusLine(stderr, tty, "connecting to "+cfg.URL.Addr())
 	defer st.clear()
 	cfg.Status = st.set
+	failed := func(err error) int {
+		st.clear()
+		if *jsonOut {
+			writeJSON(stdout, struct {
+				header
+				*exportReport
+			}{newHeader("export"), newExportReport(nil, err, *out)})
+		}
+		return errorExit(stderr, err)
+	}
 	first, err := cfg.Dial(ctx)
 	if err != nil {
-		st.clear()
-		return errorExit(stderr, err)
+		return failed(err)
 	}
 	st.set("listing folders and what is new")
 	arch, err := archive.OpenLayout(*out, format, *lineEnd == "lf", *layout, "mailmove "+version)
 	if err != nil {
 		first.Close()
-		st.clear()
-		return errorExit(stderr, err)
+		return failed(err)
 	}
 	arch.StatusHeaders = *statusHdrs
 	var prog *progress

@@ -34,6 +34,7 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	cfg, stop, err := from.config(ctx, stderr)
 	if err != nil {
+		failJSON(stdout, *jsonOut, "folders", err)
 		return errorExit(stderr, err)
 	}
 	defer stop()
@@ -43,6 +44,7 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c, err := cfg.Dial(ctx)
 	if err != nil {
 		st.clear()
+		failJSON(stdout, *jsonOut, "folders", err)
 		return errorExit(stderr, err)
 	}
 	st.set("listing folders")
@@ -50,6 +52,7 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	all, err := c.ListFolders()
 	if err != nil {
 		st.clear()
+		failJSON(stdout, *jsonOut, "folders", err)
 		return errorExit(stderr, err)
 	}
 	st.set("counting messages")

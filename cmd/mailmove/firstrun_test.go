@@ -162,6 +162,16 @@ func TestFailedLoginCreatesNothing(t *testing.T) {
 		if _, err := os.Stat(out); err == nil {
 			t.Errorf("%v: the failed run created %s", c.args, out)
 		}
+		// --json still says what happened
+		o, _, code := runCmd(t, append([]string{"export", "--to", "mbox", "--out", out, "--json"}, c.args...)...)
+		var v struct {
+			Schema int    `json:"schema"`
+			OK     bool   `json:"ok"`
+			Error  string `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(o), &v); err != nil || code != c.code || v.Schema != 1 || v.OK || !strings.Contains(v.Error, c.msg) {
+			t.Errorf("%v --json: exit %d, %q", c.args, code, o)
+		}
 	}
 	os.WriteFile(pw, []byte("secret\n"), 0o600)
 	os.Chmod(pw, 0o644)
@@ -233,5 +243,30 @@ func TestStatusLineOnTerminal(t *testing.T) {
 	o2, e, code := runCmd(t, "folders", "--from", from)
 	if code != 0 || e != "" || strings.Contains(o2, "connecting") {
 		t.Fatalf("off a terminal: exit %d, stderr %q", code, e)
+	}
+}
+
+// Every verb's --json says the same things the same way, failures too:
+// schema, command, ok, error.
+func TestJSONFailuresAllVerbs(t *testing.T) {
+	down := "imap://alice@127.0.0.1:1?tls=none"
+	notArchive := t.TempDir()
+	for _, args := range [][]string{
+		{"export", "--from", down, "--to", "mbox", "--out", filepath.Join(t.TempDir(), "x")},
+		{"folders", "--from", down},
+		{"import", "--to", down, "--journal-dir", t.TempDir(), notArchive},
+		{"migrate", "--from", down, "--to", down, "--staging", filepath.Join(t.TempDir(), "s")},
+		{"check", notArchive},
+	} {
+		o, e, code := runCmdEnv(t, []string{"MAILMOVE_FROM_PASSWORD=x", "MAILMOVE_TO_PASSWORD=x"}, append(args, "--json")...)
+		var v struct {
+			Schema  int    `json:"schema"`
+			Command string `json:"command"`
+			OK      *bool  `json:"ok"`
+			Error   string `json:"error"`
+		}
+		if err := json.Unmarshal([]byte(o), &v); err != nil || code != 1 || v.Schema != 1 || v.Command != args[0] || v.OK == nil || *v.OK || v.Error == "" {
+			t.Errorf("%s --json: exit %d, stdout %q, stderr %q", args[0], code, o, e)
+		}
 	}
 }

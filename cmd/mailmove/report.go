@@ -148,3 +148,16 @@ func printImportPlan(stdout io.Writer, sum *imports.Summary) {
 	}
 	tw.Flush()
 }
+
+// failJSON prints, with --json, the object of a command that failed before
+// it had anything to report: the header, "ok": false and the error.
+func failJSON(stdout io.Writer, on bool, command string, err error) {
+	if !on {
+		return
+	}
+	writeJSON(stdout, struct {
+		header
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	}{newHeader(command), false, err.Error()})
+}
