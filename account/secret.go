@@ -104,8 +104,8 @@ func (e *PasswordFileModeError) Error() string {
 		e.Path, uint32(e.Mode.Perm()), shellQuote(e.Path))
 }
 
-// checkPasswordFileMode refuses a password file that group or others may
-// read or write. On Windows, file modes say nothing about that: no check.
+// checkPasswordFileMode refuses a regular password file that group or
+// others may read or write. On Windows, file modes say nothing about that: no check.
 func checkPasswordFileMode(path string) error {
 	if runtime.GOOS == "windows" {
 		return nil
@@ -114,7 +114,9 @@ func checkPasswordFileMode(path string) error {
 	if err != nil {
 		return fmt.Errorf("reading the password file: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	// Pipes (--from-password-file <(pass show x)) and devices are not
+	// files others can read later.
+	if fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
 		return &PasswordFileModeError{Path: path, Mode: fi.Mode()}
 	}
 	return nil
