@@ -47,7 +47,8 @@ type Config struct {
 	// gives the generic form (--from-ca-file / --to-ca-file).
 	FlagPrefix string
 	// Status, if set, is told what Dial is doing ("connecting to ...",
-	// "logging in as ..."), for a status line on a terminal.
+	// "logging in as ..."), for a status line on a terminal; "" while the
+	// password may be asked for on the terminal (the line must keep still).
 	Status func(string)
 
 	mu       sync.Mutex
@@ -451,6 +452,9 @@ func (cfg *Config) getPassword(ctx context.Context) (string, error) {
 	if ps.Prompt == "" {
 		ps.Prompt = fmt.Sprintf("Password for %s: ", cfg.URL.String())
 	}
+	// The status line keeps still while a prompt (ours, or a password
+	// command's) may be on the terminal.
+	cfg.status("")
 	pw, err := ps.Password(ctx)
 	if err != nil {
 		return "", err

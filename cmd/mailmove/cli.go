@@ -104,6 +104,7 @@ type statusLine struct {
 	mu      sync.Mutex
 	w       io.Writer
 	msg     string
+	shown   bool // the line is on screen
 	done    bool
 	stopped chan struct{}
 	stop    chan struct{}
@@ -127,7 +128,15 @@ func (s *statusLine) spin() {
 	defer t.Stop()
 	for i := 0; ; i++ {
 		s.mu.Lock()
-		fmt.Fprintf(s.w, "\r\033[K%s %s", spinnerFrames[i%len(spinnerFrames)], s.msg)
+		switch {
+		case s.msg != "":
+			fmt.Fprintf(s.w, "\r\033[K%s %s", spinnerFrames[i%len(spinnerFrames)], s.msg)
+			s.shown = true
+		case s.shown:
+			// paused (a password prompt): erase the line once
+			fmt.Fprint(s.w, "\r\033[K")
+			s.shown = false
+		}
 		s.mu.Unlock()
 		select {
 		case <-s.stop:
@@ -137,7 +146,9 @@ func (s *statusLine) spin() {
 	}
 }
 
-// set changes the message; after clear it does nothing.
+// set changes the message; an empty one pauses the line (erased at once,
+// for a password prompt), the next one shows it again. After clear it does
+// nothing.
 func (s *statusLine) set(msg string) {
 	if s == nil {
 		return
@@ -145,6 +156,10 @@ func (s *statusLine) set(msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.msg = msg
+	if msg == "" && s.shown && !s.done {
+		fmt.Fprint(s.w, "\r\033[K")
+		s.shown = false
+	}
 }
 
 // clear stops the spinner and erases its line. It may be called more than

@@ -240,6 +240,33 @@ func TestStatusLineOnTerminal(t *testing.T) {
 	if i, j := strings.LastIndex(string(o), "\r\033[K"), strings.Index(string(o), "FOLDER"); i < 0 || i > j {
 		t.Fatalf("the status line was not erased before the output: %q", o)
 	}
+	// a password prompt on the terminal is not overwritten by the spinner
+	// while the user types (here: the answer comes after 600 ms)
+	cmd = exec.Command("sh", "-c", "sleep 0.6; echo secret")
+	sh := exec.Command("script", "-qec", binary(t)+" folders --from '"+from+"'", "/dev/null")
+	var env []string
+	for _, v := range os.Environ() {
+		if !strings.HasPrefix(v, "MAILMOVE_FROM_PASSWORD=") {
+			env = append(env, v)
+		}
+	}
+	sh.Env = env
+	sh.Stdin, _ = cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	o, err = sh.CombinedOutput()
+	cmd.Wait()
+	if err != nil {
+		t.Fatalf("%v: %s", err, o)
+	}
+	i := strings.Index(string(o), "Password for ")
+	if i < 0 || !strings.Contains(string(o), "INBOX") {
+		t.Fatalf("no prompt, or no listing: %q", o)
+	}
+	if line, _, _ := strings.Cut(string(o[i:]), "\n"); strings.Contains(line, "\r\033[K") {
+		t.Fatalf("the status line wrote over the password prompt: %q", line)
+	}
 	o2, e, code := runCmd(t, "folders", "--from", from)
 	if code != 0 || e != "" || strings.Contains(o2, "connecting") {
 		t.Fatalf("off a terminal: exit %d, stderr %q", code, e)
