@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,8 +143,8 @@ func TestStartTLSRequired(t *testing.T) {
 	cfg := &Config{URL: u}
 	cfg.password, cfg.havePass = "b", true
 	_, err = cfg.Dial(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "STARTTLS") {
-		t.Fatalf("want a STARTTLS error, got %v", err)
+	if !errors.Is(err, ErrNoStartTLS) || !strings.Contains(err.Error(), "imaps://") {
+		t.Fatalf("want ErrNoStartTLS and the imaps:// advice, got %v", err)
 	}
 }
 
@@ -194,4 +197,99 @@ func TestIdleTimerCountsUploads(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("a silent connection was not given up on")
 	}
+}
+
+// imaps:// at a plain IMAP port, and imap:// (STARTTLS) or plaintext at an
+// implicit-TLS port, say which scheme to use instead, as a TLSModeError.
+func TestTLSModeMismatch(t *testing.T) {
+	plain, err := ServeMemory("a", "b", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	tlsSrv := quietTLSServer() // TLS, and never an IMAP greeting
+	defer tlsSrv.Close()
+	tlsAddr := tlsSrv.Listener.Addr().String()
+	defer func(d time.Duration) { greetingProbeAfter = d }(greetingProbeAfter)
+	greetingProbeAfter = 100 * time.Millisecond
+	cases := []struct {
+		url          string
+		server, want Security
+		advice       string
+	}{
+		{"imaps://a@" + plain.Addr, StartTLS, ImplicitTLS, "use imap://a@" + plain.Addr},
+		{"bridge://a@" + plain.Addr + "?tls=implicit", StartTLS, ImplicitTLS, "use bridge://a@" + plain.Addr},
+		{"imap://a@" + tlsAddr, ImplicitTLS, StartTLS, "use imaps://a@" + tlsAddr},
+		{"imap://a@" + tlsAddr + "?tls=none", ImplicitTLS, Plaintext, "use imaps://a@" + tlsAddr},
+		{"bridge://a@" + tlsAddr, ImplicitTLS, StartTLS, "use bridge://a@" + tlsAddr + "?tls=implicit"},
+	}
+	for _, c := range cases {
+		u, err := ParseURL(c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := &Config{URL: u, IdleTimeout: 20 * time.Second, FlagPrefix: "from"}
+		cfg.password, cfg.havePass = "b", true
+		start := time.Now()
+		_, err = cfg.Dial(context.Background())
+		var me *TLSModeError
+		if !errors.As(err, &me) || me.Server != c.server || me.Want != c.want {
+			t.Errorf("%s: want a TLSModeError (server %v), got %v", c.url, c.server, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.advice) || strings.Contains(err.Error(), "certificate") {
+			t.Errorf("%s: the advice does not say %q (or talks of certificates): %v", c.url, c.advice, err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%s: took %v: the idle timeout, not the probe, ended the wait", c.url, d)
+		}
+	}
+}
+
+// Certificate hints name the account's real flags.
+func TestHintsNameRealFlags(t *testing.T) {
+	tlsSrv := quietTLSServer()
+	defer tlsSrv.Close()
+	u, _ := ParseURL("imaps://a@" + tlsSrv.Listener.Addr().String())
+	for _, prefix := range []string{"from", "to"} {
+		cfg := &Config{URL: u, FlagPrefix: prefix}
+		cfg.password, cfg.havePass = "b", true
+		_, err := cfg.Dial(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "--"+prefix+"-ca-file") || !strings.Contains(err.Error(), "--"+prefix+"-fingerprint") || strings.Contains(err.Error(), "*") {
+			t.Errorf("%s: the hint does not name --%s-ca-file: %v", prefix, prefix, err)
+		}
+	}
+	_, err := ParseURLFlag("imaps://bob:secret@example.org", "to")
+	if err == nil || !strings.Contains(err.Error(), "--to-password-file") || !strings.Contains(err.Error(), "MAILMOVE_TO_PASSWORD") || strings.Contains(err.Error(), "--*") || strings.Contains(err.Error(), "secret") {
+		t.Errorf("password in URL: %v", err)
+	}
+}
+
+// A password file others can read is refused, with the chmod that fixes it.
+func TestPasswordFileMode(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(f, []byte("secret\n"), 0o600)
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
+		os.Chmod(f, mode)
+		_, err := (PasswordSource{File: f}).Password(context.Background())
+		var pe *PasswordFileModeError
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "chmod 600 "+f) {
+			t.Errorf("mode %04o: want a refusal saying chmod 600, got %v", mode, err)
+		}
+	}
+	for _, mode := range []os.FileMode{0o600, 0o400} {
+		os.Chmod(f, mode)
+		if pw, err := (PasswordSource{File: f}).Password(context.Background()); err != nil || pw != "secret" {
+			t.Errorf("mode %04o: %q %v", mode, pw, err)
+		}
+	}
+}
+
+// quietTLSServer is a TLS server with a self-signed certificate that does
+// not log the handshakes mailmove breaks off.
+func quietTLSServer() *httptest.Server {
+	s := httptest.NewUnstartedServer(http.NotFoundHandler())
+	s.Config.ErrorLog = log.New(io.Discard, "", 0)
+	s.StartTLS()
+	return s
 }

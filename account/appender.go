@@ -79,7 +79,7 @@ func (cfg *Config) DialAppender(ctx context.Context) (*Appender, error) {
 	if u.Security == ImplicitTLS {
 		t := tls.Client(conn, tc)
 		if err := t.HandshakeContext(ctx); err != nil {
-			return fail(&ConnectError{Op: "TLS with", Addr: u.Addr(), Err: err, Hint: tlsHint(err, u.Bridge)})
+			return fail(cfg.tlsError(err))
 		}
 		conn = t
 	}
@@ -121,7 +121,7 @@ func (cfg *Config) DialAppender(ctx context.Context) (*Appender, error) {
 		}
 		t := tls.Client(conn, tc)
 		if err := t.HandshakeContext(ctx); err != nil {
-			return fail(&ConnectError{Op: "TLS with", Addr: u.Addr(), Err: err, Hint: tlsHint(err, u.Bridge)})
+			return fail(cfg.tlsError(err))
 		}
 		conn = t
 		br = bufio.NewReader(conn)

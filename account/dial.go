@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -41,6 +42,14 @@ type Config struct {
 	Debug io.Writer
 	// Version is sent in the IMAP ID command.
 	Version string
+	// FlagPrefix is the command line prefix of this account's flags ("from"
+	// or "to"), so that hints name the real flag (--from-ca-file); empty
+	// gives the generic form (--from-ca-file / --to-ca-file).
+	FlagPrefix string
+	// Status, if set, is told what Dial is doing ("connecting to ...",
+	// "logging in as ..."), for a status line on a terminal; "" while the
+	// password may be asked for on the terminal (the line must keep still).
+	Status func(string)
 
 	mu       sync.Mutex
 	password string
@@ -139,15 +148,35 @@ func (e *pinError) Error() string {
 	return "the server's certificate does not match the pinned fingerprint; the server sent SHA256 " + e.got
 }
 
+// flag returns the command line flag of this account named name
+// ("ca-file"), as the user types it.
+func (cfg *Config) flag(name string) string {
+	return flagName(cfg.FlagPrefix, name)
+}
+
+func flagName(prefix, name string) string {
+	if prefix == "" {
+		return "--from-" + name + " (or --to-" + name + ")"
+	}
+	return "--" + prefix + "-" + name
+}
+
+func (cfg *Config) status(format string, a ...any) {
+	if cfg.Status != nil {
+		cfg.Status(fmt.Sprintf(format, a...))
+	}
+}
+
 // tlsHint explains a TLS failure and how to fix it, ssh-style.
-func tlsHint(err error, bridge bool) string {
+func (cfg *Config) tlsHint(err error) string {
+	bridge := cfg.URL.Bridge
 	var ua x509.UnknownAuthorityError
 	var he x509.HostnameError
 	var pe *pinError
 	var cert *x509.Certificate
 	switch {
 	case errors.As(err, &pe):
-		return "If the server's certificate changed on purpose (Bridge makes a new one after some upgrades), check the new fingerprint and pass it with --*-fingerprint. If not, someone may be intercepting the connection."
+		return "If the server's certificate changed on purpose (Bridge makes a new one after some upgrades), check the new fingerprint and pass it with " + cfg.flag("fingerprint") + ". If not, someone may be intercepting the connection."
 	case errors.As(err, &ua):
 		cert = ua.Cert
 	case errors.As(err, &he):
@@ -155,9 +184,9 @@ func tlsHint(err error, bridge bool) string {
 	}
 	s := "The server's certificate is not trusted."
 	if bridge {
-		s += " Proton Mail Bridge uses a self-signed certificate: export it with Bridge's `cert export` and pass --*-ca-file cert.pem, or pin it with --*-fingerprint."
+		s += " Proton Mail Bridge uses a self-signed certificate: export it with Bridge's `cert export` and pass " + cfg.flag("ca-file") + " cert.pem, or pin it with " + cfg.flag("fingerprint") + "."
 	} else {
-		s += " Pass the issuing CA with --*-ca-file, or pin the certificate with --*-fingerprint after checking it out of band."
+		s += " Pass the issuing CA with " + cfg.flag("ca-file") + ", or pin the certificate with " + cfg.flag("fingerprint") + " after checking it out of band."
 	}
 	if cert != nil {
 		s += "\n  The server's certificate has SHA256 fingerprint " + Fingerprint(cert.Raw)
@@ -177,6 +206,7 @@ func (cfg *Config) connect(ctx context.Context) (raw, conn net.Conn, pw string, 
 		idle = 60 * time.Second
 	}
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	cfg.status("connecting to %s", u.Addr())
 	raw, err = d.DialContext(ctx, "tcp", u.Addr())
 	if err != nil {
 		hint := "Check the host name and port, and that the server is up."
@@ -208,31 +238,43 @@ func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
 			return nil, err
 		}
 		if u.Security == ImplicitTLS {
+			cfg.status("TLS handshake with %s", u.Addr())
 			tconn := tls.Client(conn, tc)
 			if err := tconn.HandshakeContext(ctx); err != nil {
 				raw.Close()
-				return nil, &ConnectError{Op: "TLS with", Addr: u.Addr(), Err: err, Hint: tlsHint(err, u.Bridge)}
+				return nil, cfg.tlsError(err)
 			}
 			c = imapclient.New(tconn, opts)
 		} else {
+			pc, err := cfg.greeted(ctx, raw, conn)
+			if err != nil {
+				return nil, err
+			}
+			cfg.status("STARTTLS with %s", u.Addr())
 			opts.TLSConfig = tc
-			c, err = imapclient.NewStartTLS(conn, opts)
+			c, err = imapclient.NewStartTLS(pc, opts)
 			if err != nil {
 				raw.Close()
-				hint := tlsHint(err, u.Bridge)
-				if strings.Contains(err.Error(), "STARTTLS") {
-					hint = "The server does not offer STARTTLS, and mailmove never falls back to plaintext. Use imaps:// if it has implicit TLS."
+				var ie *imap.Error
+				if errors.As(err, &ie) {
+					return nil, &ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: fmt.Errorf("%w: %v", ErrNoStartTLS, err),
+						Hint: "mailmove never falls back to plaintext. Use imaps:// if the server has implicit TLS (usually on port 993)."}
 				}
-				return nil, &ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: err, Hint: hint}
+				return nil, cfg.tlsError(err)
 			}
 		}
 	default:
-		c = imapclient.New(conn, opts)
+		pc, err := cfg.greeted(ctx, raw, conn)
+		if err != nil {
+			return nil, err
+		}
+		c = imapclient.New(pc, opts)
 	}
 	if err := c.WaitGreeting(); err != nil {
 		c.Close()
 		return nil, &ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err}
 	}
+	cfg.status("logging in to %s as %s", u.Addr(), u.User)
 	if err := c.Login(u.User, pw).Wait(); err != nil {
 		c.Close()
 		hint := "Check the user name and password."
@@ -251,6 +293,148 @@ func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
 	return cn, nil
 }
 
+// ErrNoStartTLS says the server refused STARTTLS (imap:// requires it).
+var ErrNoStartTLS = errors.New("the server does not offer STARTTLS")
+
+// TLSModeError says the server speaks another protocol on this port than
+// the URL's scheme expects: plain IMAP where imaps:// expects TLS from the
+// first byte, or TLS where imap:// (STARTTLS) expects a plain greeting.
+type TLSModeError struct {
+	// Addr is the server's address.
+	Addr string
+	// Want is what the URL asked for; Server is what the server speaks
+	// (ImplicitTLS or, for a plain "* OK" greeting, StartTLS).
+	Want, Server Security
+}
+
+func (e *TLSModeError) Error() string {
+	if e.Server == ImplicitTLS {
+		return "the server speaks TLS from the first byte on this port (implicit TLS), not a plain IMAP greeting"
+	}
+	return "the server sent a plain IMAP greeting (\"* OK\") on this port, not a TLS handshake"
+}
+
+// tlsError turns a failed TLS handshake into a ConnectError with the right
+// advice: a plain IMAP answer to imaps:// means the port wants imap://
+// (STARTTLS); anything else is about certificates.
+func (cfg *Config) tlsError(err error) error {
+	u := cfg.URL
+	var rh tls.RecordHeaderError
+	if u.Security == ImplicitTLS && errors.As(err, &rh) && bytes.HasPrefix(rh.RecordHeader[:], []byte("* ")) {
+		me := &TLSModeError{Addr: u.Addr(), Want: ImplicitTLS, Server: StartTLS}
+		return &ConnectError{Op: "TLS with", Addr: u.Addr(), Err: me, Hint: cfg.modeHint(me)}
+	}
+	return &ConnectError{Op: "TLS with", Addr: u.Addr(), Err: err, Hint: cfg.tlsHint(err)}
+}
+
+func (cfg *Config) modeHint(e *TLSModeError) string {
+	u := cfg.URL
+	scheme := "imap"
+	if u.Bridge {
+		scheme = "bridge"
+	}
+	if e.Server == ImplicitTLS {
+		alt := "imaps://" + url.PathEscape(u.User) + "@" + u.Addr()
+		if u.Bridge {
+			alt = "bridge://" + url.PathEscape(u.User) + "@" + u.Addr() + "?tls=implicit"
+		}
+		return "This port expects TLS from the first byte: use " + alt + " (port 993 is the usual implicit TLS port, 143 the STARTTLS one)."
+	}
+	alt := scheme + "://" + url.PathEscape(u.User) + "@" + u.Addr()
+	return "This port expects STARTTLS: use " + alt + " (still encrypted and verified: mailmove never falls back to plaintext), or the server's implicit TLS port (usually 993) with imaps://."
+}
+
+// greetingProbeAfter is how long Dial waits for a plain greeting before it
+// checks, on a second connection, whether the port speaks TLS instead.
+var greetingProbeAfter = 3 * time.Second
+
+// greeted waits for the first bytes of the server's greeting on a plain
+// connection (imap://, STARTTLS or plaintext) and returns a connection that
+// gives them again. A server that answers with TLS bytes, or says nothing
+// while a second connection finds a TLS server on the port, is an
+// implicit-TLS port: that is a TLSModeError, not a long wait for the idle
+// timeout.
+func (cfg *Config) greeted(ctx context.Context, raw, conn net.Conn) (net.Conn, error) {
+	u := cfg.URL
+	cfg.status("waiting for the greeting of %s", u.Addr())
+	type result struct {
+		b   []byte
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		buf := make([]byte, 512)
+		n, err := conn.Read(buf)
+		got <- result{buf[:n], err}
+	}()
+	mismatch := func() error {
+		me := &TLSModeError{Addr: u.Addr(), Want: u.Security, Server: ImplicitTLS}
+		return &ConnectError{Op: "greeting from", Addr: u.Addr(), Err: me, Hint: cfg.modeHint(me)}
+	}
+	timer := time.NewTimer(greetingProbeAfter)
+	defer timer.Stop()
+	var probe chan bool
+	for {
+		select {
+		case r := <-got:
+			if len(r.b) == 0 {
+				raw.Close()
+				if r.err == nil {
+					r.err = io.ErrUnexpectedEOF
+				}
+				return nil, &ConnectError{Op: "greeting from", Addr: u.Addr(), Err: r.err, Hint: "The server closed the connection or said nothing. Check the port: 143 is IMAP with STARTTLS (imap://), 993 implicit TLS (imaps://)."}
+			}
+			if r.b[0] == 0x15 || r.b[0] == 0x16 {
+				// a TLS alert or handshake record, not "* OK"
+				raw.Close()
+				return nil, mismatch()
+			}
+			return &replayConn{Conn: conn, r: io.MultiReader(bytes.NewReader(r.b), conn)}, nil
+		case <-timer.C:
+			probe = make(chan bool, 1)
+			go func() { probe <- speaksTLS(ctx, u) }()
+		case isTLS := <-probe:
+			probe = nil
+			if isTLS {
+				raw.Close()
+				<-got
+				return nil, mismatch()
+			}
+		case <-ctx.Done():
+			raw.Close()
+			<-got
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// speaksTLS reports whether the server at u answers a TLS ClientHello on a
+// connection of its own. Nothing is sent but the handshake (no password,
+// no command), so the certificate is not checked here: this only tells
+// imaps:// from imap:// for a hint.
+func speaksTLS(ctx context.Context, u *URL) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	d := &net.Dialer{}
+	c, err := d.DialContext(ctx, "tcp", u.Addr())
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	tc := tls.Client(c, &tls.Config{ServerName: u.Host, InsecureSkipVerify: true, MinVersion: tls.VersionTLS10})
+	err = tc.HandshakeContext(ctx)
+	var alert tls.AlertError
+	return err == nil || errors.As(err, &alert)
+}
+
+// replayConn gives the bytes greeted read, then the rest of the connection.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
 func (cfg *Config) getPassword(ctx context.Context) (string, error) {
 	cfg.mu.Lock()
 	defer cfg.mu.Unlock()
@@ -262,9 +446,15 @@ func (cfg *Config) getPassword(ctx context.Context) (string, error) {
 		return cfg.password, nil
 	}
 	ps := cfg.Password
+	if ps.FlagPrefix == "" {
+		ps.FlagPrefix = cfg.FlagPrefix
+	}
 	if ps.Prompt == "" {
 		ps.Prompt = fmt.Sprintf("Password for %s: ", cfg.URL.String())
 	}
+	// The status line keeps still while a prompt (ours, or a password
+	// command's) may be on the terminal.
+	cfg.status("")
 	pw, err := ps.Password(ctx)
 	if err != nil {
 		return "", err

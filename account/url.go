@@ -88,7 +88,12 @@ func usagef(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf
 //
 // USER may contain '@', percent-encoded or not. A password in the URL is
 // refused: it would show in the process list and in shell history.
-func ParseURL(s string) (*URL, error) {
+func ParseURL(s string) (*URL, error) { return ParseURLFlag(s, "") }
+
+// ParseURLFlag is ParseURL for the account of the command line flag
+// --PREFIX (prefix "from" or "to"), so that its errors name the real flags
+// (--from-password-file); an empty prefix names both.
+func ParseURLFlag(s, prefix string) (*URL, error) {
 	if s == "demo" || s == "demo://" {
 		return &URL{Scheme: "demo", User: "demo", Host: "127.0.0.1", Security: Plaintext}, nil
 	}
@@ -127,9 +132,11 @@ func ParseURL(s string) (*URL, error) {
 		return nil, usagef("account %q: want %s://USER@HOST (user name and server both needed)", s, scheme)
 	}
 	if strings.Contains(userPart, ":") {
-		{
-			return nil, usagef("account %q: the URL holds a password; remove it and use --*-password-file, --*-password-cmd or the MAILMOVE_*_PASSWORD variable, so it never shows in the process list", redactURL(s))
+		env := "MAILMOVE_FROM_PASSWORD (or MAILMOVE_TO_PASSWORD)"
+		if prefix != "" {
+			env = "MAILMOVE_" + strings.ToUpper(prefix) + "_PASSWORD"
 		}
+		return nil, usagef("account %q: the URL holds a password; remove it and use %s, %s or the %s variable, so it never shows in the process list", redactURL(s), flagName(prefix, "password-file"), flagName(prefix, "password-cmd"), env)
 	}
 	user, err := url.PathUnescape(userPart)
 	if err != nil {

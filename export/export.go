@@ -38,6 +38,10 @@ const (
 type Options struct {
 	// Account is where the mail comes from.
 	Account *account.Config
+	// Conn, if set, is a connection to Account already logged in (the
+	// command dials first, so that a failed login creates no archive);
+	// Run uses it as its first connection and closes it.
+	Conn *account.Conn
 	// Archive is where it goes.
 	Archive *archive.Archive
 	// Include and Exclude are glob patterns (path.Match, "/" between
@@ -147,9 +151,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		o.Log = func(string, ...any) {}
 	}
 	e := &engine{o: o, sum: &Summary{}}
-	first, err := o.Account.Dial(ctx)
-	if err != nil {
-		return nil, err
+	first := o.Conn
+	if first == nil {
+		var err error
+		if first, err = o.Account.Dial(ctx); err != nil {
+			return nil, err
+		}
 	}
 	e.pool = append(e.pool, first)
 	defer func() {

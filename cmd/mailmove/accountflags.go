@@ -32,7 +32,7 @@ func addAccountFlags(fs *flag.FlagSet, prefix string) *accountFlags {
 		url:          fs.String(prefix, "", "account `URL` (imaps://USER@HOST, imap://USER@HOST, bridge://USER, demo)"),
 		caFile:       fs.String(prefix+"-ca-file", "", "trust the certificates in this PEM `file` (Bridge: the cert.pem of `cert export`)"),
 		fingerprint:  fs.String(prefix+"-fingerprint", "", "pin the server certificate by its `SHA256` fingerprint"),
-		passwordFile: fs.String(prefix+"-password-file", "", "read the password from the first line of `file`"),
+		passwordFile: fs.String(prefix+"-password-file", "", "read the password from the first line of `file` (refused unless only you can read it: chmod 600)"),
 		passwordCmd:  fs.String(prefix+"-password-cmd", "", "run `command` (sh -c) and use the first line it prints as password (else $"+env+", else a prompt)"),
 		timeout:      fs.Duration(prefix+"-timeout", 60*time.Second, "give up on a connection on which nothing moved for this `long`"),
 		debug:        debugFlag(fs),
@@ -45,7 +45,7 @@ func (af *accountFlags) config(ctx context.Context, stderr io.Writer) (*account.
 	if *af.url == "" {
 		return nil, nil, &account.UsageError{Msg: "--" + af.prefix + " is required: the account URL, e.g. imaps://me@example.org@imap.example.org, bridge://me@proton.me or demo"}
 	}
-	u, err := account.ParseURL(*af.url)
+	u, err := account.ParseURLFlag(*af.url, af.prefix)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,6 +63,7 @@ func (af *accountFlags) config(ctx context.Context, stderr io.Writer) (*account.
 		Fingerprint: *af.fingerprint,
 		IdleTimeout: *af.timeout,
 		Version:     version,
+		FlagPrefix:  af.prefix,
 		Password: account.PasswordSource{
 			File:    *af.passwordFile,
 			Command: *af.passwordCmd,

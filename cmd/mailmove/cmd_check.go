@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -15,29 +14,34 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	jsonOut := fs.Bool("json", false, "print the result as JSON")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mailmove check [--json] ARCHIVE\n\nReads every message of an archive and checks it against the index (size and SHA-256),\nand that no file holds what the index does not know. Changes nothing.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove check [--json] ARCHIVE\n\nReads every message of an archive and checks it against the index (size and SHA-256),\nand that no file holds what the index does not know. Changes nothing.\n\n")
 		fs.PrintDefaults()
 	}
-	if code, ok := parseFlags(fs, args); !ok {
+	pos, code, ok := parseArgs(fs, args, stdout)
+	if !ok {
 		return code
 	}
-	if fs.NArg() != 1 {
+	if len(pos) != 1 {
 		fs.Usage()
 		return exitUsage
 	}
-	a, err := archive.OpenReadOnly(fs.Arg(0))
+	a, err := archive.OpenReadOnly(pos[0])
 	if err != nil {
+		failJSON(stdout, *jsonOut, "check", err)
 		return errorExit(stderr, err)
 	}
 	defer a.Close()
 	res, err := a.Check()
 	if err != nil {
+		failJSON(stdout, *jsonOut, "check", err)
 		return errorExit(stderr, err)
 	}
 	if *jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(res)
+		writeJSON(stdout, struct {
+			header
+			OK bool `json:"ok"`
+			*archive.CheckResult
+		}{newHeader("check"), len(res.Problems) == 0, res})
 	} else {
 		for _, p := range res.Problems {
 			where := p.File

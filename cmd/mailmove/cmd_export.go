@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -29,18 +28,21 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	conns := fs.Int("connections", 4, "use at most `n` IMAP connections")
 	labels := fs.String("bridge-labels", "metadata", "Proton labels: `metadata` (recorded with each message) or folders (exported as Labels/... folders)")
 	refresh := fs.Bool("refresh-flags", false, "also bring the flags of messages already archived up to date (one FLAGS fetch per folder and run)")
-	lineEnd := fs.String("mbox-line-endings", "crlf", "line endings in mbox files: `crlf` (as fetched) or lf")
+	lineEnd := fs.String("mbox-line-endings", "lf", "line endings of a new mbox archive: `lf` (as mail clients expect; the index still gives back the server's CRLF bytes exactly) or crlf (as fetched)")
+	layout := fs.String("mbox-layout", "", "how a new mbox archive lays out nested folders: `mailmove` (Parent/Child.mbox, the default) or thunderbird (Parent.sbd/Child, no extension, as Thunderbird's Local Folders)")
+	statusHdrs := fs.Bool("mbox-status-headers", false, "add Status:, X-Status: and X-Keywords: lines with each message's flags to the mbox files, so that mutt, Dovecot and Python's mailbox show read, replied and flagged mail as such (the index records them: check, import and the SHA-256 still see the server's bytes)")
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mailmove export --from URL --to mbox|eml --out DIR [flags]\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove export --from URL --to mbox|eml --out DIR [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	if code, ok := parseFlags(fs, args); !ok {
+	pos, code, ok := parseArgs(fs, args, stdout)
+	if !ok {
 		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "mailmove export: unexpected argument %q (passwords go in a file, a command or $MAILMOVE_FROM_PASSWORD)\n", fs.Arg(0))
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "mailmove export: unexpected argument %q (passwords go in a file, a command or $MAILMOVE_FROM_PASSWORD)\n", pos[0])
 		return exitUsage
 	}
 	var format archive.Format
@@ -64,6 +66,21 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "mailmove export: --mbox-line-endings %s: want crlf or lf\n", *lineEnd)
 		return exitUsage
 	}
+	switch *layout {
+	case "", archive.LayoutMailmove:
+	case archive.LayoutThunderbird:
+		if format != archive.Mbox {
+			fmt.Fprintln(stderr, "mailmove export: --mbox-layout is for --to mbox")
+			return exitUsage
+		}
+	default:
+		fmt.Fprintf(stderr, "mailmove export: --mbox-layout %s: want mailmove or thunderbird\n", *layout)
+		return exitUsage
+	}
+	if *statusHdrs && format != archive.Mbox {
+		fmt.Fprintln(stderr, "mailmove export: --mbox-status-headers is for --to mbox (.eml files are always the server's bytes; the index holds their flags)")
+		return exitUsage
+	}
 	if *labels != "metadata" && *labels != "folders" {
 		fmt.Fprintf(stderr, "mailmove export: --bridge-labels %s: want metadata or folders\n", *labels)
 		return exitUsage
@@ -84,17 +101,41 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	defer stop()
 
-	arch, err := archive.Open(*out, format, *lineEnd == "lf", "mailmove "+version)
-	if err != nil {
+	tty := !*quiet && isTerminal(os.Stderr)
+	// Connect and log in before the archive folder is created: a typo in
+	// the URL or the password leaves nothing behind.
+	st := newStatusLine(stderr, tty, "connecting to "+cfg.URL.Addr())
+	defer st.clear()
+	cfg.Status = st.set
+	failed := func(err error) int {
+		st.clear()
+		if *jsonOut {
+			writeJSON(stdout, struct {
+				header
+				*exportReport
+			}{newHeader("export"), newExportReport(nil, err, *out)})
+		}
 		return errorExit(stderr, err)
 	}
-	tty := !*quiet && isTerminal(os.Stderr)
+	first, err := cfg.Dial(ctx)
+	if err != nil {
+		return failed(err)
+	}
+	st.set("listing folders and what is new")
+	arch, err := archive.OpenLayout(*out, format, *lineEnd == "lf", *layout, "mailmove "+version)
+	if err != nil {
+		first.Close()
+		return failed(err)
+	}
+	arch.StatusHeaders = *statusHdrs
 	var prog *progress
 	if tty {
 		prog = newProgress(stderr)
+		prog.status = st
 	}
 	opts := export.Options{
 		Account:      cfg,
+		Conn:         first,
 		Archive:      arch,
 		Include:      include,
 		Exclude:      exclude,
@@ -109,6 +150,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		opts.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
 	}
 	sum, runErr := export.Run(ctx, opts)
+	st.clear()
 	if prog != nil {
 		prog.finish()
 	}
@@ -116,7 +158,10 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		runErr = fmt.Errorf("saving the archive state: %w", err)
 	}
 	if *jsonOut {
-		writeJSONSummary(stdout, sum, runErr, *out)
+		writeJSON(stdout, struct {
+			header
+			*exportReport
+		}{newHeader("export"), newExportReport(sum, runErr, *out)})
 	}
 	if runErr != nil {
 		if sum != nil && sum.Messages > 0 {
@@ -124,22 +169,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return errorExit(stderr, runErr)
 	}
-	if len(sum.Failed) > 0 {
-		fmt.Fprintf(stderr, "mailmove: %d messages could not be exported (the next run tries them again):\n", len(sum.Failed))
-		for _, f := range sum.Failed {
-			if f.UID == 0 {
-				fmt.Fprintf(stderr, "  folder %s: %s\n", f.Folder, f.Error)
-				continue
-			}
-			fmt.Fprintf(stderr, "  %s UID %d: %s\n", f.Folder, f.UID, f.Error)
-		}
-	}
-	for _, f := range sum.Undecryptable {
-		fmt.Fprintf(stderr, "mailmove: %s UID %d: %s\n", f.Folder, f.UID, f.Error)
-	}
-	if sum.BridgeSyncing {
-		fmt.Fprintln(stderr, "mailmove: Proton Mail Bridge's All Mail changed size during the run: Bridge may still be syncing. Wait until Bridge says the sync has finished, then run the same command again to get the rest")
-	}
+	partial := printExportProblems(stderr, sum)
 	if tty && !*jsonOut {
 		fmt.Fprintf(stderr, "%s: %d new messages (%s) from %d folders into %s in %s",
 			cfg.URL, sum.Messages, humanBytes(sum.Bytes), sum.Folders, *out, sum.Elapsed.Round(10*time.Millisecond))
@@ -151,45 +181,10 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		fmt.Fprintln(stderr)
 	}
-	if len(sum.Failed) > 0 || len(sum.Undecryptable) > 0 {
+	if partial {
 		return exitPartial
 	}
 	return exitOK
-}
-
-func writeJSONSummary(w io.Writer, sum *export.Summary, runErr error, out string) {
-	type js struct {
-		OK         bool             `json:"ok"`
-		Error      string           `json:"error,omitempty"`
-		Archive    string           `json:"archive"`
-		Folders    int              `json:"folders"`
-		Messages   int              `json:"messages"`
-		Bytes      int64            `json:"bytes"`
-		Duplicates int              `json:"duplicates"`
-		Flags      int              `json:"flags_updated"`
-		Failed     []export.Failure `json:"failed"`
-		Undecrypt  []export.Failure `json:"undecryptable,omitempty"`
-		Bridge     bool             `json:"bridge"`
-		Syncing    bool             `json:"bridge_syncing,omitempty"`
-		Seconds    float64          `json:"seconds"`
-	}
-	v := js{Archive: out, Failed: []export.Failure{}}
-	if sum != nil {
-		v.Folders, v.Messages, v.Bytes, v.Duplicates, v.Bridge = sum.Folders, sum.Messages, sum.Bytes, sum.Duplicates, sum.Bridge
-		v.Flags = sum.FlagsUpdated
-		v.Seconds = sum.Elapsed.Seconds()
-		v.Undecrypt, v.Syncing = sum.Undecryptable, sum.BridgeSyncing
-		if sum.Failed != nil {
-			v.Failed = sum.Failed
-		}
-	}
-	if runErr != nil {
-		v.Error = runErr.Error()
-	}
-	v.OK = runErr == nil && len(v.Failed) == 0 && len(v.Undecrypt) == 0
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.Encode(v)
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
@@ -208,6 +203,9 @@ func humanBytes(n int64) string {
 
 // progress shows a bar of bytes with the message count in its description.
 type progress struct {
+	// status, if set, is the status line shown until the work is planned.
+	status *statusLine
+
 	mu    sync.Mutex
 	bar   *progressbar.ProgressBar
 	w     io.Writer
@@ -222,6 +220,7 @@ func newProgress(w io.Writer) *progress {
 }
 
 func (p *progress) Planned(messages int, bytes int64) {
+	p.status.clear()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.total = messages
@@ -257,6 +256,7 @@ func (p *progress) Message(folder string, size int64) {
 }
 
 func (p *progress) log(s string) {
+	p.status.clear()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar != nil {

@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 
 	"github.com/mailmove/mailmove/export"
@@ -21,26 +21,41 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	labels := fs.String("bridge-labels", "metadata", "Proton labels: `metadata` or folders, as for export")
 	jsonOut := fs.Bool("json", false, "print JSON")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mailmove folders --from URL [flags]\n\nLists the folders that export would export, with message counts and sizes.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove folders --from URL [flags]\n\nLists the folders that export would export, with message counts and sizes.\n\n")
 		fs.PrintDefaults()
 	}
-	if code, ok := parseFlags(fs, args); !ok {
+	pos, code, ok := parseArgs(fs, args, stdout)
+	if !ok {
 		return code
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "mailmove folders: unexpected argument %q\n", pos[0])
+		return exitUsage
 	}
 	cfg, stop, err := from.config(ctx, stderr)
 	if err != nil {
+		failJSON(stdout, *jsonOut, "folders", err)
 		return errorExit(stderr, err)
 	}
 	defer stop()
+	st := newStatusLine(stderr, isTerminal(os.Stderr), "connecting to "+cfg.URL.Addr())
+	defer st.clear()
+	cfg.Status = st.set
 	c, err := cfg.Dial(ctx)
 	if err != nil {
+		st.clear()
+		failJSON(stdout, *jsonOut, "folders", err)
 		return errorExit(stderr, err)
 	}
+	st.set("listing folders")
 	defer c.Close()
 	all, err := c.ListFolders()
 	if err != nil {
+		st.clear()
+		failJSON(stdout, *jsonOut, "folders", err)
 		return errorExit(stderr, err)
 	}
+	st.set("counting messages")
 	bridge := cfg.URL.Bridge || c.IsBridge()
 	sel := export.Plan(all, bridge, export.LabelMode(*labels), include, exclude)
 	type row struct {
@@ -77,10 +92,18 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		rows = append(rows, r)
 	}
 	c.Logout().Wait()
+	st.clear()
 	if *jsonOut {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(rows)
+		if rows == nil {
+			rows = []row{}
+		}
+		writeJSON(stdout, struct {
+			header
+			OK       bool   `json:"ok"`
+			Folders  []row  `json:"folders"`
+			Messages uint32 `json:"messages"`
+			Bytes    int64  `json:"bytes"`
+		}{newHeader("folders"), true, rows, total, totalBytes})
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mailmove/mailmove/imports"
@@ -32,23 +30,12 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: mailmove import --to URL [flags] SOURCE\n\nSOURCE is a mailmove archive, an mbox file or tree, a folder of .eml files, a Maildir,\na Gmail Takeout mbox, or - for an mbox on standard input.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove import --to URL [flags] SOURCE\n\nSOURCE is a mailmove archive, an mbox file or tree, a folder of .eml files, a Maildir,\na Gmail Takeout mbox, or - for an mbox on standard input.\n\n")
 		fs.PrintDefaults()
 	}
-	// flags may come after the source, as in the README's examples
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if err == flag.ErrHelp {
-				return exitOK
-			}
-			return exitUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
+	rest, code, ok := parseArgs(fs, args, stdout)
+	if !ok {
+		return code
 	}
 	if len(rest) != 1 {
 		fmt.Fprintln(stderr, "mailmove import: give exactly one SOURCE (an archive, an mbox, a folder of .eml files, a Maildir, or -)")
@@ -84,49 +71,30 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		Account: cfg, Source: rest[0], Format: imports.Format(*format), Folder: *folder, Prefix: *prefix, Map: m,
 		LabelsAsFolders: *labels == "folders", DryRun: *dry, JournalDir: *jdir, Connections: *conns,
 	}
+	st := newStatusLine(stderr, tty, "connecting to "+cfg.URL.Addr())
+	defer st.clear()
+	cfg.Status = st.set
 	var prog *progress
 	if tty && !*dry {
 		prog = newProgress(stderr)
+		prog.status = st
 		opts.Progress = prog
 		opts.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
 	}
 	sum, runErr := imports.Run(ctx, opts)
+	st.clear()
 	if prog != nil {
 		prog.finish()
 	}
 	if *jsonOut {
-		v := struct {
-			OK    bool   `json:"ok"`
-			Error string `json:"error,omitempty"`
-			*imports.Summary
-			Seconds float64 `json:"seconds"`
-		}{Summary: sum}
-		if runErr != nil {
-			v.Error = runErr.Error()
-		}
-		v.OK = runErr == nil && len(sum.Failed) == 0
-		v.Seconds = sum.Elapsed.Seconds()
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.Encode(v)
+		writeJSON(stdout, struct {
+			header
+			*importReport
+		}{newHeader("import"), newImportReport(sum, runErr)})
 	} else if *dry {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TARGET FOLDER\tNEW\tAPPEND\tSIZE\tALREADY THERE\tFROM")
-		for _, p := range sum.Plan {
-			create := ""
-			if p.Create {
-				create = "yes"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", p.Folder, create, p.Append, humanBytes(p.Bytes), p.Present+p.Journal, p.Sources)
-		}
-		tw.Flush()
+		printImportPlan(stdout, sum)
 	}
-	if len(sum.Failed) > 0 {
-		fmt.Fprintf(stderr, "mailmove: %d messages or files could not be imported:\n", len(sum.Failed))
-		for _, f := range sum.Failed {
-			fmt.Fprintf(stderr, "  %s: %s\n", f.Source, f.Error)
-		}
-	}
+	partial := printImportProblems(stderr, sum)
 	if runErr != nil {
 		if errors.Is(runErr, imports.ErrOverQuota) {
 			fmt.Fprintf(stderr, "mailmove: %v\n", runErr)
@@ -137,7 +105,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if tty && !*jsonOut && !*dry {
 		fmt.Fprintf(stderr, "%s: %d messages appended (%s), %d already there, in %s\n", cfg.URL, sum.Appended, humanBytes(sum.Bytes), sum.Skipped, sum.Elapsed.Round(10*time.Millisecond))
 	}
-	if len(sum.Failed) > 0 {
+	if partial {
 		return exitPartial
 	}
 	return exitOK

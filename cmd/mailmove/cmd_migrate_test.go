@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mailmove/mailmove/internal/testmail"
@@ -31,5 +33,96 @@ func TestMigrate(t *testing.T) {
 	}
 	if got := messageIDs(t, dst.Addr); len(got["Sent"]) != len(want["Sent"])+1 || len(got["INBOX"]) != len(want["INBOX"]) {
 		t.Fatalf("after the second run: Sent %d, INBOX %d", len(got["Sent"]), len(got["INBOX"]))
+	}
+}
+
+// migrateJSON is the part of migrate --json the tests read.
+type migrateJSON struct {
+	Schema  int    `json:"schema"`
+	Command string `json:"command"`
+	OK      bool   `json:"ok"`
+	DryRun  bool   `json:"dry_run"`
+	Export  struct {
+		Messages      int               `json:"messages"`
+		Undecryptable []json.RawMessage `json:"undecryptable"`
+		Failed        []json.RawMessage `json:"failed"`
+	} `json:"export"`
+	Import *struct {
+		Appended int `json:"appended"`
+		Skipped  int `json:"skipped"`
+		Folders  []struct {
+			Folder string `json:"folder"`
+			Append int    `json:"append"`
+		} `json:"folders"`
+	} `json:"import"`
+}
+
+// migrate has --dry-run and --json, like export and import.
+func TestMigrateDryRunAndJSON(t *testing.T) {
+	src := testmail.Mem(t)
+	testmail.Put(t, testmail.MemConfig(t, src.Addr), testmail.Gen(12, []string{"INBOX", "Sent"}, 4))
+	dst := testmail.Mem(t)
+	staging := filepath.Join(t.TempDir(), "staging")
+	env := []string{"MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_TO_PASSWORD=secret"}
+	args := []string{"migrate", "--from", "imap://alice@" + src.Addr + "?tls=none", "--to", "imap://alice@" + dst.Addr + "?tls=none", "--staging", staging}
+	o, e, code := runCmdEnv(t, env, append(args, "--dry-run")...)
+	if code != 0 || !strings.Contains(o, "TARGET FOLDER") || !strings.Contains(o, "Sent") {
+		t.Fatalf("dry run: exit %d %q %q", code, o, e)
+	}
+	for f, ids := range messageIDs(t, dst.Addr) {
+		if len(ids) > 0 {
+			t.Fatalf("the dry run appended %d messages into %s", len(ids), f)
+		}
+	}
+	o, e, code = runCmdEnv(t, env, append(args, "--dry-run", "--json")...)
+	var v migrateJSON
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || v.Schema != 1 || v.Command != "migrate" || !v.DryRun || v.Import == nil {
+		t.Fatalf("dry run --json: exit %d %v %q %q", code, err, o, e)
+	}
+	n := 0
+	for _, f := range v.Import.Folders {
+		n += f.Append
+	}
+	if n != 12 || v.Import.Appended != 0 {
+		t.Fatalf("dry run plans %d appends (appended %d), want 12 (0)", n, v.Import.Appended)
+	}
+	o, e, code = runCmdEnv(t, env, append(args, "--json")...)
+	v = migrateJSON{}
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || v.Import == nil || v.Import.Appended != 12 || e != "" {
+		t.Fatalf("--json: exit %d %v %q %q", code, err, o, e)
+	}
+}
+
+// An undecryptable Bridge message makes migrate warn and exit 3, as export
+// does; the rest arrives in Dovecot, and a re-run adds nothing.
+func TestMigrateBridgeUndecryptable(t *testing.T) {
+	br := testmail.StartBridge(t, 40)
+	d := testmail.StartDovecot(t)
+	staging := filepath.Join(t.TempDir(), "staging")
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + testmail.BridgePassword, "MAILMOVE_TO_PASSWORD=pw"}
+	args := []string{"migrate", "--from", "bridge://me@proton.test@" + br.Addr, "--from-ca-file", filepath.Join(br.Dir, "cert.pem"),
+		"--to", "imaps://dst@" + d.TLSAddr, "--to-ca-file", filepath.Join(d.Dir, "cert.pem"), "--staging", staging}
+	o, e, code := runCmdEnv(t, env, append(args, "--json")...)
+	if code != 3 || !strings.Contains(e, "Proton Mail Bridge could not decrypt this message") {
+		t.Fatalf("migrate: exit %d, want 3 and a warning: %q", code, e)
+	}
+	var v migrateJSON
+	if err := json.Unmarshal([]byte(o), &v); err != nil || v.Schema != 1 || v.Command != "migrate" || v.OK || len(v.Export.Undecryptable) != 1 || v.Import == nil || v.Import.Appended != v.Export.Messages {
+		t.Fatalf("--json: %v %q", err, o)
+	}
+	held := accountIDs(t, d.Config(t, "imaps", "dst"))
+	n := 0
+	for _, ids := range held {
+		n += len(ids)
+	}
+	if n != v.Import.Appended || n == 0 {
+		t.Fatalf("%d messages in Dovecot, %d appended", n, v.Import.Appended)
+	}
+	// a re-run, as a re-run of export: the message is archived (and
+	// imported as Bridge served it), nothing new, exit 0
+	o, e, code = runCmdEnv(t, env, append(args, "--json")...)
+	v = migrateJSON{}
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || v.Import == nil || v.Import.Appended != 0 || v.Export.Messages != 0 {
+		t.Fatalf("re-run --json: exit %d %v %q %q", code, err, o, e)
 	}
 }

@@ -20,7 +20,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -60,7 +59,8 @@ Accounts:
   bridge://USER[@127.0.0.1:1143]   Proton Mail Bridge
   demo                             the built-in demo mailbox
 
-Run 'mailmove COMMAND -h' for the flags of a command.
+Run 'mailmove help COMMAND' (or 'mailmove COMMAND --help') for the flags of a command.
+Flags may come before or after the other arguments.
 Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported.
 `
 
@@ -108,12 +108,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "mailmove", version)
 		return exitOK
 	case "help", "-h", "--help":
+		if len(args) > 1 && args[0] == "help" {
+			switch args[1] {
+			case "export", "folders", "import", "check", "migrate":
+				return run([]string{args[1], "--help"}, stdout, stderr)
+			case "version", "help":
+			default:
+				return unknownCommand(args[1], stderr)
+			}
+		}
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "mailmove: unknown command %q\n\n%s", args[0], usage)
+		return unknownCommand(args[0], stderr)
+	}
+}
+
+// unknownCommand says so, with the closest command, instead of the whole
+// usage.
+func unknownCommand(name string, stderr io.Writer) int {
+	if s := suggest(name); s != "" {
+		fmt.Fprintf(stderr, "mailmove: unknown command %s; did you mean %s?\nRun 'mailmove help %s' for its flags, 'mailmove help' for all commands.\n", name, s, s)
 		return exitUsage
 	}
+	fmt.Fprintf(stderr, "mailmove: unknown command %s\nCommands: export, folders, import, migrate, check, version. Run 'mailmove help' for more.\n", name)
+	return exitUsage
 }
 
 // multiFlag is a repeatable string flag.
@@ -125,7 +144,8 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 // errorExit prints err the way the user needs it and returns the exit code.
 func errorExit(stderr io.Writer, err error) int {
 	var ue *account.UsageError
-	if errors.As(err, &ue) {
+	var pe *account.PasswordFileModeError
+	if errors.As(err, &ue) || errors.As(err, &pe) {
 		fmt.Fprintf(stderr, "mailmove: %v\n", err)
 		return exitUsage
 	}
@@ -138,16 +158,4 @@ func errorExit(stderr io.Writer, err error) int {
 		fmt.Fprintln(stderr, "mailmove: the disk is full. Free some space and run the same command again: what was written is safe, and the run goes on from there")
 	}
 	return exitFailed
-}
-
-// parseFlags parses a command's flags; when it returns false, the command
-// ends with the code (0 after -h, 2 after a bad flag).
-func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return exitOK, false
-		}
-		return exitUsage, false
-	}
-	return 0, true
 }

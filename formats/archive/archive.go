@@ -48,9 +48,12 @@ const StateDir = ".mailmove"
 
 // Header is .mailmove/archive.json.
 type Header struct {
-	Version int       `json:"version"`
-	Format  Format    `json:"format"`
-	LF      bool      `json:"mbox_lf,omitempty"`
+	Version int    `json:"version"`
+	Format  Format `json:"format"`
+	LF      bool   `json:"mbox_lf,omitempty"`
+	// Layout is how mbox files are laid out: "" (Parent/Child.mbox) or
+	// LayoutThunderbird (Parent.sbd/Child, no extension).
+	Layout  string    `json:"mbox_layout,omitempty"`
 	Created time.Time `json:"created"`
 	Tool    string    `json:"tool"`
 }
@@ -73,10 +76,29 @@ type Record struct {
 	// (export --bridge-labels=folders); the message is also stored in its
 	// own folder.
 	LabelCopy bool `json:"label_copy,omitempty"`
+	// StatusAt and StatusLen locate the Status:, X-Status: and X-Keywords:
+	// lines that export --mbox-status-headers added at the end of the
+	// message's header in its mbox file: StatusLen bytes at offset
+	// StatusAt of the message as read from the file (unquoted, line
+	// endings given back). OpenMessage leaves them out; Size and SHA256 are
+	// those of the server's bytes, without them.
+	StatusAt  int64 `json:"status_at,omitempty"`
+	StatusLen int64 `json:"status_len,omitempty"`
+	// LFRawFrom, in an mbox archive with LF line endings, is where (in the
+	// message as read from the file, before StatusAt/StatusLen are taken
+	// out) the message had its first bare LF: from there on its bytes are
+	// stored as they are, and not given back as CRLF (see mbox.Written).
+	LFRawFrom *int64 `json:"lf_raw_from,omitempty"`
 	// FlagsUpdate marks a line that only records new flags (and, for
 	// Proton, labels) for the message of the same UIDVALIDITY and UID
 	// written earlier (export --refresh-flags); Merge applies it.
 	FlagsUpdate bool `json:"flags_update,omitempty"`
+}
+
+// location returns the part of r that says where and how its bytes are
+// stored, for an alias record that points to them.
+func (r *Record) location() Record {
+	return Record{File: r.File, Offset: r.Offset, Length: r.Length, StatusAt: r.StatusAt, StatusLen: r.StatusLen, LFRawFrom: r.LFRawFrom}
 }
 
 // Merge applies the flag updates among recs to the records they update
@@ -145,6 +167,13 @@ type Archive struct {
 
 	readOnly bool
 
+	// StatusHeaders makes the mbox messages written from now on carry
+	// Status:, X-Status: and X-Keywords: lines with their flags, the way
+	// mutt, Python's mailbox and Dovecot read them (export
+	// --mbox-status-headers). The index records the lines' place, so that
+	// OpenMessage and Check see the server's bytes.
+	StatusHeaders bool
+
 	mu      sync.Mutex
 	folders map[string]*FolderState
 	dirty   bool
@@ -154,12 +183,28 @@ type Archive struct {
 // ErrLocked is returned by Open when another process holds the archive.
 var ErrLocked = errors.New("another mailmove is using this archive")
 
+// LayoutMailmove is the default mbox layout, Parent/Child.mbox; in the
+// archive header it is "".
+const LayoutMailmove = "mailmove"
+
+// LayoutThunderbird lays mbox files out as Thunderbird's Local Folders do:
+// folder A is the file A (no extension), its subfolder A/B the file
+// A.sbd/B.
+const LayoutThunderbird = "thunderbird"
+
 // Open opens the archive at root, creating it when it does not exist, with
 // format f (checked against an existing archive). It takes the archive's
 // lock, removes temporary files and cuts torn mbox tails and index lines
 // left by an interrupted run.
 func Open(root string, f Format, lf bool, tool string) (*Archive, error) {
-	return open(root, f, lf, tool, false)
+	return open(root, f, lf, "", tool, false)
+}
+
+// OpenLayout is Open for an mbox archive with the given layout
+// (LayoutMailmove or LayoutThunderbird). A new archive gets it; an existing one must have it,
+// unless layout is "": then it keeps its own.
+func OpenLayout(root string, f Format, lf bool, layout, tool string) (*Archive, error) {
+	return open(root, f, lf, layout, tool, false)
 }
 
 // OpenReadOnly opens an existing archive to read it (import, check): it
@@ -169,10 +214,10 @@ func OpenReadOnly(root string) (*Archive, error) {
 	if _, err := os.Stat(filepath.Join(root, StateDir, "archive.json")); err != nil {
 		return nil, fmt.Errorf("%s is not a mailmove archive (no %s)", root, filepath.Join(StateDir, "archive.json"))
 	}
-	return open(root, "", false, "", true)
+	return open(root, "", false, "", "", true)
 }
 
-func open(root string, f Format, lf bool, tool string, readOnly bool) (*Archive, error) {
+func open(root string, f Format, lf bool, layout, tool string, readOnly bool) (*Archive, error) {
 	if readOnly {
 		lock, err := os.Open(filepath.Join(root, StateDir, "lock"))
 		if err != nil {
@@ -228,6 +273,14 @@ func open(root string, f Format, lf bool, tool string, readOnly bool) (*Archive,
 			a.Close()
 			return nil, &FormatError{Root: root, Have: a.Header.Format, Want: f}
 		}
+		if want := strings.TrimPrefix(layout, LayoutMailmove); layout != "" && a.Header.Layout != want {
+			a.Close()
+			have := a.Header.Layout
+			if have == "" {
+				have = "mailmove"
+			}
+			return nil, fmt.Errorf("%s is an mbox archive in the %s layout, not %s: leave out --mbox-layout to add to it, or give a new --out folder", root, have, layout)
+		}
 	case errors.Is(err, fs.ErrNotExist):
 		if f == "" {
 			a.Close()
@@ -237,7 +290,10 @@ func open(root string, f Format, lf bool, tool string, readOnly bool) (*Archive,
 			a.Close()
 			return nil, fmt.Errorf("%s is not empty and is not a mailmove archive; refusing to write into it: choose an empty or new folder", root)
 		}
-		a.Header = Header{Version: Version, Format: f, LF: lf, Created: time.Now().UTC(), Tool: tool}
+		if f != Mbox || layout == LayoutMailmove {
+			layout = ""
+		}
+		a.Header = Header{Version: Version, Format: f, LF: lf, Layout: layout, Created: time.Now().UTC(), Tool: tool}
 		hb, _ := json.MarshalIndent(a.Header, "", "  ")
 		if err := writeFileAtomic(hp, append(hb, '\n')); err != nil {
 			a.Close()
@@ -368,7 +424,7 @@ func (a *Archive) recoverFolder(name string, st *FolderState) error {
 		return nil
 	}
 	if a.Header.Format == Mbox {
-		mp := filepath.Join(a.Root, RelPath(st.Segments)+".mbox")
+		mp := filepath.Join(a.Root, a.mboxPath(st.Segments))
 		if mfi, err := os.Stat(mp); err == nil && mfi.Size() > st.MboxEnd {
 			if err := os.Truncate(mp, st.MboxEnd); err != nil {
 				return fmt.Errorf("cutting the unfinished message at the end of %s: %w", mp, err)
@@ -540,7 +596,9 @@ func (a *Archive) loadPMIDs() error {
 		}
 		for _, r := range recs {
 			if r.PMInternalID != "" && !r.Alias && !r.LabelCopy {
-				a.pmIDs[r.PMInternalID] = Record{File: r.File, Offset: r.Offset, Length: r.Length, Meta: message.Meta{Folder: r.Folder}}
+				loc := r.location()
+				loc.Folder = r.Folder
+				a.pmIDs[r.PMInternalID] = loc
 			}
 		}
 	}

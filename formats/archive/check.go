@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -134,7 +133,14 @@ func (a *Archive) OpenMessage(r Record) (io.ReadCloser, error) {
 	}
 	var body io.Reader = m
 	if a.Header.LF {
-		body = toCRLF(m)
+		raw := int64(-1)
+		if r.LFRawFrom != nil {
+			raw = *r.LFRawFrom
+		}
+		body = mbox.ToCRLF(m, raw)
+	}
+	if r.StatusLen > 0 {
+		body = &cutReader{r: body, at: r.StatusAt, n: r.StatusLen}
 	}
 	return struct {
 		io.Reader
@@ -142,28 +148,27 @@ func (a *Archive) OpenMessage(r Record) (io.ReadCloser, error) {
 	}{io.LimitReader(body, r.Size), f}, nil
 }
 
-// toCRLF turns every LF not preceded by CR into CRLF, streaming.
-func toCRLF(r io.Reader) io.Reader {
-	pr, pw := io.Pipe()
-	go func() {
-		br := bufio.NewReaderSize(r, 64<<10)
-		bw := bufio.NewWriterSize(pw, 64<<10)
-		var prev byte
-		for {
-			c, err := br.ReadByte()
-			if err != nil {
-				if err == io.EOF {
-					err = bw.Flush()
-				}
-				pw.CloseWithError(err)
-				return
-			}
-			if c == '\n' && prev != '\r' {
-				bw.WriteByte('\r')
-			}
-			bw.WriteByte(c)
-			prev = c
+// cutReader leaves out n bytes at offset at of r: the lines export
+// --mbox-status-headers added.
+type cutReader struct {
+	r     io.Reader
+	at, n int64
+	pos   int64
+	cut   bool
+}
+
+func (c *cutReader) Read(p []byte) (int, error) {
+	if !c.cut && c.pos == c.at {
+		k, err := io.CopyN(io.Discard, c.r, c.n)
+		if err != nil {
+			return 0, fmt.Errorf("the status lines the index records end after %d of %d bytes: %w", k, c.n, io.ErrUnexpectedEOF)
 		}
-	}()
-	return pr
+		c.cut = true
+	}
+	if !c.cut && int64(len(p)) > c.at-c.pos {
+		p = p[:c.at-c.pos]
+	}
+	k, err := c.r.Read(p)
+	c.pos += int64(k)
+	return k, err
 }

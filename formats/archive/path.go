@@ -71,3 +71,33 @@ func indexName(folder string) string {
 	}
 	return b.String() + ".jsonl"
 }
+
+// mboxPath returns the path of a folder's mbox file, relative to the
+// archive root, in the archive's layout.
+func (a *Archive) mboxPath(segments []string) string {
+	if a.Header.Layout != LayoutThunderbird {
+		return RelPath(segments) + ".mbox"
+	}
+	return ThunderbirdPath(segments)
+}
+
+// ThunderbirdPath returns the path, relative to the archive root and with
+// the OS separator, of a folder's mbox file in Thunderbird's layout:
+// A/B/C is A.sbd/B.sbd/C. Segments are escaped as by EscapeSegment, and a
+// segment that ends in ".sbd" or ".msf" (Thunderbird's summary files) gets
+// that dot escaped too, so that no folder can take the place of another
+// one's subfolder directory or summary.
+func ThunderbirdPath(segments []string) string {
+	parts := make([]string, len(segments))
+	for i, s := range segments {
+		e := EscapeSegment(s)
+		if l := strings.ToLower(e); strings.HasSuffix(l, ".sbd") || strings.HasSuffix(l, ".msf") {
+			e = e[:len(e)-4] + "%2E" + e[len(e)-3:]
+		}
+		if i < len(segments)-1 {
+			e += ".sbd"
+		}
+		parts[i] = e
+	}
+	return filepath.Join(parts...)
+}

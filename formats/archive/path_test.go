@@ -44,3 +44,20 @@ func FuzzRelPathStaysInside(f *testing.F) {
 		}
 	})
 }
+
+func TestThunderbirdPath(t *testing.T) {
+	for want, segs := range map[string][]string{
+		"INBOX":                      {"INBOX"},
+		"Archive.sbd/2024":           {"Archive", "2024"},
+		"A.sbd/B.sbd/C":              {"A", "B", "C"},
+		"x%2Esbd":                    {"x.sbd"},
+		"x%2EMSF.sbd/y":              {"x.MSF", "y"},
+		"%2E..sbd/%2Emailmove":       {"..", ".mailmove"},
+		"a%2Fb.sbd/Entwürfe":         {"a/b", "Entwürfe"},
+		"plain.mbox.sbd/child%2Esbd": {"plain.mbox", "child.sbd"},
+	} {
+		if got := filepath.ToSlash(ThunderbirdPath(segs)); got != want {
+			t.Errorf("%q: %q, want %q", segs, got, want)
+		}
+	}
+}

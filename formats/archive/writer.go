@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mailmove/mailmove/formats/mbox"
@@ -62,8 +63,9 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 	w := &FolderWriter{a: a, name: name, segs: segs, lastCommit: time.Now()}
 	rel := RelPath(segs)
 	if a.Header.Format == Mbox {
-		w.mboxPath = filepath.Join(a.Root, rel+".mbox")
-		w.mboxRel = filepath.ToSlash(rel + ".mbox")
+		mp := a.mboxPath(segs)
+		w.mboxPath = filepath.Join(a.Root, mp)
+		w.mboxRel = filepath.ToSlash(mp)
 		if err := os.MkdirAll(filepath.Dir(w.mboxPath), 0o700); err != nil {
 			return nil, err
 		}
@@ -120,16 +122,33 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 		br := bufio.NewReaderSize(r, 64<<10)
 		hdr := sniffHeader(br)
 		_, _, sender := message.HeaderFields(bufio.NewReader(bytes.NewReader(hdr)))
+		at, ins := -1, []byte(nil)
+		if w.a.StatusHeaders {
+			at, ins = statusLines(hdr, br, meta.Flags)
+		}
 		cr := &counter{}
-		body := io.TeeReader(io.MultiReader(bytes.NewReader(hdr), br), io.MultiWriter(h, cr))
-		n, err := w.mw.WriteMessage(sender, meta.InternalDate, body)
+		orig := io.MultiWriter(h, cr) // the server's bytes, without the added lines
+		var body io.Reader
+		if len(ins) > 0 {
+			body = io.MultiReader(io.TeeReader(bytes.NewReader(hdr[:at]), orig), bytes.NewReader(ins),
+				io.TeeReader(io.MultiReader(bytes.NewReader(hdr[at:]), br), orig))
+		} else {
+			body = io.TeeReader(io.MultiReader(bytes.NewReader(hdr), br), orig)
+		}
+		wr, err := w.mw.WriteMessageInfo(sender, meta.InternalDate, body)
 		if err != nil {
 			w.rewind()
 			return false, err
 		}
 		meta.Size = cr.n
 		meta.MessageID, meta.PMInternalID, meta.Sender = message.HeaderFields(bufio.NewReader(bytes.NewReader(hdr)))
-		rec.File, rec.Offset, rec.Length = w.mboxRel, w.off, n
+		rec.File, rec.Offset, rec.Length = w.mboxRel, w.off, wr.Bytes
+		if len(ins) > 0 {
+			rec.StatusAt, rec.StatusLen = int64(at), int64(len(ins))
+		}
+		if wr.RawFrom >= 0 {
+			rec.LFRawFrom = &wr.RawFrom
+		}
 	} else {
 		tmp = filepath.Join(w.dir, ".mm-tmp-"+randName())
 		f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -165,7 +184,8 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 			if err != nil {
 				return false, err
 			}
-			rec = Record{Meta: *meta, File: orig.File, Offset: orig.Offset, Length: orig.Length, Alias: true}
+			rec = orig.location()
+			rec.Meta, rec.Alias = *meta, true
 			w.add(rec, 0)
 			return false, nil
 		}
@@ -301,3 +321,67 @@ func (w *FolderWriter) closeFiles() error {
 type counter struct{ n int64 }
 
 func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// statusLines returns the Status:, X-Status: and X-Keywords: lines for a
+// message with flags, the way mutt, Dovecot and Python's mailbox read them
+// (Status: R for \Seen and O, since no archived message is \Recent;
+// X-Status: A \Answered, F \Flagged, T \Draft, D \Deleted; X-Keywords: the
+// keywords), and where in the message they go: at the end of its header,
+// before the empty line, with the header's line ending. hdr is the start of
+// the message as sniffHeader read it; at is -1 and lines nil when the end
+// of the header is not in hdr (a header over message.MaxHeader bytes).
+func statusLines(hdr []byte, rest *bufio.Reader, flags []string) (at int, lines []byte) {
+	var last []byte // hdr's last line
+	if i := bytes.LastIndexByte(hdr[:max(len(hdr)-1, 0)], '\n'); i >= 0 {
+		last = hdr[i+1:]
+	} else {
+		last = hdr
+	}
+	eol := "\r\n"
+	switch {
+	case string(last) == "\r\n" || string(last) == "\n":
+		// the empty line that ends the header
+		at, eol = len(hdr)-len(last), string(last)
+	case len(hdr) < message.MaxHeader && bytes.HasSuffix(hdr, []byte("\n")):
+		// a message that is all header: the lines go at its end
+		if _, err := rest.Peek(1); err != io.EOF {
+			return -1, nil
+		}
+		at = len(hdr)
+		if !bytes.HasSuffix(hdr, []byte("\r\n")) {
+			eol = "\n"
+		}
+	default:
+		return -1, nil
+	}
+	have := map[string]bool{}
+	var kw []string
+	for _, f := range flags {
+		if strings.HasPrefix(f, "\\") {
+			have[strings.ToLower(f)] = true
+			continue
+		}
+		if f != "" && strings.IndexFunc(f, func(r rune) bool { return r <= ' ' || r == 0x7f }) < 0 {
+			kw = append(kw, f)
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString("Status: ")
+	if have["\\seen"] {
+		b.WriteByte('R')
+	}
+	b.WriteString("O" + eol)
+	var x string
+	for _, p := range []struct{ flag, c string }{{"\\answered", "A"}, {"\\flagged", "F"}, {"\\draft", "T"}, {"\\deleted", "D"}} {
+		if have[p.flag] {
+			x += p.c
+		}
+	}
+	if x != "" {
+		b.WriteString("X-Status: " + x + eol)
+	}
+	if len(kw) > 0 {
+		b.WriteString("X-Keywords: " + strings.Join(kw, " ") + eol)
+	}
+	return at, b.Bytes()
+}

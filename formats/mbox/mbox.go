@@ -95,27 +95,135 @@ func NewWriter(w io.Writer, lf bool) *Writer {
 // empty line. It streams: memory use does not depend on the message size.
 // It returns the number of bytes written to the file.
 func (mw *Writer) WriteMessage(sender string, date time.Time, r io.Reader) (int64, error) {
+	w, err := mw.WriteMessageInfo(sender, date, r)
+	return w.Bytes, err
+}
+
+// Written is what WriteMessageInfo wrote.
+type Written struct {
+	// Bytes is the number of bytes written to the file.
+	Bytes int64
+	// RawFrom is -1 when every line ending of the message was CRLF (or the
+	// Writer keeps line endings). In an LF Writer, a message with a bare LF
+	// (an LF without CR before it) cannot be given back exactly if its LFs
+	// are all read back as CRLF: from the offset RawFrom (in the message as
+	// read from r) on, where the first bare LF is, the bytes are written
+	// as they are. ToCRLF undoes exactly this.
+	RawFrom int64
+}
+
+// WriteMessageInfo is WriteMessage, and says where an LF Writer stopped
+// converting line endings (see Written).
+func (mw *Writer) WriteMessageInfo(sender string, date time.Time, r io.Reader) (Written, error) {
 	eol := "\r\n"
 	if mw.lf {
 		eol = "\n"
 	}
 	cw := &countWriter{w: mw.w}
+	res := Written{RawFrom: -1}
 	if _, err := io.WriteString(cw, FromLine(sender, date)+eol); err != nil {
-		return cw.n, err
+		res.Bytes = cw.n
+		return res, err
 	}
-	q := &quoter{w: cw, lf: mw.lf, lineStart: true}
-	if _, err := io.Copy(q, r); err != nil {
-		return cw.n, err
+	q := &quoter{w: cw, lf: mw.lf, lineStart: true, rawFrom: -1}
+	_, err := io.Copy(q, r)
+	if err == nil {
+		err = q.flush()
 	}
-	if err := q.flush(); err != nil {
-		return cw.n, err
+	if err == nil {
+		tail := eol
+		if !q.lineStart {
+			tail = eol + eol
+		}
+		_, err = io.WriteString(cw, tail)
 	}
-	tail := eol
-	if !q.lineStart {
-		tail = eol + eol
+	res.Bytes, res.RawFrom = cw.n, q.rawFrom
+	return res, err
+}
+
+// ToCRLF gives back the bytes of a message that an LF Writer wrote: every
+// LF becomes CRLF (a CR that was before a CRLF stays: CR CR LF was written
+// CR LF), up to offset rawFrom of the result, where the bytes were written
+// as they are (rawFrom < 0: to the end). It streams.
+func ToCRLF(r io.Reader, rawFrom int64) io.Reader {
+	return &crlfReader{r: r, rawFrom: rawFrom}
+}
+
+type crlfReader struct {
+	r       io.Reader
+	rawFrom int64
+	pos     int64 // bytes given out
+	buf     []byte
+	pending []byte // bytes of buf not yet converted and given out
+	lfOwed  bool   // the CR of a CRLF was given out, its LF not yet
+	err     error
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
 	}
-	_, err := io.WriteString(cw, tail)
-	return cw.n, err
+	n := 0
+	for n < len(p) {
+		if c.lfOwed {
+			p[n] = '\n'
+			n++
+			c.pos++
+			c.lfOwed = false
+			continue
+		}
+		if len(c.pending) == 0 {
+			if n > 0 || c.err != nil {
+				break
+			}
+			if c.buf == nil {
+				c.buf = make([]byte, 32<<10)
+			}
+			k, err := c.r.Read(c.buf)
+			c.pending, c.err = c.buf[:k], err
+			continue
+		}
+		if c.rawFrom >= 0 && c.pos >= c.rawFrom {
+			k := copy(p[n:], c.pending)
+			c.pending = c.pending[k:]
+			n += k
+			c.pos += int64(k)
+			continue
+		}
+		// convert up to the next LF, not past rawFrom
+		chunk := c.pending
+		if c.rawFrom >= 0 && int64(len(chunk)) > c.rawFrom-c.pos {
+			chunk = chunk[:c.rawFrom-c.pos]
+		}
+		if i := bytes.IndexByte(chunk, '\n'); i >= 0 {
+			chunk = chunk[:i+1]
+		}
+		if chunk[len(chunk)-1] == '\n' {
+			// copy the line, then CR LF
+			body := chunk[:len(chunk)-1]
+			k := copy(p[n:], body)
+			n += k
+			c.pos += int64(k)
+			c.pending = c.pending[k:]
+			if k < len(body) || n == len(p) {
+				continue
+			}
+			p[n] = '\r'
+			n++
+			c.pos++
+			c.pending = c.pending[1:]
+			c.lfOwed = true
+			continue
+		}
+		k := copy(p[n:], chunk)
+		n += k
+		c.pos += int64(k)
+		c.pending = c.pending[k:]
+	}
+	if n == 0 && c.err != nil {
+		return 0, c.err
+	}
+	return n, nil
 }
 
 type countWriter struct {
@@ -140,6 +248,8 @@ type quoter struct {
 	lineStart bool   // the next byte starts a line
 	held      []byte // start of the current line not yet written (only '>' and a prefix of "From ")
 	cr        bool   // lf mode: a '\r' was held back
+	in        int64  // input bytes passed on (held ones not yet)
+	rawFrom   int64  // lf mode: input offset of the first bare LF, from which bytes are kept as they are; -1 if none
 }
 
 func (q *quoter) Write(p []byte) (int, error) {
@@ -203,36 +313,51 @@ func (q *quoter) flushHeld() error {
 	if len(h) == 0 {
 		return nil
 	}
+	q.in += int64(len(h))
 	_, err := q.w.Write(h)
 	return err
 }
 
-// body writes bytes that need no quoting, converting CRLF to LF in lf mode.
+// body writes bytes that need no quoting, converting CRLF to LF in lf mode
+// until the first bare LF. b holds at most one '\n', at its end.
 func (q *quoter) body(b []byte) error {
-	if !q.lf {
+	if !q.lf || q.rawFrom >= 0 {
+		q.in += int64(len(b))
 		_, err := q.w.Write(b)
 		return err
 	}
 	if q.cr {
 		q.cr = false
-		if len(b) == 0 || b[0] != '\n' {
-			if _, err := q.w.Write([]byte{'\r'}); err != nil {
-				return err
-			}
-		}
-	}
-	if len(b) > 0 && b[len(b)-1] == '\r' {
-		q.cr = true
-		b = b[:len(b)-1]
-	}
-	if n := len(b); n >= 2 && b[n-1] == '\n' && b[n-2] == '\r' {
-		if _, err := q.w.Write(b[:n-2]); err != nil {
+		if len(b) > 0 && b[0] == '\n' {
+			// a CRLF split between two writes
+			q.in++
+			_, err := q.w.Write([]byte{'\n'})
 			return err
 		}
-		_, err := q.w.Write([]byte{'\n'})
-		return err
+		if _, err := q.w.Write([]byte{'\r'}); err != nil {
+			return err
+		}
 	}
-	_, err := q.w.Write(b)
+	n := len(b)
+	var err error
+	switch {
+	case n == 0:
+	case b[n-1] == '\r':
+		q.cr = true
+		_, err = q.w.Write(b[:n-1])
+	case b[n-1] == '\n' && n >= 2 && b[n-2] == '\r':
+		if _, err = q.w.Write(b[:n-2]); err == nil {
+			_, err = q.w.Write([]byte{'\n'})
+		}
+	case b[n-1] == '\n':
+		// a bare LF: reading back could not tell it from a converted CRLF,
+		// so from here on the message is kept as it is
+		q.rawFrom = q.in + int64(n-1)
+		_, err = q.w.Write(b)
+	default:
+		_, err = q.w.Write(b)
+	}
+	q.in += int64(n)
 	return err
 }
 

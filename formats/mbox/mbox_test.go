@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -321,6 +322,101 @@ func TestOffsets(t *testing.T) {
 		}
 		if m.Offset != offs[i] {
 			t.Fatalf("message %d at %d, want %d", i, m.Offset, offs[i])
+		}
+	}
+}
+
+// An LF Writer's messages come back exactly through ToCRLF, whatever their
+// line endings: CRLF (converted), bare LF (kept from the first one on),
+// CR CR LF, lone CRs, split across writes of any size.
+func TestLFGivesBackExactly(t *testing.T) {
+	cases := map[string]string{
+		"crlf":              "Subject: a\r\n\r\nbody\r\nFrom x\r\n",
+		"lf only":           "Subject: a\n\nbody\nFrom x\n",
+		"mixed, lf in body": "Subject: a\r\n\r\nline\r\nbare\nthen\r\nmore\n",
+		"cr cr lf":          "Subject: a\r\n\r\nx\r\r\ny\r\n",
+		"lone cr":           "Subject: a\r\n\r\na\rb\r\nend\r",
+		"cr at end":         "Subject: a\r\n\r\nend\r\r",
+		"no final newline":  "Subject: a\r\n\r\nlast",
+		"lf first":          "\nSubject: a\r\n",
+		"empty":             "",
+		"blank lines":       "S: x\r\n\r\n\r\n\r\nFrom x\r\n\r\n\r\n",
+		"long lines":        "S: x\r\n\r\n" + strings.Repeat("y", 100000) + "\r\n" + strings.Repeat("z", 70000) + "\n" + strings.Repeat("w", 70000) + "\r\n",
+	}
+	for name, msg := range cases {
+		for _, oneByte := range []bool{false, true} {
+			var file bytes.Buffer
+			w := NewWriter(&file, true)
+			var src io.Reader = strings.NewReader(msg)
+			if oneByte {
+				src = iotest.OneByteReader(src)
+			}
+			res, err := w.WriteMessageInfo("a@b", testDate, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Bytes != int64(file.Len()) {
+				t.Errorf("%s: %d bytes said, %d written", name, res.Bytes, file.Len())
+			}
+			wantRaw := strings.Contains(strings.ReplaceAll(msg, "\r\n", ""), "\n")
+			if (res.RawFrom >= 0) != wantRaw {
+				t.Errorf("%s: RawFrom %d", name, res.RawFrom)
+			}
+			if name == "crlf" && strings.Contains(file.String(), "\r") {
+				t.Errorf("%s: CRLF left in an LF file: %q", name, file.String())
+			}
+			m, err := NewReader(bytes.NewReader(file.Bytes())).Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			rd := io.LimitReader(ToCRLF(m, res.RawFrom), int64(len(msg)))
+			if oneByte {
+				got, err = io.ReadAll(iotest.OneByteReader(rd))
+			} else {
+				got, err = io.ReadAll(rd)
+			}
+			if err != nil || string(got) != msg {
+				t.Errorf("%s (one byte %v): got back\n%q\nwant\n%q (%v)", name, oneByte, got, msg, err)
+			}
+		}
+	}
+}
+
+// BenchmarkToCRLF reads back a 4 MB message from an LF mbox, after checking
+// that it comes back byte for byte.
+func BenchmarkToCRLF(b *testing.B) {
+	var msg bytes.Buffer
+	for msg.Len() < 4<<20 {
+		fmt.Fprintf(&msg, "line %d of a long message, with some text in it to look like mail\r\n", msg.Len())
+	}
+	var file bytes.Buffer
+	if _, err := NewWriter(&file, true).WriteMessage("a@b", testDate, bytes.NewReader(msg.Bytes())); err != nil {
+		b.Fatal(err)
+	}
+	read := func() []byte {
+		m, err := NewReader(bytes.NewReader(file.Bytes())).Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		got, err := io.ReadAll(io.LimitReader(ToCRLF(m, -1), int64(msg.Len())))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return got
+	}
+	if !bytes.Equal(read(), msg.Bytes()) {
+		b.Fatal("the message did not come back byte for byte")
+	}
+	b.SetBytes(int64(msg.Len()))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		m, err := NewReader(bytes.NewReader(file.Bytes())).Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n, err := io.Copy(io.Discard, io.LimitReader(ToCRLF(m, -1), int64(msg.Len()))); err != nil || n != int64(msg.Len()) {
+			b.Fatal(n, err)
 		}
 	}
 }
