@@ -1,6 +1,7 @@
 package imports
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -184,4 +185,64 @@ func compressedHint(path string) string {
 		tool = "gunzip"
 	}
 	return fmt.Sprintf("compressed; not read: decompress it first (%s -k %q, which writes %q) and import that, or pipe it in: %s -c %q | mailmove import ... -", tool, name, base, tool, name)
+}
+
+// fieldDropper streams a message without some of its header fields: the
+// bookkeeping that a mail program added to the file (mbsync's X-TUID,
+// X-UID and Status of an IMAP server's mbox store), which is not part of
+// the message the server served.
+type fieldDropper struct {
+	br       *bufio.Reader
+	c        io.Closer
+	drop     map[string]bool // lower-case field names
+	inHeader bool
+	dropping bool
+	mid      bool // in the middle of a long line
+	pending  []byte
+	err      error
+}
+
+func dropFields(r io.ReadCloser, names ...string) io.ReadCloser {
+	d := &fieldDropper{br: bufio.NewReaderSize(r, 64<<10), c: r, drop: map[string]bool{}, inHeader: true}
+	for _, n := range names {
+		d.drop[strings.ToLower(n)] = true
+	}
+	return d
+}
+
+func (d *fieldDropper) Close() error { return d.c.Close() }
+
+func (d *fieldDropper) Read(p []byte) (int, error) {
+	for len(d.pending) == 0 {
+		if d.err != nil {
+			return 0, d.err
+		}
+		if !d.inHeader {
+			return d.br.Read(p)
+		}
+		line, err := d.br.ReadSlice('\n')
+		if len(line) > 0 {
+			if !d.mid {
+				switch {
+				case len(bytes.TrimRight(line, "\r\n")) == 0:
+					d.inHeader, d.dropping = false, false
+				case line[0] == ' ' || line[0] == '\t':
+					// a continuation line: dropped with its field
+				default:
+					name, _, _ := bytes.Cut(line, []byte(":"))
+					d.dropping = d.drop[strings.ToLower(string(bytes.TrimSpace(name)))]
+				}
+			}
+			d.mid = err == bufio.ErrBufferFull
+			if !d.dropping {
+				d.pending = line
+			}
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			d.err = err
+		}
+	}
+	n := copy(p, d.pending)
+	d.pending = d.pending[n:]
+	return n, nil
 }

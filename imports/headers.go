@@ -22,6 +22,7 @@ type header struct {
 	mozilla     int64 // X-Mozilla-Status, -1 if absent
 	mozilla2    int64 // X-Mozilla-Status2, -1 if absent
 	gmailLabels []string
+	imapStore   bool // X-UID or X-IMAPbase: an IMAP server's mbox store (Dovecot, UW-IMAP)
 }
 
 // parseHeader reads the fields an import needs; it never fails: what cannot
@@ -80,6 +81,8 @@ func parseHeader(b []byte) *header {
 			// Thunderbird's keywords ($label1, Todo, ...), space-separated,
 			// padded with spaces so that it can rewrite them in place
 			h.keywords = append(h.keywords, strings.Fields(v)...)
+		case "x-uid", "x-imapbase", "x-imap":
+			h.imapStore = true
 		case "x-gmail-labels":
 			h.gmailLabels = parseGmailLabels(v)
 		}

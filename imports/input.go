@@ -227,6 +227,17 @@ func scanMbox(path, folder string, takeout, labelsAsFolders bool, fn func(*Item)
 		off := m.Offset
 		it := &Item{Meta: meta, Source: fmt.Sprintf("%s line %d", path, m.Line), ID: fmt.Sprintf("%s@%d", path, off)}
 		it.open = func() (io.ReadCloser, error) { return openMboxAt(path, off) }
+		if h.imapStore {
+			// Dovecot's (or UW-IMAP's) mbox store: its bookkeeping fields
+			// are not part of the message it serves
+			it.open = func() (io.ReadCloser, error) {
+				r, err := openMboxAt(path, off)
+				if err != nil {
+					return nil, err
+				}
+				return dropFields(r, imapStoreFields...), nil
+			}
+		}
 		if takeout || h.gmailLabels != nil {
 			for _, x := range takeoutItems(it, h, labelsAsFolders) {
 				items = append(items, x)
@@ -242,6 +253,10 @@ func scanMbox(path, folder string, takeout, labelsAsFolders bool, fn func(*Item)
 	}
 	return nil
 }
+
+// imapStoreFields are the header fields that Dovecot and UW-IMAP keep in
+// their mbox files for their own use, and hide when they serve a message.
+var imapStoreFields = []string{"X-IMAPbase", "X-IMAP", "X-UID", "Status", "X-Status", "X-Keywords", "Content-Length"}
 
 var errTooBig = errors.New("message larger than 1 GiB; skipped")
 

@@ -138,7 +138,9 @@ func (m *maildirMeta) readCourier(kwdir string) {
 // scanMaildir reads one Maildir: new/ and cur/ (flags from the ":2,"
 // suffix, Dovecot's keyword letters, Courier's keywords), in the order of
 // Dovecot's UIDs where it kept them; dates are the files' modification
-// times (mbsync, offlineimap and Dovecot set them to the arrival date).
+// times (Dovecot and Courier set them to the arrival date; deliveries leave
+// the time of delivery), but the Date header for files that mbsync or
+// offlineimap copied (named with ",U="), which carry the time of the copy.
 // Files left in tmp/ are reported, not imported.
 func scanMaildir(dir, folder string, fn func(*Item) error, bad func(error)) error {
 	meta := readMaildirMeta(dir)
@@ -224,6 +226,12 @@ func scanMaildir(dir, folder string, fn func(*Item) error, bad func(error)) erro
 		}
 		h := parseHeader(hdr)
 		m := message.Meta{Folder: folder, Size: fi.Size(), MessageID: h.messageID, InternalDate: fi.ModTime()}
+		if strings.Contains(e.name, ",U=") && !h.date.IsZero() {
+			// mbsync and offlineimap (",U=uid" in the name) leave the time
+			// of the copy on the file, not the server's arrival date: the
+			// Date header is nearer to it
+			m.InternalDate = h.date
+		}
 		flags := maildirFlags(e.sub, e.name, meta.letters)
 		if flags == nil {
 			flags = h.flags()
@@ -233,7 +241,18 @@ func scanMaildir(dir, folder string, fn func(*Item) error, bad func(error)) erro
 		}
 		m.Flags = flags
 		path := p
-		it := &Item{Meta: m, Source: p, ID: filepath.Join(dir, uniq(e.name)), open: func() (io.ReadCloser, error) { return openMessageFile(path) }}
+		open := func() (io.ReadCloser, error) { return openMessageFile(path) }
+		if strings.Contains(e.name, ",U=") && !strings.Contains(e.name, ",FMD5=") {
+			// mbsync adds X-TUID (its own tracking) to what it copies
+			open = func() (io.ReadCloser, error) {
+				r, err := openMessageFile(path)
+				if err != nil {
+					return nil, err
+				}
+				return dropFields(r, "X-TUID"), nil
+			}
+		}
+		it := &Item{Meta: m, Source: p, ID: filepath.Join(dir, uniq(e.name)), open: open}
 		if err := fn(it); err != nil {
 			return err
 		}

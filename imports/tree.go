@@ -28,7 +28,9 @@ import (
 //     at most) is a folder named after the file; "X.sbd/" holds
 //     Thunderbird's subfolders of X, "X.mbox/" is Apple Mail's bundle
 //     (its "mbox" file holds X's messages, its nested bundles are X's
-//     subfolders). Names are taken as they are.
+//     subfolders). Names are taken as they are, but for Dovecot's mbox
+//     store (recognised by its .imap folder), where they are modified
+//     UTF-7.
 //   - .eml files: one message each, in the folder of their directory.
 //
 // A folder containing exactly one Maildir named Maildir (or a Maildir++ or
@@ -57,11 +59,11 @@ const (
 // segs is a folder path in the tree, before decoding.
 type segs struct {
 	s       []string
-	maildir bool // names come from IMAP through a Maildir program: decode modified UTF-7
+	mutf7 bool // names come from IMAP through a mail program: decode modified UTF-7
 }
 
 func (f segs) add(names ...string) segs {
-	out := segs{s: append(append([]string(nil), f.s...), names...), maildir: f.maildir}
+	out := segs{s: append(append([]string(nil), f.s...), names...), mutf7: f.mutf7}
 	return out
 }
 
@@ -72,7 +74,7 @@ func (f segs) name() string {
 	}
 	out := make([]string, len(f.s))
 	for i, s := range f.s {
-		if f.maildir {
+		if f.mutf7 {
 			s = decodeMUTF7(s)
 		}
 		out[i] = s
@@ -92,14 +94,20 @@ func scanTree(root string, format Format, labelsAsFolders bool, fn func(*Item) e
 		root = inner
 	}
 	if isMaildir(root) {
-		top := segs{maildir: true}
+		top := segs{mutf7: true}
 		if err := scanMaildir(root, top.name(), fn, bad); err != nil {
 			return err
 		}
 		return w.dir(root, top, maildirRoot)
 	}
 	w.dotLevels = flatMaildirs(root)
-	return w.dir(root, segs{}, plainDir)
+	top := segs{}
+	if fi, err := os.Lstat(filepath.Join(root, ".imap")); err == nil && fi.IsDir() {
+		// Dovecot's mbox store: its index folder .imap is there, and the
+		// names are IMAP's, in modified UTF-7
+		top.mutf7 = true
+	}
+	return w.dir(root, top, plainDir)
 }
 
 // onlyMaildir returns the one Maildir inside root when root holds nothing
@@ -252,7 +260,7 @@ func (w *walker) subdir(d, name string, f segs, kind dirKind) error {
 	switch {
 	case kind == maildirRoot && strings.HasPrefix(name, ".") && len(name) > 1:
 		// Maildir++: .A.B is A/B, relative to the top
-		child = segs{s: dotLevelNames(name[1:]), maildir: true}
+		child = segs{s: dotLevelNames(name[1:]), mutf7: true}
 		if !md {
 			// an empty Maildir++ folder (Dovecot makes cur/ with the first
 			// message), or a program's hidden folder: nothing to import,
@@ -272,14 +280,14 @@ func (w *walker) subdir(d, name string, f segs, kind dirKind) error {
 		// mbsync Legacy: A/.B is A/B; or a hidden folder of some program
 		child = f.add(name[1:])
 	case w.dotLevels && len(f.s) == 0 && md:
-		child = segs{s: dotLevelNames(name), maildir: true}
+		child = segs{s: dotLevelNames(name), mutf7: true}
 	default:
 		child = f.add(name)
 	}
 	if !md {
 		return w.dir(p, child, plainDir)
 	}
-	child.maildir = true
+	child.mutf7 = true
 	if err := scanMaildir(p, child.name(), w.fn, w.bad); err != nil {
 		return err
 	}
