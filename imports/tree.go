@@ -58,7 +58,7 @@ const (
 
 // segs is a folder path in the tree, before decoding.
 type segs struct {
-	s       []string
+	s     []string
 	mutf7 bool // names come from IMAP through a mail program: decode modified UTF-7
 }
 
