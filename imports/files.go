@@ -90,6 +90,8 @@ func fileError(path, folder string, err error) *InputError {
 	switch {
 	case errors.Is(err, ErrNotRegular):
 		e.Msg = err.Error() + "; not read, skipped"
+	case errors.Is(err, ErrLinkToFolder), errors.Is(err, ErrLinkOutside):
+		e.Msg = err.Error()
 	case errors.Is(err, fs.ErrPermission):
 		e.Msg = "permission denied; skipped (make it readable for this user and run the import again)"
 	case errors.Is(err, syscall.ELOOP):
@@ -104,16 +106,32 @@ func fileError(path, folder string, err error) *InputError {
 	return e
 }
 
-// statLink classifies a symbolic link: the target's FileInfo, or the
-// error to report.
-func statLink(path string) (fs.FileInfo, error) {
+// ErrLinkOutside: a symbolic link to a file outside the source; not
+// followed (a tree from someone else must not make import read and upload
+// a file elsewhere).
+var ErrLinkOutside = errors.New("symbolic link out of the source")
+
+// statLink classifies a symbolic link found in the tree under root: the
+// target's FileInfo when it is a file inside root, or the error to report.
+func statLink(root, path string) (fs.FileInfo, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
+	t, _ := os.Readlink(path)
 	if fi.IsDir() {
-		t, _ := os.Readlink(path)
 		return fi, fmt.Errorf("%w (to %s); not followed, skipped: import its target on its own if it holds mail", ErrLinkToFolder, t)
+	}
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil, err
+	}
+	top, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, err
+	}
+	if rel, err := filepath.Rel(top, real); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return nil, fmt.Errorf("%w (to %s); not followed, skipped: import its target on its own if it is mail", ErrLinkOutside, t)
 	}
 	return fi, nil
 }
@@ -145,8 +163,20 @@ func sniffFile(path string) (*sniffed, error) {
 	return s, nil
 }
 
-// binaryKind names well-known non-mail formats by their magic bytes.
+// binaryKind names well-known non-mail formats by their magic bytes, or
+// says that b is binary (it has NUL bytes).
 func binaryKind(b []byte) string {
+	if k := magicKind(b); k != "" {
+		return k
+	}
+	if bytes.IndexByte(b, 0) >= 0 {
+		return "a binary file"
+	}
+	return ""
+}
+
+// magicKind names well-known non-mail formats by their magic bytes.
+func magicKind(b []byte) string {
 	for _, m := range []struct {
 		magic, name string
 	}{
@@ -168,9 +198,6 @@ func binaryKind(b []byte) string {
 		if bytes.HasPrefix(b, []byte(m.magic)) {
 			return m.name
 		}
-	}
-	if bytes.IndexByte(b, 0) >= 0 {
-		return "a binary file"
 	}
 	return ""
 }

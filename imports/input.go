@@ -304,6 +304,9 @@ func scanEML(path, folder string, fn func(*Item) error) error {
 	if err != nil {
 		return &InputError{File: path, Folder: folder, Msg: err.Error(), Err: err}
 	}
+	if kind := magicKind(hdr); kind != "" {
+		return &InputError{File: path, Folder: folder, Err: ErrNotMail, Msg: kind + ", not mail; skipped"}
+	}
 	if fi.Size() > maxMessageSize {
 		return &InputError{File: path, Folder: folder, Msg: errTooBig.Error(), Err: errTooBig}
 	}

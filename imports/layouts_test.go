@@ -2,6 +2,7 @@ package imports
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/mail"
@@ -312,5 +313,128 @@ func TestDovecotOwnTrees(t *testing.T) {
 			}
 			importTree(t, d.Config(t, "imaps", "dst"), tree, want, c.o)
 		})
+	}
+}
+
+// scanned is what Scan found: per folder, "Subject [flags]" of each
+// message, and the bodies by subject; and what it reported.
+type scanned struct {
+	folders map[string][]string
+	raw     map[string][]byte
+	bad     []*InputError
+}
+
+func scanAll(t *testing.T, src string) *scanned {
+	t.Helper()
+	s := &scanned{folders: map[string][]string{}, raw: map[string][]byte{}}
+	err := Scan(src, FormatAuto, false, func(it *Item) error {
+		r, err := it.Open()
+		if err != nil {
+			t.Fatalf("%s: %v", it.Source, err)
+		}
+		var b bytes.Buffer
+		_, err = b.ReadFrom(r)
+		r.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", it.Source, err)
+		}
+		subj := ""
+		if m, err := mail.ReadMessage(bytes.NewReader(b.Bytes())); err == nil {
+			subj = m.Header.Get("Subject")
+		}
+		s.folders[it.Meta.Folder] = append(s.folders[it.Meta.Folder], subj+" ["+normFlags(it.Meta.Flags)+"]")
+		s.raw[subj] = b.Bytes()
+		return nil
+	}, func(err error) {
+		var ie *InputError
+		if !errors.As(err, &ie) {
+			t.Errorf("reported error is not an *InputError: %v", err)
+			return
+		}
+		s.bad = append(s.bad, ie)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for f := range s.folders {
+		sort.Strings(s.folders[f])
+	}
+	return s
+}
+
+func (s *scanned) check(t *testing.T, want map[string][]string) {
+	t.Helper()
+	for f, w := range want {
+		sort.Strings(w)
+		if strings.Join(s.folders[f], " | ") != strings.Join(w, " | ") {
+			t.Errorf("folder %q: %q, want %q", f, s.folders[f], w)
+		}
+	}
+	for f := range s.folders {
+		if _, ok := want[f]; !ok {
+			t.Errorf("unexpected folder %q: %q", f, s.folders[f])
+		}
+	}
+}
+
+// Documented-layout fixtures (testdata/import/layouts): Thunderbird,
+// Apple Mail, KMail, Courier and Evolution cannot run here, so their trees
+// are written by hand after their documented layouts; the mbox dialects are
+// as mutt writes them. Mail programs' metadata files are in them and must
+// be skipped silently.
+func TestDocumentedLayouts(t *testing.T) {
+	layout := func(n string) string { return fixture(filepath.Join("layouts", n)) }
+	for _, c := range []struct {
+		dir  string
+		want map[string][]string
+	}{
+		{"thunderbird/Local Folders", map[string][]string{
+			"INBOX":          {"tb inbox 1 [$label1 \\seen todo]", "tb inbox 2 [\\deleted \\flagged \\seen]"},
+			"INBOX/Receipts": {"tb receipt [$forwarded \\answered \\seen]"},
+			"Budget%2024":    {"tb budget []"},
+		}},
+		{"apple", map[string][]string{
+			"INBOX":          {"apple inbox []"},
+			"Projects":       {"apple projects []"},
+			"Projects/Alpha": {"apple alpha 1 []", "apple alpha 2 []"},
+		}},
+		{"kmail/local-mail", map[string][]string{
+			"INBOX":           {"kmail inbox [\\seen]", "kmail new []"},
+			"INBOX/Work":      {"kmail work [\\flagged \\seen]"},
+			"INBOX/Work/Deep": {"kmail deep [\\answered \\seen]"},
+			"sent-mail":       {"kmail sent [\\seen]"},
+		}},
+		{"courier", map[string][]string{
+			"INBOX":       {"courier inbox 1 [$important \\seen work]", "courier inbox 2 [later work]"},
+			"Sent":        {"courier sent [\\seen]"},
+			"Archiv/2024": {"courier archive [\\seen]"},
+		}},
+		{"evolution/local", map[string][]string{
+			"INBOX": {"evolution inbox []"},
+		}},
+		{"mboxes", map[string][]string{
+			"mutt-mboxcl2": {"mutt one [\\seen]", "mutt two []"},
+			"mboxcl2-crlf": {"crlf one []", "crlf two []"},
+			"blank-first":  {"blank first []"},
+		}},
+	} {
+		t.Run(c.dir, func(t *testing.T) {
+			s := scanAll(t, layout(c.dir))
+			for _, b := range s.bad {
+				t.Errorf("reported: %v", b)
+			}
+			s.check(t, c.want)
+		})
+	}
+	s := scanAll(t, layout("mboxes"))
+	if got := string(s.raw["mutt one"]); !strings.HasSuffix(got, "\n\nFrom the body, not quoted\n\nFrom a second one after a blank line\nend\n") {
+		t.Errorf("mutt's mboxcl2 body: %q", got)
+	}
+	if got := string(s.raw["crlf one"]); !strings.HasSuffix(got, "\r\n\r\nFrom the body\r\n\r\nFrom again\r\n") {
+		t.Errorf("CRLF mboxcl2 body: %q", got)
+	}
+	s = scanAll(t, layout("thunderbird/Local Folders"))
+	if got := string(s.raw["tb inbox 2"]); !strings.Contains(got, "\nFrom the body, mboxo does not quote\n") {
+		t.Errorf("Thunderbird body: %q", got)
 	}
 }

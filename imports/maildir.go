@@ -141,8 +141,9 @@ func (m *maildirMeta) readCourier(kwdir string) {
 // times (Dovecot and Courier set them to the arrival date; deliveries leave
 // the time of delivery), but the Date header for files that mbsync or
 // offlineimap copied (named with ",U="), which carry the time of the copy.
-// Files left in tmp/ are reported, not imported.
-func scanMaildir(dir, folder string, fn func(*Item) error, bad func(error)) error {
+// Files left in tmp/ are reported, not imported. Symbolic links are
+// followed only to files inside root, the source.
+func scanMaildir(root, dir, folder string, fn func(*Item) error, bad func(error)) error {
 	meta := readMaildirMeta(dir)
 	type entry struct {
 		sub, name string
@@ -162,7 +163,7 @@ func scanMaildir(dir, folder string, fn func(*Item) error, bad func(error)) erro
 			name := e.Name()
 			fp := filepath.Join(p, name)
 			if sub == "tmp" {
-				if e.Type().IsRegular() {
+				if e.Type().IsRegular() && !strings.HasPrefix(name, ".") {
 					bad(&InputError{File: fp, Folder: folder, Err: ErrUnfinished,
 						Msg: "left in the Maildir's tmp/ (a delivery that never finished); not imported: if it is a whole message, move it to new/ and run the import again"})
 				}
@@ -174,7 +175,7 @@ func scanMaildir(dir, folder string, fn func(*Item) error, bad func(error)) erro
 			var fi fs.FileInfo
 			switch t := e.Type(); {
 			case t&fs.ModeSymlink != 0:
-				lfi, err := statLink(fp)
+				lfi, err := statLink(root, fp)
 				if err != nil {
 					bad(fileError(fp, folder, err))
 					continue

@@ -39,6 +39,7 @@ import (
 
 // walker walks a foreign tree.
 type walker struct {
+	root            string // the source, as given
 	format          Format
 	labelsAsFolders bool
 	fn              func(*Item) error
@@ -89,13 +90,13 @@ func (f segs) name() string {
 
 // scanTree reads a foreign tree: Maildirs, mbox files and .eml files.
 func scanTree(root string, format Format, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
-	w := &walker{format: format, labelsAsFolders: labelsAsFolders, fn: fn, bad: bad}
+	w := &walker{root: root, format: format, labelsAsFolders: labelsAsFolders, fn: fn, bad: bad}
 	if inner := w.onlyMaildir(root); inner != "" {
 		root = inner
 	}
 	if isMaildir(root) {
 		top := segs{mutf7: true}
-		if err := scanMaildir(root, top.name(), fn, bad); err != nil {
+		if err := scanMaildir(w.root, root, top.name(), fn, bad); err != nil {
 			return err
 		}
 		return w.dir(root, top, maildirRoot)
@@ -220,7 +221,7 @@ func (w *walker) dir(d string, f segs, kind dirKind) error {
 		t := e.Type()
 		var fi fs.FileInfo
 		if t&fs.ModeSymlink != 0 {
-			lfi, err := statLink(p)
+			lfi, err := statLink(w.root, p)
 			if err != nil {
 				if errors.Is(err, ErrLinkToFolder) && isNoise(name, true) {
 					continue
@@ -288,7 +289,7 @@ func (w *walker) subdir(d, name string, f segs, kind dirKind) error {
 		return w.dir(p, child, plainDir)
 	}
 	child.mutf7 = true
-	if err := scanMaildir(p, child.name(), w.fn, w.bad); err != nil {
+	if err := scanMaildir(w.root, p, child.name(), w.fn, w.bad); err != nil {
 		return err
 	}
 	return w.dir(p, child, maildirDir)
