@@ -356,7 +356,7 @@ func notMail(p, folder string, s *sniffed, format Format) *InputError {
 		}
 	case format == FormatMbox || strings.HasSuffix(lower, ".mbox") || strings.HasSuffix(lower, ".mbx"):
 		e.Msg = "not an mbox file (it does not start with a \"From \" line); skipped"
-	case looksLikeHeader(s.head):
+	case startsLikeHeader(s.head):
 		e.Msg = "not understood: it looks like one message, but only files named *.eml are read as single messages (rename it to .eml to import it); skipped"
 	default:
 		e.Msg = "not mail (neither an mbox file nor an .eml file); skipped"
@@ -413,4 +413,20 @@ func isNoise(name string, dir bool) bool {
 // isMaildirNoise: files a Maildir program keeps beside cur/ new/ tmp/.
 func isMaildirNoise(name string) bool {
 	return isNoise(name, false) || strings.HasPrefix(name, ".")
+}
+
+// startsLikeHeader reports whether b starts with a header field line
+// ("Name: value").
+func startsLikeHeader(b []byte) bool {
+	line, _, _ := strings.Cut(string(b), "\n")
+	name, _, ok := strings.Cut(line, ":")
+	if !ok || name == "" {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
