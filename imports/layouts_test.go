@@ -378,7 +378,8 @@ func (s *scanned) check(t *testing.T, want map[string][]string) {
 }
 
 // Documented-layout fixtures (testdata/import/layouts): Thunderbird,
-// Apple Mail, KMail, Courier and Evolution cannot run here, so their trees
+// Apple Mail, KMail, Courier and Evolution cannot run here (nor a Courier
+// server for offlineimap to copy from), so their trees
 // are written by hand after their documented layouts; the mbox dialects are
 // as mutt writes them. Mail programs' metadata files are in them and must
 // be skipped silently.
@@ -408,6 +409,13 @@ func TestDocumentedLayouts(t *testing.T) {
 			"INBOX":       {"courier inbox 1 [$important \\seen work]", "courier inbox 2 [later work]"},
 			"Sent":        {"courier sent [\\seen]"},
 			"Archiv/2024": {"courier archive [\\seen]"},
+		}},
+		// offlineimap's default sep = . from a Courier server (namespace INBOX.)
+		{"offlineimap-courier", map[string][]string{
+			"INBOX":       {"oi inbox [\\seen]"},
+			"Sent":        {"oi sent [\\seen]"},
+			"Archiv/2024": {"oi archive [\\answered \\seen]"},
+			"Entwürfe":    {"oi draft []"},
 		}},
 		{"evolution/local", map[string][]string{
 			"INBOX": {"evolution inbox []"},

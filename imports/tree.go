@@ -382,14 +382,14 @@ func isNoise(name string, dir bool) bool {
 		case ".imap", // Dovecot's index folder beside mbox files
 			".offlineimap", ".notmuch", ".git", ".mbsync",
 			"courierimapkeywords", "courierimaphieracl", "courierimapacl",
-			".ds_store", "__macosx":
+			".ds_store", "__macosx", ".spotlight-v100", ".fseventsd", ".trashes", ".temporaryitems":
 			return true
 		}
 		return false
 	}
 	switch lower {
 	case "readme", "readme.txt", "archive_browser.html", "msgfilterrules.dat", "popstate.dat", "filterlog.html",
-		"info.plist", "table_of_contents", ".ds_store", "folders.db", "folders.db-journal",
+		"info.plist", "table_of_contents", ".ds_store", "thumbs.db", "desktop.ini", "folders.db", "folders.db-journal",
 		"subscriptions", "maildirfolder", ".uidvalidity", ".mbsyncstate", ".mbsyncstate.journal", ".mbsyncstate.new",
 		".mbsyncstate.lock", ".isyncuidmap.db", "dovecot-uidlist", "dovecot-keywords", "dovecot-uidvalidity",
 		"courierimapuiddb", "courierimapsubscribed", "courierpop3dsizelist", "maildirsize",
