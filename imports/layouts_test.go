@@ -302,6 +302,12 @@ func TestDovecotOwnTrees(t *testing.T) {
 			testmail.Put(t, src, layoutCorpus(c.folders))
 			want := contents(t, src)
 			tree := copyTree(t, filepath.Join(d.Dir, "home", "src", c.dir))
+			if c.dir == "" {
+				// a home has more than the Maildir: Sieve scripts
+				os.WriteFile(filepath.Join(tree, ".dovecot.sieve"), []byte("keep;\n"), 0o600)
+				os.MkdirAll(filepath.Join(tree, "sieve"), 0o700)
+				os.WriteFile(filepath.Join(tree, "sieve", "main.sieve"), []byte("keep;\n"), 0o600)
+			}
 			if c.name != "mbox" {
 				kw, err := filepath.Glob(filepath.Join(tree, "*", "dovecot-keywords"))
 				if len(kw) == 0 {

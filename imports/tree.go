@@ -33,13 +33,15 @@ import (
 //     UTF-7.
 //   - .eml files: one message each, in the folder of their directory.
 //
-// A folder containing exactly one Maildir named Maildir (or a Maildir++ or
-// Dovecot Maildir with any name) and nothing else is read as that Maildir:
-// its top level is INBOX.
+// A folder containing one Maildir, named Maildir (or a Maildir++ or
+// Dovecot Maildir with any name), and beside it only hidden files and mail
+// programs' files (a copy of a user's home) is read as that Maildir: its
+// top level is INBOX; the hidden files are still looked at.
 
 // walker walks a foreign tree.
 type walker struct {
 	root            string // the source, as given
+	skip            string // a folder already read (the Maildir found inside root)
 	format          Format
 	labelsAsFolders bool
 	fn              func(*Item) error
@@ -91,8 +93,17 @@ func (f segs) name() string {
 // scanTree reads a foreign tree: Maildirs, mbox files and .eml files.
 func scanTree(root string, format Format, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
 	w := &walker{root: root, format: format, labelsAsFolders: labelsAsFolders, fn: fn, bad: bad}
-	if inner := w.onlyMaildir(root); inner != "" {
-		root = inner
+	if inner := storeTop(root); inner != "" {
+		// the Maildir is INBOX; whatever else is beside it is still looked at
+		top := segs{mutf7: true}
+		if err := scanMaildir(w.root, inner, top.name(), fn, bad); err != nil {
+			return err
+		}
+		if err := w.dir(inner, top, maildirRoot); err != nil {
+			return err
+		}
+		w.skip = inner
+		return w.dir(root, segs{}, plainDir)
 	}
 	if isMaildir(root) {
 		top := segs{mutf7: true}
@@ -111,10 +122,11 @@ func scanTree(root string, format Format, labelsAsFolders bool, fn func(*Item) e
 	return w.dir(root, top, plainDir)
 }
 
-// onlyMaildir returns the one Maildir inside root when root holds nothing
-// else and that Maildir is a mail store's top (named Maildir, or with
-// Maildir++ folders or Dovecot's files in it); else "".
-func (w *walker) onlyMaildir(root string) string {
+// storeTop returns the Maildir inside root that is a mail store's top
+// (named Maildir, or with Maildir++ folders or Dovecot's files in it) when
+// nothing but hidden files and mail programs' files is beside it, as in a
+// copy of a user's home; else "".
+func storeTop(root string) string {
 	if isMaildir(root) {
 		return ""
 	}
@@ -124,18 +136,19 @@ func (w *walker) onlyMaildir(root string) string {
 	}
 	var only string
 	for _, e := range entries {
-		if isNoise(e.Name(), e.IsDir()) {
-			continue
+		name := e.Name()
+		switch {
+		case isNoise(name, e.IsDir()) || strings.HasPrefix(name, "."):
+			continue // a program's files in a home: still looked at, below
+		case only != "" || !e.IsDir() || !isMaildir(filepath.Join(root, name)):
+			return "" // more mail beside it: the Maildir is one folder among others
 		}
-		if only != "" || !e.IsDir() {
-			return ""
-		}
-		only = e.Name()
+		only = name
 	}
-	p := filepath.Join(root, only)
-	if only == "" || !isMaildir(p) {
+	if only == "" {
 		return ""
 	}
+	p := filepath.Join(root, only)
 	if strings.EqualFold(only, "maildir") {
 		return p
 	}
@@ -215,6 +228,9 @@ func (w *walker) dir(d string, f segs, kind dirKind) error {
 	for _, e := range entries {
 		name := e.Name()
 		p := filepath.Join(d, name)
+		if p == w.skip {
+			continue
+		}
 		if inMaildir && (name == "cur" || name == "new" || name == "tmp") {
 			continue // read by scanMaildir
 		}
@@ -382,14 +398,14 @@ func isNoise(name string, dir bool) bool {
 		case ".imap", // Dovecot's index folder beside mbox files
 			".offlineimap", ".notmuch", ".git", ".mbsync",
 			"courierimapkeywords", "courierimaphieracl", "courierimapacl",
-			".ds_store", "__macosx", ".spotlight-v100", ".fseventsd", ".trashes", ".temporaryitems":
+			".ds_store", "__macosx", "sieve", ".dovecot.sieve.d", ".spotlight-v100", ".fseventsd", ".trashes", ".temporaryitems":
 			return true
 		}
 		return false
 	}
 	switch lower {
 	case "readme", "readme.txt", "archive_browser.html", "msgfilterrules.dat", "popstate.dat", "filterlog.html",
-		"info.plist", "table_of_contents", ".ds_store", "thumbs.db", "desktop.ini", "folders.db", "folders.db-journal",
+		"info.plist", "table_of_contents", ".dovecot.sieve", ".dovecot.svbin", ".dovecot.lda-dupes", ".dovecot.lda-dupes.lock", ".ds_store", "thumbs.db", "desktop.ini", "folders.db", "folders.db-journal",
 		"subscriptions", "maildirfolder", ".uidvalidity", ".mbsyncstate", ".mbsyncstate.journal", ".mbsyncstate.new",
 		".mbsyncstate.lock", ".isyncuidmap.db", "dovecot-uidlist", "dovecot-keywords", "dovecot-uidvalidity",
 		"courierimapuiddb", "courierimapsubscribed", "courierpop3dsizelist", "maildirsize",
