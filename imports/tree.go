@@ -23,7 +23,7 @@ import (
 //     of B. In a tree of Maildirs that are all side by side
 //     (offlineimap's default "sep = ."), "A.B" is A/B and a leading
 //     "INBOX." level is dropped (Courier's namespace: "INBOX.Sent" is
-//     Sent). Names of Maildir folders are decoded from modified UTF-7.
+//     Sent; in Maildir++, ".INBOX.Sent" is a child of INBOX). Names of Maildir folders are decoded from modified UTF-7.
 //   - mbox files: a file starting with a "From " line (after blank lines
 //     at most) is a folder named after the file; "X.sbd/" holds
 //     Thunderbird's subfolders of X, "X.mbox/" is Apple Mail's bundle
@@ -198,17 +198,19 @@ func flatMaildirs(root string) bool {
 	return dots
 }
 
-// dotLevelNames splits "A.B" into levels, dropping a leading "INBOX." (the
-// namespace prefix of Courier and Cyrus); a name with an empty level
-// ("a..b", "x.") is kept whole.
-func dotLevelNames(name string) []string {
+// dotLevelNames splits "A.B" into levels, with dropInbox dropping a
+// leading "INBOX." (the namespace prefix of Courier and Cyrus, which
+// offlineimap keeps in its names; Maildir++ folders are below INBOX
+// already, so there ".INBOX.A" is a real child of INBOX); a name with an
+// empty level ("a..b", "x.") is kept whole.
+func dotLevelNames(name string, dropInbox bool) []string {
 	parts := strings.Split(name, ".")
 	for _, p := range parts {
 		if p == "" {
 			return []string{name}
 		}
 	}
-	if len(parts) > 1 && strings.EqualFold(parts[0], "INBOX") {
+	if dropInbox && len(parts) > 1 && strings.EqualFold(parts[0], "INBOX") {
 		parts = parts[1:]
 	}
 	return parts
@@ -277,7 +279,7 @@ func (w *walker) subdir(d, name string, f segs, kind dirKind) error {
 	switch {
 	case kind == maildirRoot && strings.HasPrefix(name, ".") && len(name) > 1:
 		// Maildir++: .A.B is A/B, relative to the top
-		child = segs{s: dotLevelNames(name[1:]), mutf7: true}
+		child = segs{s: dotLevelNames(name[1:], false), mutf7: true}
 		if !md {
 			// an empty Maildir++ folder (Dovecot makes cur/ with the first
 			// message), or a program's hidden folder: nothing to import,
@@ -297,7 +299,7 @@ func (w *walker) subdir(d, name string, f segs, kind dirKind) error {
 		// mbsync Legacy: A/.B is A/B; or a hidden folder of some program
 		child = f.add(name[1:])
 	case w.dotLevels && len(f.s) == 0 && md:
-		child = segs{s: dotLevelNames(name), mutf7: true}
+		child = segs{s: dotLevelNames(name, true), mutf7: true}
 	default:
 		child = f.add(name)
 	}
