@@ -230,7 +230,7 @@ type fieldDropper struct {
 }
 
 func dropFields(r io.ReadCloser, names ...string) io.ReadCloser {
-	d := &fieldDropper{br: bufio.NewReaderSize(r, 64<<10), c: r, drop: map[string]bool{}, inHeader: true}
+	d := &fieldDropper{br: bufio.NewReaderSize(r, 16<<10), c: r, drop: map[string]bool{}, inHeader: true}
 	for _, n := range names {
 		d.drop[strings.ToLower(n)] = true
 	}
