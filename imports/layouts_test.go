@@ -171,8 +171,6 @@ func runTool(t *testing.T, name string, args ...string) {
 }
 
 func TestSyncProgramTrees(t *testing.T) {
-	mbsync := needTool(t, "mbsync", "isync")
-	offlineimap := needTool(t, "offlineimap", "offlineimap3")
 	d := testmail.StartDovecot(t)
 	src := d.Config(t, "imaps", "src")
 	testmail.Put(t, src, layoutCorpus(layoutFolders))
@@ -184,6 +182,7 @@ func TestSyncProgramTrees(t *testing.T) {
 
 	for _, style := range []string{"Verbatim", "Maildir++", "Legacy"} {
 		t.Run("mbsync-"+style, func(t *testing.T) {
+			mbsync := needTool(t, "mbsync", "isync")
 			dir := t.TempDir()
 			tree := filepath.Join(dir, "mail")
 			store := fmt.Sprintf("Path %s/\nInbox %s/INBOX\n", tree, tree)
@@ -236,6 +235,7 @@ SyncState *
 	}
 	for _, sep := range []string{".", "/"} {
 		t.Run("offlineimap-sep"+sep, func(t *testing.T) {
+			offlineimap := needTool(t, "offlineimap", "offlineimap3")
 			dir := t.TempDir()
 			tree := filepath.Join(dir, "mail")
 			rc := fmt.Sprintf(`[general]
