@@ -20,13 +20,15 @@ type header struct {
 	xstatus     string // X-Status:
 	keywords    []string
 	mozilla     int64 // X-Mozilla-Status, -1 if absent
+	mozilla2    int64 // X-Mozilla-Status2, -1 if absent
 	gmailLabels []string
+	imapStore   bool // X-UID or X-IMAPbase: an IMAP server's mbox store (Dovecot, UW-IMAP)
 }
 
 // parseHeader reads the fields an import needs; it never fails: what cannot
 // be read is left out.
 func parseHeader(b []byte) *header {
-	h := &header{mozilla: -1}
+	h := &header{mozilla: -1, mozilla2: -1}
 	lines := strings.Split(strings.ReplaceAll(string(b), "\r\n", "\n"), "\n")
 	var fields [][2]string
 	for _, l := range lines {
@@ -71,6 +73,16 @@ func parseHeader(b []byte) *header {
 			if n, err := strconv.ParseInt(v, 16, 64); err == nil {
 				h.mozilla = n
 			}
+		case "x-mozilla-status2":
+			if n, err := strconv.ParseInt(v, 16, 64); err == nil {
+				h.mozilla2 = n
+			}
+		case "x-mozilla-keys":
+			// Thunderbird's keywords ($label1, Todo, ...), space-separated,
+			// padded with spaces so that it can rewrite them in place
+			h.keywords = append(h.keywords, strings.Fields(v)...)
+		case "x-uid", "x-imapbase", "x-imap":
+			h.imapStore = true
 		case "x-gmail-labels":
 			h.gmailLabels = parseGmailLabels(v)
 		}
@@ -80,7 +92,7 @@ func parseHeader(b []byte) *header {
 
 // flags maps mbox-convention headers to IMAP flags: Status (R read),
 // X-Status (A answered, F flagged, T draft, D deleted), X-Keywords, and
-// Thunderbird's X-Mozilla-Status bits.
+// Thunderbird's X-Mozilla-Status and X-Mozilla-Status2 bits and X-Mozilla-Keys.
 func (h *header) flags() []string {
 	set := map[string]bool{}
 	if strings.Contains(h.status, "R") {
@@ -114,6 +126,10 @@ func (h *header) flags() []string {
 		if h.mozilla&0x1000 != 0 {
 			set[`$Forwarded`] = true
 		}
+	}
+	if h.mozilla2 >= 0 && h.mozilla2&0x00200000 != 0 {
+		// nsMsgMessageFlags::IMAPDeleted: marked deleted on an IMAP server
+		set[`\Deleted`] = true
 	}
 	for _, k := range h.keywords {
 		set[k] = true

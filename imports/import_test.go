@@ -146,7 +146,7 @@ func TestForeignInputs(t *testing.T) {
 		counts[f] = len(ms)
 	}
 	want := map[string]int{"Python": 3, "Rd": 2, "Cl2": 2, "Gmail/INBOX": 2, "Gmail/Sent": 1, "Gmail/Projects, 2024": 1,
-		"Archive/Tuta": 3, "Maildir/INBOX": 3, "Maildir/Sent": 1, "Maildir/Lists/Go": 1, "TB/INBOX": 1, "TB/Inbox/Receipts": 1}
+		"Archive/Tuta": 3, "Maildir/INBOX": 3, "Maildir/Sent": 1, "Maildir/Lists/Go": 1, "TB/INBOX": 1, "TB/INBOX/Receipts": 1}
 	for f, n := range want {
 		if counts[f] != n {
 			t.Errorf("folder %s: %d messages, want %d (all: %v)", f, counts[f], n, counts)
@@ -182,7 +182,7 @@ func TestForeignInputs(t *testing.T) {
 	if m2.flags != `\answered \flagged \seen` || !m2.date.Equal(time.Unix(1736500001, 0)) {
 		t.Errorf("maildir 2: flags %q date %v", m2.flags, m2.date)
 	}
-	if rc := find(t, got["TB/Inbox/Receipts"], "tb-receipts"); rc.flags != `\flagged \seen` {
+	if rc := find(t, got["TB/INBOX/Receipts"], "tb-receipts"); rc.flags != `\flagged \seen` {
 		t.Errorf("thunderbird flags %q", rc.flags)
 	}
 

@@ -12,10 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -58,12 +56,25 @@ const (
 	maxMessageSize        = 1 << 30
 )
 
-// InputError is bad input: a file that is not mail, a truncated mbox, ...
+// InputError is bad input: a file that is not mail, a truncated mbox, an
+// unreadable file, a named pipe, a broken link, ... Each one is one
+// reported item.
 type InputError struct {
+	// File is the file or folder reported.
 	File string
+	// Line is the line of an mbox file, if known.
 	Line int64
-	Msg  string
+	// Folder is the source folder the file belongs to, if known.
+	Folder string
+	// Msg says what is wrong and what was done.
+	Msg string
+	// Err is the kind of problem (ErrNotMail, ErrNotRegular,
+	// fs.ErrPermission, ...), for errors.Is; nil if none applies.
+	Err error
 }
+
+// Unwrap returns the kind of problem.
+func (e *InputError) Unwrap() error { return e.Err }
 
 func (e *InputError) Error() string {
 	if e.Line > 0 {
@@ -73,27 +84,51 @@ func (e *InputError) Error() string {
 }
 
 // Scan finds every message in path (a file or a folder) and calls fn for
-// each, folder by folder. Bad files are reported through bad and skipped.
+// each, folder by folder. Whatever is not mail (and not a mail program's
+// known metadata) is reported through bad, one *InputError each, and
+// skipped; the rest is still read. Nothing that is not a regular file is
+// ever opened for reading.
 func Scan(path string, format Format, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
 	if !fi.IsDir() {
-		switch format {
-		case FormatEML:
-			return scanEML(path, "INBOX", fn)
-		default:
-			return scanMbox(path, "INBOX", format == FormatTakeout, labelsAsFolders, fn, bad)
-		}
+		return scanFile(path, format, labelsAsFolders, fn, bad)
 	}
 	if _, err := os.Stat(filepath.Join(path, archive.StateDir, "archive.json")); err == nil && (format == FormatAuto || format == FormatArchive) {
 		return scanArchive(path, fn)
 	}
-	if isMaildir(path) && (format == FormatAuto || format == FormatMaildir) {
-		return scanMaildirPP(path, fn, bad)
-	}
 	return scanTree(path, format, labelsAsFolders, fn, bad)
+}
+
+// scanFile reads a source that is one file: an mbox (its messages go to
+// INBOX) or an .eml.
+func scanFile(path string, format Format, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
+	lower := strings.ToLower(path)
+	if format == FormatEML || (format == FormatAuto && strings.HasSuffix(lower, ".eml")) {
+		err := scanEML(path, "INBOX", fn)
+		var ie *InputError
+		if errors.As(err, &ie) {
+			bad(err)
+			return nil
+		}
+		return err
+	}
+	if isCompressedName(lower) {
+		bad(&InputError{File: path, Err: ErrCompressed, Msg: compressedHint(path)})
+		return nil
+	}
+	s, err := sniffFile(path)
+	if err != nil {
+		bad(fileError(path, "INBOX", err))
+		return nil
+	}
+	if !s.from && !s.isEmpty {
+		bad(notMail(path, "INBOX", s, FormatMbox))
+		return nil
+	}
+	return scanMbox(path, "INBOX", format == FormatTakeout, labelsAsFolders, fn, bad)
 }
 
 // scanArchive reads a mailmove archive through its index.
@@ -136,13 +171,8 @@ func scanArchive(root string, fn func(*Item) error) error {
 // openMboxAt returns the message whose From_ line is at off in an mbox
 // file (Content-Length honoured where it fits, for mboxcl2 files).
 func openMboxAt(path string, off int64) (io.ReadCloser, error) {
-	f, err := os.Open(path)
+	f, fi, err := openRegular(path)
 	if err != nil {
-		return nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
 		return nil, err
 	}
 	m, err := mbox.NewReader(io.NewSectionReader(f, off, fi.Size()-off)).Next()
@@ -158,9 +188,10 @@ func openMboxAt(path string, off int64) (io.ReadCloser, error) {
 
 // scanMbox reads one mbox file whose messages go to folder.
 func scanMbox(path, folder string, takeout, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
-		return err
+		bad(fileError(path, folder, err))
+		return nil
 	}
 	defer f.Close()
 	r := mbox.NewReader(f)
@@ -171,16 +202,16 @@ func scanMbox(path, folder string, takeout, labelsAsFolders bool, fn func(*Item)
 			break
 		}
 		if errors.Is(err, mbox.ErrNotMbox) {
-			bad(&InputError{File: path, Msg: "not an mbox file (it does not start with a \"From \" line); skipped"})
+			bad(&InputError{File: path, Folder: folder, Err: ErrNotMail, Msg: "not an mbox file (it does not start with a \"From \" line); skipped"})
 			return nil
 		}
 		if err != nil {
-			bad(&InputError{File: path, Msg: err.Error()})
+			bad(&InputError{File: path, Folder: folder, Msg: err.Error(), Err: err})
 			break
 		}
 		hdr, n, herr := readHeaderAndCount(m)
 		if herr != nil {
-			bad(&InputError{File: path, Line: m.Line, Msg: herr.Error()})
+			bad(&InputError{File: path, Folder: folder, Line: m.Line, Msg: herr.Error(), Err: herr})
 			if errors.Is(herr, errTooBig) {
 				continue
 			}
@@ -196,6 +227,17 @@ func scanMbox(path, folder string, takeout, labelsAsFolders bool, fn func(*Item)
 		off := m.Offset
 		it := &Item{Meta: meta, Source: fmt.Sprintf("%s line %d", path, m.Line), ID: fmt.Sprintf("%s@%d", path, off)}
 		it.open = func() (io.ReadCloser, error) { return openMboxAt(path, off) }
+		if h.imapStore {
+			// Dovecot's (or UW-IMAP's) mbox store: its bookkeeping fields
+			// are not part of the message it serves
+			it.open = func() (io.ReadCloser, error) {
+				r, err := openMboxAt(path, off)
+				if err != nil {
+					return nil, err
+				}
+				return dropFields(r, imapStoreFields...), nil
+			}
+		}
 		if takeout || h.gmailLabels != nil {
 			for _, x := range takeoutItems(it, h, labelsAsFolders) {
 				items = append(items, x)
@@ -211,6 +253,10 @@ func scanMbox(path, folder string, takeout, labelsAsFolders bool, fn func(*Item)
 	}
 	return nil
 }
+
+// imapStoreFields are the header fields that Dovecot and UW-IMAP keep in
+// their mbox files for their own use, and hide when they serve a message.
+var imapStoreFields = []string{"X-IMAPbase", "X-IMAP", "X-UID", "Status", "X-Status", "X-Keywords", "Content-Length"}
 
 var errTooBig = errors.New("message larger than 1 GiB; skipped")
 
@@ -249,255 +295,34 @@ func readHeaderAndCount(r io.Reader) ([]byte, int64, error) {
 // scanEML reads one .eml file into folder.
 func scanEML(path, folder string, fn func(*Item) error) error {
 	meta := message.Meta{Folder: folder}
-	f, err := os.Open(path)
+	f, fi, err := openRegular(path)
 	if err != nil {
-		return err
+		return fileError(path, folder, err)
 	}
-	hdr, n, err := readHeaderAndCount(f)
-	fi, _ := f.Stat()
+	hdr, err := readHeader(f)
 	f.Close()
 	if err != nil {
-		return &InputError{File: path, Msg: err.Error()}
+		return &InputError{File: path, Folder: folder, Msg: err.Error(), Err: err}
+	}
+	if kind := magicKind(hdr); kind != "" {
+		return &InputError{File: path, Folder: folder, Err: ErrNotMail, Msg: kind + ", not mail; skipped"}
+	}
+	if fi.Size() > maxMessageSize {
+		return &InputError{File: path, Folder: folder, Msg: errTooBig.Error(), Err: errTooBig}
 	}
 	h := parseHeader(hdr)
-	meta.Size = n
+	meta.Size = fi.Size()
 	meta.MessageID = h.messageID
 	meta.Flags = h.flags()
 	meta.InternalDate = h.date
 	if pm, err := readProtonMetadata(path); err == nil && pm != nil {
 		pm.apply(&meta)
 	}
-	if meta.InternalDate.IsZero() && fi != nil {
+	if meta.InternalDate.IsZero() {
 		meta.InternalDate = fi.ModTime()
 	}
-	it := &Item{Meta: meta, Source: path, ID: path, open: func() (io.ReadCloser, error) { return os.Open(path) }}
+	it := &Item{Meta: meta, Source: path, ID: path, open: func() (io.ReadCloser, error) { return openMessageFile(path) }}
 	return fn(it)
-}
-
-// scanTree walks a folder of mbox files, .eml files and Thunderbird
-// profile folders; subfolders become folders.
-func scanTree(root string, format Format, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
-	var files []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if p != root && strings.HasPrefix(d.Name(), ".") {
-				return filepath.SkipDir
-			}
-			if p != root && isMaildir(p) {
-				files = append(files, p)
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		files = append(files, p)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	sort.Strings(files)
-	for _, p := range files {
-		rel, _ := filepath.Rel(root, p)
-		name := filepath.Base(p)
-		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
-			if err := scanMaildir(p, folderOf(rel), fn, bad); err != nil {
-				return err
-			}
-			continue
-		}
-		switch {
-		case strings.HasSuffix(name, ".msf") || strings.HasSuffix(name, ".metadata.json") || name == "table_of_contents" || strings.HasPrefix(name, "."):
-			continue
-		case strings.HasSuffix(strings.ToLower(name), ".eml") && format != FormatMbox:
-			folder := folderOf(filepath.Dir(rel))
-			if err := scanEML(p, folder, fn); err != nil {
-				var ie *InputError
-				if errors.As(err, &ie) {
-					bad(err)
-					continue
-				}
-				return err
-			}
-		default:
-			if !startsWithFrom(p) {
-				if format == FormatMbox || strings.HasSuffix(name, ".mbox") {
-					bad(&InputError{File: p, Msg: "not an mbox file (it does not start with a \"From \" line); skipped"})
-				} else if !isKnownNoise(name) {
-					bad(&InputError{File: p, Msg: "not mail (neither mbox nor .eml); skipped"})
-				}
-				continue
-			}
-			folder := folderOf(strings.TrimSuffix(rel, ".mbox"))
-			if name == "mbox" && strings.HasSuffix(filepath.Dir(rel), ".mbox") {
-				// Apple Mail: Name.mbox/mbox
-				folder = folderOf(strings.TrimSuffix(filepath.Dir(rel), ".mbox"))
-			}
-			if err := scanMbox(p, folder, format == FormatTakeout, labelsAsFolders, fn, bad); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func isKnownNoise(name string) bool {
-	switch strings.ToLower(name) {
-	case "readme", "readme.txt", "archive_browser.html", "msgfilterrules.dat", "popstate.dat", "filterlog.html":
-		return true
-	}
-	return strings.HasSuffix(name, ".json") || strings.HasSuffix(name, ".html") || strings.HasSuffix(name, ".dat")
-}
-
-// folderOf turns a relative file path into a folder path: "/" separators,
-// Thunderbird's "X.sbd" directories as "X", "." (the root) as INBOX.
-func folderOf(rel string) string {
-	rel = filepath.ToSlash(rel)
-	if rel == "." || rel == "" {
-		return "INBOX"
-	}
-	segs := strings.Split(rel, "/")
-	for i, s := range segs {
-		segs[i] = archive.UnescapeSegment(strings.TrimSuffix(s, ".sbd"))
-	}
-	if strings.EqualFold(segs[0], "inbox") && len(segs) == 1 {
-		segs[0] = "INBOX"
-	}
-	return strings.Join(segs, "/")
-}
-
-func startsWithFrom(p string) bool {
-	f, err := os.Open(p)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	var b [5]byte
-	n, _ := io.ReadFull(f, b[:])
-	return n == 5 && string(b[:]) == "From "
-}
-
-func isMaildir(p string) bool {
-	for _, d := range []string{"cur", "new"} {
-		if fi, err := os.Stat(filepath.Join(p, d)); err != nil || !fi.IsDir() {
-			return false
-		}
-	}
-	return true
-}
-
-// scanMaildirPP reads a Maildir++ tree: the root is INBOX, ".A.B" is A/B.
-func scanMaildirPP(root string, fn func(*Item) error, bad func(error)) error {
-	if err := scanMaildir(root, "INBOX", fn, bad); err != nil {
-		return err
-	}
-	entries, err := os.ReadDir(root)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), ".") || e.Name() == "." || e.Name() == ".." {
-			continue
-		}
-		p := filepath.Join(root, e.Name())
-		if !isMaildir(p) {
-			continue
-		}
-		folder := strings.ReplaceAll(strings.TrimPrefix(e.Name(), "."), ".", "/")
-		if err := scanMaildir(p, folder, fn, bad); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// scanMaildir reads one Maildir: flags from the ":2," suffix, dates from
-// the file's modification time (which mbsync and Dovecot set to the
-// arrival date).
-func scanMaildir(dir, folder string, fn func(*Item) error, bad func(error)) error {
-	var names []string
-	for _, sub := range []string{"new", "cur"} {
-		entries, err := os.ReadDir(filepath.Join(dir, sub))
-		if err != nil {
-			continue
-		}
-		for _, e := range entries {
-			if !e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-				names = append(names, filepath.Join(sub, e.Name()))
-			}
-		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		p := filepath.Join(dir, n)
-		fi, err := os.Stat(p)
-		if err != nil {
-			continue
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			bad(err)
-			continue
-		}
-		hdr, size, err := readHeaderAndCount(f)
-		f.Close()
-		if err != nil {
-			bad(&InputError{File: p, Msg: err.Error()})
-			continue
-		}
-		h := parseHeader(hdr)
-		meta := message.Meta{Folder: folder, Size: size, MessageID: h.messageID, InternalDate: fi.ModTime()}
-		meta.Flags = maildirFlags(n)
-		if meta.Flags == nil {
-			meta.Flags = h.flags()
-		}
-		path := p
-		it := &Item{Meta: meta, Source: p, ID: maildirID(p), open: func() (io.ReadCloser, error) { return os.Open(path) }}
-		if err := fn(it); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// maildirID is a Maildir file's name without its flags, stable when the
-// flags change.
-func maildirID(p string) string {
-	if i := strings.LastIndex(p, ":2,"); i >= 0 {
-		return p[:i]
-	}
-	return p
-}
-
-// maildirFlags reads the ":2,FLAGS" suffix; nil when there is none.
-func maildirFlags(name string) []string {
-	i := strings.LastIndex(name, ":2,")
-	if i < 0 {
-		if strings.HasPrefix(name, "new"+string(filepath.Separator)) {
-			return []string{}
-		}
-		return nil
-	}
-	flags := []string{}
-	for _, c := range name[i+3:] {
-		switch c {
-		case 'S':
-			flags = append(flags, `\Seen`)
-		case 'R':
-			flags = append(flags, `\Answered`)
-		case 'F':
-			flags = append(flags, `\Flagged`)
-		case 'T':
-			flags = append(flags, `\Deleted`)
-		case 'D':
-			flags = append(flags, `\Draft`)
-		case 'P':
-			flags = append(flags, `$Forwarded`)
-		}
-	}
-	return flags
 }
 
 // protonMeta is the .metadata.json that Proton's export tool writes beside

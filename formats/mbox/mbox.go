@@ -10,7 +10,8 @@
 // line. Line endings are kept as given (IMAP delivers CRLF) unless the Writer
 // is asked for LF, in which case CRLF pairs are turned into LF.
 //
-// Reading: a From_ line at the start of the file or after an empty line starts
+// Reading: a From_ line at the start of the file (after empty lines at most)
+// or after an empty line starts
 // a message; the empty line before it (or before the end of the file) is not
 // part of the message; one '>' is removed from every line matching ^>+From .
 // This reads mboxrd exactly, and mboxo (Python's mailbox, older Thunderbird,
@@ -475,20 +476,30 @@ func (r *Reader) Next() (*Message, error) {
 	}
 	if !r.started {
 		r.started = true
-		line, err := r.br.ReadString('\n')
-		r.pos += int64(len(line))
-		if err != nil && line == "" {
-			if err == io.EOF {
-				return nil, io.EOF
+		// Empty lines before the first From_ line (some programs write
+		// one) belong to no message.
+		var line string
+		for {
+			l, err := r.br.ReadString('\n')
+			r.pos += int64(len(l))
+			if err != nil && l == "" {
+				if err == io.EOF {
+					return nil, io.EOF
+				}
+				return nil, err
 			}
-			return nil, err
+			r.line++
+			if l == "\n" || l == "\r\n" {
+				continue
+			}
+			line = l
+			break
 		}
-		r.line++
 		if !strings.HasPrefix(line, "From ") {
 			return nil, ErrNotMbox
 		}
 		r.next = line
-		r.nextOff = 0
+		r.nextOff = r.pos - int64(len(line))
 	}
 	if r.next == "" {
 		return nil, io.EOF

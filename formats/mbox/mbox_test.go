@@ -420,3 +420,30 @@ func BenchmarkToCRLF(b *testing.B) {
 		}
 	}
 }
+
+// Empty lines before the first From_ line are no message, and the first
+// message's offset is its From_ line's.
+func TestBlankLinesBeforeFirstFrom(t *testing.T) {
+	file := "\n\r\n\nFrom a Mon Jan  6 08:15:00 2025\nSubject: one\n\nbody\n\nFrom b Mon Jan  6 08:16:00 2025\nSubject: two\n\nbody 2\n"
+	r := NewReader(strings.NewReader(file))
+	var offs []int64
+	var bodies []string
+	for {
+		m, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(m)
+		offs = append(offs, m.Offset)
+		bodies = append(bodies, string(b))
+	}
+	if len(bodies) != 2 || bodies[0] != "Subject: one\n\nbody\n" || offs[0] != 4 || !strings.HasPrefix(file[offs[1]:], "From b ") {
+		t.Fatalf("offsets %v, messages %q", offs, bodies)
+	}
+	if _, err := NewReader(strings.NewReader("\n\nnot mbox\n")).Next(); err != ErrNotMbox {
+		t.Fatalf("want ErrNotMbox, got %v", err)
+	}
+}

@@ -184,6 +184,15 @@ func freePort(t testing.TB) int {
 // StartDovecot starts Dovecot (testdata/dovecot) on two free loopback ports.
 func StartDovecot(t testing.TB) *Dovecot {
 	t.Helper()
+	return StartDovecotMail(t, "")
+}
+
+// StartDovecotMail is StartDovecot with another mail_location (empty: the
+// configuration's Maildir++), e.g. "maildir:~/Maildir:LAYOUT=fs" or
+// "mbox:~/mail:INBOX=~/mail/inbox". The users' mail is under
+// Dir/home/USER.
+func StartDovecotMail(t testing.TB, mailLocation string) *Dovecot {
+	t.Helper()
 	if _, err := exec.LookPath("dovecot"); err != nil {
 		requireOrSkip(t, "dovecot is not installed (apt-get install dovecot-imapd)")
 	}
@@ -192,7 +201,7 @@ func StartDovecot(t testing.TB) *Dovecot {
 		t.Fatal(err)
 	}
 	p1, p2 := freePort(t), freePort(t)
-	out, err := exec.Command("bash", filepath.Join(Root(), "testdata", "dovecot", "start.sh"), dir, fmt.Sprint(p1), fmt.Sprint(p2)).CombinedOutput()
+	out, err := exec.Command("bash", filepath.Join(Root(), "testdata", "dovecot", "start.sh"), dir, fmt.Sprint(p1), fmt.Sprint(p2), mailLocation).CombinedOutput()
 	if err != nil {
 		t.Fatalf("starting dovecot: %v\n%s", err, out)
 	}
