@@ -90,7 +90,13 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		opts.Progress = prog
 		opts.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
 	}
-	sum, runErr := imports.Run(ctx, opts)
+	sum, runErr, stopped := runImport(ctx, opts)
+	if stopped {
+		// the run did not end within the grace period after Ctrl-C or
+		// SIGTERM (input or a server that does not answer): leave it
+		fmt.Fprintf(stderr, "mailmove: interrupted; the import did not stop within %s, so it was left. What was appended is recorded; run the same command again to go on\n", stopGrace)
+		return exitFailed
+	}
 	if prog != nil {
 		prog.finish()
 	}
@@ -99,8 +105,9 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			OK    bool   `json:"ok"`
 			Error string `json:"error,omitempty"`
 			*imports.Summary
+			Tally   string  `json:"tally"`
 			Seconds float64 `json:"seconds"`
-		}{Summary: sum}
+		}{Summary: sum, Tally: sum.Tally()}
 		if runErr != nil {
 			v.Error = runErr.Error()
 		}
@@ -110,37 +117,96 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		enc.SetIndent("", "  ")
 		enc.Encode(v)
 	} else if *dry {
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TARGET FOLDER\tNEW\tAPPEND\tSIZE\tALREADY THERE\tFROM")
-		for _, p := range sum.Plan {
-			create := ""
-			if p.Create {
-				create = "yes"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", p.Folder, create, p.Append, humanBytes(p.Bytes), p.Present+p.Journal, p.Sources)
-		}
-		tw.Flush()
+		printTally(stdout, sum)
+	} else if tty {
+		printTally(stderr, sum)
 	}
 	if len(sum.Failed) > 0 {
-		fmt.Fprintf(stderr, "mailmove: %d messages or files could not be imported:\n", len(sum.Failed))
+		fmt.Fprintf(stderr, "mailmove: %d messages, folders or files were reported:\n", len(sum.Failed))
 		for _, f := range sum.Failed {
-			fmt.Fprintf(stderr, "  %s: %s\n", f.Source, f.Error)
+			where := f.Source
+			if f.Folder != "" && f.Kind != imports.KindFolder {
+				where += " (to " + f.Folder + ")"
+			}
+			fmt.Fprintf(stderr, "  %s: %s\n", where, f.Error)
 		}
 	}
 	if runErr != nil {
+		if sum.Seen > 0 {
+			fmt.Fprintf(stderr, "mailmove: %s\n", sum.Tally())
+		}
 		if errors.Is(runErr, imports.ErrOverQuota) {
 			fmt.Fprintf(stderr, "mailmove: %v\n", runErr)
 			return exitFailed
 		}
 		return errorExit(stderr, runErr)
 	}
-	if tty && !*jsonOut && !*dry {
-		fmt.Fprintf(stderr, "%s: %d messages appended (%s), %d already there, in %s\n", cfg.URL, sum.Appended, humanBytes(sum.Bytes), sum.Skipped, sum.Elapsed.Round(10*time.Millisecond))
+	if !*jsonOut && (tty || len(sum.Failed) > 0) {
+		verb := "imported into"
+		if *dry {
+			verb = "would go to"
+		}
+		fmt.Fprintf(stderr, "%s %s %s: %s, %s, in %s\n", sum.Source, verb, cfg.URL, sum.Tally(), humanBytes(sum.Bytes), sum.Elapsed.Round(10*time.Millisecond))
 	}
 	if len(sum.Failed) > 0 {
 		return exitPartial
 	}
 	return exitOK
+}
+
+// printTally prints the tally of every target folder.
+func printTally(w io.Writer, sum *imports.Summary) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	done := "APPENDED"
+	if sum.DryRun {
+		done = "APPEND"
+	}
+	fmt.Fprintf(tw, "TARGET FOLDER\tNEW\tSEEN\t%s\tSIZE\tALREADY THERE\tREFUSED\tNOT DONE\tFROM\n", done)
+	for _, p := range sum.Plan {
+		create := ""
+		if p.Create {
+			create = "yes"
+		}
+		n := p.Appended
+		if sum.DryRun {
+			n = p.Append
+		}
+		folder := p.Folder
+		if folder == "" {
+			folder = "(none)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", folder, create, p.Messages, n, humanBytes(p.Bytes), p.Present+p.Journal, p.Refused, p.NotDone, p.Sources)
+	}
+	tw.Flush()
+}
+
+// stopGrace is how long an import may take to stop after Ctrl-C or
+// SIGTERM before the command leaves it.
+const stopGrace = 5 * time.Second
+
+// runImport runs an import; after ctx ends (Ctrl-C, SIGTERM) it waits at
+// most stopGrace for the run to stop (stopped: it did not).
+func runImport(ctx context.Context, opts imports.Options) (sum *imports.Summary, err error, stopped bool) {
+	type result struct {
+		sum *imports.Summary
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, e := imports.Run(ctx, opts)
+		ch <- result{s, e}
+	}()
+	select {
+	case r := <-ch:
+		return r.sum, r.err, false
+	case <-ctx.Done():
+	}
+	select {
+	case r := <-ch:
+		return r.sum, r.err, false
+	case <-time.After(stopGrace):
+		return nil, ctx.Err(), true
+	}
 }
 
 func defaultJournalDir() string {
