@@ -206,8 +206,6 @@ func TestFolderRefusedDovecot(t *testing.T) {
 	}
 }
 
-
-
 // An archive from someone else is input, not code: index entries that
 // point outside the archive, symlinks, a FIFO and changed files are each
 // refused and listed; nothing outside the archive reaches the server; the
