@@ -339,3 +339,78 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+// The journal knows a source by what it is, not by the path as typed; the
+// server-side check finds a Message-ID after a 1.2 MB header line.
+func TestSameSourceTwoSpellings(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "in"), 0o700)
+	long := "X-Long: " + strings.Repeat("x", 1200<<10) + "\n"
+	mb := "From a@example.org Mon Jan  6 08:15:00 2025\nFrom: a@example.org\nSubject: one\nMessage-ID: <one@example.org>\n\nbody\n\n" +
+		"From a@example.org Mon Jan  6 08:16:00 2025\nFrom: a@example.org\n" + long + "Subject: long header\nMessage-ID:\n <long@example.org>\n\nbody\n\n" +
+		"From a@example.org Mon Jan  6 08:17:00 2025\nFrom: a@example.org\nSubject: no id\n\nbody\n"
+	os.WriteFile(filepath.Join(dir, "in", "odd"), []byte(mb), 0o600)
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	d := testmail.StartDovecot(t)
+	for _, target := range []string{"memory", "dovecot"} {
+		t.Run(target, func(t *testing.T) {
+			cfg := d.Config(t, "imaps", "dst")
+			if target == "memory" {
+				cfg = testmail.MemConfig(t, testmail.Mem(t).Addr)
+			} else {
+				clearAccount(t, cfg)
+			}
+			jdir := t.TempDir()
+			sum := runImport(t, Options{Account: cfg, Source: "in/odd", Folder: "Odd", JournalDir: jdir})
+			checkTally(t, sum, 3, 3, 0, 0)
+			if sum.Source != filepath.Join(dir, "in", "odd") {
+				// t.TempDir may itself be under a symlink: compare resolved
+				if r, _ := filepath.EvalSymlinks(filepath.Join(dir, "in", "odd")); sum.Source != r {
+					t.Errorf("source resolved to %s", sum.Source)
+				}
+			}
+			// the same file by another path (absolute, through a symlink):
+			// the journal knows it
+			sum = runImport(t, Options{Account: cfg, Source: filepath.Join(link, "in", "odd"), Folder: "Odd", JournalDir: jdir})
+			checkTally(t, sum, 3, 0, 3, 0)
+			if sum.Plan[0].Journal != 3 {
+				t.Errorf("second spelling: %+v, want all 3 known to the journal", sum.Plan[0])
+			}
+			// without the journal: the server is asked, and the Message-ID
+			// after the 1.2 MB line is found there
+			sum = runImport(t, Options{Account: cfg, Source: "./in/../in/odd", Folder: "Odd", JournalDir: t.TempDir()})
+			checkTally(t, sum, 3, 0, 3, 0)
+			if sum.Plan[0].Present != 3 {
+				t.Errorf("without the journal: %+v, want all 3 found on the server", sum.Plan[0])
+			}
+			if got := contents(t, cfg)["Odd"]; len(got) != 3 {
+				t.Fatalf("Odd holds %d messages, want 3", len(got))
+			}
+		})
+	}
+}
+
+// A file put in the place of another at the same path is another source:
+// its journal is not the old one's.
+func TestJournalKnowsReplacedFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "box.mbox")
+	one := "From a@example.org Mon Jan  6 08:15:00 2025\nFrom: a@example.org\nSubject: first file\nMessage-ID: <f1@example.org>\n\nbody\n"
+	os.WriteFile(p, []byte(one), 0o600)
+	cfg := testmail.MemConfig(t, testmail.Mem(t).Addr)
+	jdir := t.TempDir()
+	checkTally(t, runImport(t, Options{Account: cfg, Source: p, JournalDir: jdir}), 1, 1, 0, 0)
+	// another mbox, written beside and renamed over the first (as mail
+	// programs do): same path, same offsets, another file
+	two := strings.ReplaceAll(strings.ReplaceAll(one, "first", "second"), "f1@", "f2@")
+	os.WriteFile(p+".new", []byte(two), 0o600)
+	os.Rename(p+".new", p)
+	checkTally(t, runImport(t, Options{Account: cfg, Source: p, JournalDir: jdir}), 1, 1, 0, 0)
+	if got := contents(t, cfg)["INBOX"]; len(got) != 2 {
+		t.Fatalf("INBOX holds %d messages, want 2", len(got))
+	}
+}
