@@ -247,8 +247,18 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
 	}
 }
 
-// Run imports o.Source into o.Account.
+// Run imports o.Source into o.Account. When ctx ends, every connection is
+// closed and Run returns promptly with an error that wraps ctx.Err().
 func Run(ctx context.Context, o Options) (*Summary, error) {
+	sum, err := run(ctx, o)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// the connections were closed under the run: that is why it stopped
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return sum, err
+}
+
+func run(ctx context.Context, o Options) (*Summary, error) {
 	start := time.Now()
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
