@@ -38,7 +38,7 @@ func scanArchive(root string, fn func(*Item) error, bad func(error)) error {
 		return err
 	}
 	// r stays open for the length of the import (the items open their
-	// files through it); it is one descriptor.
+	// files through it); it is one descriptor, closed by its finalizer.
 	for _, folder := range a.Folders() {
 		st := a.State(folder)
 		role := ""

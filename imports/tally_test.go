@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -412,5 +413,43 @@ func TestJournalKnowsReplacedFile(t *testing.T) {
 	checkTally(t, runImport(t, Options{Account: cfg, Source: p, JournalDir: jdir}), 1, 1, 0, 0)
 	if got := contents(t, cfg)["INBOX"]; len(got) != 2 {
 		t.Fatalf("INBOX holds %d messages, want 2", len(got))
+	}
+}
+
+// The bug guard: a tally that does not add up fails the run.
+func TestTallyGuard(t *testing.T) {
+	mk := func(p FolderPlan, failed ...Failure) *importer {
+		return &importer{sum: &Summary{Failed: failed}, plans: map[string]*FolderPlan{p.Folder: &p}}
+	}
+	var te *TallyError
+	// complete, adds up
+	im := mk(FolderPlan{Folder: "A", Messages: 4, Appended: 2, Present: 1, Refused: 1}, Failure{Kind: KindMessage, Messages: 1})
+	im.sum.Appended = 2
+	if err := im.finish(4, true); err != nil || im.sum.Seen != 4 || im.sum.Skipped != 1 || im.sum.Refused != 1 {
+		t.Fatalf("%v %s", err, im.sum.Tally())
+	}
+	// a message neither appended, nor there, nor refused, in a complete run
+	im = mk(FolderPlan{Folder: "A", Messages: 4, Appended: 2, Present: 1})
+	im.sum.Appended = 2
+	if err := im.finish(4, true); !errors.As(err, &te) || !strings.Contains(err.Error(), "1 of 4 messages") {
+		t.Fatalf("missing message: %v", err)
+	}
+	// the same when the run stopped: one not done, no error
+	im = mk(FolderPlan{Folder: "A", Messages: 4, Appended: 2, Present: 1})
+	im.sum.Appended = 2
+	if err := im.finish(4, false); err != nil || im.sum.NotDone != 1 || !strings.Contains(im.sum.Tally(), "1 not done") {
+		t.Fatalf("stopped run: %v %s", err, im.sum.Tally())
+	}
+	// a refusal counted but not listed
+	im = mk(FolderPlan{Folder: "A", Messages: 2, Appended: 1, Refused: 1})
+	im.sum.Appended = 1
+	if err := im.finish(2, true); !errors.As(err, &te) || !strings.Contains(err.Error(), "1 messages refused, 0 listed") {
+		t.Fatalf("unlisted refusal: %v", err)
+	}
+	// more accounted for than seen; and a message lost before grouping
+	im = mk(FolderPlan{Folder: "A", Messages: 2, Appended: 3})
+	im.sum.Appended = 3
+	if err := im.finish(3, true); !errors.As(err, &te) || len(te.Problems) != 2 {
+		t.Fatalf("over-counted: %v", err)
 	}
 }
