@@ -370,7 +370,7 @@ func run(ctx context.Context, o Options) (*Summary, error) {
 		t := targets[name]
 		n, b := 0, int64(0)
 		for _, it := range t.items {
-			if !jr.done[it.ID] {
+			if !jr.knows(it) {
 				n++
 				b += it.Meta.Size
 			}
@@ -725,7 +725,7 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 	var todo []*Item
 	im.mu.Lock()
 	for _, it := range t.items {
-		if im.jr.done[it.ID] {
+		if im.jr.knows(it) {
 			plan.Journal++
 			continue
 		}
@@ -786,7 +786,7 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 	journaled := map[key]int{}
 	im.mu.Lock()
 	for _, it := range t.items {
-		if im.jr.done[it.ID] {
+		if im.jr.knows(it) {
 			if k, ok := im.jr.keys[it.ID]; ok {
 				journaled[k]++
 			}
@@ -1419,6 +1419,22 @@ func openJournal(dir, target, source, canonical, ident string) (*journal, error)
 	}
 	j.f, j.w = f, bufio.NewWriter(f)
 	return j, nil
+}
+
+// knows reports whether the journal recorded this message as imported: its
+// ID (a file, or a file and offset) is there, and it is the message the
+// journal recorded: a message whose Message-ID (as the scan read it) is
+// not the recorded one is another message at the same place (an mbox
+// rewritten by its mail program), and goes through the server-side check.
+func (j *journal) knows(it *Item) bool {
+	if !j.done[it.ID] {
+		return false
+	}
+	k, ok := j.keys[it.ID]
+	if !ok || it.Meta.MessageID == "" {
+		return true // nothing to compare (no Message-ID read by the scan)
+	}
+	return k.id == messageID(it.Meta.MessageID)
 }
 
 func (j *journal) record(id, folder string, k key, uid uint32) {

@@ -453,3 +453,31 @@ func TestTallyGuard(t *testing.T) {
 		t.Fatalf("over-counted: %v", err)
 	}
 }
+
+// In a tree, a mail program may rewrite an mbox (Thunderbird compacts
+// folders): the same path and offsets then hold other messages. The
+// journal entry of a path and offset is trusted only for the message it
+// recorded.
+func TestJournalRewrittenMboxInTree(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "Folder.mbox")
+	box := func(ids ...string) string {
+		var b strings.Builder
+		for _, id := range ids {
+			fmt.Fprintf(&b, "From a@example.org Mon Jan  6 08:15:00 2025\nFrom: a@example.org\nSubject: %s\nMessage-ID: <%s@example.org>\n\nbody\n\n", id, id)
+		}
+		return b.String()
+	}
+	os.WriteFile(p, []byte(box("a1", "a2")), 0o600)
+	cfg := testmail.MemConfig(t, testmail.Mem(t).Addr)
+	jdir := t.TempDir()
+	checkTally(t, runImport(t, Options{Account: cfg, Source: dir, JournalDir: jdir}), 2, 2, 0, 0)
+	// compacted: a1 deleted, b1 and b2 new, at the offsets a1 and a2 had
+	os.WriteFile(p+".tmp", []byte(box("b1", "b2", "a2")), 0o600)
+	os.Rename(p+".tmp", p)
+	sum := runImport(t, Options{Account: cfg, Source: dir, JournalDir: jdir})
+	checkTally(t, sum, 3, 2, 1, 0)
+	if got := contents(t, cfg)["Folder"]; len(got) != 4 {
+		t.Fatalf("Folder holds %d messages, want 4 (a1, a2, b1, b2)", len(got))
+	}
+}
