@@ -294,7 +294,10 @@ func run(ctx context.Context, o Options) (*Summary, error) {
 		var ie *InputError
 		f := Failure{Kind: KindInput, Error: e.Error()}
 		if errors.As(e, &ie) {
-			f.Source = ie.File
+			f.Source, f.Error = ie.File, ie.Msg
+			if ie.Line > 0 {
+				f.Source = fmt.Sprintf("%s line %d", ie.File, ie.Line)
+			}
 		}
 		sum.Failed = append(sum.Failed, f)
 	}
@@ -1160,7 +1163,12 @@ func (im *importer) send(ctx context.Context, c *account.Conn, server string, t 
 
 // fail reports a message refused, in its folder's tally.
 func (im *importer) fail(t *target, it *Item, err error) {
-	im.refuse(t.plan, it.Source, t.name, 1, KindMessage, err.Error())
+	msg := err.Error()
+	var ie *InputError
+	if errors.As(err, &ie) && strings.HasPrefix(it.Source, ie.File) {
+		msg = ie.Msg // the source names the file already
+	}
+	im.refuse(t.plan, it.Source, t.name, 1, KindMessage, msg)
 }
 
 // inventory returns the (Message-ID, size) multiset of the selected folder.
