@@ -175,7 +175,8 @@ func TestImportStopsOnSignal(t *testing.T) {
 				src = "-"
 			}
 			cmd := exec.Command(binary(t), "import", "--to", "imap://alice@"+addr+"?tls=none", "--journal-dir", t.TempDir(), src)
-			cmd.Env = append(os.Environ(), "MAILMOVE_TO_PASSWORD=secret")
+			tmp := t.TempDir()
+			cmd.Env = append(os.Environ(), "MAILMOVE_TO_PASSWORD=secret", "TMPDIR="+tmp)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			var stdinW *os.File
@@ -203,7 +204,17 @@ func TestImportStopsOnSignal(t *testing.T) {
 					t.Fatal("the import never reached the server")
 				}
 			} else {
-				time.Sleep(300 * time.Millisecond) // reading standard input
+				// reading standard input: into a copy in TMPDIR, once the
+				// import has begun (and listens for signals)
+				for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+					if m, _ := filepath.Glob(filepath.Join(tmp, "mailmove-stdin-*")); len(m) > 0 {
+						break
+					}
+					if time.Since(start) > 30*time.Second {
+						t.Fatal("the import never began reading standard input")
+					}
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 			sent := time.Now()
 			cmd.Process.Signal(c.sig)
