@@ -236,6 +236,11 @@ func (a *Appender) Close() error {
 	return a.conn.Close()
 }
 
+// Abort closes the connection at once, without logging out: what is in
+// flight is not completed (a batch whose literal was not ended is not
+// appended). Safe to call while another goroutine uses the Appender.
+func (a *Appender) Abort() error { return a.conn.Close() }
+
 // read matches tagged answers to pending batches.
 func (a *Appender) read(br *bufio.Reader) {
 	var err error

@@ -46,11 +46,11 @@ func parseHeader(b []byte) *header {
 		fields = append(fields, [2]string{strings.TrimSpace(k), strings.TrimSpace(v)})
 	}
 	for _, f := range fields {
-		v := f[1]
+		v := strings.TrimSpace(f[1]) // a folded field starts on its next line
 		switch strings.ToLower(f[0]) {
 		case "message-id":
 			if h.messageID == "" {
-				h.messageID = strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
+				h.messageID = messageID(v)
 			}
 		case "date":
 			h.hasDate = v != ""
@@ -88,6 +88,17 @@ func parseHeader(b []byte) *header {
 		}
 	}
 	return h
+}
+
+// messageID reads a Message-ID field's value: the first <id>, else the
+// value as it is.
+func messageID(v string) string {
+	if i := strings.IndexByte(v, '<'); i >= 0 {
+		if j := strings.IndexByte(v[i:], '>'); j > 0 {
+			return strings.TrimSpace(v[i+1 : i+j])
+		}
+	}
+	return strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">"))
 }
 
 // flags maps mbox-convention headers to IMAP flags: Status (R read),

@@ -55,39 +55,111 @@ type Options struct {
 // Progress receives progress reports (see message.Progress).
 type Progress = message.Progress
 
-// Failure is a message that could not be imported, or bad input.
+// Kinds of Failure.
+const (
+	// KindMessage is a message refused: by the server (its words), or by
+	// mailmove because it cannot be sent (NUL bytes, a zip archive, a
+	// message that does not match its archive index, Bridge's rules).
+	KindMessage = "message"
+	// KindFolder is a target folder the server refused (CREATE or SELECT
+	// answered NO): its messages are refused with it.
+	KindFolder = "folder"
+	// KindInput is input not read as mail: a file not understood, an
+	// unreadable file, a hostile archive index entry.
+	KindInput = "input"
+	// KindLabel is a Proton label that could not be set.
+	KindLabel = "label"
+)
+
+// Failure is something reported: a message refused, a folder the server
+// refused, input that could not be read.
 type Failure struct {
 	Source string `json:"source"`
 	Folder string `json:"folder,omitempty"`
-	Error  string `json:"error"`
-}
-
-// FolderPlan says what an import does with one target folder.
-type FolderPlan struct {
-	Folder   string `json:"folder"`
-	Create   bool   `json:"create"`
-	Append   int    `json:"append"`
-	Bytes    int64  `json:"bytes"`
-	Present  int    `json:"already_present"`
-	Journal  int    `json:"already_imported"`
-	Sources  string `json:"from"`
+	// Kind is KindMessage, KindFolder, KindInput or KindLabel.
+	Kind string `json:"kind"`
+	// Messages is how many messages of the tally this accounts for as
+	// refused: 1 for a message, all of them for a folder, 0 otherwise.
 	Messages int    `json:"messages"`
+	Error    string `json:"error"`
 }
 
-// Summary is what an import did (or, with DryRun, would do).
+// FolderPlan is the tally of one target folder: every message of the
+// input meant for it (Messages) is appended, already there (found on the
+// server, or in the journal), refused, or, when the run stopped early,
+// not done: Messages = Appended + Present + Journal + Refused + NotDone
+// (with DryRun, Append in place of Appended).
+type FolderPlan struct {
+	// Folder is the target folder; empty for messages that have no target
+	// (refused by the target's rules before one was chosen).
+	Folder string `json:"folder"`
+	Create bool   `json:"create"`
+	// Sources are the source folders, comma separated.
+	Sources string `json:"from"`
+	// Messages is how many messages of the input are meant for the folder.
+	Messages int `json:"messages"`
+	// Append and Bytes are what is (or, with DryRun, would be) sent.
+	Append   int   `json:"append"`
+	Bytes    int64 `json:"bytes"`
+	Appended int   `json:"appended"`
+	Present  int   `json:"already_present"`
+	Journal  int   `json:"already_imported"`
+	Refused  int   `json:"refused"`
+	// NotDone are the messages not yet handled when the run stopped (an
+	// error, Ctrl-C): the next run goes on with them. Always 0 after a
+	// complete run.
+	NotDone int `json:"not_done"`
+}
+
+// Summary is what an import did (or, with DryRun, would do). Its tally is
+// checked before Run returns: Seen = Appended (with DryRun: Planned) +
+// Skipped + Refused + NotDone, in total and per folder.
 type Summary struct {
-	Plan     []FolderPlan  `json:"folders"`
-	Appended int           `json:"appended"`
-	Bytes    int64         `json:"bytes"`
-	Skipped  int           `json:"skipped"`
-	Failed   []Failure     `json:"failed"`
-	Bridge   bool          `json:"bridge"`
-	DryRun   bool          `json:"dry_run"`
-	Elapsed  time.Duration `json:"elapsed_ns"`
+	Plan []FolderPlan `json:"folders"`
+	// Seen is how many messages were found in the input.
+	Seen     int   `json:"seen"`
+	Planned  int   `json:"to_append"`
+	Appended int   `json:"appended"`
+	Bytes    int64 `json:"bytes"`
+	// Skipped are the messages already there: on the server, or recorded
+	// in the journal by an earlier run.
+	Skipped int       `json:"already_there"`
+	Refused int       `json:"refused"`
+	NotDone int       `json:"not_done"`
+	Failed  []Failure `json:"failed"`
+	Bridge  bool      `json:"bridge"`
+	DryRun  bool      `json:"dry_run"`
+	// Source is the input as resolved: absolute, symlinks evaluated.
+	Source  string        `json:"source"`
+	Elapsed time.Duration `json:"elapsed_ns"`
+}
+
+// Tally returns the summary's equation in words.
+func (s *Summary) Tally() string {
+	done, verb := s.Appended, "appended"
+	if s.DryRun {
+		done, verb = s.Planned, "to append"
+	}
+	t := fmt.Sprintf("%d messages seen = %d %s + %d already there + %d refused", s.Seen, done, verb, s.Skipped, s.Refused)
+	if s.NotDone > 0 {
+		t += fmt.Sprintf(" + %d not done (the run stopped)", s.NotDone)
+	}
+	return t
 }
 
 // ErrOverQuota stops an import when the target account is full.
 var ErrOverQuota = errors.New("the target account is over its quota")
+
+// TallyError says that the import could not account for every message:
+// a bug in mailmove, never a normal outcome.
+type TallyError struct {
+	Problems []string
+}
+
+func (e *TallyError) Error() string {
+	return "mailmove could not account for every message of the input (a bug in mailmove; please report it with this output): " +
+		strings.Join(e.Problems, "; ") + ". Check the target account before you rely on this import; running it again appends only what is missing"
+}
 
 // bridgeMaxSize is Proton's import limit (it applies to the encrypted size;
 // messages close to it may still be refused, and are then reported). A
@@ -100,24 +172,100 @@ type target struct {
 	items   []*Item
 	sources map[string]bool
 	exists  bool
+	plan    *FolderPlan
 }
 
-// Run imports o.Source into o.Account.
+// connSet closes every connection of a run when its context ends, so that
+// Ctrl-C and SIGTERM stop an import whatever it waits for.
+type connSet struct {
+	mu     sync.Mutex
+	closed bool
+	fns    []func()
+}
+
+// add registers a close function; after closeAll it runs at once.
+func (s *connSet) add(fn func()) {
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.fns = append(s.fns, fn)
+	}
+	s.mu.Unlock()
+	if closed {
+		fn()
+	}
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	fns := s.fns
+	s.fns = nil
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// scanCtx runs Scan, returning at once when ctx ends (Scan may be stuck on
+// input that does not answer; the process is ending then).
+func scanCtx(ctx context.Context, src string, format Format, labelsAsFolders bool) ([]*Item, []error, error) {
+	type result struct {
+		items []*Item
+		bads  []error
+		err   error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var res result
+		res.err = Scan(src, format, labelsAsFolders, func(it *Item) error {
+			res.items = append(res.items, it)
+			return ctx.Err()
+		}, func(err error) { res.bads = append(res.bads, err) })
+		ch <- res
+	}()
+	select {
+	case res := <-ch:
+		return res.items, res.bads, res.err
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+}
+
+// copyCtx copies r to w, returning at once when ctx ends.
+func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
+	ch := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(w, r)
+		ch <- err
+	}()
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run imports o.Source into o.Account. When ctx ends, every connection is
+// closed and Run returns promptly with an error that wraps ctx.Err().
 func Run(ctx context.Context, o Options) (*Summary, error) {
+	sum, err := run(ctx, o)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		// the connections were closed under the run: that is why it stopped
+		err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+	}
+	return sum, err
+}
+
+func run(ctx context.Context, o Options) (*Summary, error) {
 	start := time.Now()
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	sum := &Summary{DryRun: o.DryRun, Failed: []Failure{}}
-	bad := func(err error) {
-		var ie *InputError
-		src := ""
-		if errors.As(err, &ie) {
-			src = ie.File
-		}
-		sum.Failed = append(sum.Failed, Failure{Source: src, Error: err.Error()})
-	}
+	sum := &Summary{DryRun: o.DryRun, Failed: []Failure{}, Plan: []FolderPlan{}, Source: o.Source}
 	src := o.Source
+	var ident string
 	if src == "-" {
 		// An mbox on standard input is read twice (size, then APPEND):
 		// keep a copy for the length of the run.
@@ -126,7 +274,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			return sum, err
 		}
 		defer os.Remove(f.Name())
-		_, err = io.Copy(f, os.Stdin)
+		err = copyCtx(ctx, f, os.Stdin)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -134,18 +282,35 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			return sum, fmt.Errorf("reading standard input: %w", err)
 		}
 		src = f.Name()
+	} else {
+		var err error
+		if src, ident, err = sourceIdentity(src); err != nil {
+			return sum, err
+		}
+		sum.Source = src
 	}
-	var items []*Item
-	if err := Scan(src, o.Format, o.LabelsAsFolders, func(it *Item) error {
-		items = append(items, it)
-		return ctx.Err()
-	}, bad); err != nil {
+	items, bads, err := scanCtx(ctx, src, o.Format, o.LabelsAsFolders)
+	for _, e := range bads {
+		var ie *InputError
+		f := Failure{Kind: KindInput, Error: e.Error()}
+		if errors.As(e, &ie) {
+			f.Source, f.Error = ie.File, ie.Msg
+			if ie.Line > 0 {
+				f.Source = fmt.Sprintf("%s line %d", ie.File, ie.Line)
+			}
+		}
+		sum.Failed = append(sum.Failed, f)
+	}
+	if err != nil {
 		return sum, err
 	}
+	conns := &connSet{}
+	defer context.AfterFunc(ctx, conns.closeAll)()
 	c, err := o.Account.Dial(ctx)
 	if err != nil {
 		return sum, err
 	}
+	conns.add(func() { c.Close() })
 	defer func() { c.Logout().Wait(); c.Close() }()
 	bridge := o.Account.URL.Bridge || c.IsBridge()
 	sum.Bridge = bridge
@@ -161,40 +326,54 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		byName[strings.Join(f.Segments, "/")] = f
 	}
-	// Group items by target folder.
+	jr, err := openJournal(o.JournalDir, o.Account.URL.String(), o.Source, src, ident)
+	if err != nil {
+		return sum, err
+	}
+	defer jr.Close()
+	imp := &importer{o: o, sum: sum, bridge: bridge, delim: delim, byName: byName, jr: jr, conns: conns, plans: map[string]*FolderPlan{}}
+	// Group items by target folder; every item is counted in the tally of
+	// its target folder (or of its source folder, if it has none).
 	targets := map[string]*target{}
 	var order []string
 	for _, it := range items {
 		name, skip := o.targetFor(it, folders, bridge)
 		if skip != "" {
-			sum.Failed = append(sum.Failed, Failure{Source: it.Source, Folder: it.Meta.Folder, Error: skip})
+			p := imp.planFor("\x00"+it.Meta.Folder, FolderPlan{Sources: it.Meta.Folder})
+			p.Messages++
+			imp.refuse(p, it.Source, it.Meta.Folder, 1, KindMessage, skip)
 			continue
 		}
 		t := targets[name]
 		if t == nil {
 			t = &target{name: name, segs: strings.Split(name, "/"), sources: map[string]bool{}}
 			_, t.exists = byName[name]
+			t.plan = imp.planFor(name, FolderPlan{Folder: name, Create: !t.exists})
 			targets[name] = t
 			order = append(order, name)
 		}
 		t.items = append(t.items, it)
+		t.plan.Messages++
 		t.sources[it.Meta.Folder] = true
 	}
 	sort.Strings(order)
-	jr, err := openJournal(o.JournalDir, o.Account.URL.String(), o.Source)
-	if err != nil {
-		return sum, err
+	for _, name := range order {
+		t := targets[name]
+		srcs := make([]string, 0, len(t.sources))
+		for s := range t.sources {
+			srcs = append(srcs, s)
+		}
+		sort.Strings(srcs)
+		t.plan.Sources = strings.Join(srcs, ", ")
 	}
-	defer jr.Close()
 
-	imp := &importer{o: o, sum: sum, bridge: bridge, delim: delim, byName: byName, jr: jr}
 	var plannedMsgs int
 	var plannedBytes int64
 	for _, name := range order {
 		t := targets[name]
 		n, b := 0, int64(0)
 		for _, it := range t.items {
-			if !jr.done[it.ID] {
+			if !jr.knows(it) {
 				n++
 				b += it.Meta.Size
 			}
@@ -233,6 +412,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				workers = w
 				break
 			}
+			conns.add(func() { wc.Close() })
 		}
 		wg.Add(1)
 		go func(wc *account.Conn, own bool) {
@@ -269,12 +449,120 @@ feed:
 		default:
 		}
 	}
-	sort.Slice(sum.Plan, func(i, j int) bool { return sum.Plan[i].Folder < sum.Plan[j].Folder })
-	sum.Elapsed = time.Since(start)
-	if runErr != nil {
-		return sum, runErr
+	if ctx.Err() != nil {
+		// the connections were closed under the run: that is why it stopped
+		runErr = ctx.Err()
 	}
-	return sum, ctx.Err()
+	sum.Elapsed = time.Since(start)
+	if err := imp.finish(len(items), runErr == nil); err != nil && runErr == nil {
+		runErr = err
+	}
+	return sum, runErr
+}
+
+// planFor returns the tally entry under key, making it from p if new.
+func (im *importer) planFor(key string, p FolderPlan) *FolderPlan {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if q := im.plans[key]; q != nil {
+		return q
+	}
+	q := &p
+	im.plans[key] = q
+	return q
+}
+
+// finish puts the tally into the summary and checks it: every message seen
+// is appended, already there, refused or (when the run stopped early, not
+// complete) not done. A tally that does not hold is a TallyError.
+func (im *importer) finish(seen int, complete bool) error {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	s := im.sum
+	var problems []string
+	s.Plan = s.Plan[:0]
+	s.Seen, s.Planned, s.Skipped, s.Refused, s.NotDone = 0, 0, 0, 0, 0
+	for _, p := range im.plans {
+		done := p.Appended
+		if s.DryRun {
+			done = p.Append
+		}
+		p.NotDone = p.Messages - (done + p.Present + p.Journal + p.Refused)
+		name := p.Folder
+		if name == "" {
+			name = "(no target folder, from " + p.Sources + ")"
+		}
+		switch {
+		case p.NotDone < 0:
+			problems = append(problems, fmt.Sprintf("%s: %d messages accounted for, %d seen", name, p.Messages-p.NotDone, p.Messages))
+		case p.NotDone > 0 && complete:
+			problems = append(problems, fmt.Sprintf("%s: %d of %d messages neither appended, nor already there, nor refused", name, p.NotDone, p.Messages))
+		}
+		s.Seen += p.Messages
+		s.Planned += p.Append
+		s.Skipped += p.Present + p.Journal
+		s.Refused += p.Refused
+		s.NotDone += p.NotDone
+		s.Plan = append(s.Plan, *p)
+	}
+	sort.Slice(s.Plan, func(i, j int) bool {
+		if s.Plan[i].Folder != s.Plan[j].Folder {
+			return s.Plan[i].Folder < s.Plan[j].Folder
+		}
+		return s.Plan[i].Sources < s.Plan[j].Sources
+	})
+	if s.Seen != seen {
+		problems = append(problems, fmt.Sprintf("%d messages found in the input, %d in the folders' tallies", seen, s.Seen))
+	}
+	listed := 0
+	for _, f := range s.Failed {
+		listed += f.Messages
+	}
+	if listed != s.Refused {
+		problems = append(problems, fmt.Sprintf("%d messages refused, %d listed", s.Refused, listed))
+	}
+	appended := 0
+	for _, p := range s.Plan {
+		appended += p.Appended
+	}
+	if appended != s.Appended {
+		problems = append(problems, fmt.Sprintf("%d messages appended, %d in the folders' tallies", s.Appended, appended))
+	}
+	if len(problems) > 0 {
+		return &TallyError{Problems: problems}
+	}
+	return nil
+}
+
+// refuse records refused messages (n of them) in a folder's tally and
+// lists them.
+func (im *importer) refuse(p *FolderPlan, source, folder string, n int, kind, why string) {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	p.Refused += n
+	im.sum.Failed = append(im.sum.Failed, Failure{Source: source, Folder: folder, Kind: kind, Messages: n, Error: why})
+}
+
+// refuseFolder reports a folder the server refused, with every message of
+// it not yet accounted for.
+func (im *importer) refuseFolder(t *target, err error) {
+	im.mu.Lock()
+	p := t.plan
+	done := p.Appended
+	if im.o.DryRun {
+		done = p.Append
+	}
+	n := p.Messages - (done + p.Present + p.Journal + p.Refused)
+	im.mu.Unlock()
+	im.o.Log("%s: %v", t.name, err)
+	im.refuse(p, "folder "+p.Sources, t.name, n, KindFolder, fmt.Sprintf("%v; its %d messages were not imported, every other folder was (use --map to choose another name)", err, n))
+}
+
+// folderRefused reports whether err is the server's answer (NO or BAD) to
+// a folder command, which concerns that folder alone.
+func folderRefused(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie) && ie.Code != imap.ResponseCodeOverQuota
 }
 
 // targetFor decides the target folder of an item ("/"-separated), or why it
@@ -377,6 +665,8 @@ type importer struct {
 	delim  rune
 	byName map[string]*account.Folder
 	jr     *journal
+	conns  *connSet
+	plans  map[string]*FolderPlan // the tally, by target folder
 }
 
 // serverName turns a "/"-separated path into the server's name.
@@ -406,12 +696,7 @@ type prep struct {
 func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) error {
 	o := im.o
 	server := im.serverName(t.segs)
-	srcs := make([]string, 0, len(t.sources))
-	for s := range t.sources {
-		srcs = append(srcs, s)
-	}
-	sort.Strings(srcs)
-	plan := FolderPlan{Folder: t.name, Create: !t.exists, Messages: len(t.items), Sources: strings.Join(srcs, ", ")}
+	plan := t.plan
 	// What the folder already holds, as a multiset of (Message-ID, size);
 	// Bridge rebuilds messages, so there only Message-ID counts.
 	present := map[key]int{}
@@ -424,6 +709,10 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 			im.settle(ctx, c, server)
 		}
 		sel, err := c.Select(server, nil).Wait()
+		if folderRefused(err) {
+			im.refuseFolder(t, fmt.Errorf("the server refused to open folder %q: %w", server, err))
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("SELECT %q: %w", server, err)
 		}
@@ -437,10 +726,9 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 		}
 	}
 	var todo []*Item
-	want := map[key]int{}
 	im.mu.Lock()
 	for _, it := range t.items {
-		if im.jr.done[it.ID] {
+		if im.jr.knows(it) {
 			plan.Journal++
 			continue
 		}
@@ -454,24 +742,30 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 	}
 	var preps []prep
 	for _, it := range todo {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		r, err := it.Open()
 		if err != nil {
-			im.fail(it, t.name, err)
+			im.fail(t, it, err)
 			continue
 		}
-		size, hdr, err := measure(r, drop)
+		// a message of a mailmove archive is what a server served: it
+		// goes as it is; foreign input is refused when it is not mail
+		_, archived := r.(*verified)
+		size, hdr, err := measure(r, drop, !archived)
 		if err != nil {
-			im.fail(it, t.name, err)
+			im.fail(t, it, err)
 			continue
 		}
 		h := parseHeader(hdr)
 		if im.bridge {
 			if !strings.EqualFold(t.name, "Drafts") && (!h.hasFrom || !h.hasDate) {
-				im.fail(it, t.name, errors.New("Proton Mail Bridge needs a From and a Date header (except in Drafts); skipped"))
+				im.fail(t, it, errors.New("Proton Mail Bridge needs a From and a Date header (except in Drafts); skipped"))
 				continue
 			}
 			if size > bridgeMaxSize {
-				im.fail(it, t.name, fmt.Errorf("%d MiB is over Proton's import limit of 70 MiB; skipped", size>>20))
+				im.fail(t, it, fmt.Errorf("%d MiB is over Proton's import limit of 70 MiB; skipped", size>>20))
 				continue
 			}
 		}
@@ -480,7 +774,7 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 			// no Message-ID (Tuta's export has none): recognise it by content
 			sum, err := contentHash(it)
 			if err != nil {
-				im.fail(it, t.name, err)
+				im.fail(t, it, err)
 				continue
 			}
 			k = key{"sha256:" + sum, 0}
@@ -489,14 +783,13 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 			k.size = 0
 		}
 		preps = append(preps, prep{it, size, k})
-		want[k]++
 	}
 	// Append only the copies the folder lacks: the journal's imports are
 	// counted in present already.
 	journaled := map[key]int{}
 	im.mu.Lock()
 	for _, it := range t.items {
-		if im.jr.done[it.ID] {
+		if im.jr.knows(it) {
 			if k, ok := im.jr.keys[it.ID]; ok {
 				journaled[k]++
 			}
@@ -506,32 +799,37 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 	var send []prep
 	for _, p := range preps {
 		have := present[p.k] - journaled[p.k]
+		im.mu.Lock()
 		if have > 0 {
 			present[p.k]--
 			plan.Present++
-			im.mu.Lock()
-			im.sum.Skipped++
 			if !o.DryRun {
 				im.jr.record(p.it.ID, t.name, p.k, 0)
 			}
-			im.mu.Unlock()
-			continue
+		} else {
+			send = append(send, p)
+			plan.Append++
+			plan.Bytes += p.size
 		}
-		send = append(send, p)
-		plan.Append++
-		plan.Bytes += p.size
+		im.mu.Unlock()
 	}
-	im.mu.Lock()
-	im.sum.Plan = append(im.sum.Plan, plan)
-	im.mu.Unlock()
 	if o.DryRun || len(send) == 0 {
 		return im.syncJournal()
 	}
 	if !t.exists {
-		if err := im.create(c, t.segs); err != nil {
+		err := im.create(c, t.segs)
+		if folderRefused(err) {
+			im.refuseFolder(t, err)
+			return im.syncJournal()
+		}
+		if err != nil {
 			return err
 		}
 		sel, err := c.Select(server, nil).Wait()
+		if folderRefused(err) {
+			im.refuseFolder(t, fmt.Errorf("the server refused to open folder %q: %w", server, err))
+			return im.syncJournal()
+		}
 		if err != nil {
 			return fmt.Errorf("SELECT %q: %w", server, err)
 		}
@@ -707,6 +1005,7 @@ func (o *onceErr) get() error {
 func (im *importer) appended(t *target, p prep, uid imap.UID) {
 	im.mu.Lock()
 	im.jr.record(p.it.ID, t.name, p.k, uint32(uid))
+	t.plan.Appended++
 	im.sum.Appended++
 	im.sum.Bytes += p.size
 	im.mu.Unlock()
@@ -731,7 +1030,7 @@ func (im *importer) result(t *target, p prep, data *imap.AppendData, err error) 
 	case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
 		return 0, false, fmt.Errorf("%w (%s): free space or raise the quota, then run the same import again; it goes on where it stopped", ErrOverQuota, ie.Text)
 	case errors.As(err, &ie):
-		im.fail(p.it, t.name, fmt.Errorf("the server refused it: %s", ie.Text))
+		im.fail(t, p.it, fmt.Errorf("the server refused it: %s", ie.Text))
 		return 0, false, nil
 	}
 	return 0, false, fmt.Errorf("appending %s to %s: %w", p.it.Source, t.name, err)
@@ -770,10 +1069,11 @@ func (im *importer) settle(ctx context.Context, c *account.Conn, server string) 
 	}
 }
 
+// failf reports a label that could not be set (not a message refused).
 func (im *importer) failf(source, folder, format string, a ...any) {
 	im.mu.Lock()
 	defer im.mu.Unlock()
-	im.sum.Failed = append(im.sum.Failed, Failure{Source: source, Folder: folder, Error: fmt.Sprintf(format, a...)})
+	im.sum.Failed = append(im.sum.Failed, Failure{Source: source, Folder: folder, Kind: KindLabel, Error: fmt.Sprintf(format, a...)})
 }
 
 func (im *importer) syncJournal() error {
@@ -790,6 +1090,7 @@ func (im *importer) send(ctx context.Context, c *account.Conn, server string, t 
 		ma, err := im.o.Account.DialAppender(ctx)
 		switch {
 		case err == nil:
+			im.conns.add(func() { ma.Abort() })
 			defer ma.Close()
 			return nil, im.sendBatches(ctx, c, ma, server, t, send, drop, perm)
 		case !errors.Is(err, account.ErrNoMultiAppend):
@@ -833,7 +1134,7 @@ func (im *importer) send(ctx context.Context, c *account.Conn, server string, t 
 		if err != nil {
 			var ie *InputError
 			if errors.As(err, &ie) {
-				im.fail(p.it, t.name, err)
+				im.fail(t, p.it, err)
 				if ap == nil {
 					continue
 				}
@@ -860,10 +1161,14 @@ func (im *importer) send(ctx context.Context, c *account.Conn, server string, t 
 	return labelCopies, sendErr
 }
 
-func (im *importer) fail(it *Item, folder string, err error) {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	im.sum.Failed = append(im.sum.Failed, Failure{Source: it.Source, Folder: folder, Error: err.Error()})
+// fail reports a message refused, in its folder's tally.
+func (im *importer) fail(t *target, it *Item, err error) {
+	msg := err.Error()
+	var ie *InputError
+	if errors.As(err, &ie) && strings.HasPrefix(it.Source, ie.File) {
+		msg = ie.Msg // the source names the file already
+	}
+	im.refuse(t.plan, it.Source, t.name, 1, KindMessage, msg)
 }
 
 // inventory returns the (Message-ID, size) multiset of the selected folder.
@@ -979,6 +1284,12 @@ func (im *importer) startAppend(c *account.Conn, server string, p prep, drop []s
 	if err == nil && n != p.size {
 		err = &InputError{File: it.Source, Msg: fmt.Sprintf("changed while it was imported (%d bytes, expected %d)", n, p.size)}
 	}
+	if err != nil {
+		// The message is not what was measured (or cannot be read to its
+		// end): close the connection before the command is complete, so
+		// that the server never appends it.
+		c.Close()
+	}
 	if cerr := ap.Close(); err == nil {
 		err = cerr
 	}
@@ -1049,19 +1360,41 @@ type journalLine struct {
 	UID      uint32 `json:"uid,omitempty"`
 }
 
-// openJournal opens the journal of importing source into target.
-func openJournal(dir, target, source string) (*journal, error) {
+// sourceIdentity resolves a source: its absolute path with every symlink
+// evaluated, and what it is (device and inode, see fileIdentity). The same
+// source typed as in/odd, ./in/odd, /abs/path/in/odd or through a symlink
+// is one source; a file put in the place of another at the same path is
+// another source.
+func sourceIdentity(source string) (canonical, ident string, err error) {
+	abs, err := filepath.Abs(source)
+	if err != nil {
+		return "", "", err
+	}
+	canonical, err = filepath.EvalSymlinks(abs)
+	if err != nil {
+		return "", "", err
+	}
+	fi, err := os.Stat(canonical)
+	if err != nil {
+		return "", "", err
+	}
+	return canonical, fileIdentity(fi), nil
+}
+
+// openJournal opens the journal of importing a source into target. The
+// journal is keyed by the target's URL and by what the source is: its
+// resolved path and its identity (sourceIdentity), not the path as typed.
+// Standard input ("-") has a journal that is written, never read back.
+func openJournal(dir, target, source, canonical, ident string) (*journal, error) {
 	j := &journal{done: map[string]bool{}, keys: map[string]key{}, unfinished: map[string]bool{}}
 	if dir == "" {
 		return j, nil
 	}
-	abs := source
-	if source != "-" {
-		if a, err := filepath.Abs(source); err == nil {
-			abs = a
-		}
+	name := canonical + "\x00" + ident
+	if source == "-" {
+		name = "-"
 	}
-	sum := sha256.Sum256([]byte(target + "\x00" + abs))
+	sum := sha256.Sum256([]byte("v2\x00" + target + "\x00" + name))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -1094,6 +1427,22 @@ func openJournal(dir, target, source string) (*journal, error) {
 	}
 	j.f, j.w = f, bufio.NewWriter(f)
 	return j, nil
+}
+
+// knows reports whether the journal recorded this message as imported: its
+// ID (a file, or a file and offset) is there, and it is the message the
+// journal recorded: a message whose Message-ID (as the scan read it) is
+// not the recorded one is another message at the same place (an mbox
+// rewritten by its mail program), and goes through the server-side check.
+func (j *journal) knows(it *Item) bool {
+	if !j.done[it.ID] {
+		return false
+	}
+	k, ok := j.keys[it.ID]
+	if !ok || it.Meta.MessageID == "" {
+		return true // nothing to compare (no Message-ID read by the scan)
+	}
+	return k.id == messageID(it.Meta.MessageID)
 }
 
 func (j *journal) record(id, folder string, k key, uid uint32) {

@@ -97,7 +97,7 @@ func Scan(path string, format Format, labelsAsFolders bool, fn func(*Item) error
 		return scanFile(path, format, labelsAsFolders, fn, bad)
 	}
 	if _, err := os.Stat(filepath.Join(path, archive.StateDir, "archive.json")); err == nil && (format == FormatAuto || format == FormatArchive) {
-		return scanArchive(path, fn)
+		return scanArchive(path, fn, bad)
 	}
 	return scanTree(path, format, labelsAsFolders, fn, bad)
 }
@@ -129,43 +129,6 @@ func scanFile(path string, format Format, labelsAsFolders bool, fn func(*Item) e
 		return nil
 	}
 	return scanMbox(path, "INBOX", format == FormatTakeout, labelsAsFolders, fn, bad)
-}
-
-// scanArchive reads a mailmove archive through its index.
-func scanArchive(root string, fn func(*Item) error) error {
-	a, err := archive.OpenReadOnly(root)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-	for _, folder := range a.Folders() {
-		st := a.State(folder)
-		role := ""
-		for _, at := range st.Attrs {
-			if roleAttr(at) != "" {
-				role = roleAttr(at)
-			}
-		}
-		recs, err := a.Records(folder)
-		if err != nil {
-			return err
-		}
-		for _, r := range recs {
-			if r.Alias || r.LabelCopy {
-				continue
-			}
-			r := r
-			it := &Item{Meta: r.Meta, Role: role, Source: r.File, ID: fmt.Sprintf("%s@%d", r.File, r.Offset)}
-			if a.Header.Format == archive.Mbox {
-				it.Source = fmt.Sprintf("%s at byte %d", r.File, r.Offset)
-			}
-			it.open = func() (io.ReadCloser, error) { return a.OpenMessage(r) }
-			if err := fn(it); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // openMboxAt returns the message whose From_ line is at off in an mbox

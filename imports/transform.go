@@ -8,24 +8,27 @@ import (
 	"strings"
 )
 
-// prepared is a message as it goes on the wire: a leading mbox postmark
-// removed, some header fields dropped, line endings made CRLF. The bytes are
-// otherwise untouched.
+// prepared is a message as it goes on the wire: some header fields dropped
+// (only for Proton Mail Bridge), line endings made CRLF. The bytes are
+// otherwise untouched: no line is stripped or rewritten, not even a
+// leading "From " line (an mbox postmark is removed by the mbox reader,
+// where the format defines one, never here).
 type prepared struct {
 	br        *bufio.Reader
 	inHeader  bool
-	first     bool
+	midLine   bool     // the last chunk did not end a line
 	drop      []string // lower-case field names to remove
 	dropping  bool
 	pending   []byte
 	lastCR    bool
-	hdr       bytes.Buffer // the header as sent, at most maxHeaderBytes
+	sieve     headerSieve // the header fields an import reads, however long the header
 	keepHdr   bool
+	head      []byte // the first bytes sent, to recognise a zip archive
 	srcClosed io.Closer
 }
 
 func newPrepared(r io.ReadCloser, drop []string) *prepared {
-	return &prepared{br: bufio.NewReaderSize(r, 64<<10), inHeader: true, first: true, drop: drop, keepHdr: true, srcClosed: r}
+	return &prepared{br: bufio.NewReaderSize(r, 64<<10), inHeader: true, drop: drop, keepHdr: true, srcClosed: r}
 }
 
 func (p *prepared) Close() error { return p.srcClosed.Close() }
@@ -42,23 +45,10 @@ func (p *prepared) Read(b []byte) (int, error) {
 			}
 			return 0, err
 		}
-		out := line
-		if p.first {
-			p.first = false
-			if bytes.HasPrefix(line, []byte("From ")) {
-				// an mbox postmark at the top of an .eml file: not part of the message
-				if line[len(line)-1] != '\n' {
-					p.skipRestOfLine()
-				}
-				continue
-			}
-		}
-		if p.inHeader && p.dropping || p.inHeader && len(p.drop) > 0 && line[0] != ' ' && line[0] != '\t' {
-			if line[0] == ' ' || line[0] == '\t' {
-				if p.dropping {
-					continue // continuation of a dropped field
-				}
-			} else {
+		lineStart := !p.midLine
+		p.midLine = line[len(line)-1] != '\n'
+		if p.inHeader && len(p.drop) > 0 {
+			if lineStart && line[0] != ' ' && line[0] != '\t' {
 				p.dropping = false
 				if k, _, ok := strings.Cut(string(line), ":"); ok {
 					for _, d := range p.drop {
@@ -67,35 +57,26 @@ func (p *prepared) Read(b []byte) (int, error) {
 						}
 					}
 				}
-				if p.dropping {
-					continue
-				}
+			}
+			if p.dropping {
+				continue // the field, its continuation lines and pieces
 			}
 		}
-		if p.inHeader && len(bytes.TrimRight(line, "\r\n")) == 0 {
+		if p.inHeader && lineStart && len(bytes.TrimRight(line, "\r\n")) == 0 {
 			p.inHeader = false
 		}
-		out = p.crlf(out)
-		if p.inHeader && p.keepHdr && p.hdr.Len() < maxHeaderBytes {
-			p.hdr.Write(out)
+		out := p.crlf(line)
+		if p.inHeader && p.keepHdr {
+			p.sieve.write(out, lineStart)
+		}
+		if len(p.head) < 8 {
+			p.head = append(p.head, out[:min(len(out), 8-len(p.head))]...)
 		}
 		p.pending = out
-		if err != nil && len(p.pending) == 0 {
-			return 0, err
-		}
 	}
 	n := copy(b, p.pending)
 	p.pending = p.pending[n:]
 	return n, nil
-}
-
-func (p *prepared) skipRestOfLine() {
-	for {
-		_, err := p.br.ReadSlice('\n')
-		if err != bufio.ErrBufferFull {
-			return
-		}
-	}
 }
 
 // crlf turns a bare LF into CRLF. The chunk is a whole line or a piece of
@@ -117,9 +98,69 @@ func (p *prepared) crlf(b []byte) []byte {
 	return append(out, '\r', '\n')
 }
 
-// measure returns the size and header of a message as prepare would send
-// it, and refuses what is not a message IMAP can carry.
-func measure(r io.ReadCloser, drop []string) (int64, []byte, error) {
+// Limits of what headerSieve keeps.
+const (
+	maxFieldBytes = 64 << 10 // of one field kept
+	maxSieveBytes = 1 << 20  // of all fields kept
+)
+
+// sievedFields are the header fields parseHeader reads.
+var sievedFields = map[string]bool{
+	"message-id": true, "date": true, "from": true, "received": true, "status": true, "x-status": true,
+	"x-keywords": true, "x-mozilla-status": true, "x-gmail-labels": true,
+}
+
+// headerSieve keeps the header fields an import reads, wherever they are in
+// a header of any length (a Message-ID after a 1.2 MB header line
+// included), each cut at maxFieldBytes; other fields are passed over
+// without being kept.
+type headerSieve struct {
+	buf  bytes.Buffer
+	keep bool
+	n    int // bytes of the current field kept
+}
+
+// write takes the next chunk of the header: a line or a piece of one
+// (lineStart says whether it begins a line).
+func (s *headerSieve) write(chunk []byte, lineStart bool) {
+	if lineStart && len(chunk) > 0 && chunk[0] != ' ' && chunk[0] != '\t' {
+		s.keep, s.n = false, 0
+		if name, _, ok := bytes.Cut(chunk, []byte(":")); ok {
+			s.keep = sievedFields[strings.ToLower(string(bytes.TrimSpace(name)))]
+		}
+		if s.keep && s.buf.Len() > 0 && !bytes.HasSuffix(s.buf.Bytes(), []byte("\n")) {
+			s.buf.WriteString("\r\n") // the field before was cut short
+		}
+	}
+	if !s.keep || s.buf.Len() >= maxSieveBytes {
+		return
+	}
+	room := min(maxFieldBytes-s.n, maxSieveBytes-s.buf.Len())
+	if room <= 0 {
+		return
+	}
+	if len(chunk) > room {
+		chunk = chunk[:room]
+	}
+	s.buf.Write(chunk)
+	s.n += len(chunk)
+}
+
+// header returns the kept fields as a header, ended by an empty line.
+func (s *headerSieve) header() []byte {
+	b := append([]byte(nil), s.buf.Bytes()...)
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		b = append(b, '\r', '\n')
+	}
+	return append(b, '\r', '\n')
+}
+
+// measure returns the size and the header fields of a message as prepare
+// would send it. Foreign input (strict) that is not a message IMAP can
+// carry is refused: a zip archive, NUL bytes. Anything else goes to the
+// server as it is, with or without a header: mailmove is never stricter
+// than the target server, which says no if it minds.
+func measure(r io.ReadCloser, drop []string, strict bool) (int64, []byte, error) {
 	p := newPrepared(r, drop)
 	defer p.Close()
 	nul := &nulFinder{}
@@ -127,16 +168,13 @@ func measure(r io.ReadCloser, drop []string) (int64, []byte, error) {
 	if err != nil {
 		return n, nil, err
 	}
-	hdr := p.hdr.Bytes()
 	switch {
-	case bytes.HasPrefix(hdr, []byte("PK\x03\x04")):
+	case strict && bytes.HasPrefix(p.head, []byte("PK\x03\x04")):
 		return n, nil, errors.New("this is a zip archive, not a message: unzip it and import what is inside")
 	case nul.found:
 		return n, nil, errors.New("the message holds NUL bytes, which an IMAP APPEND cannot carry; skipped")
-	case !looksLikeHeader(hdr):
-		return n, nil, errors.New("no mail header at the start (is it a mail message?); skipped")
 	}
-	return n, hdr, nil
+	return n, p.sieve.header(), nil
 }
 
 type nulFinder struct{ found bool }
@@ -146,19 +184,4 @@ func (f *nulFinder) Write(p []byte) (int, error) {
 		f.found = true
 	}
 	return len(p), nil
-}
-
-// looksLikeHeader reports whether a message starts with a header field.
-func looksLikeHeader(hdr []byte) bool {
-	line, _, _ := bytes.Cut(hdr, []byte("\n"))
-	name, _, ok := bytes.Cut(line, []byte(":"))
-	if !ok || len(name) == 0 {
-		return false
-	}
-	for _, c := range name {
-		if c <= ' ' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
 }

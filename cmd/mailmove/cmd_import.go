@@ -81,8 +81,14 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		opts.Progress = prog
 		opts.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
 	}
-	sum, runErr := imports.Run(ctx, opts)
+	sum, runErr, stopped := runImport(ctx, opts)
 	st.clear()
+	if stopped {
+		// the run did not end within the grace period after Ctrl-C or
+		// SIGTERM (input or a server that does not answer): leave it
+		fmt.Fprintf(stderr, "mailmove: interrupted; the import did not stop within %s, so it was left. What was appended is recorded; run the same command again to go on\n", stopGrace)
+		return exitFailed
+	}
 	if prog != nil {
 		prog.finish()
 	}
@@ -93,22 +99,60 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}{newHeader("import"), newImportReport(sum, runErr)})
 	} else if *dry {
 		printImportPlan(stdout, sum)
+	} else if tty {
+		printImportPlan(stderr, sum)
 	}
 	partial := printImportProblems(stderr, sum)
 	if runErr != nil {
+		if sum.Seen > 0 {
+			fmt.Fprintf(stderr, "mailmove: %s\n", sum.Tally())
+		}
 		if errors.Is(runErr, imports.ErrOverQuota) {
 			fmt.Fprintf(stderr, "mailmove: %v\n", runErr)
 			return exitFailed
 		}
 		return errorExit(stderr, runErr)
 	}
-	if tty && !*jsonOut && !*dry {
-		fmt.Fprintf(stderr, "%s: %d messages appended (%s), %d already there, in %s\n", cfg.URL, sum.Appended, humanBytes(sum.Bytes), sum.Skipped, sum.Elapsed.Round(10*time.Millisecond))
+	if !*jsonOut && (tty || len(sum.Failed) > 0) {
+		verb := "imported into"
+		if *dry {
+			verb = "would go to"
+		}
+		fmt.Fprintf(stderr, "%s %s %s: %s, %s, in %s\n", sum.Source, verb, cfg.URL, sum.Tally(), humanBytes(sum.Bytes), sum.Elapsed.Round(10*time.Millisecond))
 	}
 	if partial {
 		return exitPartial
 	}
 	return exitOK
+}
+
+// stopGrace is how long an import may take to stop after Ctrl-C or
+// SIGTERM before the command leaves it.
+const stopGrace = 5 * time.Second
+
+// runImport runs an import; after ctx ends (Ctrl-C, SIGTERM) it waits at
+// most stopGrace for the run to stop (stopped: it did not).
+func runImport(ctx context.Context, opts imports.Options) (sum *imports.Summary, err error, stopped bool) {
+	type result struct {
+		sum *imports.Summary
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, e := imports.Run(ctx, opts)
+		ch <- result{s, e}
+	}()
+	select {
+	case r := <-ch:
+		return r.sum, r.err, false
+	case <-ctx.Done():
+	}
+	select {
+	case r := <-ch:
+		return r.sum, r.err, false
+	case <-time.After(stopGrace):
+		return nil, ctx.Err(), true
+	}
 }
 
 func defaultJournalDir() string {

@@ -68,6 +68,9 @@ type importReport struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
 	*imports.Summary
+	// Tally is the summary's accounting in words:
+	// seen = appended + already there + refused/skipped.
+	Tally   string  `json:"tally"`
 	Seconds float64 `json:"seconds"`
 }
 
@@ -81,7 +84,7 @@ func newImportReport(sum *imports.Summary, runErr error) *importReport {
 	if sum.Plan == nil {
 		sum.Plan = []imports.FolderPlan{}
 	}
-	v := &importReport{Summary: sum, Seconds: sum.Elapsed.Seconds()}
+	v := &importReport{Summary: sum, Tally: sum.Tally(), Seconds: sum.Elapsed.Seconds()}
 	if runErr != nil {
 		v.Error = runErr.Error()
 	}
@@ -128,23 +131,39 @@ func printImportProblems(stderr io.Writer, sum *imports.Summary) bool {
 	if sum == nil || len(sum.Failed) == 0 {
 		return false
 	}
-	fmt.Fprintf(stderr, "mailmove: %d messages or files could not be imported:\n", len(sum.Failed))
+	fmt.Fprintf(stderr, "mailmove: %d messages, folders or files were reported:\n", len(sum.Failed))
 	for _, f := range sum.Failed {
-		fmt.Fprintf(stderr, "  %s: %s\n", f.Source, f.Error)
+		where := f.Source
+		if f.Folder != "" && f.Kind != imports.KindFolder {
+			where += " (to " + f.Folder + ")"
+		}
+		fmt.Fprintf(stderr, "  %s: %s\n", where, f.Error)
 	}
 	return true
 }
 
-// printImportPlan prints a dry run's plan as a table on stdout.
-func printImportPlan(stdout io.Writer, sum *imports.Summary) {
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET FOLDER\tNEW\tAPPEND\tSIZE\tALREADY THERE\tFROM")
+// printImportPlan prints the tally of every target folder.
+func printImportPlan(w io.Writer, sum *imports.Summary) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	done := "APPENDED"
+	if sum.DryRun {
+		done = "APPEND"
+	}
+	fmt.Fprintf(tw, "TARGET FOLDER\tNEW\tSEEN\t%s\tSIZE\tALREADY THERE\tREFUSED\tNOT DONE\tFROM\n", done)
 	for _, p := range sum.Plan {
 		create := ""
 		if p.Create {
 			create = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", p.Folder, create, p.Append, humanBytes(p.Bytes), p.Present+p.Journal, p.Sources)
+		n := p.Appended
+		if sum.DryRun {
+			n = p.Append
+		}
+		folder := p.Folder
+		if folder == "" {
+			folder = "(none)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%d\t%s\n", folder, create, p.Messages, n, humanBytes(p.Bytes), p.Present+p.Journal, p.Refused, p.NotDone, p.Sources)
 	}
 	tw.Flush()
 }

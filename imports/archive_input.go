@@ -1,0 +1,222 @@
+package imports
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	stdhash "hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/mailmove/mailmove/formats/archive"
+	"github.com/mailmove/mailmove/formats/mbox"
+)
+
+// scanArchive reads a mailmove archive through its index. The index is
+// input like any other, not code: an entry whose file lies outside the
+// archive (an absolute path, "..", the .mailmove state folder) is
+// reported through bad and never read; the files are opened without
+// following a symlink, and only regular files are read (see openInside).
+// Each message is compared with its index (size, SHA-256) as it is read:
+// a message that does not match fails to read, so it is reported, never
+// uploaded.
+func scanArchive(root string, fn func(*Item) error, bad func(error)) error {
+	a, err := archive.OpenReadOnly(root)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	// r stays open for the length of the import (the items open their
+	// files through it); it is one descriptor, closed by its finalizer.
+	for _, folder := range a.Folders() {
+		st := a.State(folder)
+		role := ""
+		for _, at := range st.Attrs {
+			if roleAttr(at) != "" {
+				role = roleAttr(at)
+			}
+		}
+		recs, err := a.Records(folder)
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if rec.Alias || rec.LabelCopy {
+				continue
+			}
+			rec := rec
+			src := rec.File
+			if rec.Length > 0 {
+				src = fmt.Sprintf("%s at byte %d", rec.File, rec.Offset)
+			}
+			if why := outsideArchive(rec.File); why != "" {
+				bad(&InputError{File: src, Msg: "the archive's index (folder " + folder + ") points " + why + "; refused, not read"})
+				continue
+			}
+			it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: fmt.Sprintf("%s@%d", rec.File, rec.Offset)}
+			lf := a.Header.LF
+			it.open = func() (io.ReadCloser, error) { return openArchived(r, rec, lf) }
+			if err := fn(it); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// outsideArchive says why an index entry's file is not a file of the
+// archive, or "" when it is one.
+func outsideArchive(file string) string {
+	switch {
+	case file == "":
+		return "to no file"
+	case strings.HasPrefix(file, "/") || filepath.IsAbs(file) || filepath.VolumeName(file) != "":
+		return "to an absolute path (" + file + ")"
+	case strings.Contains(file, "\\") || strings.ContainsRune(file, 0):
+		return "to a file name that no archive writes (" + file + ")"
+	case !fs.ValidPath(file) || !filepath.IsLocal(filepath.FromSlash(file)):
+		return "outside the archive (" + file + ")"
+	}
+	if first, _, _ := strings.Cut(path.Clean(file), "/"); first == archive.StateDir {
+		return "into the archive's state folder " + archive.StateDir + " (" + file + ")"
+	}
+	return ""
+}
+
+// openInside opens a file of the archive for reading: never through a
+// symlink (a symlink anywhere, inside or outside the archive, is refused),
+// never outside root, and only a regular file. It looks first (lstat),
+// opens without blocking (O_NONBLOCK: a FIFO cannot hang it), and checks
+// that what it opened is the regular file it looked at (fstat).
+func openInside(root *os.Root, file string) (*os.File, error) {
+	name := filepath.FromSlash(file)
+	fi, err := root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return nil, errors.New("is a symbolic link; an archive's message files are regular files: refused, not read")
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("is not a regular file (%s); refused, not read", fi.Mode().Type())
+	}
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	ofi, err := f.Stat()
+	if err == nil && (!ofi.Mode().IsRegular() || !os.SameFile(fi, ofi)) {
+		err = errors.New("changed while it was opened (it is not the regular file it was); refused, not read")
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// openArchived returns the bytes of an archived message as the server sent
+// them (like archive.OpenMessage), through openInside, checked against the
+// index as they are read.
+func openArchived(root *os.Root, rec archive.Record, lf bool) (io.ReadCloser, error) {
+	f, err := openInside(root, rec.File)
+	if err != nil {
+		return nil, &InputError{File: rec.File, Msg: err.Error()}
+	}
+	var body io.Reader = f
+	if rec.Length > 0 {
+		mr := mbox.NewReader(io.NewSectionReader(f, rec.Offset, rec.Length))
+		mr.ContentLength = false
+		m, err := mr.Next()
+		if err == nil && !strings.HasPrefix(m.FromLine, "From ") {
+			err = errors.New("no From_ line there")
+		}
+		if err != nil {
+			f.Close()
+			return nil, &InputError{File: rec.File, Msg: fmt.Sprintf("no message at byte %d, where the index says one is: %v", rec.Offset, err)}
+		}
+		body = m
+		if lf {
+			body = &crlfReader{br: bufio.NewReaderSize(m, 64<<10)}
+		}
+		// an mbox adds a line ending to a message that had none
+		body = io.LimitReader(body, rec.Size)
+	}
+	return &verified{r: body, c: f, h: sha256.New(), rec: rec}, nil
+}
+
+// verified reads a message and, at its end, compares it with its index
+// entry: a different size or SHA-256 is an error in place of io.EOF, so
+// that the message is reported, never sent.
+type verified struct {
+	r   io.Reader
+	c   io.Closer
+	h   stdhash.Hash
+	n   int64
+	rec archive.Record
+}
+
+func (v *verified) Read(p []byte) (int, error) {
+	n, err := v.r.Read(p)
+	v.h.Write(p[:n])
+	v.n += int64(n)
+	if err == io.EOF {
+		switch sum := hex.EncodeToString(v.h.Sum(nil)); {
+		case v.n != v.rec.Size:
+			return n, &InputError{File: v.rec.File, Msg: fmt.Sprintf("%d bytes stored, the index says %d: the file was changed or damaged (see mailmove check); not imported", v.n, v.rec.Size)}
+		case v.rec.SHA256 != "" && sum != v.rec.SHA256:
+			return n, &InputError{File: v.rec.File, Msg: "the stored bytes do not match their SHA-256 in the index: the file was changed or damaged (see mailmove check); not imported"}
+		}
+	}
+	return n, err
+}
+
+func (v *verified) Close() error { return v.c.Close() }
+
+// crlfReader turns every LF not preceded by CR into CRLF (an LF mbox
+// archive stores CRLF as LF).
+type crlfReader struct {
+	br      *bufio.Reader
+	prevCR  bool
+	pending bool // a LF is owed after the CR just returned
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if c.pending {
+			p[n] = '\n'
+			n++
+			c.pending, c.prevCR = false, false
+			continue
+		}
+		b, err := c.br.ReadByte()
+		if err != nil {
+			if n > 0 && err == io.EOF {
+				return n, nil
+			}
+			return n, err
+		}
+		if b == '\n' && !c.prevCR {
+			p[n] = '\r'
+			n++
+			c.pending = true
+			continue
+		}
+		p[n] = b
+		n++
+		c.prevCR = b == '\r'
+	}
+	return n, nil
+}
