@@ -1,7 +1,6 @@
 package imports
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"syscall"
 
 	"github.com/mailmove/mailmove/formats/archive"
-	"github.com/mailmove/mailmove/formats/mbox"
 )
 
 // scanArchive reads a mailmove archive through its index. The index is
@@ -65,8 +63,7 @@ func scanArchive(root string, fn func(*Item) error, bad func(error)) error {
 				continue
 			}
 			it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: fmt.Sprintf("%s@%d", rec.File, rec.Offset)}
-			lf := a.Header.LF
-			it.open = func() (io.ReadCloser, error) { return openArchived(r, rec, lf) }
+			it.open = func() (io.ReadCloser, error) { return openArchived(r, a, rec) }
 			if err := fn(it); err != nil {
 				return err
 			}
@@ -129,29 +126,15 @@ func openInside(root *os.Root, file string) (*os.File, error) {
 // openArchived returns the bytes of an archived message as the server sent
 // them (like archive.OpenMessage), through openInside, checked against the
 // index as they are read.
-func openArchived(root *os.Root, rec archive.Record, lf bool) (io.ReadCloser, error) {
+func openArchived(root *os.Root, a *archive.Archive, rec archive.Record) (io.ReadCloser, error) {
 	f, err := openInside(root, rec.File)
 	if err != nil {
 		return nil, &InputError{File: rec.File, Msg: err.Error()}
 	}
-	var body io.Reader = f
-	if rec.Length > 0 {
-		mr := mbox.NewReader(io.NewSectionReader(f, rec.Offset, rec.Length))
-		mr.ContentLength = false
-		m, err := mr.Next()
-		if err == nil && !strings.HasPrefix(m.FromLine, "From ") {
-			err = errors.New("no From_ line there")
-		}
-		if err != nil {
-			f.Close()
-			return nil, &InputError{File: rec.File, Msg: fmt.Sprintf("no message at byte %d, where the index says one is: %v", rec.Offset, err)}
-		}
-		body = m
-		if lf {
-			body = &crlfReader{br: bufio.NewReaderSize(m, 64<<10)}
-		}
-		// an mbox adds a line ending to a message that had none
-		body = io.LimitReader(body, rec.Size)
+	body, err := a.MessageReader(f, rec)
+	if err != nil {
+		f.Close()
+		return nil, &InputError{File: rec.File, Msg: fmt.Sprintf("where the index says a message is: %v", err)}
 	}
 	return &verified{r: body, c: f, h: sha256.New(), rec: rec}, nil
 }
@@ -183,40 +166,3 @@ func (v *verified) Read(p []byte) (int, error) {
 }
 
 func (v *verified) Close() error { return v.c.Close() }
-
-// crlfReader turns every LF not preceded by CR into CRLF (an LF mbox
-// archive stores CRLF as LF).
-type crlfReader struct {
-	br      *bufio.Reader
-	prevCR  bool
-	pending bool // a LF is owed after the CR just returned
-}
-
-func (c *crlfReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if c.pending {
-			p[n] = '\n'
-			n++
-			c.pending, c.prevCR = false, false
-			continue
-		}
-		b, err := c.br.ReadByte()
-		if err != nil {
-			if n > 0 && err == io.EOF {
-				return n, nil
-			}
-			return n, err
-		}
-		if b == '\n' && !c.prevCR {
-			p[n] = '\r'
-			n++
-			c.pending = true
-			continue
-		}
-		p[n] = b
-		n++
-		c.prevCR = b == '\r'
-	}
-	return n, nil
-}

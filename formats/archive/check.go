@@ -117,18 +117,33 @@ func (a *Archive) OpenMessage(r Record) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	body, err := a.MessageReader(f, r)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{body, f}, nil
+}
+
+// MessageReader reads the message that r records from f, the file r.File
+// already opened (by a caller that opens it its own way), as the server
+// sent it: the mbox From_ line and quoting taken off, line endings given
+// back, the status lines of --mbox-status-headers left out. For an .eml it
+// reads the whole file.
+func (a *Archive) MessageReader(f io.ReaderAt, r Record) (io.Reader, error) {
 	if r.Length <= 0 {
-		return f, nil
+		return io.NewSectionReader(f, 0, 1<<62), nil
 	}
 	mr := mbox.NewReader(io.NewSectionReader(f, r.Offset, r.Length))
 	mr.ContentLength = false
 	m, err := mr.Next()
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("%s: no message at byte %d: %v", r.File, r.Offset, err)
 	}
 	if !strings.HasPrefix(m.FromLine, "From ") {
-		f.Close()
 		return nil, fmt.Errorf("%s: no From_ line at byte %d", r.File, r.Offset)
 	}
 	var body io.Reader = m
@@ -142,10 +157,7 @@ func (a *Archive) OpenMessage(r Record) (io.ReadCloser, error) {
 	if r.StatusLen > 0 {
 		body = &cutReader{r: body, at: r.StatusAt, n: r.StatusLen}
 	}
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.LimitReader(body, r.Size), f}, nil
+	return io.LimitReader(body, r.Size), nil
 }
 
 // cutReader leaves out n bytes at offset at of r: the lines export
