@@ -103,6 +103,7 @@ func scanArchive(root string, fn func(*Item) error) error {
 		return err
 	}
 	defer a.Close()
+	var stored map[string]int64
 	for _, folder := range a.Folders() {
 		st := a.State(folder)
 		role := ""
@@ -115,12 +116,41 @@ func scanArchive(root string, fn func(*Item) error) error {
 		if err != nil {
 			return err
 		}
+		// An alias record whose bytes are stored in another folder (archives
+		// written before mailmove stored a Proton message in each of its
+		// folders: INBOX and Sent) is a message of this folder too: it is
+		// read from the stored copy. Aliases of a copy in this folder (after
+		// a UIDVALIDITY change) are the same message again.
+		here := map[string]bool{}
 		for _, r := range recs {
-			if r.Alias || r.LabelCopy {
+			if !r.Alias && !r.LabelCopy {
+				here[fmt.Sprintf("%s@%d", r.File, r.Offset)] = true
+			}
+		}
+		for _, r := range recs {
+			if r.LabelCopy {
 				continue
 			}
+			id := fmt.Sprintf("%s@%d", r.File, r.Offset)
+			if r.Alias {
+				if here[id] {
+					continue
+				}
+				here[id] = true
+				if stored == nil {
+					if stored, err = storedSizes(a); err != nil {
+						return err
+					}
+				}
+				size, ok := stored[id]
+				if !ok {
+					continue // points to nothing stored: nothing to read
+				}
+				r.Size = size // the stored copy's bytes are what is read
+				id += " in " + folder
+			}
 			r := r
-			it := &Item{Meta: r.Meta, Role: role, Source: r.File, ID: fmt.Sprintf("%s@%d", r.File, r.Offset)}
+			it := &Item{Meta: r.Meta, Role: role, Source: r.File, ID: id}
 			if a.Header.Format == archive.Mbox {
 				it.Source = fmt.Sprintf("%s at byte %d", r.File, r.Offset)
 			}
@@ -131,6 +161,24 @@ func scanArchive(root string, fn func(*Item) error) error {
 		}
 	}
 	return nil
+}
+
+// storedSizes maps "file@offset" of every message stored in an archive
+// to its size.
+func storedSizes(a *archive.Archive) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, folder := range a.Folders() {
+		recs, err := a.Records(folder)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if !r.Alias {
+				out[fmt.Sprintf("%s@%d", r.File, r.Offset)] = r.Size
+			}
+		}
+	}
+	return out, nil
 }
 
 // openMboxAt returns the message whose From_ line is at off in an mbox
