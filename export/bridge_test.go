@@ -6,11 +6,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"math/rand"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -251,6 +255,143 @@ func TestBridgeExport(t *testing.T) {
 		}
 		if want := len(want) + nAlso + perLabel["Important"] + perLabel["Travel"]; total != want {
 			t.Fatalf("%d messages stored, want %d (each once in each of its folders, plus one copy per label)", total, want)
+		}
+	})
+	t.Run("exclude", func(t *testing.T) {
+		// A message of an excluded folder is left out wherever else Bridge
+		// shows it (All Mail, Starred, Labels/...); only a message in no
+		// folder goes to All Mail.
+		cfg := br.Config(t, "bridge://me@proton.test@"+addr)
+		var folders []string
+		inSpam := 0
+		for _, w := range want {
+			for _, f := range append([]string{w.Folder}, w.Also...) {
+				if !slices.Contains(folders, f) {
+					folders = append(folders, f)
+				}
+			}
+			if w.Folder == "Spam" {
+				inSpam++
+			}
+		}
+		if inSpam == 0 {
+			t.Fatal("the stand-in has nothing in Spam")
+		}
+		others := func(keep ...string) []string {
+			var out []string
+			for _, f := range folders {
+				if !slices.Contains(keep, f) {
+					out = append(out, f)
+				}
+			}
+			return out
+		}
+		cases := []struct {
+			name             string
+			include, exclude []string
+			out              []string // folders that must stay empty
+			excluded         int      // messages of All Mail left out
+		}{
+			{"exclude-Spam", nil, []string{"Spam"}, []string{"Spam"}, inSpam},
+			{"folder-INBOX", []string{"INBOX"}, nil, others("INBOX"), 0}, // All Mail not selected: no pass
+			{"folder-INBOX-and-All-Mail", []string{"INBOX", "All Mail"}, nil, others("INBOX", "All Mail"), -1},
+		}
+		for _, c := range cases {
+			for _, f := range []archive.Format{archive.Mbox, archive.EML} {
+				out := filepath.Join(t.TempDir(), "out")
+				sum := exportWith(t, out, f, Options{Account: cfg, Include: c.include, Exclude: c.exclude})
+				placed(t, out, want, c.out)
+				wantExcl := c.excluded
+				if wantExcl < 0 {
+					// every message of All Mail but the ones in INBOX and the one in no folder
+					wantExcl = 0
+					for _, w := range want {
+						if w.Folder != "INBOX" && w.Folder != "All Mail" && !slices.Contains(w.Also, "INBOX") {
+							wantExcl++
+						}
+					}
+				}
+				if sum.Excluded != wantExcl || len(sum.Failed) != 0 {
+					t.Errorf("%s %s: %d excluded (want %d), failures %v", c.name, f, sum.Excluded, wantExcl, sum.Failed)
+				}
+			}
+		}
+		// Labels/... exported as folders: no message of Spam in them either
+		out := filepath.Join(t.TempDir(), "out")
+		exportWith(t, out, archive.Mbox, Options{Account: cfg, Labels: LabelsAsFolders, Exclude: []string{"Spam"}})
+		got := archived(t, out)
+		for _, l := range []string{"Important", "Travel", "Starred"} {
+			n, spam := 0, 0
+			for _, w := range want {
+				if slices.Contains(w.Labels, l) {
+					n++
+					if w.Folder == "Spam" {
+						spam++
+					}
+				}
+			}
+			if l == "Starred" {
+				if len(got["Starred"]) != 0 {
+					t.Errorf("Starred exported as a folder")
+				}
+				continue
+			}
+			if len(got["Labels/"+l]) != n-spam {
+				t.Errorf("Labels/%s holds %d, want %d (%d of its messages are in Spam)", l, len(got["Labels/"+l]), n-spam, spam)
+			}
+			for _, r := range got["Labels/"+l] {
+				for _, w := range want {
+					if w.PMID == r.PMInternalID && w.Folder == "Spam" {
+						t.Errorf("Labels/%s holds %s of Spam", l, w.PMID)
+					}
+				}
+			}
+		}
+	})
+	t.Run("cuts", func(t *testing.T) {
+		// The connection is cut (RST or FIN) at random byte counts, folder
+		// passes are cut and resumed: still every message in its own
+		// folders, once each, and nothing in All Mail that is in a folder.
+		defer func(old time.Duration) { firstBackoff = old }(firstBackoff)
+		firstBackoff = 10 * time.Millisecond
+		for seed := int64(1); seed <= 4; seed++ {
+			for _, f := range []archive.Format{archive.Mbox, archive.EML} {
+				r := rand.New(rand.NewSource(seed))
+				var mu sync.Mutex
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := &cutProxy{ln: ln, target: addr, n: 12, limitOf: func(int32) (int64, bool) {
+					mu.Lock()
+					defer mu.Unlock()
+					return 200 + r.Int63n(40_000), r.Intn(2) == 0
+				}}
+				go p.serve()
+				cfg := br.Config(t, "bridge://me@proton.test@"+ln.Addr().String())
+				out := filepath.Join(t.TempDir(), "out")
+				runs := 0
+				for ; runs < 6; runs++ {
+					a, err := archive.Open(out, f, false, "test")
+					if err != nil {
+						t.Fatal(err)
+					}
+					sum, err := Run(context.Background(), Options{Account: cfg, Archive: a, Connections: 1 + int(seed%2)*3, Log: t.Logf})
+					if cerr := a.Close(); err == nil {
+						err = cerr
+					}
+					if err == nil && len(sum.Failed) == 0 {
+						break
+					}
+					t.Logf("seed %d %s run %d: %v %v", seed, f, runs+1, err, sum)
+				}
+				ln.Close()
+				if runs == 6 {
+					t.Fatalf("seed %d %s: no complete run in 6", seed, f)
+				}
+				t.Logf("seed %d %s: %d connections cut, %d runs", seed, f, min(atomic.LoadInt32(&p.cuts), p.n), runs+1)
+				placed(t, out, want, nil)
+			}
 		}
 	})
 	// last: it changes the stand-in's labels

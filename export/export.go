@@ -651,15 +651,23 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 		e.o.Log("folder %s: UIDVALIDITY changed from %d to %d; rescanning, matching messages by content", j.name, st.UIDValidity, sel.UIDValidity)
 		after, retry = 0, nil
 	}
-	if j.orphans {
-		// Bridge's All Mail: what a complete earlier pass saw needs no new
-		// look (a message that leaves its folder later is archived
-		// already). Until a pass finishes, every run looks again from
-		// there: the messages stored by an interrupted pass are known by
-		// their UIDs and not fetched twice.
-		after = 0
-		if !renumbered && st.UIDNext > 0 {
-			after = st.UIDNext - 1
+	var complete uint32 // what the last pass that finished looked at
+	if !renumbered && st.UIDNext > 0 {
+		complete = st.UIDNext - 1
+	}
+	var have map[uint32]bool
+	if after > complete || j.orphans {
+		// The last pass did not finish (or met mail that arrived during
+		// it). A server may answer a FETCH in any order (gluon, so Bridge,
+		// does), so the UIDs it stored need not be the lowest: every UID
+		// above the last complete pass is looked at again, and those
+		// already stored are skipped. Bridge's All Mail always starts
+		// there: which of its messages are in no folder is decided by a
+		// pass that finished (a message that leaves its folder later is
+		// archived already).
+		after = complete
+		if have, err = fr.storedAbove(sel.UIDValidity, after); err != nil {
+			return fatal{err}
 		}
 	}
 	if (renumbered || st.Rescan) && fr.rescan == nil {
@@ -676,6 +684,15 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	// Failed UIDs from earlier runs and this one go first.
 	todo := append(retry, uids...)
 	todo = fr.dropHopeless(todo)
+	if have != nil {
+		kept := todo[:0]
+		for _, u := range todo {
+			if !have[u] {
+				kept = append(kept, u)
+			}
+		}
+		todo = kept
+	}
 	if e.bridge && (j.orphans || (j.labels && e.excludes())) {
 		if fr.limit == 0 {
 			// Only what was there before the pass over the folders starts:
@@ -693,6 +710,10 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 		n := min(len(todo), e.o.ChunkSize)
 		chunk := todo[:n]
 		if err := fr.chunk(ctx, c, sel.UIDValidity, chunk); err != nil {
+			// what arrived whole is kept, whatever the error
+			if cerr := fr.w.Commit(); cerr != nil {
+				return fatal{cerr}
+			}
 			return err
 		}
 		todo = todo[n:]
@@ -740,6 +761,22 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	e.sum.Excluded += len(fr.excluded)
 	e.sum.mu.Unlock()
 	return nil
+}
+
+// storedAbove returns the UIDs above after, of uidValidity, that the
+// folder's index records (or that wait for the next commit).
+func (fr *folderRun) storedAbove(uidValidity, after uint32) (map[uint32]bool, error) {
+	recs, err := fr.e.o.Archive.Records(fr.j.name)
+	if err != nil {
+		return nil, err
+	}
+	have := map[uint32]bool{}
+	for _, r := range append(recs, fr.w.Pending()...) {
+		if r.UIDValidity == uidValidity && r.UID > after && !r.FlagsUpdate {
+			have[r.UID] = true
+		}
+	}
+	return have, nil
 }
 
 // refreshFlags records new flags (and Proton labels) of the messages
@@ -1085,25 +1122,12 @@ func (fr *folderRun) sortOut(c *account.Conn, uidValidity uint32, todo []uint32)
 	if sel.UIDValidity != uidValidity {
 		return nil, &UnaccountedError{Mailbox: j.f.Name, UIDs: in}
 	}
-	have := map[uint32]bool{}
-	if j.orphans {
-		// stored by an earlier pass that did not finish
-		recs, err := e.o.Archive.Records(j.name)
-		if err != nil {
-			return nil, fatal{err}
-		}
-		for _, r := range recs {
-			if r.UIDValidity == uidValidity {
-				have[r.UID] = true
-			}
-		}
-	}
 	fr.excluded = map[uint32]bool{}
 	var out []uint32
 	for _, u := range in {
 		id, there := ids[u]
-		if !there || have[u] {
-			continue // expunged since, or stored already
+		if !there {
+			continue // expunged since
 		}
 		selected, inFolder := inFolders[id]
 		switch {
@@ -1288,6 +1312,13 @@ func isConnErr(c *account.Conn, err error) bool {
 	var ie *imap.Error
 	if errors.As(err, &ie) {
 		return false
+	}
+	// go-imap closes a connection it cannot read any more (a cut in the
+	// middle of a response shows as a parse error), a moment later
+	select {
+	case <-c.Closed():
+		return true
+	case <-time.After(200 * time.Millisecond):
 	}
 	var re *account.ReadError
 	return errors.As(err, &re) || errors.Is(err, account.ErrShortLiteral) || strings.Contains(err.Error(), "EOF") ||
