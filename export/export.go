@@ -702,7 +702,7 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 				fr.limit = min(fr.limit, uint32(s.UIDNext)-1)
 			}
 		}
-		if todo, err = fr.sortOut(c, sel.UIDValidity, todo); err != nil {
+		if todo, err = fr.sortOut(ctx, c, sel.UIDValidity, todo); err != nil {
 			return err
 		}
 	}
@@ -863,6 +863,9 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 		// A UID without metadata was expunged since the SEARCH: nothing to keep.
 	}
 	put := func(uid uint32, r io.Reader, size int64) error {
+		if err := ctx.Err(); err != nil {
+			return err // interrupted: this message waits for the next run
+		}
 		md := meta[uid]
 		m := &message.Meta{
 			Segments:     j.segs,
@@ -916,6 +919,9 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 	}
 	for attempt := 0; len(want) > 0; attempt++ {
 		done, ferr := c.FetchBodies(want, put)
+		if err := ctx.Err(); err != nil {
+			return err // the caller commits what arrived
+		}
 		if ferr == nil && len(done) < len(want) && attempt == 0 {
 			// The server said OK but some messages did not come: go-imap drops
 			// an answer whose UID comes after the body. Ask by sequence number.
@@ -1095,7 +1101,7 @@ func (e *engine) excludes() bool {
 // those not only in excluded folders. A message in an excluded folder is
 // left out (and counted). UIDs above fr.limit wait for the next run. It
 // leaves the job's mailbox selected.
-func (fr *folderRun) sortOut(c *account.Conn, uidValidity uint32, todo []uint32) ([]uint32, error) {
+func (fr *folderRun) sortOut(ctx context.Context, c *account.Conn, uidValidity uint32, todo []uint32) ([]uint32, error) {
 	e, j := fr.e, fr.j
 	var in []uint32
 	for _, u := range todo {
@@ -1110,7 +1116,7 @@ func (fr *folderRun) sortOut(c *account.Conn, uidValidity uint32, todo []uint32)
 	if err != nil {
 		return nil, err
 	}
-	inFolders, err := e.folderIDs(c)
+	inFolders, err := e.folderIDs(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -1157,7 +1163,7 @@ func (fr *folderRun) sortOut(c *account.Conn, uidValidity uint32, todo []uint32)
 // folders is exported. It is built once per run, folder by folder (a
 // folder whose pass was cut is read again), and only from passes in which
 // every UID of the folder was accounted for.
-func (e *engine) folderIDs(c *account.Conn) (map[string]bool, error) {
+func (e *engine) folderIDs(ctx context.Context, c *account.Conn) (map[string]bool, error) {
 	e.idMu.Lock()
 	defer e.idMu.Unlock()
 	if e.ids != nil {
@@ -1169,6 +1175,9 @@ func (e *engine) folderIDs(c *account.Conn) (map[string]bool, error) {
 	for _, rf := range e.real {
 		if _, ok := e.idDone[rf.f.Name]; ok {
 			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		m, err := e.folderIDsOf(c, rf)
 		if err != nil {
@@ -1286,7 +1295,7 @@ func AllMailOnly(c *account.Conn, folders []*account.Folder, labels LabelMode, i
 	if err != nil {
 		return 0, 0, err
 	}
-	inFolders, err := e.folderIDs(c)
+	inFolders, err := e.folderIDs(context.Background(), c)
 	if err != nil {
 		return 0, 0, err
 	}

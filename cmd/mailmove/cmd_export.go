@@ -143,8 +143,14 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if tty && !*jsonOut {
 		fmt.Fprintf(stderr, "%s: %d new messages (%s) from %d folders into %s in %s",
 			cfg.URL, sum.Messages, humanBytes(sum.Bytes), sum.Folders, *out, sum.Elapsed.Round(10*time.Millisecond))
+		if sum.AllMailOnly > 0 {
+			fmt.Fprintf(stderr, "; %d of them are in no folder on Proton Mail Bridge and went into All Mail", sum.AllMailOnly)
+		}
+		if sum.Excluded > 0 {
+			fmt.Fprintf(stderr, "; %d messages of excluded folders left out of All Mail", sum.Excluded)
+		}
 		if sum.Duplicates > 0 {
-			fmt.Fprintf(stderr, "; %d already archived", sum.Duplicates)
+			fmt.Fprintf(stderr, "; %d found already archived after the server renumbered a folder", sum.Duplicates)
 		}
 		if sum.FlagsUpdated > 0 {
 			fmt.Fprintf(stderr, "; flags changed on %d", sum.FlagsUpdated)
@@ -170,6 +176,8 @@ func writeJSONSummary(w io.Writer, sum *export.Summary, runErr error, out string
 		Failed     []export.Failure `json:"failed"`
 		Undecrypt  []export.Failure `json:"undecryptable,omitempty"`
 		Bridge     bool             `json:"bridge"`
+		AllMail    int              `json:"all_mail_only,omitempty"`
+		Excluded   int              `json:"excluded,omitempty"`
 		Syncing    bool             `json:"bridge_syncing,omitempty"`
 		Seconds    float64          `json:"seconds"`
 	}
@@ -177,6 +185,7 @@ func writeJSONSummary(w io.Writer, sum *export.Summary, runErr error, out string
 	if sum != nil {
 		v.Folders, v.Messages, v.Bytes, v.Duplicates, v.Bridge = sum.Folders, sum.Messages, sum.Bytes, sum.Duplicates, sum.Bridge
 		v.Flags = sum.FlagsUpdated
+		v.AllMail, v.Excluded = sum.AllMailOnly, sum.Excluded
 		v.Seconds = sum.Elapsed.Seconds()
 		v.Undecrypt, v.Syncing = sum.Undecryptable, sum.BridgeSyncing
 		if sum.Failed != nil {
