@@ -13,6 +13,7 @@ import (
 	"io"
 	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -856,11 +857,37 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 		return err
 	}
 	var want []uint32
+	var missing []uint32
 	for _, u := range uids {
 		if _, ok := meta[u]; ok {
 			want = append(want, u)
+		} else {
+			missing = append(missing, u)
 		}
-		// A UID without metadata was expunged since the SEARCH: nothing to keep.
+	}
+	if len(missing) > 0 {
+		// A UID without metadata was expunged since the SEARCH (nothing to
+		// keep), unless the folder still has it: then it is asked for once
+		// more, and reported if it still does not come.
+		still, err := c.UIDsIn(missing)
+		if err != nil {
+			return err
+		}
+		more, err := c.FetchMeta(still)
+		if err != nil {
+			return err
+		}
+		for _, u := range still {
+			if md, ok := more[u]; ok {
+				meta[u] = md
+				want = append(want, u)
+				continue
+			}
+			fr.tries[u] = e.o.Retries
+			fr.lastErr[u] = "the server did not return the message's flags and date"
+			fr.noteHopeless([]uint32{u})
+		}
+		slices.Sort(want)
 	}
 	put := func(uid uint32, r io.Reader, size int64) error {
 		if err := ctx.Err(); err != nil {
