@@ -109,8 +109,8 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "mailmove: could not import %s: %s\n", f.Source, f.Error)
 	}
 	if tty {
-		fmt.Fprintf(stderr, "%s -> %s: %d new messages read, %d appended, %d already there, in %s (staging archive %s)\n",
-			src.URL, dst.URL, esum.Messages, isum.Appended, isum.Skipped, time.Since(start).Round(10*time.Millisecond), *staging)
+		fmt.Fprintf(stderr, "%s -> %s: %d new messages read, %d appended, %d already there, in %s (staging archive %s)%s\n",
+			src.URL, dst.URL, esum.Messages, isum.Appended, isum.Skipped, time.Since(start).Round(10*time.Millisecond), *staging, exportNotes(esum))
 	}
 	if len(esum.Failed) > 0 || len(isum.Failed) > 0 {
 		return exitPartial
