@@ -149,6 +149,47 @@ func (c *Conn) UIDsAbove(after uint32) ([]uint32, error) {
 	return out, nil
 }
 
+// UIDsIn returns those of uids that are still in the open folder, sorted.
+func (c *Conn) UIDsIn(uids []uint32) ([]uint32, error) {
+	if len(uids) == 0 {
+		return nil, nil
+	}
+	set := uidSet(uids)
+	var found []imap.UID
+	sd, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
+	if err == nil {
+		found = sd.AllUIDs()
+	} else {
+		var ie *imap.Error
+		if !errors.As(err, &ie) {
+			return nil, fmt.Errorf("UID SEARCH: %w", err)
+		}
+		// gluon answers NO when no message matches: ask with UID FETCH
+		msgs, ferr := c.Fetch(set, &imap.FetchOptions{UID: true}).Collect()
+		if ferr != nil {
+			if errors.As(ferr, &ie) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("UID FETCH (UID): %w", ferr)
+		}
+		for _, m := range msgs {
+			found = append(found, m.UID)
+		}
+	}
+	want := map[uint32]bool{}
+	for _, u := range uids {
+		want[u] = true
+	}
+	var out []uint32
+	for _, u := range found {
+		if want[uint32(u)] {
+			out = append(out, uint32(u))
+		}
+	}
+	sortUint32(out)
+	return out, nil
+}
+
 // Meta is what a metadata FETCH returns for one message.
 type Meta struct {
 	// Seq is the message's sequence number when the metadata was fetched.
@@ -318,6 +359,20 @@ messages:
 func (c *Conn) FetchHeaderField(field string) (map[uint32]string, error) {
 	var all imap.UIDSet
 	all.AddRange(1, 0)
+	return c.fetchHeaderField(field, all)
+}
+
+// FetchHeaderFieldOf is FetchHeaderField for the given UIDs only. A UID the
+// server did not answer for is absent from the map: the caller accounts
+// for it.
+func (c *Conn) FetchHeaderFieldOf(field string, uids []uint32) (map[uint32]string, error) {
+	if len(uids) == 0 {
+		return map[uint32]string{}, nil
+	}
+	return c.fetchHeaderField(field, uidSet(uids))
+}
+
+func (c *Conn) fetchHeaderField(field string, all imap.UIDSet) (map[uint32]string, error) {
 	section := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{field}}
 	fc := c.Fetch(all, &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{section}})
 	out := map[uint32]string{}
@@ -326,7 +381,9 @@ func (c *Conn) FetchHeaderField(field string) (map[uint32]string, error) {
 		for _, bs := range buf.BodySection {
 			v = bs.Bytes
 		}
-		out[uint32(buf.UID)] = headerValue(string(v), field)
+		if buf.UID != 0 {
+			out[uint32(buf.UID)] = headerValue(string(v), field)
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("UID FETCH BODY.PEEK[HEADER.FIELDS (%s)]: %w", field, err)

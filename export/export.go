@@ -11,10 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -92,6 +95,14 @@ type Summary struct {
 	// encrypted data), and reported.
 	Undecryptable []Failure `json:"undecryptable,omitempty"`
 	Bridge        bool      `json:"bridge"`
+	// AllMailOnly counts the messages stored into the archive folder "All
+	// Mail" because Bridge shows them in no folder (Bridge only; they are
+	// among Messages).
+	AllMailOnly int `json:"all_mail_only,omitempty"`
+	// Excluded counts the messages of Bridge's All Mail (and, with
+	// LabelsAsFolders, of Labels/...) left out because they are in a
+	// folder that --folder/--exclude left out.
+	Excluded int `json:"excluded,omitempty"`
 	// BridgeSyncing is set when Bridge's All Mail count changed during the
 	// run: Bridge was probably still syncing, and a later run will find more.
 	BridgeSyncing bool          `json:"bridge_syncing,omitempty"`
@@ -132,6 +143,17 @@ type job struct {
 	labels  bool     // Bridge Labels/... exported as folders: copies, not deduplicated
 }
 
+// realFolder is a Bridge mailbox that is a folder (INBOX, Sent, Folders/...),
+// not a view (All Mail, Starred, Labels/...), whether it is exported or not.
+type realFolder struct {
+	f        *account.Folder
+	name     string // archive folder name
+	selected bool
+}
+
+// firstBackoff is the wait before the first reconnect; tests shorten it.
+var firstBackoff = time.Second
+
 // Run exports the account into the archive.
 func Run(ctx context.Context, o Options) (*Summary, error) {
 	start := time.Now()
@@ -171,16 +193,24 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing folders: %w", err)
 	}
-	jobs, labelBoxes, allMail := e.plan(folders)
+	jobs, labelBoxes, allMail, real := e.plan(folders)
+	e.real = real
 	e.sum.Folders = len(jobs)
+	all := jobs
+	if allMail != nil {
+		e.sum.Folders++
+		all = append(all[:len(all):len(all)], allMail)
+	}
 
 	// Skip what has not changed since the last run: same UIDVALIDITY, UIDNEXT
-	// and message count, no failed UIDs to retry.
-	var todo []*job
+	// and message count, no failed UIDs to retry. Bridge's All Mail and
+	// Labels/... copies wait until the folders are done: which of their
+	// messages are in no folder, or in an excluded one, is known only then.
+	// Each is skipped only after a pass of its own that finished.
+	var todo, later []*job
 	var planned int
 	var plannedBytes int64
-	changed := false
-	for _, j := range jobs {
+	for _, j := range all {
 		st := o.Archive.State(j.name)
 		s := j.f.Status
 		flagsKnown := !o.RefreshFlags || (s != nil && s.HighestModSeq != 0 && s.HighestModSeq == st.ModSeq)
@@ -189,25 +219,26 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			continue
 		}
 		e.sum.Examined++
-		changed = true
-		if !j.orphans {
+		if j.orphans || (e.bridge && j.labels) {
+			later = append(later, j)
+		} else {
 			todo = append(todo, j)
-			if s != nil && s.NumMessages != nil {
-				n := int(*s.NumMessages) - int(st.Count)
-				if n < 0 || st.UIDValidity != s.UIDValidity {
-					n = int(*s.NumMessages)
-				}
-				planned += n
-				if s.Size != nil && *s.NumMessages > 0 {
-					plannedBytes += *s.Size * int64(n) / int64(*s.NumMessages)
-				}
+		}
+		if !j.orphans && s != nil && s.NumMessages != nil {
+			n := int(*s.NumMessages) - int(st.Count)
+			if n < 0 || st.UIDValidity != s.UIDValidity {
+				n = int(*s.NumMessages)
+			}
+			planned += n
+			if s.Size != nil && *s.NumMessages > 0 {
+				plannedBytes += *s.Size * int64(n) / int64(*s.NumMessages)
 			}
 		}
 	}
 	if o.Progress != nil {
 		o.Progress.Planned(planned, plannedBytes)
 	}
-	if e.bridge && changed {
+	if e.bridge && len(todo)+len(later) > 0 {
 		if err := e.loadLabels(ctx, labelBoxes); err != nil {
 			return nil, err
 		}
@@ -215,11 +246,10 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := e.runJobs(ctx, todo); err != nil {
 		return e.sum, err
 	}
-	if e.bridge && allMail != nil && changed {
-		// Messages only in All Mail, in no folder, after every folder is done.
-		if err := e.runJobs(ctx, []*job{allMail}); err != nil {
-			return e.sum, err
-		}
+	// Messages only in All Mail (in no folder), and label copies, after
+	// every folder is done.
+	if err := e.runJobs(ctx, later); err != nil {
+		return e.sum, err
 	}
 	if e.bridge && allMail != nil && allMail.f.Status != nil && allMail.f.Status.NumMessages != nil {
 		// Bridge fills its mailboxes during its first sync, for hours on a
@@ -251,25 +281,66 @@ type engine struct {
 	mu     sync.Mutex
 	pool   []*account.Conn
 	labels map[string][]string // Proton internal ID -> labels
+
+	// Bridge: every folder that is not a view, exported or not, and what a
+	// complete pass over them found (see folderIDs).
+	real       []realFolder
+	idMu       sync.Mutex
+	idDone     map[string]map[uint32]string // mailbox name -> UID -> X-Pm-Internal-Id
+	ids        map[string]bool              // X-Pm-Internal-Id -> in an exported folder
+	idProgress atomic.Int64
 }
 
-// Plan lists the folders that will be exported, with their archive names.
+// Plan lists the folders that will be exported, INBOX first, then sorted by
+// name.
 func Plan(folders []*account.Folder, bridge bool, labels LabelMode, include, exclude []string) []*account.Folder {
-	e := &engine{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: bridge}
-	jobs, _, allMail := e.plan(folders)
 	var out []*account.Folder
-	for _, j := range jobs {
-		out = append(out, j.f)
-	}
-	if allMail != nil {
-		out = append(out, allMail.f)
+	for _, p := range PlanFolders(folders, bridge, labels, include, exclude) {
+		out = append(out, p.Folder)
 	}
 	return out
 }
 
+// Planned is one folder an export writes.
+type Planned struct {
+	// Folder is the server's folder.
+	Folder *account.Folder
+	// Name is the folder's name in the archive ("/" between levels).
+	Name string
+	// AllMail is set for Proton Mail Bridge's All Mail: only its messages
+	// that are in no folder are exported (into the archive folder "All
+	// Mail").
+	AllMail bool
+	// LabelCopies is set for Bridge's Labels/... exported as folders.
+	LabelCopies bool
+}
+
+// PlanFolders lists the folders that will be exported, with their archive
+// names, INBOX first, then sorted by server name.
+func PlanFolders(folders []*account.Folder, bridge bool, labels LabelMode, include, exclude []string) []Planned {
+	e := &engine{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: bridge}
+	jobs, _, allMail, _ := e.plan(folders)
+	var out []Planned
+	for _, j := range jobs {
+		out = append(out, Planned{Folder: j.f, Name: j.name, LabelCopies: j.labels})
+	}
+	if allMail != nil {
+		out = append(out, Planned{Folder: allMail.f, Name: allMail.name, AllMail: true})
+	}
+	sort.SliceStable(out, func(i, k int) bool {
+		a, b := out[i].Folder.Path(), out[k].Folder.Path()
+		if (a == "INBOX") != (b == "INBOX") {
+			return a == "INBOX"
+		}
+		return a < b
+	})
+	return out
+}
+
 // plan decides which folders are exported, under which names; for Bridge it
-// also returns the label mailboxes and All Mail.
-func (e *engine) plan(folders []*account.Folder) (jobs []*job, labelBoxes []*account.Folder, allMail *job) {
+// also returns the label mailboxes, All Mail, and every folder that is not
+// a view (exported or not).
+func (e *engine) plan(folders []*account.Folder) (jobs []*job, labelBoxes []*account.Folder, allMail *job, real []realFolder) {
 	for _, f := range folders {
 		if !f.Selectable() {
 			continue
@@ -296,12 +367,16 @@ func (e *engine) plan(folders []*account.Folder) (jobs []*job, labelBoxes []*acc
 			}
 		}
 		name := strings.Join(segs, "/")
-		if !e.selected(name) && !e.selected(f.Path()) {
+		sel := e.selected(name) || e.selected(f.Path())
+		if e.bridge {
+			real = append(real, realFolder{f: f, name: name, selected: sel})
+		}
+		if !sel {
 			continue
 		}
 		jobs = append(jobs, &job{f: f, name: name, segs: segs})
 	}
-	return jobs, labelBoxes, allMail
+	return jobs, labelBoxes, allMail, real
 }
 
 func (e *engine) selected(p string) bool {
@@ -328,33 +403,68 @@ func (e *engine) selected(p string) bool {
 // its labels.
 func (e *engine) loadLabels(ctx context.Context, boxes []*account.Folder) error {
 	e.labels = map[string][]string{}
-	if len(boxes) == 0 {
-		return nil
-	}
-	c, err := e.conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer e.release(c)
-	for _, b := range boxes {
-		if _, err := c.Examine(b.Name); err != nil {
-			return err
-		}
-		ids, err := c.FetchHeaderField("X-Pm-Internal-Id")
-		if err != nil {
-			return fmt.Errorf("reading the labels of %q: %w", b.Name, err)
-		}
-		label := b.Path()
-		if len(b.Segments) > 1 && b.Segments[0] == "Labels" {
-			label = strings.Join(b.Segments[1:], "/")
-		}
-		for _, id := range ids {
-			if id != "" {
-				e.labels[id] = append(e.labels[id], label)
+	done := 0
+	return e.withRetry(ctx, "reading the labels", func(c *account.Conn) (int, error) {
+		for ; done < len(boxes); done++ {
+			b := boxes[done]
+			sel, err := c.Examine(b.Name)
+			if err != nil {
+				return done, err
+			}
+			var ids map[uint32]string
+			if sel.NumMessages > 0 {
+				if ids, err = c.FetchHeaderField("X-Pm-Internal-Id"); err != nil {
+					return done, fmt.Errorf("reading the labels of %q: %w", b.Name, err)
+				}
+			}
+			label := b.Path()
+			if len(b.Segments) > 1 && b.Segments[0] == "Labels" {
+				label = strings.Join(b.Segments[1:], "/")
+			}
+			for _, id := range ids {
+				if id != "" {
+					e.labels[id] = append(e.labels[id], label)
+				}
 			}
 		}
+		return done, nil
+	})
+}
+
+// withRetry runs fn on a connection, and again on a new one when the
+// connection drops, with backoff, as long as fn makes progress (its first
+// result grows) or has not failed more than 6 times in a row.
+func (e *engine) withRetry(ctx context.Context, what string, fn func(c *account.Conn) (int, error)) error {
+	backoff := firstBackoff
+	attempts, mark := 0, -1
+	for {
+		c, err := e.conn(ctx)
+		if err != nil {
+			return err
+		}
+		n, err := fn(c)
+		e.release(c)
+		if err == nil {
+			return nil
+		}
+		if n != mark {
+			mark, attempts, backoff = n, 0, firstBackoff
+		}
+		if ctx.Err() != nil || !isConnErr(c, err) {
+			return err
+		}
+		attempts++
+		if attempts > 6 {
+			return fmt.Errorf("%s: giving up after %d reconnects: %w", what, attempts-1, err)
+		}
+		e.o.Log("%s: %v; reconnecting in %v", what, err, backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 30*time.Second)
 	}
-	return nil
 }
 
 // conn takes a connection from the pool, dialing a new one if needed.
@@ -459,9 +569,10 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 	}
 	w.LabelCopies = j.labels
 	fs := &folderRun{e: e, j: j, w: w, tries: map[uint32]int{}, lastErr: map[uint32]string{}}
-	backoff := time.Second
+	backoff := firstBackoff
 	attempts := 0
-	progressMark := e.sum.count()
+	progress := func() int64 { return int64(e.sum.count()) + e.idProgress.Load() + fs.idsDone }
+	progressMark := progress()
 	for {
 		c, err := e.conn(ctx)
 		if err == nil {
@@ -471,9 +582,9 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 		if err == nil {
 			break
 		}
-		if n := e.sum.count(); n != progressMark {
+		if n := progress(); n != progressMark {
 			// progress since the last drop: start the backoff again
-			progressMark, attempts, backoff = n, 0, time.Second
+			progressMark, attempts, backoff = n, 0, firstBackoff
 		}
 		var fe fatal
 		if errors.As(err, &fe) || ctx.Err() != nil {
@@ -481,9 +592,11 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 			return err
 		}
 		var ie *imap.Error
-		if errors.As(err, &ie) {
+		var ue *UnaccountedError
+		if errors.As(err, &ie) || errors.As(err, &ue) {
 			// The server refused something about the folder itself (EXAMINE,
-			// SEARCH): report the folder, go on with the others.
+			// SEARCH), or Bridge's All Mail could not be sorted out: report
+			// the folder, go on with the others; the next run tries again.
 			e.sum.fail(Failure{Folder: j.name, Error: err.Error()})
 			return w.Close()
 		}
@@ -520,13 +633,18 @@ type folderRun struct {
 	// rescan: content keys of messages already archived under an older
 	// UIDVALIDITY, with how many copies each; matches become aliases.
 	rescan map[string][]archive.Record
-	// pmIDs: Bridge All Mail's X-Pm-Internal-Id by UID, for the orphan pass.
-	pmIDs map[uint32]string
+	// limit is the highest UID of Bridge's All Mail (or Labels/...) this
+	// run looks at: what arrived after the run began waits for the next.
+	limit uint32
+	// idsDone counts the steps of the pass over Bridge's folders that
+	// finished (progress, for the reconnect backoff).
+	idsDone int64
+	// excluded: UIDs left out because their folder was excluded.
+	excluded map[uint32]bool
 }
 
 func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	e, j := fr.e, fr.j
-	fr.pmIDs = nil
 	sel, err := c.Examine(j.f.Name)
 	if err != nil {
 		return err
@@ -541,10 +659,24 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 		e.o.Log("folder %s: UIDVALIDITY changed from %d to %d; rescanning, matching messages by content", j.name, st.UIDValidity, sel.UIDValidity)
 		after, retry = 0, nil
 	}
-	if j.orphans && !renumbered && st.UIDNext > 0 && st.UIDNext-1 > after && len(retry) == 0 {
-		// Bridge's All Mail: what a complete earlier pass saw needs no new
-		// look (a message that leaves its folder later is archived already).
-		after = st.UIDNext - 1
+	var complete uint32 // what the last pass that finished looked at
+	if !renumbered && st.UIDNext > 0 {
+		complete = st.UIDNext - 1
+	}
+	var have map[uint32]bool
+	if after > complete || j.orphans {
+		// The last pass did not finish (or met mail that arrived during
+		// it). A server may answer a FETCH in any order (gluon, so Bridge,
+		// does), so the UIDs it stored need not be the lowest: every UID
+		// above the last complete pass is looked at again, and those
+		// already stored are skipped. Bridge's All Mail always starts
+		// there: which of its messages are in no folder is decided by a
+		// pass that finished (a message that leaves its folder later is
+		// archived already).
+		after = complete
+		if have, err = fr.storedAbove(sel.UIDValidity, after); err != nil {
+			return fatal{err}
+		}
 	}
 	if (renumbered || st.Rescan) && fr.rescan == nil {
 		if err := fr.loadRescan(sel.UIDValidity); err != nil {
@@ -560,10 +692,36 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	// Failed UIDs from earlier runs and this one go first.
 	todo := append(retry, uids...)
 	todo = fr.dropHopeless(todo)
+	if have != nil {
+		kept := todo[:0]
+		for _, u := range todo {
+			if !have[u] {
+				kept = append(kept, u)
+			}
+		}
+		todo = kept
+	}
+	if e.bridge && (j.orphans || (j.labels && e.excludes())) {
+		if fr.limit == 0 {
+			// Only what was there before the pass over the folders starts:
+			// a message that arrives later is looked at by the next run.
+			fr.limit = uint32(sel.UIDNext) - 1
+			if s := j.f.Status; s != nil && s.UIDNext != 0 && s.UIDValidity == sel.UIDValidity {
+				fr.limit = min(fr.limit, uint32(s.UIDNext)-1)
+			}
+		}
+		if todo, err = fr.sortOut(ctx, c, sel.UIDValidity, todo); err != nil {
+			return err
+		}
+	}
 	for len(todo) > 0 {
 		n := min(len(todo), e.o.ChunkSize)
 		chunk := todo[:n]
 		if err := fr.chunk(ctx, c, sel.UIDValidity, chunk); err != nil {
+			// what arrived whole is kept, whatever the error
+			if cerr := fr.w.Commit(); cerr != nil {
+				return fatal{cerr}
+			}
 			return err
 		}
 		todo = todo[n:]
@@ -595,6 +753,9 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 			uidNext, msgs, modSeq = 0, 0, 0 // changed under us: look again next time
 		}
 	}
+	if fr.limit != 0 && uidNext > fr.limit+1 {
+		uidNext = fr.limit + 1 // what came later is looked at next time
+	}
 	var attrs []string
 	for _, a := range j.f.Attrs {
 		switch a {
@@ -604,7 +765,26 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 		}
 	}
 	e.o.Archive.SetStatus(j.name, j.segs, attrs, sel.UIDValidity, uidNext, msgs, modSeq, fr.failed)
+	e.sum.mu.Lock()
+	e.sum.Excluded += len(fr.excluded)
+	e.sum.mu.Unlock()
 	return nil
+}
+
+// storedAbove returns the UIDs above after, of uidValidity, that the
+// folder's index records (or that wait for the next commit).
+func (fr *folderRun) storedAbove(uidValidity, after uint32) (map[uint32]bool, error) {
+	recs, err := fr.e.o.Archive.Records(fr.j.name)
+	if err != nil {
+		return nil, err
+	}
+	have := map[uint32]bool{}
+	for _, r := range append(recs, fr.w.Pending()...) {
+		if r.UIDValidity == uidValidity && r.UID > after && !r.FlagsUpdate {
+			have[r.UID] = true
+		}
+	}
+	return have, nil
 }
 
 // refreshFlags records new flags (and Proton labels) of the messages
@@ -684,19 +864,42 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 		return err
 	}
 	var want []uint32
+	var missing []uint32
 	for _, u := range uids {
 		if _, ok := meta[u]; ok {
 			want = append(want, u)
+		} else {
+			missing = append(missing, u)
 		}
-		// A UID without metadata was expunged since the SEARCH: nothing to keep.
 	}
-	if j.orphans {
-		want, err = fr.orphans(c, want)
+	if len(missing) > 0 {
+		// A UID without metadata was expunged since the SEARCH (nothing to
+		// keep), unless the folder still has it: then it is asked for once
+		// more, and reported if it still does not come.
+		still, err := c.UIDsIn(missing)
 		if err != nil {
 			return err
 		}
+		more, err := c.FetchMeta(still)
+		if err != nil {
+			return err
+		}
+		for _, u := range still {
+			if md, ok := more[u]; ok {
+				meta[u] = md
+				want = append(want, u)
+				continue
+			}
+			fr.tries[u] = e.o.Retries
+			fr.lastErr[u] = "the server did not return the message's flags and date"
+			fr.noteHopeless([]uint32{u})
+		}
+		slices.Sort(want)
 	}
 	put := func(uid uint32, r io.Reader, size int64) error {
+		if err := ctx.Err(); err != nil {
+			return err // interrupted: this message waits for the next run
+		}
 		md := meta[uid]
 		m := &message.Meta{
 			Segments:     j.segs,
@@ -727,6 +930,11 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 			return fatal{fmt.Errorf("writing %s UID %d to the archive: %w", j.name, uid, err)}
 		}
 		e.sum.add(stored, m.Size)
+		if stored && j.orphans {
+			e.sum.mu.Lock()
+			e.sum.AllMailOnly++
+			e.sum.mu.Unlock()
+		}
 		if stored && m.Undecryptable {
 			e.sum.mu.Lock()
 			e.sum.Undecryptable = append(e.sum.Undecryptable, Failure{Folder: j.name, UID: uid,
@@ -745,6 +953,9 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 	}
 	for attempt := 0; len(want) > 0; attempt++ {
 		done, ferr := c.FetchBodies(want, put)
+		if err := ctx.Err(); err != nil {
+			return err // the caller commits what arrived
+		}
 		if ferr == nil && len(done) < len(want) && attempt == 0 {
 			// The server said OK but some messages did not come: go-imap drops
 			// an answer whose UID comes after the body. Ask by sequence number.
@@ -864,21 +1075,16 @@ func (fr *folderRun) loadRescan(current uint32) error {
 	return nil
 }
 
-// dedup decides whether a message is already in the archive: the same
-// Proton message in another folder, or (after a UIDVALIDITY change) the
-// same content under its old UID.
+// dedup decides whether a message is already in this folder of the
+// archive: after a UIDVALIDITY change, the same content under its old UID.
+// A message is never deduplicated across folders: a Proton message in two
+// folders (INBOX and Sent) is stored in both. Bridge's views (All Mail,
+// Starred, Labels/...) are not folders: their messages are sorted out before
+// they are fetched (see sortOut) and recorded as labels.
 func (fr *folderRun) dedup(m *message.Meta, here archive.Record) (*archive.Record, error) {
 	e := fr.e
 	if e.bridge && m.PMInternalID != "" {
 		m.Labels = e.labels[m.PMInternalID]
-		if fr.j.labels {
-			return nil, nil
-		}
-		orig, err := e.o.Archive.ClaimPMID(m.PMInternalID, here)
-		if err != nil || orig != nil {
-			return orig, err
-		}
-		return nil, nil
 	}
 	if fr.rescan != nil {
 		k := m.ContentKey()
@@ -888,41 +1094,255 @@ func (fr *folderRun) dedup(m *message.Meta, here archive.Record) (*archive.Recor
 			return &r, nil
 		}
 	}
+	if e.bridge && m.PMInternalID != "" && !fr.j.labels {
+		// remembered for the All Mail pass: archived, so not in no folder
+		if _, err := e.o.Archive.ClaimPMID(m.PMInternalID, here); err != nil {
+			return nil, err
+		}
+	}
 	return nil, nil
 }
 
-// orphans keeps the UIDs of Bridge's All Mail whose Proton message is in no
-// exported folder.
-func (fr *folderRun) orphans(c *account.Conn, uids []uint32) ([]uint32, error) {
-	if fr.pmIDs == nil {
-		// once per connection: one header-only FETCH of the whole All Mail
-		ids, err := c.FetchHeaderField("X-Pm-Internal-Id")
-		if err != nil {
-			return nil, err
-		}
-		fr.pmIDs = ids
+// UnaccountedError says that Proton Mail Bridge did not give the
+// X-Pm-Internal-Id of some messages it holds, so which messages of All Mail
+// are in no folder (or in an excluded one) could not be decided. The folder
+// that needed it is reported and its pass runs again next time.
+type UnaccountedError struct {
+	Mailbox string
+	UIDs    []uint32
+}
+
+func (e *UnaccountedError) Error() string {
+	u := fmt.Sprint(e.UIDs)
+	if len(e.UIDs) > 10 {
+		u = fmt.Sprint(e.UIDs[:10]) + "..."
 	}
+	return fmt.Sprintf("Proton Mail Bridge did not give the X-Pm-Internal-Id of %d messages of %q (UIDs %s), so which messages are in no folder is not known: nothing was stored for them, and the next run looks again", len(e.UIDs), e.Mailbox, u)
+}
+
+// excludes reports whether --folder/--exclude leave out a Bridge folder.
+func (e *engine) excludes() bool {
+	for _, rf := range e.real {
+		if !rf.selected {
+			return true
+		}
+	}
+	return false
+}
+
+// sortOut keeps, of UIDs of Bridge's All Mail, those whose message is in no
+// folder and not archived yet; of a Labels/... mailbox exported as a folder,
+// those not only in excluded folders. A message in an excluded folder is
+// left out (and counted). UIDs above fr.limit wait for the next run. It
+// leaves the job's mailbox selected.
+func (fr *folderRun) sortOut(ctx context.Context, c *account.Conn, uidValidity uint32, todo []uint32) ([]uint32, error) {
+	e, j := fr.e, fr.j
+	var in []uint32
+	for _, u := range todo {
+		if u <= fr.limit {
+			in = append(in, u)
+		}
+	}
+	if len(in) == 0 {
+		return nil, nil
+	}
+	ids, err := idsOf(c, j.f.Name, in)
+	if err != nil {
+		return nil, err
+	}
+	inFolders, err := e.folderIDs(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	fr.idsDone++
+	sel, err := c.Examine(j.f.Name)
+	if err != nil {
+		return nil, err
+	}
+	if sel.UIDValidity != uidValidity {
+		return nil, &UnaccountedError{Mailbox: j.f.Name, UIDs: in}
+	}
+	fr.excluded = map[uint32]bool{}
 	var out []uint32
-	for _, u := range uids {
-		id, known := fr.pmIDs[u]
-		if !known {
-			// arrived after the FETCH above: keep it, dedup decides
-			out = append(out, u)
-			continue
+	for _, u := range in {
+		id, there := ids[u]
+		if !there {
+			continue // expunged since
 		}
-		if id == "" {
-			out = append(out, u)
-			continue
-		}
-		has, err := fr.e.o.Archive.HasPMID(id)
-		if err != nil {
-			return nil, fatal{err}
-		}
-		if !has {
+		selected, inFolder := inFolders[id]
+		switch {
+		case id == "":
+			out = append(out, u) // no Proton ID: cannot be matched, kept
+		case inFolder && !selected:
+			fr.excluded[u] = true
+		case j.orphans && inFolder:
+			// in a folder: exported there
+		case j.orphans:
+			archived, err := e.o.Archive.HasPMID(id)
+			if err != nil {
+				return nil, fatal{err}
+			}
+			if !archived {
+				out = append(out, u)
+			}
+		default:
 			out = append(out, u)
 		}
 	}
 	return out, nil
+}
+
+// folderIDs returns the X-Pm-Internal-Id of every message in every Bridge
+// folder that is not a view, exported or not, mapped to whether one of its
+// folders is exported. It is built once per run, folder by folder (a
+// folder whose pass was cut is read again), and only from passes in which
+// every UID of the folder was accounted for.
+func (e *engine) folderIDs(ctx context.Context, c *account.Conn) (map[string]bool, error) {
+	e.idMu.Lock()
+	defer e.idMu.Unlock()
+	if e.ids != nil {
+		return e.ids, nil
+	}
+	if e.idDone == nil {
+		e.idDone = map[string]map[uint32]string{}
+	}
+	for _, rf := range e.real {
+		if _, ok := e.idDone[rf.f.Name]; ok {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		m, err := e.folderIDsOf(c, rf)
+		if err != nil {
+			return nil, err
+		}
+		e.idDone[rf.f.Name] = m
+		e.idProgress.Add(1)
+	}
+	ids := map[string]bool{}
+	for _, rf := range e.real {
+		for _, id := range e.idDone[rf.f.Name] {
+			if id != "" {
+				ids[id] = ids[id] || rf.selected
+			}
+		}
+	}
+	e.ids = ids
+	return ids, nil
+}
+
+// folderIDsOf reads the X-Pm-Internal-Id of every message of one folder:
+// from the archive for the UIDs it holds, from the server for the others.
+func (e *engine) folderIDsOf(c *account.Conn, rf realFolder) (map[uint32]string, error) {
+	sel, err := c.Examine(rf.f.Name)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32]string{}
+	if sel.NumMessages == 0 {
+		return out, nil
+	}
+	uids, err := c.UIDsAbove(0)
+	if err != nil {
+		return nil, err
+	}
+	known := map[uint32]string{}
+	if e.o.Archive != nil {
+		recs, err := e.o.Archive.Records(rf.name)
+		if err != nil {
+			return nil, fatal{err}
+		}
+		for _, r := range recs {
+			if r.UIDValidity == sel.UIDValidity && r.PMInternalID != "" {
+				known[r.UID] = r.PMInternalID
+			}
+		}
+	}
+	var need []uint32
+	for _, u := range uids {
+		if id, ok := known[u]; ok {
+			out[u] = id
+		} else {
+			need = append(need, u)
+		}
+	}
+	got, err := idsOf(c, rf.f.Name, need)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(out, got)
+	return out, nil
+}
+
+// idsOf fetches the X-Pm-Internal-Id of uids in the open mailbox. Every UID
+// is accounted for: a UID the server did not answer for must be gone (a
+// UID SEARCH says so), else the result is an UnaccountedError.
+func idsOf(c *account.Conn, mailbox string, uids []uint32) (map[uint32]string, error) {
+	out := map[uint32]string{}
+	for i := 0; i < len(uids); i += 5000 {
+		got, err := c.FetchHeaderFieldOf("X-Pm-Internal-Id", uids[i:min(i+5000, len(uids))])
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(out, got)
+	}
+	var missing []uint32
+	for _, u := range uids {
+		if _, ok := out[u]; !ok {
+			missing = append(missing, u)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	still, err := c.UIDsIn(missing)
+	if err != nil {
+		return nil, err
+	}
+	if len(still) > 0 {
+		return nil, &UnaccountedError{Mailbox: mailbox, UIDs: still}
+	}
+	return out, nil
+}
+
+// AllMailOnly counts, on a Proton Mail Bridge account, the messages of All
+// Mail that are in no folder, which an export with these options stores into
+// the archive folder "All Mail", and those it leaves out because their
+// folders are excluded. It is 0, 0 when All Mail is not exported.
+func AllMailOnly(c *account.Conn, folders []*account.Folder, labels LabelMode, include, exclude []string) (n, excluded int, err error) {
+	e := &engine{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: true}
+	_, _, allMail, real := e.plan(folders)
+	if allMail == nil {
+		return 0, 0, nil
+	}
+	e.real = real
+	sel, err := c.Examine(allMail.f.Name)
+	if err != nil || sel.NumMessages == 0 {
+		return 0, 0, err
+	}
+	uids, err := c.UIDsAbove(0)
+	if err != nil {
+		return 0, 0, err
+	}
+	ids, err := idsOf(c, allMail.f.Name, uids)
+	if err != nil {
+		return 0, 0, err
+	}
+	inFolders, err := e.folderIDs(context.Background(), c)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, id := range ids {
+		selected, inFolder := inFolders[id]
+		switch {
+		case id == "" || !inFolder:
+			n++
+		case !selected:
+			excluded++
+		}
+	}
+	return n, excluded, nil
 }
 
 // isConnErr reports whether the connection is unusable after err.
@@ -935,6 +1355,13 @@ func isConnErr(c *account.Conn, err error) bool {
 	var ie *imap.Error
 	if errors.As(err, &ie) {
 		return false
+	}
+	// go-imap closes a connection it cannot read any more (a cut in the
+	// middle of a response shows as a parse error), a moment later
+	select {
+	case <-c.Closed():
+		return true
+	case <-time.After(200 * time.Millisecond):
 	}
 	var re *account.ReadError
 	return errors.As(err, &re) || errors.Is(err, account.ErrShortLiteral) || strings.Contains(err.Error(), "EOF") ||

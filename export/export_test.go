@@ -267,14 +267,16 @@ func TestHostileFolderNames(t *testing.T) {
 }
 
 // cutProxy forwards TCP to target and cuts each of the first n connections
-// after limit bytes from the server.
+// after limit bytes from the server (or, with limitOf, after the bytes it
+// says for the i-th connection, with a RST instead of a FIN if it says so).
 type cutProxy struct {
-	ln     net.Listener
-	target string
-	limit  int64
-	cuts   int32
-	n      int32
-	wg     sync.WaitGroup
+	ln      net.Listener
+	target  string
+	limit   int64
+	limitOf func(i int32) (limit int64, rst bool)
+	cuts    int32
+	n       int32
+	wg      sync.WaitGroup
 }
 
 func newCutProxy(t *testing.T, target string, limit int64, n int32) *cutProxy {
@@ -299,11 +301,19 @@ func (p *cutProxy) serve() {
 			c.Close()
 			continue
 		}
-		cut := atomic.AddInt32(&p.cuts, 1) <= p.n
+		i := atomic.AddInt32(&p.cuts, 1)
+		cut := i <= p.n
+		limit, rst := p.limit, false
+		if cut && p.limitOf != nil {
+			limit, rst = p.limitOf(i)
+		}
 		go func() { io.Copy(s, c); s.Close() }()
 		go func() {
 			if cut {
-				io.CopyN(c, s, p.limit)
+				io.CopyN(c, s, limit)
+				if tc, ok := c.(*net.TCPConn); ok && rst {
+					tc.SetLinger(0) // Close sends a RST
+				}
 				c.Close()
 				s.Close()
 				return

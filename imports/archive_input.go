@@ -37,6 +37,7 @@ func scanArchive(root string, fn func(*Item) error, bad func(error)) error {
 	}
 	// r stays open for the length of the import (the items open their
 	// files through it); it is one descriptor, closed by its finalizer.
+	var stored map[string]archive.Record
 	for _, folder := range a.Folders() {
 		st := a.State(folder)
 		role := ""
@@ -49,9 +50,40 @@ func scanArchive(root string, fn func(*Item) error, bad func(error)) error {
 		if err != nil {
 			return err
 		}
+		// An alias record whose bytes are stored in another folder (archives
+		// written before mailmove stored a Proton message in each of its
+		// folders: INBOX and Sent) is a message of this folder too: it is
+		// read from the stored copy, and checked against that copy's size
+		// and SHA-256. Aliases of a copy in this folder (after a UIDVALIDITY
+		// change) are the same message again.
+		here := map[string]bool{}
 		for _, rec := range recs {
-			if rec.Alias || rec.LabelCopy {
+			if !rec.Alias && !rec.LabelCopy {
+				here[fmt.Sprintf("%s@%d", rec.File, rec.Offset)] = true
+			}
+		}
+		for _, rec := range recs {
+			if rec.LabelCopy {
 				continue
+			}
+			id := fmt.Sprintf("%s@%d", rec.File, rec.Offset)
+			if rec.Alias {
+				if here[id] {
+					continue
+				}
+				here[id] = true
+				if stored == nil {
+					if stored, err = storedRecords(a); err != nil {
+						return err
+					}
+				}
+				s, ok := stored[id]
+				if !ok {
+					continue // points to nothing stored: nothing to read
+				}
+				rec.Size, rec.SHA256 = s.Size, s.SHA256
+				rec.StatusAt, rec.StatusLen, rec.LFRawFrom, rec.Length = s.StatusAt, s.StatusLen, s.LFRawFrom, s.Length
+				id += " in " + folder
 			}
 			rec := rec
 			src := rec.File
@@ -62,7 +94,7 @@ func scanArchive(root string, fn func(*Item) error, bad func(error)) error {
 				bad(&InputError{File: src, Msg: "the archive's index (folder " + folder + ") points " + why + "; refused, not read"})
 				continue
 			}
-			it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: fmt.Sprintf("%s@%d", rec.File, rec.Offset)}
+			it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: id}
 			it.open = func() (io.ReadCloser, error) { return openArchived(r, a, rec) }
 			if err := fn(it); err != nil {
 				return err
@@ -70,6 +102,24 @@ func scanArchive(root string, fn func(*Item) error, bad func(error)) error {
 		}
 	}
 	return nil
+}
+
+// storedRecords maps "file@offset" of every message stored in an archive
+// to its record.
+func storedRecords(a *archive.Archive) (map[string]archive.Record, error) {
+	out := map[string]archive.Record{}
+	for _, folder := range a.Folders() {
+		recs, err := a.Records(folder)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if !r.Alias {
+				out[fmt.Sprintf("%s@%d", r.File, r.Offset)] = r
+			}
+		}
+	}
+	return out, nil
 }
 
 // outsideArchive says why an index entry's file is not a file of the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,9 +174,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if tty && !*jsonOut {
 		fmt.Fprintf(stderr, "%s: %d new messages (%s) from %d folders into %s in %s",
 			cfg.URL, sum.Messages, humanBytes(sum.Bytes), sum.Folders, *out, sum.Elapsed.Round(10*time.Millisecond))
-		if sum.Duplicates > 0 {
-			fmt.Fprintf(stderr, "; %d already archived", sum.Duplicates)
-		}
+		fmt.Fprint(stderr, exportNotes(sum))
 		if sum.FlagsUpdated > 0 {
 			fmt.Fprintf(stderr, "; flags changed on %d", sum.FlagsUpdated)
 		}
@@ -185,6 +184,23 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return exitPartial
 	}
 	return exitOK
+}
+
+// exportNotes explains an export's counts in words: Bridge's messages in
+// no folder, messages of excluded folders, messages found again after a
+// renumbering. Export and migrate print it after their summary line.
+func exportNotes(sum *export.Summary) string {
+	var b strings.Builder
+	if sum.AllMailOnly > 0 {
+		fmt.Fprintf(&b, "; %d of them are in no folder on Proton Mail Bridge and went into All Mail", sum.AllMailOnly)
+	}
+	if sum.Excluded > 0 {
+		fmt.Fprintf(&b, "; %d messages of excluded folders left out of All Mail", sum.Excluded)
+	}
+	if sum.Duplicates > 0 {
+		fmt.Fprintf(&b, "; %d found already archived after the server renumbered a folder", sum.Duplicates)
+	}
+	return b.String()
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

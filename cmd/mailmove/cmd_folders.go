@@ -57,37 +57,53 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	st.set("counting messages")
 	bridge := cfg.URL.Bridge || c.IsBridge()
-	sel := export.Plan(all, bridge, export.LabelMode(*labels), include, exclude)
+	sel := export.PlanFolders(all, bridge, export.LabelMode(*labels), include, exclude)
 	type row struct {
-		Folder   string `json:"folder"`
+		Folder string `json:"folder"`
+		// Archive is the folder's name in an archive (Bridge: without Folders/).
+		Archive  string `json:"archive_folder"`
 		Messages uint32 `json:"messages"`
+		// Exported is how many of them an export stores (Bridge's All Mail:
+		// only those in no folder).
+		Exported uint32 `json:"exported"`
 		Bytes    *int64 `json:"bytes,omitempty"`
 		Note     string `json:"note,omitempty"`
 	}
 	var rows []row
 	var total uint32
 	var totalBytes int64
-	for _, f := range sel {
-		r := row{Folder: f.Path()}
+	for _, p := range sel {
+		f := p.Folder
+		r := row{Folder: f.Path(), Archive: p.Name}
 		if f.Status != nil {
 			if f.Status.NumMessages != nil {
 				r.Messages = *f.Status.NumMessages
 			}
 			r.Bytes = f.Status.Size
 		}
-		if r.Bytes == nil {
+		if r.Bytes == nil && !p.AllMail {
 			// no STATUS=SIZE: add up the messages' sizes
 			if n, size, err := c.TotalSize(f.Name); err == nil {
 				r.Messages, r.Bytes = n, &size
 			}
 		}
-		if bridge && f.Name == "All Mail" {
-			r.Note = "only messages in no folder are exported"
-		} else {
-			total += r.Messages
-			if r.Bytes != nil {
-				totalBytes += *r.Bytes
+		r.Exported = r.Messages
+		if p.AllMail {
+			// the messages in no folder: the others are in the folders
+			// listed (or in excluded ones), not copied again
+			n, excluded, err := export.AllMailOnly(c, all, export.LabelMode(*labels), include, exclude)
+			if err != nil {
+				return errorExit(stderr, fmt.Errorf("finding the messages of All Mail that are in no folder: %w", err))
 			}
+			r.Exported, r.Bytes = uint32(n), nil
+			r.Note = fmt.Sprintf("a view of every message: only the %d in no folder are exported", n)
+			if excluded > 0 {
+				r.Note += fmt.Sprintf("; %d of excluded folders are left out", excluded)
+			}
+		}
+		total += r.Exported
+		if r.Bytes != nil {
+			totalBytes += *r.Bytes
 		}
 		rows = append(rows, r)
 	}
@@ -121,9 +137,12 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	tw.Flush()
 	if totalBytes > 0 {
-		fmt.Fprintf(stdout, "%d folders, %d messages, %s\n", len(rows), total, humanBytes(totalBytes))
+		fmt.Fprintf(stdout, "%d folders, %d messages to export, %s\n", len(rows), total, humanBytes(totalBytes))
 	} else {
-		fmt.Fprintf(stdout, "%d folders, %d messages\n", len(rows), total)
+		fmt.Fprintf(stdout, "%d folders, %d messages to export\n", len(rows), total)
+	}
+	if bridge {
+		fmt.Fprintln(stdout, "(Proton Mail Bridge: a message in two folders counts in each, as it is stored in each; All Mail, Starred and Labels/ are views: their messages count once, in their folders, and their labels are recorded)")
 	}
 	return exitOK
 }

@@ -168,8 +168,8 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "%s -> %s: %d new messages read into the staging archive %s; dry run: nothing appended\n",
 				src.URL, dst.URL, esum.Messages, *staging)
 		} else {
-			fmt.Fprintf(stderr, "%s -> %s: %d new messages read, %d appended, %d already there, in %s (staging archive %s)\n",
-				src.URL, dst.URL, esum.Messages, isum.Appended, isum.Skipped, time.Since(start).Round(10*time.Millisecond), *staging)
+			fmt.Fprintf(stderr, "%s -> %s: %d new messages read, %d appended, %d already there, in %s (staging archive %s)%s\n",
+				src.URL, dst.URL, esum.Messages, isum.Appended, isum.Skipped, time.Since(start).Round(10*time.Millisecond), *staging, exportNotes(esum))
 		}
 	}
 	if partial {

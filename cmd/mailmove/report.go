@@ -37,6 +37,8 @@ type exportReport struct {
 	Failed     []export.Failure `json:"failed"`
 	Undecrypt  []export.Failure `json:"undecryptable"`
 	Bridge     bool             `json:"bridge"`
+	AllMail    int              `json:"all_mail_only"`
+	Excluded   int              `json:"excluded"`
 	Syncing    bool             `json:"bridge_syncing"`
 	Seconds    float64          `json:"seconds"`
 }
@@ -46,6 +48,7 @@ func newExportReport(sum *export.Summary, runErr error, out string) *exportRepor
 	if sum != nil {
 		v.Folders, v.Messages, v.Bytes, v.Duplicates, v.Bridge = sum.Folders, sum.Messages, sum.Bytes, sum.Duplicates, sum.Bridge
 		v.Flags = sum.FlagsUpdated
+		v.AllMail, v.Excluded = sum.AllMailOnly, sum.Excluded
 		v.Seconds = sum.Elapsed.Seconds()
 		v.Syncing = sum.BridgeSyncing
 		if sum.Failed != nil {

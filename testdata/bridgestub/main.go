@@ -4,7 +4,8 @@
 // Bridge makes), and Bridge's mailbox tree: INBOX, Drafts, Sent, Starred,
 // Archive, Spam, Trash, All Mail, Folders/..., Labels/..., with one Proton
 // message shown in its folder, in each of its labels, in Starred and in All
-// Mail, and one message that is only in All Mail.
+// Mail, some messages in two folders (Sent and INBOX, Work and Archive), and
+// one message that is only in All Mail.
 //
 // It lives in its own module so that mailmove does not depend on gluon.
 //
@@ -136,7 +137,7 @@ func run(dir, listen, user, password string, n int) error {
 	folders := []struct {
 		id   imap.MailboxID
 		path string
-	}{{"0", "INBOX"}, {"7", "Sent"}, {"6", "Archive"}, {"3", "Trash"}, {"f1", "Work"}, {"f2", "Work/2024"}, {"f3", "Reisen & Urlaub"}}
+	}{{"0", "INBOX"}, {"7", "Sent"}, {"6", "Archive"}, {"3", "Trash"}, {"f1", "Work"}, {"f2", "Work/2024"}, {"f3", "Reisen & Urlaub"}, {"4", "Spam"}}
 	var expected []Expected
 	for i := 0; i < n; i++ {
 		pmid := fmt.Sprintf("pm-%04d-%s", i, strings.Repeat("x", 20))
@@ -161,10 +162,15 @@ func run(dir, listen, user, password string, n int) error {
 			e.Starred = true
 			e.Labels = append(e.Labels, "Starred")
 		}
-		if f.path == "Sent" && i%2 == 1 {
+		if f.path == "Sent" && i%16 == 1 {
 			// a message to yourself: in Sent and in INBOX
 			mboxes = append(mboxes, "0")
 			e.Also = []string{"INBOX"}
+		}
+		if f.path == "Work" && i%16 == 4 {
+			// a message in a folder and in Archive
+			mboxes = append(mboxes, "6")
+			e.Also = []string{"Archive"}
 		}
 		e.Undecryptable = i == 3
 		expected = append(expected, e)
