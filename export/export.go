@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -208,8 +209,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err := e.runJobs(ctx, todo); err != nil {
 		return e.sum, err
 	}
-	if e.bridge && allMail != nil && changed {
-		// Messages only in All Mail, in no folder, after every folder is done.
+	if e.bridge && allMail != nil && changed && e.failedFolders == 0 {
+		// Messages only in All Mail, in no folder, after every folder is
+		// done (not after a folder failed: its messages would look orphaned).
 		if err := e.runJobs(ctx, []*job{allMail}); err != nil {
 			return e.sum, err
 		}
@@ -244,6 +246,8 @@ type engine struct {
 	mu     sync.Mutex
 	pool   []*account.Conn
 	labels map[string][]string // Proton internal ID -> labels
+	// failedFolders counts folders the archive could not take (folderFailed).
+	failedFolders int
 }
 
 // Plan lists the folders that will be exported, with their archive names.
@@ -448,7 +452,7 @@ func (f fatal) Unwrap() error { return f.err }
 func (e *engine) folder(ctx context.Context, j *job) error {
 	w, err := e.o.Archive.OpenFolder(j.name, j.segs)
 	if err != nil {
-		return fmt.Errorf("opening %s in the archive: %w", j.name, err)
+		return e.folderFailed(j, err)
 	}
 	w.LabelCopies = j.labels
 	fs := &folderRun{e: e, j: j, w: w, tries: map[uint32]int{}, lastErr: map[uint32]string{}}
@@ -469,9 +473,16 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 			progressMark, attempts, backoff = n, 0, time.Second
 		}
 		var fe fatal
-		if errors.As(err, &fe) || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			w.Close()
 			return err
+		}
+		if errors.As(err, &fe) {
+			// A local failure tied to this folder (a name or path the file
+			// system refuses, a disk error on one file): what was written
+			// is kept, the folder is reported, the others go on.
+			w.Close()
+			return e.folderFailed(j, fe.err)
 		}
 		var ie *imap.Error
 		if errors.As(err, &ie) {
@@ -500,6 +511,22 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 		backoff = min(backoff*2, 30*time.Second)
 	}
 	return w.Close()
+}
+
+// folderFailed reports a folder the archive could not take, and lets the
+// other folders go on; the folder's state is left as it was, so the next
+// run tries it again. A failure no folder could escape (disk full, quota,
+// a read-only file system) stops the run instead.
+func (e *engine) folderFailed(j *job, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("folder %s: writing to the archive: %w", j.name, err)
+	}
+	e.o.Log("folder %s: %v", j.name, err)
+	e.sum.fail(Failure{Folder: j.name, Error: fmt.Sprintf("could not be written to the archive (%v); the other folders were exported; fix the cause and run again: the next run tries this folder again", err)})
+	e.mu.Lock()
+	e.failedFolders++
+	e.mu.Unlock()
+	return nil
 }
 
 // folderRun is the state of one folder's export across reconnects.

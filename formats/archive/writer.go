@@ -44,7 +44,9 @@ type FolderWriter struct {
 	// eml
 	dir    string
 	relDir string
-	files  []string // written since the last commit, for platforms without syncfs
+	tmpDir string
+	files  []string      // written since the last commit, for platforms without syncfs
+	ebw    *bufio.Writer // reused for every .eml file: few, large writes
 
 	index        *os.File
 	pending      []Record
@@ -58,12 +60,12 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 	a.mu.Lock()
 	st := a.folderLocked(name, segs)
 	end := st.MboxEnd
+	rel := a.folderPath(st) // with "/"
 	a.mu.Unlock()
 	w := &FolderWriter{a: a, name: name, segs: segs, lastCommit: time.Now()}
-	rel := RelPath(segs)
 	if a.Header.Format == Mbox {
-		w.mboxPath = filepath.Join(a.Root, rel+".mbox")
-		w.mboxRel = filepath.ToSlash(rel + ".mbox")
+		w.mboxPath = filepath.Join(a.Root, filepath.FromSlash(rel))
+		w.mboxRel = rel
 		if err := os.MkdirAll(filepath.Dir(w.mboxPath), 0o700); err != nil {
 			return nil, err
 		}
@@ -83,8 +85,9 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 		w.bw = bufio.NewWriterSize(f, 256<<10)
 		w.mw = mbox.NewWriter(w.bw, a.Header.LF)
 	} else {
-		w.dir = filepath.Join(a.Root, rel)
-		w.relDir = filepath.ToSlash(rel)
+		w.dir = filepath.Join(a.Root, filepath.FromSlash(rel))
+		w.relDir = rel
+		w.tmpDir = filepath.Join(a.Root, filepath.FromSlash(TmpDir))
 		if err := os.MkdirAll(w.dir, 0o700); err != nil {
 			return nil, err
 		}
@@ -95,6 +98,13 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 		return nil, err
 	}
 	w.index = idx
+	a.mu.Lock()
+	if st.Path == "" {
+		// the mapping is kept from now on, whatever later versions map to
+		st.Path = rel
+		a.dirty = true
+	}
+	a.mu.Unlock()
 	return w, nil
 }
 
@@ -131,16 +141,25 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 		meta.MessageID, meta.PMInternalID, meta.Sender = message.HeaderFields(bufio.NewReader(bytes.NewReader(hdr)))
 		rec.File, rec.Offset, rec.Length = w.mboxRel, w.off, n
 	} else {
-		tmp = filepath.Join(w.dir, ".mm-tmp-"+randName())
-		f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		tmp = filepath.Join(w.tmpDir, ".mm-tmp-"+randName())
+		f, err := createExcl(tmp)
 		if err != nil {
 			return false, err
 		}
+		if w.ebw == nil {
+			w.ebw = bufio.NewWriterSize(f, 256<<10)
+		} else {
+			w.ebw.Reset(f)
+		}
 		var sn message.HeaderSniffer
-		n, err := io.Copy(io.MultiWriter(f, h, &sn), r)
+		n, err := io.Copy(io.MultiWriter(w.ebw, h, &sn), r)
+		if err == nil {
+			err = w.ebw.Flush()
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+		w.ebw.Reset(nil)
 		if err != nil {
 			os.Remove(tmp)
 			return false, err
@@ -172,7 +191,7 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 	}
 	if tmp != "" {
 		name := emlName(meta)
-		if err := os.Rename(tmp, filepath.Join(w.dir, name)); err != nil {
+		if err := rename(tmp, filepath.Join(w.dir, name)); err != nil {
 			os.Remove(tmp)
 			return false, err
 		}
