@@ -243,3 +243,79 @@ func samePaths(t *testing.T, a, b []byte) bool {
 	}
 	return true
 }
+
+// kill -9 at random points of an .eml export leaves no litter: after a
+// complete run the archive holds the indexed messages and .mailmove/,
+// nothing else (temporary files live in .mailmove/tmp, emptied by every
+// run), and check passes; a file planted among the messages is reported.
+func TestKillLeavesNoLitter(t *testing.T) {
+	srv := seedServer(t, 600)
+	from := "imap://alice@" + slowProxy(t, srv.Addr) + "?tls=none"
+	env := []string{"MAILMOVE_FROM_PASSWORD=secret"}
+	for _, seed := range []int64{2, 3, 4} {
+		out := filepath.Join(t.TempDir(), "killed")
+		args := []string{"export", "--from", from, "--to", "eml", "--out", out, "--connections", "2"}
+		kills := killRuns(t, 5, seed, env, args...)
+		left, _ := filepath.Glob(filepath.Join(out, ".mailmove", "tmp", ".mm-tmp-*"))
+		if _, e, code := runCmd(t, args...); code != 0 {
+			t.Fatalf("seed %d: final run: exit %d: %s", seed, code, e)
+		}
+		if stdout, e, code := runCmd(t, "check", out); code != 0 {
+			t.Fatalf("seed %d, %d kills: check: exit %d: %s %s", seed, kills, code, stdout, e)
+		}
+		a, err := archive.OpenReadOnly(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		indexed, n := map[string]bool{}, 0
+		for _, f := range a.Folders() {
+			recs, err := a.Records(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				indexed[r.File] = true
+				n++
+			}
+		}
+		a.Close()
+		if n != 600 {
+			t.Fatalf("seed %d: %d messages indexed, want 600", seed, n)
+		}
+		filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
+			rel, _ := filepath.Rel(out, p)
+			rel = filepath.ToSlash(rel)
+			switch {
+			case fi.IsDir():
+			case strings.HasPrefix(rel, ".mailmove/tmp/"):
+				t.Errorf("seed %d: temporary file left after a complete run: %s", seed, rel)
+			case strings.HasPrefix(rel, ".mailmove/"):
+			case !indexed[rel]:
+				t.Errorf("seed %d: %s is neither a message nor .mailmove's", seed, rel)
+			}
+			return nil
+		})
+		t.Logf("seed %d: %d kills, %d temporary files left by the last one", seed, kills, len(left))
+		if seed == 2 {
+			for _, stray := range []string{"INBOX/.mm-tmp-0123456789abcdef", "Sent/notes.txt"} {
+				if err := os.WriteFile(filepath.Join(out, filepath.FromSlash(stray)), []byte("x"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, e, code := runCmd(t, "check", out)
+			if code != 3 || !strings.Contains(e, "INBOX/.mm-tmp-0123456789abcdef: a file the index does not know") || !strings.Contains(e, "Sent/notes.txt: a file the index does not know") {
+				t.Fatalf("planted files: check exit %d: %s", code, e)
+			}
+			// an export removes the old-style temporary file, never the user's
+			if _, e, code := runCmd(t, args...); code != 0 {
+				t.Fatalf("run after planting: exit %d: %s", code, e)
+			}
+			if _, err := os.Stat(filepath.Join(out, "INBOX", ".mm-tmp-0123456789abcdef")); err == nil {
+				t.Error("an old-style temporary file survived a run")
+			}
+			if _, err := os.Stat(filepath.Join(out, "Sent", "notes.txt")); err != nil {
+				t.Errorf("the user's file was removed: %v", err)
+			}
+		}
+	}
+}
