@@ -47,6 +47,7 @@ type FolderWriter struct {
 	tmpDir string
 	files  []string      // written since the last commit, for platforms without syncfs
 	ebw    *bufio.Writer // reused for every .eml file: few, large writes
+	tmps   *tmpMaker     // creates the next temporary files ahead
 
 	index        *os.File
 	pending      []Record
@@ -141,11 +142,15 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 		meta.MessageID, meta.PMInternalID, meta.Sender = message.HeaderFields(bufio.NewReader(bytes.NewReader(hdr)))
 		rec.File, rec.Offset, rec.Length = w.mboxRel, w.off, n
 	} else {
-		tmp = filepath.Join(w.tmpDir, ".mm-tmp-"+randName())
-		f, err := createExcl(tmp)
-		if err != nil {
-			return false, err
+		if w.tmps == nil {
+			w.tmps = newTmpMaker(w.tmpDir)
 		}
+		tf := <-w.tmps.ch
+		if tf.err != nil {
+			return false, tf.err
+		}
+		f := tf.f
+		tmp = tf.name
 		if w.ebw == nil {
 			w.ebw = bufio.NewWriterSize(f, 256<<10)
 		} else {
@@ -299,6 +304,10 @@ func (w *FolderWriter) Close() error {
 
 func (w *FolderWriter) closeFiles() error {
 	var err error
+	if w.tmps != nil {
+		w.tmps.stop()
+		w.tmps = nil
+	}
 	if w.mf != nil {
 		if e := w.bw.Flush(); e != nil && err == nil {
 			err = e
@@ -320,3 +329,58 @@ func (w *FolderWriter) closeFiles() error {
 type counter struct{ n int64 }
 
 func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// tmpMaker creates empty temporary files in the archive's TmpDir ahead of
+// need, so that the file system's work for a new file (an inode, a
+// directory entry) overlaps with receiving the message that goes into it.
+// Files it made and nobody took are removed by stop, or after a crash by
+// the next Open, which empties TmpDir.
+type tmpMaker struct {
+	ch   chan tmpFile
+	quit chan struct{}
+	done chan struct{}
+}
+
+type tmpFile struct {
+	f    *os.File
+	name string
+	err  error
+}
+
+func newTmpMaker(dir string) *tmpMaker {
+	m := &tmpMaker{ch: make(chan tmpFile, 2), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		for {
+			name := filepath.Join(dir, ".mm-tmp-"+randName())
+			f, err := createExcl(name)
+			select {
+			case m.ch <- tmpFile{f: f, name: name, err: err}:
+			case <-m.quit:
+				if f != nil {
+					f.Close()
+					os.Remove(name)
+				}
+				return
+			}
+		}
+	}()
+	return m
+}
+
+// stop ends the maker and removes the files nobody took.
+func (m *tmpMaker) stop() {
+	close(m.quit)
+	<-m.done
+	for {
+		select {
+		case tf := <-m.ch:
+			if tf.f != nil {
+				tf.f.Close()
+				os.Remove(tf.name)
+			}
+		default:
+			return
+		}
+	}
+}
