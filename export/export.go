@@ -477,6 +477,11 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 			w.Close()
 			return err
 		}
+		if cerr := w.Commit(); cerr != nil && !errors.As(err, &fe) {
+			// what was written before the failure is indexed before the
+			// folder is looked at again, so that none of it is fetched twice
+			err = fatal{cerr}
+		}
 		if errors.As(err, &fe) {
 			// A local failure tied to this folder (a name or path the file
 			// system refuses, a disk error on one file): what was written
@@ -757,7 +762,8 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 			e.o.Progress.Message(j.name, m.Size)
 		}
 		if fr.w.NeedCommit() {
-			if err := fr.w.Commit(); err != nil {
+			// durable in the background while the next messages come
+			if err := fr.w.CommitBackground(); err != nil {
 				return fatal{err}
 			}
 		}

@@ -50,6 +50,7 @@ type FolderWriter struct {
 	tmps   *tmpMaker     // creates the next temporary files ahead
 
 	index        *os.File
+	inflight     chan error // the background commit's result, while one runs
 	pending      []Record
 	pendingBytes int64
 	lastCommit   time.Time
@@ -238,38 +239,102 @@ func (w *FolderWriter) UpdateFlags(uidValidity, uid uint32, flags, labels []stri
 	w.add(Record{Meta: message.Meta{UIDValidity: uidValidity, UID: uid, Flags: flags, Labels: labels}, FlagsUpdate: true}, 0)
 }
 
-// NeedCommit reports whether enough is pending that Commit should run.
+// NeedCommit reports whether enough is pending that Commit (or
+// CommitBackground) should run.
 func (w *FolderWriter) NeedCommit() bool {
 	return len(w.pending) >= commitMessages || w.pendingBytes >= commitBytes ||
 		(len(w.pending) > 0 && time.Since(w.lastCommit) >= commitInterval)
 }
 
-// Pending returns the records not yet committed.
+// Pending returns the records not yet committed (nor being committed).
 func (w *FolderWriter) Pending() []Record { return w.pending }
 
 // Commit makes every message written so far durable, then appends their
-// index lines and makes those durable.
+// index lines and makes those durable. It waits for a background commit
+// first, and returns its error if it failed.
 func (w *FolderWriter) Commit() error {
-	if len(w.pending) == 0 {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	b, err := w.take()
+	if err != nil || b == nil {
+		return err
+	}
+	return w.commit(b)
+}
+
+// CommitBackground commits what is pending like Commit, but in the
+// background: the next messages can be fetched and written while the data
+// is made durable. At most one background commit runs at a time (this call
+// waits for the previous one, and returns its error); Commit and Close wait
+// for it. The guarantee is Commit's: an index line is written only after the
+// bytes of its message are durable.
+func (w *FolderWriter) CommitBackground() error {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	b, err := w.take()
+	if err != nil || b == nil {
+		return err
+	}
+	done := make(chan error, 1)
+	w.inflight = done
+	go func() { done <- w.commit(b) }()
+	return nil
+}
+
+// wait waits for the background commit, if one runs, and returns its error.
+func (w *FolderWriter) wait() error {
+	if w.inflight == nil {
 		return nil
+	}
+	err := <-w.inflight
+	w.inflight = nil
+	return err
+}
+
+// batch is what one commit makes durable and indexes.
+type batch struct {
+	recs  []Record
+	files []string // .eml files, for platforms without syncfs
+}
+
+// take hands the pending records to a commit: the mbox buffer is written
+// to the file first, so that the commit's fsync covers them.
+func (w *FolderWriter) take() (*batch, error) {
+	if len(w.pending) == 0 {
+		return nil, nil
 	}
 	if w.mf != nil {
 		if err := w.bw.Flush(); err != nil {
-			return err
+			return nil, err
 		}
+	}
+	b := &batch{recs: w.pending, files: w.files}
+	w.pending, w.files = nil, nil
+	w.pendingBytes = 0
+	w.lastCommit = time.Now()
+	return b, nil
+}
+
+// commit makes a batch durable, then writes and syncs its index lines, then
+// brings the folder's state up to date. It touches only the index file,
+// the already written message files and the archive (under its lock), so it
+// can run while Put writes the next messages.
+func (w *FolderWriter) commit(b *batch) error {
+	if w.mf != nil {
 		if err := w.mf.Sync(); err != nil {
 			return fmt.Errorf("fsync %s: %w", w.mboxPath, err)
 		}
-	} else if len(w.files) > 0 {
-		if err := syncFiles(w.a.Root, w.dir, w.files); err != nil {
+	} else if len(b.files) > 0 {
+		if err := syncFiles(w.a.Root, w.dir, b.files); err != nil {
 			return err
 		}
-		w.files = w.files[:0]
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	for i := range w.pending {
-		if err := enc.Encode(&w.pending[i]); err != nil {
+	for i := range b.recs {
+		if err := enc.Encode(&b.recs[i]); err != nil {
 			return err
 		}
 	}
@@ -281,15 +346,12 @@ func (w *FolderWriter) Commit() error {
 	}
 	w.a.mu.Lock()
 	st := w.a.folderLocked(w.name, w.segs)
-	for i := range w.pending {
-		st.apply(&w.pending[i])
+	for i := range b.recs {
+		st.apply(&b.recs[i])
 	}
 	st.IndexSize += int64(buf.Len())
 	w.a.dirty = true
 	w.a.mu.Unlock()
-	w.pending = w.pending[:0]
-	w.pendingBytes = 0
-	w.lastCommit = time.Now()
 	return nil
 }
 
@@ -303,7 +365,7 @@ func (w *FolderWriter) Close() error {
 }
 
 func (w *FolderWriter) closeFiles() error {
-	var err error
+	err := w.wait()
 	if w.tmps != nil {
 		w.tmps.stop()
 		w.tmps = nil
