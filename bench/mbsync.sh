@@ -7,12 +7,16 @@
 # Uses the shared bench kit (BENCH_KIT, default ../shared/bench): its private
 # Dovecot on 127.0.0.1:10993 (IMAPS, self-signed), its corpus generator and
 # its mbsync configuration. Needs dovecot-imapd, isync, python3, /usr/bin/time.
-# Prints one line per run: tool, mode, wall seconds, peak RSS MiB, messages.
-# Every import is verified before its time is printed: the target must hold
-# every message of the source account, per folder, byte for byte (SHA-256
-# after CRLF normalisation; mbsync's X-TUID header left out where the
-# messages went through mbsync's Maildir). A mismatch stops the bench with
-# "MISMATCH" and exit 1: a time of an import that lost mail is never shown.
+# Prints one line per run: tool, mode, wall seconds, user and system CPU
+# seconds, peak RSS MiB. A mailmove run's time is printed only after
+# bench/mmbench has checked that every message arrived byte for byte, in its
+# folder (SHA-256 of the archive's stored bytes, read back as import reads
+# them, or of what the target account serves, against a manifest of the
+# source taken once with a plain FETCH); a mismatch stops the script.
+# mbsync changes the bytes (X-TUID), so its runs are checked by count only.
+#   IMPORT=0 skips the import part; MM_FORMATS="mbox eml" and
+#   MM_CONNS="1 2 4" pick the export runs.
+# Imports are checked by bench/verify instead (below): byte for byte, mbsync's X-TUID left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIT=${BENCH_KIT:-../shared/bench}
@@ -26,32 +30,56 @@ fi
 mkdir -p /tmp/bench/bin "$OUT"
 go build -o /tmp/bench/bin/mailmove ./cmd/mailmove
 go build -o /tmp/bench/bin/verify ./bench/verify
+go build -o /tmp/bench/bin/mmbench ./bench/mmbench
 echo pw > /tmp/bench/pw
 chmod 600 /tmp/bench/pw
 CERT=/tmp/bench/dovecot/ssl/cert.pem
 MM=(/tmp/bench/bin/mailmove export --from imaps://src@127.0.0.1:10993 --from-ca-file "$CERT" --from-password-file /tmp/bench/pw)
+SRC=(-url imaps://src@127.0.0.1:10993 -ca "$CERT" -pwfile /tmp/bench/pw)
+DST=(-url imaps://dst@127.0.0.1:10993 -ca "$CERT" -pwfile /tmp/bench/pw)
+MANIFEST=/tmp/bench/manifest.json
+/tmp/bench/bin/mmbench fetch "${SRC[@]}" -manifest "$MANIFEST" # the truth, not timed
+FORMATS=${MM_FORMATS:-mbox eml}
+CONNS=${MM_CONNS:-1 2 4}
 
-timed() { # label cmd...
+# timed label verify-args -- cmd...: runs cmd, checks its result with
+# `mmbench verify verify-args` (none: not checked), then prints the time.
+timed() {
   local label=$1; shift
+  local check=()
+  while [ "$1" != "--" ]; do check+=("$1"); shift; done
+  shift
   sync
-  /usr/bin/time -f "%e %M" -o /tmp/bench/time "$@" >/dev/null
-  read -r secs kb < /tmp/bench/time
-  printf '%-44s %7.2f s %6d MiB\n' "$label" "$secs" "$((kb / 1024))"
+  /usr/bin/time -f "%e %U %S %M" -o /tmp/bench/time "$@" >/dev/null
+  read -r secs user sys kb < /tmp/bench/time
+  if [ ${#check[@]} -gt 0 ]; then
+    /tmp/bench/bin/mmbench verify -manifest "$MANIFEST" "${check[@]}" || { echo "$label: VERIFICATION FAILED" >&2; exit 1; }
+  fi
+  printf '%-48s %7.2f s  cpu %5.2f+%5.2f s %6d MiB\n' "$label" "$secs" "$user" "$sys" "$((kb / 1024))"
+}
+count_maildir() { # the number of messages in a Maildir tree equals the source's
+  local n
+  n=$(find "$1" -path '*/cur/*' -type f -o -path '*/new/*' -type f | wc -l)
+  [ "$n" = "$(python3 -c 'import json,sys; print(sum(len(v) for v in json.load(open(sys.argv[1])).values()))' "$MANIFEST")" ] ||
+    { echo "$1 holds $n messages: VERIFICATION FAILED" >&2; exit 1; }
 }
 
 for round in $(seq "$ROUNDS"); do
   echo "# round $round"
   rm -rf "$OUT/mbsync-pull" "$OUT"/mm-* /tmp/bench/state/mbsync-pull
   mkdir -p "$OUT/mbsync-pull"
-  timed "mbsync pull -> Maildir (fsync on)" mbsync -q -c "$KIT/peers/mbsyncrc" pull
-  timed "mbsync pull again (nothing new)" mbsync -q -c "$KIT/peers/mbsyncrc" pull
-  for c in 1 2 4; do
-    timed "mailmove export --to mbox --connections $c" "${MM[@]}" --to mbox --out "$OUT/mm-mbox-$c" --connections $c
+  timed "bare UID FETCH 1:* BODY.PEEK[], 1 connection" -- /tmp/bench/bin/mmbench fetch "${SRC[@]}"
+  timed "mbsync pull -> Maildir (fsync on)" -- mbsync -q -c "$KIT/peers/mbsyncrc" pull
+  count_maildir "$OUT/mbsync-pull"
+  timed "mbsync pull again (nothing new)" -- mbsync -q -c "$KIT/peers/mbsyncrc" pull
+  for f in $FORMATS; do
+    for c in $CONNS; do
+      timed "mailmove export --to $f --connections $c" -archive "$OUT/mm-$f-$c" -- "${MM[@]}" --to "$f" --out "$OUT/mm-$f-$c" --connections "$c"
+    done
   done
-  timed "mailmove export --to eml --connections 1" "${MM[@]}" --to eml --out "$OUT/mm-eml-1" --connections 1
-  timed "mailmove export --to eml --connections 4" "${MM[@]}" --to eml --out "$OUT/mm-eml-4" --connections 4
-  timed "mailmove export again (nothing new)" "${MM[@]}" --to mbox --out "$OUT/mm-mbox-4"
+  timed "mailmove export again (nothing new)" -archive "$OUT/mm-mbox-4" -- "${MM[@]}" --to mbox --out "$OUT/mm-mbox-4"
 done
+[ "${IMPORT:-1}" = 0 ] && exit 0
 
 # timed_verified label verify-flags -- cmd...: time cmd, then check that dst
 # holds every message of src before printing the time.

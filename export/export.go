@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -289,6 +290,8 @@ type engine struct {
 	idDone     map[string]map[uint32]string // mailbox name -> UID -> X-Pm-Internal-Id
 	ids        map[string]bool              // X-Pm-Internal-Id -> in an exported folder
 	idProgress atomic.Int64
+	// failedFolders counts folders the archive could not take (folderFailed).
+	failedFolders int
 }
 
 // Plan lists the folders that will be exported, INBOX first, then sorted by
@@ -565,7 +568,7 @@ func (f fatal) Unwrap() error { return f.err }
 func (e *engine) folder(ctx context.Context, j *job) error {
 	w, err := e.o.Archive.OpenFolder(j.name, j.segs)
 	if err != nil {
-		return fmt.Errorf("opening %s in the archive: %w", j.name, err)
+		return e.folderFailed(j, err)
 	}
 	w.LabelCopies = j.labels
 	fs := &folderRun{e: e, j: j, w: w, tries: map[uint32]int{}, lastErr: map[uint32]string{}}
@@ -587,9 +590,21 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 			progressMark, attempts, backoff = n, 0, firstBackoff
 		}
 		var fe fatal
-		if errors.As(err, &fe) || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			w.Close()
 			return err
+		}
+		if cerr := w.Commit(); cerr != nil && !errors.As(err, &fe) {
+			// what was written before the failure is indexed before the
+			// folder is looked at again, so that none of it is fetched twice
+			err = fatal{cerr}
+		}
+		if errors.As(err, &fe) {
+			// A local failure tied to this folder (a name or path the file
+			// system refuses, a disk error on one file): what was written
+			// is kept, the folder is reported, the others go on.
+			w.Close()
+			return e.folderFailed(j, fe.err)
 		}
 		var ie *imap.Error
 		var ue *UnaccountedError
@@ -620,6 +635,22 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 		backoff = min(backoff*2, 30*time.Second)
 	}
 	return w.Close()
+}
+
+// folderFailed reports a folder the archive could not take, and lets the
+// other folders go on; the folder's state is left as it was, so the next
+// run tries it again. A failure no folder could escape (disk full, quota,
+// a read-only file system) stops the run instead.
+func (e *engine) folderFailed(j *job, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("folder %s: writing to the archive: %w", j.name, err)
+	}
+	e.o.Log("folder %s: %v", j.name, err)
+	e.sum.fail(Failure{Folder: j.name, Error: fmt.Sprintf("could not be written to the archive (%v); the other folders were exported; fix the cause and run again: the next run tries this folder again", err)})
+	e.mu.Lock()
+	e.failedFolders++
+	e.mu.Unlock()
+	return nil
 }
 
 // folderRun is the state of one folder's export across reconnects.
@@ -945,7 +976,8 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 			e.o.Progress.Message(j.name, m.Size)
 		}
 		if fr.w.NeedCommit() {
-			if err := fr.w.Commit(); err != nil {
+			// durable in the background while the next messages come
+			if err := fr.w.CommitBackground(); err != nil {
 				return fatal{err}
 			}
 		}

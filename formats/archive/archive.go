@@ -46,6 +46,12 @@ const Version = 1
 // StateDir is the name of the state folder inside an archive.
 const StateDir = ".mailmove"
 
+// TmpDir is where .eml files are written before they are renamed into
+// their folder, relative to the archive root: inside the archive (same file
+// system, so the rename is atomic) and out of the mail folders. Every run
+// that opens the archive for writing empties it first.
+const TmpDir = StateDir + "/tmp"
+
 // Header is .mailmove/archive.json.
 type Header struct {
 	Version int    `json:"version"`
@@ -150,6 +156,13 @@ type FolderState struct {
 	MboxEnd int64 `json:"mbox_end,omitempty"`
 	// Segments is the folder name as segments.
 	Segments []string `json:"segments"`
+	// Path is where the folder's messages are, relative to the archive
+	// root, with "/": its mbox file, or its directory of .eml files. Set by
+	// the first run that writes the folder, and kept: a segment too long for
+	// the file system is shortened there (see ShortenName), and this
+	// records the mapping. Empty in archives written before it existed,
+	// where it is MboxPath or RelPath of Segments.
+	Path string `json:"path,omitempty"`
 	// Attrs are the folder's LIST attributes on the server (\Sent, \Trash,
 	// ...), so that an import can put it where the same role is.
 	Attrs []string `json:"attrs,omitempty"`
@@ -257,6 +270,16 @@ func open(root string, f Format, lf bool, layout, tool string, readOnly bool) (*
 		return nil, fmt.Errorf("%s: %w (a cron job still running?); wait for it to finish", root, ErrLocked)
 	}
 	a := &Archive{Root: root, lock: lock, folders: map[string]*FolderState{}}
+	// What an interrupted run was writing: never indexed, never needed.
+	tmp := filepath.Join(root, filepath.FromSlash(TmpDir))
+	if err := os.RemoveAll(tmp); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("removing an interrupted run's temporary files: %w", err)
+	}
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		a.Close()
+		return nil, err
+	}
 	hp := filepath.Join(sd, "archive.json")
 	b, err := os.ReadFile(hp)
 	switch {
@@ -356,6 +379,11 @@ func (a *Archive) loadState() error {
 		if st.Folders != nil {
 			a.folders = st.Folders
 		}
+		for _, fs := range a.folders {
+			if fs.Path != "" && !localPath(fs.Path) {
+				fs.Path = "" // not ours: fall back to the mapping of the name
+			}
+		}
 	}
 	// Index files that folders.json does not know (a crash before the first
 	// state save) are read whole.
@@ -392,7 +420,7 @@ func (a *Archive) recoverFolder(name string, st *FolderState) error {
 	ip := a.indexPath(name)
 	fi, err := os.Stat(ip)
 	if errors.Is(err, fs.ErrNotExist) {
-		*st = FolderState{Segments: st.Segments, UIDValidity: st.UIDValidity}
+		*st = FolderState{Segments: st.Segments, UIDValidity: st.UIDValidity, Path: st.Path}
 		fi = nil
 	} else if err != nil {
 		return err
@@ -402,7 +430,7 @@ func (a *Archive) recoverFolder(name string, st *FolderState) error {
 		if fi.Size() < from {
 			// shorter than recorded: rebuild from the whole index
 			from = 0
-			*st = FolderState{Segments: st.Segments}
+			*st = FolderState{Segments: st.Segments, Path: st.Path}
 		}
 		recs, good, err := readIndex(ip, from)
 		if err != nil {
@@ -424,20 +452,34 @@ func (a *Archive) recoverFolder(name string, st *FolderState) error {
 		return nil
 	}
 	if a.Header.Format == Mbox {
-		mp := filepath.Join(a.Root, a.mboxPath(st.Segments))
+		mp := filepath.Join(a.Root, filepath.FromSlash(a.folderPath(st)))
 		if mfi, err := os.Stat(mp); err == nil && mfi.Size() > st.MboxEnd {
 			if err := os.Truncate(mp, st.MboxEnd); err != nil {
 				return fmt.Errorf("cutting the unfinished message at the end of %s: %w", mp, err)
 			}
 		}
 	} else {
-		dir := filepath.Join(a.Root, RelPath(st.Segments))
+		// Archives written before TmpDir kept temporary files beside the
+		// messages.
+		dir := filepath.Join(a.Root, filepath.FromSlash(a.folderPath(st)))
 		tmps, _ := filepath.Glob(filepath.Join(dir, ".mm-tmp-*"))
 		for _, t := range tmps {
 			os.Remove(t)
 		}
 	}
 	return nil
+}
+
+// folderPath is where a folder's messages are (st.Path, else the path its
+// segments map to), relative to the root, with "/".
+func (a *Archive) folderPath(st *FolderState) string {
+	if st.Path != "" {
+		return st.Path
+	}
+	if a.Header.Format == Mbox {
+		return filepath.ToSlash(a.mboxPath(st.Segments))
+	}
+	return filepath.ToSlash(RelPath(st.Segments))
 }
 
 func (st *FolderState) apply(r *Record) {
@@ -662,6 +704,13 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// localPath reports whether p (with "/") stays inside the archive and out of
+// its state folder.
+func localPath(p string) bool {
+	p = filepath.FromSlash(p)
+	return filepath.IsLocal(p) && p != StateDir && !strings.HasPrefix(p, StateDir+string(filepath.Separator))
 }
 
 func randName() string {

@@ -30,8 +30,10 @@ type CheckResult struct {
 }
 
 // Check reads every message the index records and verifies its size and
-// SHA-256, and that no message file holds anything the index does not know
-// (a torn mbox tail, a stray .eml). It changes nothing.
+// SHA-256, that no message file holds anything the index does not know (a
+// torn mbox tail), and that the archive holds no other file outside
+// .mailmove (a stray .eml, a temporary file, anything else). It changes
+// nothing.
 func (a *Archive) Check() (*CheckResult, error) {
 	res := &CheckResult{Problems: []Problem{}}
 	known := map[string]bool{}
@@ -71,24 +73,36 @@ func (a *Archive) Check() (*CheckResult, error) {
 			}
 		}
 	}
-	if a.Header.Format == EML {
-		filepath.WalkDir(a.Root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return nil
-			}
-			rel, _ := filepath.Rel(a.Root, p)
-			if d.IsDir() {
-				if rel == StateDir {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if !known[filepath.ToSlash(rel)] {
-				res.Problems = append(res.Problems, Problem{File: filepath.ToSlash(rel), What: "a file the index does not know"})
+	// Every file outside .mailmove must be a message file the index knows
+	// (or a folder's mbox file, even an empty one).
+	a.mu.Lock()
+	for _, st := range a.folders {
+		if a.Header.Format == Mbox {
+			known[a.folderPath(st)] = true
+		}
+	}
+	a.mu.Unlock()
+	filepath.WalkDir(a.Root, func(p string, d fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(a.Root, p)
+		if err != nil {
+			res.Problems = append(res.Problems, Problem{File: filepath.ToSlash(rel), What: "cannot be read: " + err.Error()})
+			return nil
+		}
+		if d.IsDir() {
+			if rel == StateDir {
+				return filepath.SkipDir
 			}
 			return nil
-		})
-	}
+		}
+		if !known[filepath.ToSlash(rel)] {
+			what := "a file the index does not know: not a message of this archive (move it out of the archive, or delete it if it is a leftover)"
+			if strings.HasPrefix(d.Name(), ".mm-tmp-") {
+				what = "a file the index does not know: an interrupted run's temporary file (the next export removes it)"
+			}
+			res.Problems = append(res.Problems, Problem{File: filepath.ToSlash(rel), What: what})
+		}
+		return nil
+	})
 	return res, nil
 }
 
@@ -112,6 +126,9 @@ func (a *Archive) hashStored(r Record) (string, int64, error) {
 // endings again in an LF archive, and without the line ending an mbox adds
 // to a message that had none.
 func (a *Archive) OpenMessage(r Record) (io.ReadCloser, error) {
+	if !localPath(r.File) {
+		return nil, fmt.Errorf("the index points to %q, outside the archive's message files; refusing to read it", r.File)
+	}
 	p := filepath.Join(a.Root, filepath.FromSlash(r.File))
 	f, err := os.Open(p)
 	if err != nil {

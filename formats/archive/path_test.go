@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestEscapeSegment(t *testing.T) {
@@ -42,6 +43,11 @@ func FuzzRelPathStaysInside(f *testing.F) {
 		if clean := filepath.Clean(p); clean != p {
 			t.Fatalf("RelPath(%q, %q) = %q is not clean (%q)", a, b, p, clean)
 		}
+		for _, part := range strings.Split(filepath.ToSlash(MboxPath([]string{a, b})), "/") {
+			if len(part) > MaxName {
+				t.Fatalf("MboxPath(%q, %q): a name of %d bytes", a, b, len(part))
+			}
+		}
 	})
 }
 
@@ -61,3 +67,48 @@ func TestThunderbirdPath(t *testing.T) {
 		}
 	}
 }
+
+func TestShortenName(t *testing.T) {
+	long := strings.Repeat("ä", 150) // 300 bytes
+	cases := []string{long, long + "x", strings.Repeat("%25", 100), strings.Repeat("a", 254) + "%2F", strings.Repeat("日本", 60)}
+	seen := map[string]string{}
+	for _, name := range cases {
+		for _, limit := range []int{MaxName, MaxName - len(".mbox"), MaxName - len(".jsonl")} {
+			s := ShortenName(name, limit)
+			if len(s) > limit || !utf8.ValidString(s) || !strings.Contains(s, "%~") {
+				t.Errorf("ShortenName(%q…, %d) = %q (%d bytes)", name[:10], limit, s, len(s))
+			}
+			if s != ShortenName(name, limit) {
+				t.Errorf("not stable")
+			}
+			// never a cut %XX escape: every '%' but the mark's is followed by two hex digits
+			body := s[:strings.Index(s, "%~")]
+			for i := 0; i < len(body); i++ {
+				if body[i] == '%' && (i+2 >= len(body) || !isHex(body[i+1]) || !isHex(body[i+2])) {
+					t.Errorf("%q: an escape cut in two", s)
+				}
+			}
+			if other, ok := seen[s]; ok && other != name {
+				t.Errorf("%q and %q both shorten to %q", other, name, s)
+			}
+			seen[s] = name
+		}
+	}
+	if got := ShortenName("INBOX", MaxName); got != "INBOX" {
+		t.Errorf("a short name was changed: %q", got)
+	}
+	// a long folder's paths: every file name within the limit
+	segs := []string{long, strings.Repeat("x", 300), long}
+	for _, p := range []string{RelPath(segs), MboxPath(segs), indexName(strings.Join(segs, "/"))} {
+		for _, part := range strings.Split(filepath.ToSlash(p), "/") {
+			if len(part) > MaxName {
+				t.Errorf("%d-byte name in %q", len(part), p)
+			}
+		}
+	}
+	if MboxPath([]string{long}) == MboxPath([]string{long + "x"}) {
+		t.Error("two long names map to one mbox file")
+	}
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'A' && c <= 'F' || c >= 'a' && c <= 'f' }

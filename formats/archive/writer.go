@@ -45,9 +45,13 @@ type FolderWriter struct {
 	// eml
 	dir    string
 	relDir string
-	files  []string // written since the last commit, for platforms without syncfs
+	tmpDir string
+	files  []string      // written since the last commit, for platforms without syncfs
+	ebw    *bufio.Writer // reused for every .eml file: few, large writes
+	tmps   *tmpMaker     // creates the next temporary files ahead
 
 	index        *os.File
+	inflight     chan error // the background commit's result, while one runs
 	pending      []Record
 	pendingBytes int64
 	lastCommit   time.Time
@@ -59,13 +63,12 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 	a.mu.Lock()
 	st := a.folderLocked(name, segs)
 	end := st.MboxEnd
+	rel := a.folderPath(st) // with "/"
 	a.mu.Unlock()
 	w := &FolderWriter{a: a, name: name, segs: segs, lastCommit: time.Now()}
-	rel := RelPath(segs)
 	if a.Header.Format == Mbox {
-		mp := a.mboxPath(segs)
-		w.mboxPath = filepath.Join(a.Root, mp)
-		w.mboxRel = filepath.ToSlash(mp)
+		w.mboxPath = filepath.Join(a.Root, filepath.FromSlash(rel))
+		w.mboxRel = rel
 		if err := os.MkdirAll(filepath.Dir(w.mboxPath), 0o700); err != nil {
 			return nil, err
 		}
@@ -85,8 +88,9 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 		w.bw = bufio.NewWriterSize(f, 256<<10)
 		w.mw = mbox.NewWriter(w.bw, a.Header.LF)
 	} else {
-		w.dir = filepath.Join(a.Root, rel)
-		w.relDir = filepath.ToSlash(rel)
+		w.dir = filepath.Join(a.Root, filepath.FromSlash(rel))
+		w.relDir = rel
+		w.tmpDir = filepath.Join(a.Root, filepath.FromSlash(TmpDir))
 		if err := os.MkdirAll(w.dir, 0o700); err != nil {
 			return nil, err
 		}
@@ -97,6 +101,13 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 		return nil, err
 	}
 	w.index = idx
+	a.mu.Lock()
+	if st.Path == "" {
+		// the mapping is kept from now on, whatever later versions map to
+		st.Path = rel
+		a.dirty = true
+	}
+	a.mu.Unlock()
 	return w, nil
 }
 
@@ -150,16 +161,29 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 			rec.LFRawFrom = &wr.RawFrom
 		}
 	} else {
-		tmp = filepath.Join(w.dir, ".mm-tmp-"+randName())
-		f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return false, err
+		if w.tmps == nil {
+			w.tmps = newTmpMaker(w.tmpDir)
+		}
+		tf := <-w.tmps.ch
+		if tf.err != nil {
+			return false, tf.err
+		}
+		f := tf.f
+		tmp = tf.name
+		if w.ebw == nil {
+			w.ebw = bufio.NewWriterSize(f, 256<<10)
+		} else {
+			w.ebw.Reset(f)
 		}
 		var sn message.HeaderSniffer
-		n, err := io.Copy(io.MultiWriter(f, h, &sn), r)
+		n, err := io.Copy(io.MultiWriter(w.ebw, h, &sn), r)
+		if err == nil {
+			err = w.ebw.Flush()
+		}
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+		w.ebw.Reset(nil)
 		if err != nil {
 			os.Remove(tmp)
 			return false, err
@@ -192,7 +216,7 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 	}
 	if tmp != "" {
 		name := emlName(meta)
-		if err := os.Rename(tmp, filepath.Join(w.dir, name)); err != nil {
+		if err := rename(tmp, filepath.Join(w.dir, name)); err != nil {
 			os.Remove(tmp)
 			return false, err
 		}
@@ -234,38 +258,102 @@ func (w *FolderWriter) UpdateFlags(uidValidity, uid uint32, flags, labels []stri
 	w.add(Record{Meta: message.Meta{UIDValidity: uidValidity, UID: uid, Flags: flags, Labels: labels}, FlagsUpdate: true}, 0)
 }
 
-// NeedCommit reports whether enough is pending that Commit should run.
+// NeedCommit reports whether enough is pending that Commit (or
+// CommitBackground) should run.
 func (w *FolderWriter) NeedCommit() bool {
 	return len(w.pending) >= commitMessages || w.pendingBytes >= commitBytes ||
 		(len(w.pending) > 0 && time.Since(w.lastCommit) >= commitInterval)
 }
 
-// Pending returns the records not yet committed.
+// Pending returns the records not yet committed (nor being committed).
 func (w *FolderWriter) Pending() []Record { return w.pending }
 
 // Commit makes every message written so far durable, then appends their
-// index lines and makes those durable.
+// index lines and makes those durable. It waits for a background commit
+// first, and returns its error if it failed.
 func (w *FolderWriter) Commit() error {
-	if len(w.pending) == 0 {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	b, err := w.take()
+	if err != nil || b == nil {
+		return err
+	}
+	return w.commit(b)
+}
+
+// CommitBackground commits what is pending like Commit, but in the
+// background: the next messages can be fetched and written while the data
+// is made durable. At most one background commit runs at a time (this call
+// waits for the previous one, and returns its error); Commit and Close wait
+// for it. The guarantee is Commit's: an index line is written only after the
+// bytes of its message are durable.
+func (w *FolderWriter) CommitBackground() error {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	b, err := w.take()
+	if err != nil || b == nil {
+		return err
+	}
+	done := make(chan error, 1)
+	w.inflight = done
+	go func() { done <- w.commit(b) }()
+	return nil
+}
+
+// wait waits for the background commit, if one runs, and returns its error.
+func (w *FolderWriter) wait() error {
+	if w.inflight == nil {
 		return nil
+	}
+	err := <-w.inflight
+	w.inflight = nil
+	return err
+}
+
+// batch is what one commit makes durable and indexes.
+type batch struct {
+	recs  []Record
+	files []string // .eml files, for platforms without syncfs
+}
+
+// take hands the pending records to a commit: the mbox buffer is written
+// to the file first, so that the commit's fsync covers them.
+func (w *FolderWriter) take() (*batch, error) {
+	if len(w.pending) == 0 {
+		return nil, nil
 	}
 	if w.mf != nil {
 		if err := w.bw.Flush(); err != nil {
-			return err
+			return nil, err
 		}
+	}
+	b := &batch{recs: w.pending, files: w.files}
+	w.pending, w.files = nil, nil
+	w.pendingBytes = 0
+	w.lastCommit = time.Now()
+	return b, nil
+}
+
+// commit makes a batch durable, then writes and syncs its index lines, then
+// brings the folder's state up to date. It touches only the index file,
+// the already written message files and the archive (under its lock), so it
+// can run while Put writes the next messages.
+func (w *FolderWriter) commit(b *batch) error {
+	if w.mf != nil {
 		if err := w.mf.Sync(); err != nil {
 			return fmt.Errorf("fsync %s: %w", w.mboxPath, err)
 		}
-	} else if len(w.files) > 0 {
-		if err := syncFiles(w.a.Root, w.dir, w.files); err != nil {
+	} else if len(b.files) > 0 {
+		if err := syncFiles(w.a.Root, w.dir, b.files); err != nil {
 			return err
 		}
-		w.files = w.files[:0]
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
-	for i := range w.pending {
-		if err := enc.Encode(&w.pending[i]); err != nil {
+	for i := range b.recs {
+		if err := enc.Encode(&b.recs[i]); err != nil {
 			return err
 		}
 	}
@@ -277,15 +365,12 @@ func (w *FolderWriter) Commit() error {
 	}
 	w.a.mu.Lock()
 	st := w.a.folderLocked(w.name, w.segs)
-	for i := range w.pending {
-		st.apply(&w.pending[i])
+	for i := range b.recs {
+		st.apply(&b.recs[i])
 	}
 	st.IndexSize += int64(buf.Len())
 	w.a.dirty = true
 	w.a.mu.Unlock()
-	w.pending = w.pending[:0]
-	w.pendingBytes = 0
-	w.lastCommit = time.Now()
 	return nil
 }
 
@@ -299,7 +384,11 @@ func (w *FolderWriter) Close() error {
 }
 
 func (w *FolderWriter) closeFiles() error {
-	var err error
+	err := w.wait()
+	if w.tmps != nil {
+		w.tmps.stop()
+		w.tmps = nil
+	}
 	if w.mf != nil {
 		if e := w.bw.Flush(); e != nil && err == nil {
 			err = e
@@ -384,4 +473,59 @@ func statusLines(hdr []byte, rest *bufio.Reader, flags []string) (at int, lines 
 		b.WriteString("X-Keywords: " + strings.Join(kw, " ") + eol)
 	}
 	return at, b.Bytes()
+}
+
+// tmpMaker creates empty temporary files in the archive's TmpDir ahead of
+// need, so that the file system's work for a new file (an inode, a
+// directory entry) overlaps with receiving the message that goes into it.
+// Files it made and nobody took are removed by stop, or after a crash by
+// the next Open, which empties TmpDir.
+type tmpMaker struct {
+	ch   chan tmpFile
+	quit chan struct{}
+	done chan struct{}
+}
+
+type tmpFile struct {
+	f    *os.File
+	name string
+	err  error
+}
+
+func newTmpMaker(dir string) *tmpMaker {
+	m := &tmpMaker{ch: make(chan tmpFile, 2), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		for {
+			name := filepath.Join(dir, ".mm-tmp-"+randName())
+			f, err := createExcl(name)
+			select {
+			case m.ch <- tmpFile{f: f, name: name, err: err}:
+			case <-m.quit:
+				if f != nil {
+					f.Close()
+					os.Remove(name)
+				}
+				return
+			}
+		}
+	}()
+	return m
+}
+
+// stop ends the maker and removes the files nobody took.
+func (m *tmpMaker) stop() {
+	close(m.quit)
+	<-m.done
+	for {
+		select {
+		case tf := <-m.ch:
+			if tf.f != nil {
+				tf.f.Close()
+				os.Remove(tf.name)
+			}
+		default:
+			return
+		}
+	}
 }
