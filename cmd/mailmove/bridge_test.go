@@ -104,11 +104,13 @@ func TestBridgeCounts(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("folders: %d %s", code, e)
 		}
-		var rows []row
-		if err := json.Unmarshal([]byte(stdout), &rows); err != nil {
+		var v struct {
+			Folders []row `json:"folders"`
+		}
+		if err := json.Unmarshal([]byte(stdout), &v); err != nil {
 			t.Fatalf("folders --json: %v: %s", err, stdout)
 		}
-		return rows
+		return v.Folders
 	}
 	rows := folders()
 	var names []string
