@@ -240,7 +240,16 @@ func TestKillAndResume(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			// Ctrl-C once the export is at work (its archive exists): a
+			// signal sent before the program runs at all (a loaded machine
+			// can take longer than any fixed wait to start it) would test
+			// nothing but the default action.
+			for i := 0; i < 1000; i++ {
+				if _, err := os.Stat(filepath.Join(intr, ".mailmove")); err == nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			cmd.Process.Signal(os.Interrupt)
 			err := cmd.Wait()
 			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "run the same command again") {
