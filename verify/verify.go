@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime"
 	"net/mail"
 	"os"
@@ -431,7 +432,9 @@ func openStore(ctx context.Context, s Side, label string) (*store, error) {
 	if s.Path == "" {
 		return nil, &account.UsageError{Msg: "--" + label + ": give an account URL or the path of an archive, mbox, .eml folder or Maildir"}
 	}
-	if _, err := os.Stat(s.Path); err != nil {
+	if _, err := os.Stat(s.Path); errors.Is(err, fs.ErrNotExist) {
+		return nil, &account.UsageError{Msg: fmt.Sprintf("--%s %s: no such file or folder, and not an account URL (imaps://, imap://, bridge://)", label, s.Path)}
+	} else if err != nil {
 		return nil, fmt.Errorf("--%s %s: %w", label, s.Path, err)
 	}
 	if s.Format == imports.FormatArchive || s.Format == imports.FormatAuto {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/mailmove/mailmove/imports"
 	"github.com/mailmove/mailmove/verify"
@@ -141,7 +140,6 @@ func printVerify(stdout, stderr io.Writer, r *verify.Report, quiet bool) {
 	for _, n := range r.Notes {
 		fmt.Fprintf(stderr, "mailmove: note: %s\n", n)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, f := range r.Folders {
 		if len(f.Missing)+len(f.Extra)+len(f.Different) == 0 {
 			continue
@@ -150,22 +148,21 @@ func printVerify(stdout, stderr io.Writer, r *verify.Report, quiet bool) {
 		if !f.Exists {
 			exists = " (no such folder on the target)"
 		}
-		fmt.Fprintf(tw, "%s <- %s: %d messages, %d on the target%s\n", f.Folder, strings.Join(f.From, ", "), f.Messages, f.TargetMessages, exists)
+		fmt.Fprintf(stdout, "%s <- %s: %d messages, %d on the target%s\n", f.Folder, strings.Join(f.From, ", "), f.Messages, f.TargetMessages, exists)
 		for _, e := range f.Missing {
-			fmt.Fprintf(tw, "  missing\t%s\n", describeEntry(e))
+			fmt.Fprintf(stdout, "  missing: %s\n", describeEntry(e))
 		}
 		for _, e := range f.Extra {
-			fmt.Fprintf(tw, "  extra\t%s\n", describeEntry(e))
+			fmt.Fprintf(stdout, "  extra: %s\n", describeEntry(e))
 		}
 		for _, d := range f.Different {
 			if d.What == "flags" {
-				fmt.Fprintf(tw, "  different flags\t%s: %s -> %s\n", describeEntry(d.From), flagList(d.From.Flags), flagList(d.To.Flags))
+				fmt.Fprintf(stdout, "  different flags: %s: %s -> %s\n", describeEntry(d.From), flagList(d.From.Flags), flagList(d.To.Flags))
 				continue
 			}
-			fmt.Fprintf(tw, "  different content\t%s; target: %s\n", describeEntry(d.From), where(d.To))
+			fmt.Fprintf(stdout, "  different content: %s; target: %s\n", describeEntry(d.From), where(d.To))
 		}
 	}
-	tw.Flush()
 	if !quiet || !r.OK() {
 		fmt.Fprintln(stdout, r.Summary())
 	}
