@@ -2,6 +2,9 @@ package export
 
 import (
 	"context"
+	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/mailmove/mailmove/account"
 )
@@ -47,4 +50,44 @@ func AllMailOnlyUIDs(ctx context.Context, c *account.Conn, folders []*account.Fo
 		}
 	}
 	return uids, sel.UIDValidity, nil
+}
+
+// LabelsByID returns, on a Proton Mail Bridge account, the labels of every
+// message that has any, by X-Pm-Internal-Id, as an export records them in
+// the archive (Labels/Work is "Work", Starred is "Starred"), sorted. It
+// EXAMINEs each label mailbox and fetches one header field: nothing on the
+// server changes.
+func LabelsByID(ctx context.Context, c *account.Conn, folders []*account.Folder) (map[string][]string, error) {
+	e := &engine{o: Options{Labels: LabelsAsMetadata}, bridge: true}
+	_, boxes, _, _ := e.plan(folders)
+	out := map[string][]string{}
+	for _, b := range boxes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sel, err := c.Examine(b.Name)
+		if err != nil {
+			return nil, err
+		}
+		if sel.NumMessages == 0 {
+			continue
+		}
+		ids, err := c.FetchHeaderField("X-Pm-Internal-Id")
+		if err != nil {
+			return nil, fmt.Errorf("reading the labels of %q: %w", b.Name, err)
+		}
+		label := b.Path()
+		if len(b.Segments) > 1 && b.Segments[0] == "Labels" {
+			label = strings.Join(b.Segments[1:], "/")
+		}
+		for _, id := range ids {
+			if id != "" {
+				out[id] = append(out[id], label)
+			}
+		}
+	}
+	for _, l := range out {
+		sort.Strings(l)
+	}
+	return out, nil
 }

@@ -14,7 +14,7 @@ import (
 // and pairs what is left on both sides as "content" differences. Flags
 // then pairs the matched messages by their flags, and reports the pairs
 // whose flags differ.
-func compareFolder(fr *FolderReport, from, to []*entry, o Options, idOnly bool) {
+func compareFolder(fr *FolderReport, from, to []*entry, o Options, idOnly, labels bool) {
 	keyOf := func(e *entry) key {
 		switch {
 		case idOnly:
@@ -98,15 +98,16 @@ func compareFolder(fr *FolderReport, from, to []*entry, o Options, idOnly bool) 
 			fr.Extra = append(fr.Extra, b.Entry)
 		}
 		if o.Flags {
-			fr.Different = append(fr.Different, flagDiffs(pa, pb, idOnly)...)
+			fr.Different = append(fr.Different, flagDiffs(pa, pb, idOnly, labels)...)
 		}
 	}
 }
 
 // flagDiffs pairs matched messages (pa[i] with pb[i]: the same message)
-// by equal flags, and returns the pairs whose flags differ. On a Bridge
-// target keywords are left out (Bridge keeps none).
-func flagDiffs(pa, pb []*entry, idOnly bool) []Difference {
+// by equal flags (and Proton labels, with labels), and returns the pairs
+// whose flags differ. On a Bridge target keywords are left out (Bridge
+// keeps none).
+func flagDiffs(pa, pb []*entry, idOnly, labels bool) []Difference {
 	flagKey := func(e *entry) string {
 		var fs []string
 		for _, f := range e.Flags {
@@ -116,7 +117,11 @@ func flagDiffs(pa, pb []*entry, idOnly bool) []Difference {
 			fs = append(fs, strings.ToLower(f))
 		}
 		sort.Strings(fs)
-		return strings.Join(fs, " ")
+		k := strings.Join(fs, " ")
+		if labels {
+			k += "\x00" + strings.Join(e.Labels, "\x00")
+		}
+		return k
 	}
 	used := make([]bool, len(pb))
 	var restA []*entry

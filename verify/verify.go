@@ -32,6 +32,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -116,6 +117,9 @@ type Entry struct {
 	// Date is the Date header when it can be read, else the arrival date.
 	Date  time.Time `json:"date"`
 	Flags []string  `json:"flags"`
+	// Labels are the Proton labels of the message (Bridge accounts, and
+	// archives, which record them); read only with Options.Flags.
+	Labels []string `json:"labels,omitempty"`
 	// SHA256 is the hash Deep compares, when it was computed.
 	SHA256 string `json:"sha256,omitempty"`
 }
@@ -248,6 +252,8 @@ type store struct {
 	conn    *account.Conn
 	folders []*account.Folder
 	bridge  bool
+	// labels by X-Pm-Internal-Id (Bridge, with Options.Flags)
+	labels map[string][]string
 	// local side
 	items   map[string][]*imports.Item
 	roles   map[string]string
@@ -285,6 +291,18 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 	sources, err := sa.sources(ctx, o)
 	if err != nil {
 		return r, err
+	}
+	// Proton labels are compared with the flags where both sides know
+	// them: a Bridge account, a mailmove archive.
+	compareLabels := o.Flags && sa.knowsLabels() && sb.knowsLabels()
+	if compareLabels {
+		for _, st := range []*store{sa, sb} {
+			if st.conn != nil {
+				if st.labels, err = export.LabelsByID(ctx, st.conn, st.folders); err != nil {
+					return r, fmt.Errorf("reading the Proton labels of %s: %w", st.side, err)
+				}
+			}
+		}
 	}
 	// Proton Mail Bridge rebuilds the messages it imports: on a Bridge
 	// target only Message-ID is compared, as import does.
@@ -368,7 +386,7 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 		for _, s := range byTarget[t] {
 			fr.From = append(fr.From, s.name)
 		}
-		compareFolder(&fr, fromEntries[t], toEntries[t], o, idOnly)
+		compareFolder(&fr, fromEntries[t], toEntries[t], o, idOnly, compareLabels)
 		r.Messages += fr.Messages
 		r.TargetMessages += fr.TargetMessages
 		r.Missing += len(fr.Missing)
@@ -459,6 +477,9 @@ func openStore(ctx context.Context, s Side, label string) (*store, error) {
 	}
 	return st, nil
 }
+
+// knowsLabels reports whether the side records Proton labels.
+func (st *store) knowsLabels() bool { return st.conn != nil && st.bridge || st.archive }
 
 func (st *store) close() {
 	if st.conn != nil {
@@ -563,6 +584,9 @@ func (st *store) readLocal(ctx context.Context, folder string, items []*imports.
 		it := it
 		e := &entry{Entry: Entry{Folder: folder, Source: it.Source, MessageID: it.Meta.MessageID, Size: it.Meta.Size,
 			Date: it.Meta.InternalDate, Flags: cleanFlags(it.Meta.Flags)}, open: it.Open}
+		if st.archive && len(it.Meta.Labels) > 0 {
+			e.Labels = slices.Sorted(slices.Values(it.Meta.Labels))
+		}
 		if !st.archive || needHash(e) {
 			r, err := it.Open()
 			if err == nil {
@@ -611,7 +635,11 @@ func (st *store) readAccount(ctx context.Context, f *account.Folder, name string
 			set.AddNum(imap.UID(u))
 		}
 	}
-	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: headerFields}
+	fields := headerFields
+	if st.labels != nil {
+		fields = append(slices.Clip(fields), "X-Pm-Internal-Id")
+	}
+	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: fields}
 	fc := c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{sec}})
 	var out []*entry
 	byUID := map[uint32]*entry{}
@@ -633,8 +661,11 @@ func (st *store) readAccount(ctx context.Context, f *account.Folder, name string
 			e.Flags = append(e.Flags, string(fl))
 		}
 		e.Flags = cleanFlags(e.Flags)
-		subject, date := subjectDate(hdr)
+		subject, date, pmid := subjectDate(hdr)
 		e.Subject = subject
+		if pmid != "" {
+			e.Labels = st.labels[pmid]
+		}
 		if !date.IsZero() {
 			e.Date = date
 		}
@@ -699,18 +730,19 @@ func cleanFlags(in []string) []string {
 	return out
 }
 
-// subjectDate reads the Subject (RFC 2047 decoded) and Date of a header.
-func subjectDate(hdr []byte) (string, time.Time) {
+// subjectDate reads the Subject (RFC 2047 decoded), Date and
+// X-Pm-Internal-Id of a header.
+func subjectDate(hdr []byte) (string, time.Time, string) {
 	m, err := mail.ReadMessage(bytes.NewReader(append(append([]byte(nil), hdr...), '\r', '\n', '\r', '\n')))
 	if err != nil {
-		return "", time.Time{}
+		return "", time.Time{}, ""
 	}
 	subject := m.Header.Get("Subject")
 	if d, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
 		subject = d
 	}
 	date, _ := m.Header.Date()
-	return subject, date
+	return subject, date, strings.TrimSpace(m.Header.Get("X-Pm-Internal-Id"))
 }
 
 // describe fills in the subject and Date header of a message reported from
@@ -740,7 +772,7 @@ func describe(e *Entry, from []*entry) {
 				break
 			}
 		}
-		subject, date := subjectDate(hdr.Bytes())
+		subject, date, _ := subjectDate(hdr.Bytes())
 		e.Subject = subject
 		if !date.IsZero() {
 			e.Date = date

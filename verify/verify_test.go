@@ -240,6 +240,7 @@ func TestBridge(t *testing.T) {
 	ctx := context.Background()
 	br := testmail.StartBridge(t, 40)
 	src := br.Config(t, "bridge://me@proton.test@"+br.Addr)
+	var last string
 	for _, format := range []archive.Format{archive.Mbox, archive.EML} {
 		out := exportTo(t, src, format)
 		r := mustClean(t, Side{Account: src}, Side{Path: out}, Options{Deep: true, Flags: true})
@@ -261,6 +262,45 @@ func TestBridge(t *testing.T) {
 				t.Fatal(err)
 			}
 			mustClean(t, Side{Account: src}, Side{Account: dst}, Options{Deep: true, Flags: true})
+		}
+		last = out
+	}
+	// a label added on Bridge (pm-0008 is in INBOX, not Important): --flags
+	// names it, the cheap comparison does not mind
+	c, err := src.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := c.FetchHeaderField("X-Pm-Internal-Id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uid uint32
+	for u, id := range ids {
+		if strings.HasPrefix(id, "pm-0008-") {
+			uid = u
+		}
+	}
+	if _, err := c.Copy(imap.UIDSetNum(imap.UID(uid)), "Labels/Important").Wait(); uid == 0 || err != nil {
+		t.Fatalf("labelling UID %d: %v", uid, err)
+	}
+	mustClean(t, Side{Account: src}, Side{Path: last}, Options{Deep: true})
+	r, err := Compare(ctx, Side{Account: src}, Side{Path: last}, Options{Flags: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Different != 1 || !r.Differs() {
+		t.Fatalf("label added: %s", r.Summary())
+	}
+	for _, f := range r.Folders {
+		for _, d := range f.Different {
+			if f.Folder != "INBOX" || d.What != "flags" || !slices.Contains(d.From.Labels, "Important") || slices.Contains(d.To.Labels, "Important") {
+				t.Errorf("difference: %s %+v", f.Folder, d)
+			}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/mailmove/mailmove/imports"
@@ -157,7 +158,11 @@ func printVerify(stdout, stderr io.Writer, r *verify.Report, quiet bool) {
 		}
 		for _, d := range f.Different {
 			if d.What == "flags" {
-				fmt.Fprintf(stdout, "  different flags: %s: %s -> %s\n", describeEntry(d.From), flagList(d.From.Flags), flagList(d.To.Flags))
+				fmt.Fprintf(stdout, "  different flags: %s: %s -> %s", describeEntry(d.From), flagList(d.From.Flags), flagList(d.To.Flags))
+				if !slices.Equal(d.From.Labels, d.To.Labels) {
+					fmt.Fprintf(stdout, "; labels %s -> %s", flagList(d.From.Labels), flagList(d.To.Labels))
+				}
+				fmt.Fprintln(stdout)
 				continue
 			}
 			fmt.Fprintf(stdout, "  different content: %s; target: %s\n", describeEntry(d.From), where(d.To))
