@@ -59,6 +59,10 @@ type Side struct {
 	// Account, if set, is an IMAP account (bridge:// URLs, or a server
 	// that says it is Bridge, get Proton Mail Bridge's rules).
 	Account *account.Config
+	// Conn, if set, is a connection to Account already logged in (migrate's
+	// own, at the end of its run): Compare uses it, alone, and leaves it
+	// open; without it Compare dials, and logs out at the end.
+	Conn *account.Conn
 	// Path, if Account is nil, is a mailmove archive, an mbox file or
 	// tree, a folder of .eml files or a Maildir, read as import reads it.
 	Path string
@@ -250,6 +254,7 @@ type store struct {
 	side    Side
 	label   string // "from" or "to"
 	conn    *account.Conn
+	ownConn bool // dialed by Compare: logged out at the end
 	folders []*account.Folder
 	bridge  bool
 	// labels by X-Pm-Internal-Id (Bridge, with Options.Flags)
@@ -282,6 +287,14 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 		return r, err
 	}
 	defer sb.close()
+	// Ctrl-C: the connections Compare dialed are closed under it, so that
+	// it returns at once whatever it waits for
+	for _, st := range []*store{sa, sb} {
+		if st.conn != nil && st.ownConn {
+			c := st.conn
+			defer context.AfterFunc(ctx, func() { c.Close() })()
+		}
+	}
 	for _, e := range sa.bad {
 		r.Problems = append(r.Problems, inputProblem("from", e))
 	}
@@ -377,6 +390,9 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 		}
 	}()
 	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return r, err
+	}
 	if err := errors.Join(errA, errB); err != nil {
 		return r, err
 	}
@@ -435,14 +451,19 @@ func inputProblem(side string, e error) Problem {
 func openStore(ctx context.Context, s Side, label string) (*store, error) {
 	st := &store{side: s, label: label}
 	if s.Account != nil {
-		c, err := s.Account.Dial(ctx)
-		if err != nil {
-			return nil, err
+		c := s.Conn
+		if c == nil {
+			var err error
+			if c, err = s.Account.Dial(ctx); err != nil {
+				return nil, err
+			}
+			st.ownConn = true
 		}
 		st.conn = c
 		st.bridge = s.Account.URL.Bridge || c.IsBridge()
+		var err error
 		if st.folders, err = c.ListFolders(); err != nil {
-			c.Close()
+			st.close()
 			return nil, fmt.Errorf("listing the folders of %s: %w", s, err)
 		}
 		return st, nil
@@ -482,7 +503,7 @@ func openStore(ctx context.Context, s Side, label string) (*store, error) {
 func (st *store) knowsLabels() bool { return st.conn != nil && st.bridge || st.archive }
 
 func (st *store) close() {
-	if st.conn != nil {
+	if st.conn != nil && st.ownConn {
 		st.conn.Logout().Wait()
 		st.conn.Close()
 	}
