@@ -26,10 +26,10 @@ func compareFolder(fr *FolderReport, from, to []*entry, o Options, idOnly, label
 	}
 	ga, gb := map[key][]*entry{}, map[key][]*entry{}
 	var keys []key
+	// A message that could not be read (a Problem of the report) still has
+	// its key (the index's, the server's): it is matched by key, and
+	// only its content is not compared.
 	for _, e := range from {
-		if e.bad {
-			continue // reported as a problem: not compared
-		}
 		fr.Messages++
 		k := keyOf(e)
 		if ga[k] == nil && gb[k] == nil {
@@ -38,9 +38,6 @@ func compareFolder(fr *FolderReport, from, to []*entry, o Options, idOnly, label
 		ga[k] = append(ga[k], e)
 	}
 	for _, e := range to {
-		if e.bad {
-			continue
-		}
 		fr.TargetMessages++
 		k := keyOf(e)
 		if ga[k] == nil && gb[k] == nil {
@@ -65,7 +62,7 @@ func compareFolder(fr *FolderReport, from, to []*entry, o Options, idOnly, label
 			for _, a := range as {
 				found := false
 				for j, b := range bs {
-					if !used[j] && b.SHA256 == a.SHA256 {
+					if !used[j] && !a.bad && !b.bad && b.SHA256 == a.SHA256 {
 						used[j], found = true, true
 						pa, pb = append(pa, a), append(pb, b)
 						break
@@ -81,8 +78,17 @@ func compareFolder(fr *FolderReport, from, to []*entry, o Options, idOnly, label
 					restB = append(restB, b)
 				}
 			}
+			// unreadable ones first: paired, not compared
+			unreadableFirst := func(x []*entry) {
+				sort.SliceStable(x, func(i, j int) bool { return x[i].bad && !x[j].bad })
+			}
+			unreadableFirst(restA)
+			unreadableFirst(restB)
 			n := min(len(restA), len(restB))
 			for i := 0; i < n; i++ {
+				if restA[i].bad || restB[i].bad {
+					continue
+				}
 				fr.Different = append(fr.Different, Difference{What: "content", From: restA[i].Entry, To: restB[i].Entry})
 			}
 			as, bs = restA[n:], restB[n:]

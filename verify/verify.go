@@ -417,17 +417,30 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 		r.Folders = append(r.Folders, fr)
 	}
 	// what a human needs to find the messages reported on a local side
+	bySource := func(es []*entry) map[string]*entry {
+		m := map[string]*entry{}
+		for _, e := range es {
+			if e.Source != "" {
+				m[e.Source] = e
+			}
+		}
+		return m
+	}
 	for i := range r.Folders {
 		fr := &r.Folders[i]
+		if len(fr.Missing)+len(fr.Extra)+len(fr.Different) == 0 {
+			continue
+		}
+		fa, fb := bySource(fromEntries[fr.Folder]), bySource(toEntries[fr.Folder])
 		for j := range fr.Missing {
-			describe(&fr.Missing[j], fromEntries[fr.Folder])
+			describe(&fr.Missing[j], fa)
 		}
 		for j := range fr.Extra {
-			describe(&fr.Extra[j], toEntries[fr.Folder])
+			describe(&fr.Extra[j], fb)
 		}
 		for j := range fr.Different {
-			describe(&fr.Different[j].From, fromEntries[fr.Folder])
-			describe(&fr.Different[j].To, toEntries[fr.Folder])
+			describe(&fr.Different[j].From, fa)
+			describe(&fr.Different[j].To, fb)
 		}
 	}
 	r.Elapsed = time.Since(start)
@@ -768,14 +781,11 @@ func subjectDate(hdr []byte) (string, time.Time, string) {
 
 // describe fills in the subject and Date header of a message reported from
 // a local side, which its index does not hold.
-func describe(e *Entry, from []*entry) {
+func describe(e *Entry, bySource map[string]*entry) {
 	if e.Subject != "" || e.UID != 0 {
 		return
 	}
-	for _, x := range from {
-		if x.Source != e.Source || x.open == nil {
-			continue
-		}
+	if x := bySource[e.Source]; x != nil && x.open != nil {
 		r, err := x.open()
 		if err != nil {
 			return

@@ -120,6 +120,27 @@ func TestVerifyCommand(t *testing.T) {
 		if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || v.Schema != 1 || v.Command != "verify" || !v.OK || v.Messages != 60 || v.Matched != 60 {
 			t.Fatalf("verify --json %s: exit %d %v %q %q", format, code, err, o, e)
 		}
+		if format != "eml" {
+			continue
+		}
+		// a damaged archive message (one byte, same size): the cheap check
+		// trusts the index; --deep cannot read it and says so, exit 3
+		files, _ := filepath.Glob(filepath.Join(out, "Sent", "*.eml"))
+		if len(files) == 0 {
+			t.Fatal("no .eml in Sent")
+		}
+		b, _ := os.ReadFile(files[0])
+		b[len(b)-3] ^= 1
+		if err := os.WriteFile(files[0], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if o, e, code := runCmdEnv(t, env, "verify", "--from", srcURL, "--from-ca-file", ca, "--to", out); code != 0 {
+			t.Fatalf("cheap verify of a damaged archive: exit %d %q %q", code, o, e)
+		}
+		o, e, code = runCmdEnv(t, env, "verify", "--from", srcURL, "--from-ca-file", ca, "--to", out, "--deep")
+		if code != exitPartial || !strings.Contains(e, filepath.Base(files[0])) || !strings.Contains(e, "SHA-256") || !strings.Contains(o, "1 not readable") {
+			t.Fatalf("verify --deep of a damaged archive: exit %d, want %d naming the file: %q %q", code, exitPartial, o, e)
+		}
 	}
 	if _, e, code := runCmdEnv(t, env, "migrate", "--from", srcURL, "--from-ca-file", ca, "--to", dstURL, "--to-ca-file", ca, "--staging", filepath.Join(t.TempDir(), "staging")); code != 0 {
 		t.Fatalf("migrate: %d %s", code, e)
