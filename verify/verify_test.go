@@ -3,6 +3,7 @@ package verify
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -340,3 +341,27 @@ type strReader struct{ *strings.Reader }
 func (strReader) Close() error { return nil }
 
 func nopCloser(s string) strReader { return strReader{strings.NewReader(s)} }
+
+// Foreign local input (a folder of .eml files, a Maildir, mbox files),
+// read as import reads it, verifies clean against the account it was
+// imported into, cheap and deep, flags included.
+func TestForeignInput(t *testing.T) {
+	ctx := context.Background()
+	d := testmail.StartDovecot(t)
+	root := filepath.Join(testmail.Root(), "testdata", "import")
+	for i, in := range []string{"TutaExport-2026-11-20", "maildir", "python-mboxo.mbox", "mboxrd-crlf.mbox", "thunderbird"} {
+		src := filepath.Join(root, in)
+		prefix := fmt.Sprintf("In%d", i)
+		dst := d.Config(t, "imaps", "dst")
+		sum, err := imports.Run(ctx, imports.Options{Account: dst, Source: src, Prefix: prefix, JournalDir: t.TempDir()})
+		if err != nil || len(sum.Failed) > 0 {
+			t.Fatalf("%s: import: %v %+v", in, err, sum)
+		}
+		for _, o := range []Options{{Prefix: prefix}, {Prefix: prefix, Deep: true, Flags: true}} {
+			r := mustClean(t, Side{Path: src}, Side{Account: dst}, o)
+			if r.Messages != sum.Seen {
+				t.Errorf("%s: %d messages compared, import saw %d", in, r.Messages, sum.Seen)
+			}
+		}
+	}
+}
