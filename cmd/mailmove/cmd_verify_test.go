@@ -203,6 +203,20 @@ func TestVerifyUsage(t *testing.T) {
 	if o, _, code := runCmd(t, "help", "verify"); code != 0 || !strings.Contains(o, "--deep") {
 		t.Errorf("help verify: %d %q", code, o)
 	}
+	// a server that is not there: exit 1, and --json says so
+	o, e, code := runCmd(t, "verify", "--from", "imap://alice@127.0.0.1:1?tls=none", "--to", t.TempDir(), "--json")
+	var v struct {
+		Schema  int    `json:"schema"`
+		Command string `json:"command"`
+		OK      *bool  `json:"ok"`
+		Error   string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != exitFailed || v.Schema != 1 || v.Command != "verify" || v.OK == nil || *v.OK || v.Error == "" {
+		t.Errorf("verify --json, no server: exit %d, stdout %q, stderr %q", code, o, e)
+	}
+	if _, e, code := runCmd(t, "verfiy"); code != exitUsage || !strings.Contains(e, "did you mean verify?") {
+		t.Errorf("verfiy: %d %q", code, e)
+	}
 }
 
 // The Proton Mail Bridge stand-in verifies clean against its export.
