@@ -290,9 +290,13 @@ func TestBridge(t *testing.T) {
 		t.Fatalf("labelling UID %d: %v", uid, err)
 	}
 	mustClean(t, Side{Account: src}, Side{Path: last}, Options{Deep: true})
-	r, err := Compare(ctx, Side{Account: src}, Side{Path: last}, Options{Flags: true})
+	// on the caller's connection, which stays open
+	r, err := Compare(ctx, Side{Account: src, Conn: c}, Side{Path: last}, Options{Flags: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if err := c.Noop().Wait(); err != nil {
+		t.Errorf("the caller's connection after Compare: %v", err)
 	}
 	if r.Different != 1 || !r.Differs() {
 		t.Fatalf("label added: %s", r.Summary())
@@ -362,6 +366,39 @@ func TestForeignInput(t *testing.T) {
 			if r.Messages != sum.Seen {
 				t.Errorf("%s: %d messages compared, import saw %d", in, r.Messages, sum.Seen)
 			}
+		}
+	}
+}
+
+// Into Proton Mail Bridge: an archive imported into the stand-in verifies
+// by Message-ID alone (Bridge rebuilds messages), through Bridge's target
+// rules (user folders under Folders/); the stand-in's own messages are
+// extra.
+func TestBridgeTarget(t *testing.T) {
+	ctx := context.Background()
+	d := testmail.StartDovecot(t)
+	src := d.Config(t, "imaps", "src")
+	testmail.Put(t, src, testmail.Gen(30, []string{"INBOX", "Sent", "Projects/2024"}, 9))
+	arch := exportTo(t, src, archive.EML)
+	br := testmail.StartBridge(t, 8)
+	dst := br.Config(t, "bridge://me@proton.test@"+br.Addr)
+	if _, err := imports.Run(ctx, imports.Options{Account: dst, Source: arch, JournalDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []Options{{AllowExtra: true}, {AllowExtra: true, Deep: true, Flags: true}} {
+		r, err := Compare(ctx, Side{Path: arch}, Side{Account: dst}, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.OK() || r.Messages != 30 || r.Matched != 30 || r.Extra == 0 || len(r.Notes) == 0 {
+			t.Fatalf("%+v: %s %+v", o, r.Summary(), r)
+		}
+		names := map[string]bool{}
+		for _, f := range r.Folders {
+			names[f.Folder] = true
+		}
+		if !names["Folders/Projects/2024"] || !names["Sent"] {
+			t.Errorf("target folders: %v", names)
 		}
 	}
 }
