@@ -63,6 +63,11 @@ type Options struct {
 	Retries int
 	// ChunkSize is how many messages are asked for in one UID FETCH.
 	ChunkSize int
+	// Mirror moves the archived messages that are gone from the server
+	// (their UID is no longer in a folder whose UIDVALIDITY did not change)
+	// to the archive's deleted area (archive.MoveDeleted); nothing is
+	// erased. It costs one UID SEARCH per folder that changed.
+	Mirror bool
 	// Progress, if set, is told about progress.
 	Progress Progress
 	// Log, if set, receives warnings (reconnects, retries).
@@ -106,8 +111,11 @@ type Summary struct {
 	Excluded int `json:"excluded,omitempty"`
 	// BridgeSyncing is set when Bridge's All Mail count changed during the
 	// run: Bridge was probably still syncing, and a later run will find more.
-	BridgeSyncing bool          `json:"bridge_syncing,omitempty"`
-	Elapsed       time.Duration `json:"elapsed_ns"`
+	BridgeSyncing bool `json:"bridge_syncing,omitempty"`
+	// Mirrored counts the archived messages found deleted on the server
+	// and moved to the archive's deleted area (Options.Mirror).
+	Mirrored int           `json:"moved_to_deleted,omitempty"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
 
 	mu sync.Mutex
 }
@@ -263,6 +271,17 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			e.release(c)
 		}
 	}
+	if o.Mirror && ctx.Err() == nil {
+		// After every folder is done, so that no writer is open and every
+		// alias that points to a moved message's file is known.
+		for _, folder := range slices.Sorted(maps.Keys(e.gone)) {
+			n, err := o.Archive.MoveDeleted(folder, e.gone[folder], time.Now())
+			e.sum.Mirrored += n
+			if err != nil {
+				return e.sum, fmt.Errorf("folder %s: moving messages deleted on the server to %s: %w", folder, archive.DeletedDir, err)
+			}
+		}
+	}
 	if err := o.Archive.SaveState(); err != nil {
 		return e.sum, err
 	}
@@ -292,6 +311,9 @@ type engine struct {
 	idProgress atomic.Int64
 	// failedFolders counts folders the archive could not take (folderFailed).
 	failedFolders int
+	// gone: archive folder -> records of messages deleted on the server
+	// (Mirror), moved once every folder is done.
+	gone map[string][]archive.Record
 }
 
 // Plan lists the folders that will be exported, INBOX first, then sorted by
@@ -768,6 +790,11 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	if err := fr.w.Commit(); err != nil {
 		return fatal{err}
 	}
+	if e.o.Mirror && !renumbered {
+		if err := fr.findGone(c, sel.UIDValidity, sel.NumMessages); err != nil {
+			return err
+		}
+	}
 	var msgs uint32
 	if j.f.Status != nil && j.f.Status.NumMessages != nil {
 		msgs = *j.f.Status.NumMessages
@@ -799,6 +826,48 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	e.sum.mu.Lock()
 	e.sum.Excluded += len(fr.excluded)
 	e.sum.mu.Unlock()
+	return nil
+}
+
+// findGone notes the archived messages of the folder (of uidValidity)
+// whose UID the server no longer has: deleted (or moved away) on the
+// server since they were archived.
+func (fr *folderRun) findGone(c *account.Conn, uidValidity, numMessages uint32) error {
+	recs, err := fr.e.o.Archive.Records(fr.j.name)
+	if err != nil {
+		return fatal{err}
+	}
+	if len(recs) == 0 {
+		return nil
+	}
+	have := map[uint32]bool{}
+	if numMessages > 0 {
+		uids, err := c.UIDsAbove(0)
+		if err != nil {
+			return err
+		}
+		if uint32(len(uids)) != numMessages {
+			// The folder changed during the run, or the server's answer
+			// is short: move nothing on its word; the next run looks again.
+			fr.e.o.Log("folder %s: the server listed %d UIDs for %d messages; messages deleted on the server are moved to %s next time", fr.j.name, len(uids), numMessages, archive.DeletedDir)
+			return nil
+		}
+		for _, u := range uids {
+			have[u] = true
+		}
+	}
+	var gone []archive.Record
+	for _, r := range recs {
+		if r.UIDValidity == uidValidity && !have[r.UID] {
+			gone = append(gone, r)
+		}
+	}
+	fr.e.mu.Lock()
+	defer fr.e.mu.Unlock()
+	if fr.e.gone == nil {
+		fr.e.gone = map[string][]archive.Record{}
+	}
+	fr.e.gone[fr.j.name] = gone
 	return nil
 }
 

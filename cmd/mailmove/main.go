@@ -10,11 +10,14 @@
 //	mailmove folders --from URL [flags]
 //	mailmove migrate --from URL --to URL [flags]
 //	mailmove check ARCHIVE
+//	mailmove backup [JOB...]
+//	mailmove schedule --systemd|--cron [--install]
 //	mailmove version
 //
 // Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
 // disk, quota); 2 usage error; 3 finished, but some messages could not be
-// exported or imported.
+// exported or imported; 4 (backup) an archive was held by another mailmove
+// for longer than --lock-wait.
 package main
 
 import (
@@ -40,6 +43,9 @@ const (
 	exitFailed  = 1
 	exitUsage   = 2
 	exitPartial = 3
+	// exitLocked: backup gave up on an archive that another mailmove held
+	// for longer than --lock-wait.
+	exitLocked = 4
 )
 
 const usage = `mailmove moves mail out of one provider and into an archive you own.
@@ -50,6 +56,8 @@ Usage:
   mailmove import  --to URL [flags] SOURCE                      import an archive, mbox, .eml folder or Maildir
   mailmove migrate --from URL --to URL [flags]                  copy one account into another
   mailmove check   ARCHIVE                                      verify an archive against its index
+  mailmove backup  [JOB...]                                     run the backup jobs of the configuration file
+  mailmove schedule --systemd|--cron [--install]                run backup every night (systemd timer or crontab)
   mailmove version
 
 Accounts:
@@ -61,7 +69,8 @@ Accounts:
 
 Run 'mailmove help COMMAND' (or 'mailmove COMMAND --help') for the flags of a command.
 Flags may come before or after the other arguments.
-Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported.
+Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported,
+4 (backup) an archive stayed locked by another mailmove.
 `
 
 func main() {
@@ -104,13 +113,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		return cmdMigrate(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return cmdBackup(ctx, args[1:], stdout, stderr)
+	case "schedule":
+		return cmdSchedule(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mailmove", version)
 		return exitOK
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
-			case "export", "folders", "import", "check", "migrate":
+			case "export", "folders", "import", "check", "migrate", "backup", "schedule":
 				return run([]string{args[1], "--help"}, stdout, stderr)
 			case "version", "help":
 			default:
@@ -131,7 +144,7 @@ func unknownCommand(name string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailmove: unknown command %s; did you mean %s?\nRun 'mailmove help %s' for its flags, 'mailmove help' for all commands.\n", name, s, s)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "mailmove: unknown command %s\nCommands: export, folders, import, migrate, check, version. Run 'mailmove help' for more.\n", name)
+	fmt.Fprintf(stderr, "mailmove: unknown command %s\nCommands: export, folders, import, migrate, check, backup, schedule, version. Run 'mailmove help' for more.\n", name)
 	return exitUsage
 }
 
