@@ -8,6 +8,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -164,7 +165,13 @@ func Parse(name string, b []byte) (*Config, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, &Error{File: name, Line: pe.Position.Line, Msg: "TOML syntax: " + pe.Message}
+			line := pe.Position.Line
+			if st := pe.Position.Start; st > 0 && st <= len(b) {
+				// the line the mistake is on, not the next one when the
+				// parser stopped at the newline that ends it
+				line = 1 + bytes.Count(b[:st], []byte("\n"))
+			}
+			return nil, &Error{File: name, Line: line, Msg: "TOML syntax: " + pe.Message}
 		}
 		return nil, &Error{File: name, Msg: err.Error()}
 	}

@@ -116,7 +116,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			r := runBackupJob(ctx, j, cfg.Accounts[j.Account], *lockWait, *mirror, stderr)
 			results[i] = r
 			if r.status != jobOK && j.OnFailure != "" {
-				r.hookErr = runOnFailure(j, cfg.Accounts[j.Account], r)
+				r.hookErr = runOnFailure(j, cfg, r)
 			}
 			outMu.Lock()
 			defer outMu.Unlock()
@@ -285,13 +285,19 @@ func runBackupJob(ctx context.Context, j *config.Job, a *config.Account, lockWai
 	if r.sum != nil {
 		r.mirrored = r.sum.Mirrored
 	}
+	errText := ""
+	if r.err != nil {
+		// one line per job: the advice of a multi-line error joins it
+		errText = strings.Join(strings.Fields(strings.ReplaceAll(r.err.Error(), "\n", " ; ")), " ")
+		errText = strings.ReplaceAll(errText, " ; ", "; ")
+	}
 	switch {
 	case errors.Is(r.err, archive.ErrLocked):
 		r.status = jobLocked
-		r.summary = fmt.Sprintf("job %s: %v (exit code 4)", j.Name, r.err)
+		r.summary = fmt.Sprintf("job %s: %s (exit code 4)", j.Name, errText)
 	case r.err != nil:
 		r.status = jobFailed
-		r.summary = fmt.Sprintf("job %s failed: %v", j.Name, r.err)
+		r.summary = fmt.Sprintf("job %s failed: %s", j.Name, errText)
 		if r.sum != nil && r.sum.Messages > 0 {
 			r.summary += fmt.Sprintf(" (%d new messages were written before the failure; they are safe, the next run goes on from there)", r.sum.Messages)
 		}
@@ -320,14 +326,17 @@ func runBackupJob(ctx context.Context, j *config.Job, a *config.Account, lockWai
 // runOnFailure runs the job's on_failure command with sh -c: the job's
 // name, status, archive and summary in MAILMOVE_JOB, MAILMOVE_STATUS,
 // MAILMOVE_ARCHIVE and MAILMOVE_SUMMARY, the summary on stdin too. The
-// password variables are taken out of its environment.
-func runOnFailure(j *config.Job, a *config.Account, r *jobResult) error {
+// password variables (MAILMOVE_FROM_PASSWORD, MAILMOVE_TO_PASSWORD and the
+// password_env of every account) are taken out of its environment.
+func runOnFailure(j *config.Job, cfg *config.Config, r *jobResult) error {
 	ctx, cancel := context.WithTimeout(context.Background(), onFailureTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", j.OnFailure)
 	secret := map[string]bool{"MAILMOVE_FROM_PASSWORD": true, "MAILMOVE_TO_PASSWORD": true}
-	if a != nil && a.PasswordEnv != "" {
-		secret[a.PasswordEnv] = true
+	for _, a := range cfg.Accounts {
+		if a.PasswordEnv != "" {
+			secret[a.PasswordEnv] = true
+		}
 	}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
