@@ -223,7 +223,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		st := o.Archive.State(j.name)
 		s := j.f.Status
 		flagsKnown := !o.RefreshFlags || (s != nil && s.HighestModSeq != 0 && s.HighestModSeq == st.ModSeq)
-		if flagsKnown && s != nil && st.UIDValidity == s.UIDValidity && uint32(s.UIDNext) == st.UIDNext && s.NumMessages != nil &&
+		mirrored := !o.Mirror || (s != nil && s.NumMessages != nil && st.MirrorUIDNext == uint32(s.UIDNext) && st.MirrorMessages == *s.NumMessages)
+		if flagsKnown && mirrored && s != nil && st.UIDValidity == s.UIDValidity && uint32(s.UIDNext) == st.UIDNext && s.NumMessages != nil &&
 			*s.NumMessages == st.Messages && len(st.Failed) == 0 && s.UIDNext != 0 {
 			continue
 		}
@@ -280,6 +281,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			if err != nil {
 				return e.sum, fmt.Errorf("folder %s: moving messages deleted on the server to %s: %w", folder, archive.DeletedDir, err)
 			}
+			if st, ok := e.mirrorStatus[folder]; ok {
+				o.Archive.SetMirrored(folder, st[0], st[1])
+			}
 		}
 	}
 	if err := o.Archive.SaveState(); err != nil {
@@ -312,8 +316,11 @@ type engine struct {
 	// failedFolders counts folders the archive could not take (folderFailed).
 	failedFolders int
 	// gone: archive folder -> records of messages deleted on the server
-	// (Mirror), moved once every folder is done.
-	gone map[string][]archive.Record
+	// (Mirror), moved once every folder is done; mirrorStatus: the
+	// folder's UIDNEXT and message count the pass saw, recorded once
+	// they are moved.
+	gone         map[string][]archive.Record
+	mirrorStatus map[string][2]uint32
 }
 
 // Plan lists the folders that will be exported, INBOX first, then sorted by
@@ -694,6 +701,8 @@ type folderRun struct {
 	idsDone int64
 	// excluded: UIDs left out because their folder was excluded.
 	excluded map[uint32]bool
+	// mirrored: findGone compared the archive with the whole folder.
+	mirrored bool
 }
 
 func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
@@ -823,6 +832,20 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 		}
 	}
 	e.o.Archive.SetStatus(j.name, j.segs, attrs, sel.UIDValidity, uidNext, msgs, modSeq, fr.failed)
+	if fr.mirrored {
+		e.mu.Lock()
+		if e.mirrorStatus == nil {
+			e.mirrorStatus = map[string][2]uint32{}
+		}
+		e.mirrorStatus[j.name] = [2]uint32{uidNext, msgs}
+		if e.gone == nil {
+			e.gone = map[string][]archive.Record{}
+		}
+		if _, ok := e.gone[j.name]; !ok {
+			e.gone[j.name] = nil
+		}
+		e.mu.Unlock()
+	}
 	e.sum.mu.Lock()
 	e.sum.Excluded += len(fr.excluded)
 	e.sum.mu.Unlock()
@@ -838,6 +861,7 @@ func (fr *folderRun) findGone(c *account.Conn, uidValidity, numMessages uint32) 
 		return fatal{err}
 	}
 	if len(recs) == 0 {
+		fr.mirrored = true
 		return nil
 	}
 	have := map[uint32]bool{}
@@ -868,6 +892,7 @@ func (fr *folderRun) findGone(c *account.Conn, uidValidity, numMessages uint32) 
 		fr.e.gone = map[string][]archive.Record{}
 	}
 	fr.e.gone[fr.j.name] = gone
+	fr.mirrored = true
 	return nil
 }
 

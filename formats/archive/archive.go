@@ -192,6 +192,12 @@ type FolderState struct {
 	// Rescan is set when UIDVALIDITY changed and the pass that matches old
 	// messages by content has not finished.
 	Rescan bool `json:"rescan,omitempty"`
+	// MirrorUIDNext and MirrorMessages are the server's STATUS at the end
+	// of the last pass that also moved the messages deleted on the server
+	// to the deleted area (export with Mirror): equal values mean that
+	// nothing was deleted since.
+	MirrorUIDNext  uint32 `json:"mirror_uidnext,omitempty"`
+	MirrorMessages uint32 `json:"mirror_messages,omitempty"`
 }
 
 // Archive is an open archive. It is safe for use by several goroutines, with
@@ -652,6 +658,17 @@ func (a *Archive) SetStatus(folder string, segs []string, attrs []string, uidVal
 	st.Rescan = false
 	st.Failed = append([]uint32(nil), failed...)
 	a.dirty = true
+}
+
+// SetMirrored records the server's STATUS after a pass over a folder that
+// moved every message deleted on the server to the deleted area.
+func (a *Archive) SetMirrored(folder string, uidNext, messages uint32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st, ok := a.folders[folder]; ok {
+		st.MirrorUIDNext, st.MirrorMessages = uidNext, messages
+		a.dirty = true
+	}
 }
 
 func (a *Archive) folderLocked(folder string, segs []string) *FolderState {
