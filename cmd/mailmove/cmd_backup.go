@@ -303,13 +303,20 @@ func runBackupJob(ctx context.Context, j *config.Job, a *config.Account, lockWai
 		}
 	case len(r.sum.Failed)+len(r.sum.Undecryptable) > 0:
 		r.status = jobPartial
-		first := append(append([]export.Failure{}, r.sum.Failed...), r.sum.Undecryptable...)[0]
-		where := "folder " + first.Folder
-		if first.UID != 0 {
-			where = fmt.Sprintf("%s UID %d", first.Folder, first.UID)
+		var parts []string
+		if n := len(r.sum.Failed); n > 0 {
+			f := r.sum.Failed[0]
+			where := "folder " + f.Folder
+			if f.UID != 0 {
+				where = fmt.Sprintf("%s UID %d", f.Folder, f.UID)
+			}
+			parts = append(parts, fmt.Sprintf("%d could not be exported (first: %s: %s), the next run tries them again", n, where, f.Error))
 		}
-		r.summary = fmt.Sprintf("job %s: %d new messages, %d could not be exported (first: %s: %s); the next run tries them again; mailmove export --json lists them all",
-			j.Name, r.sum.Messages, len(r.sum.Failed)+len(r.sum.Undecryptable), where, first.Error)
+		if n := len(r.sum.Undecryptable); n > 0 {
+			f := r.sum.Undecryptable[0]
+			parts = append(parts, fmt.Sprintf("%d Proton Mail Bridge could not decrypt (first: %s UID %d), archived as Bridge served them", n, f.Folder, f.UID))
+		}
+		r.summary = fmt.Sprintf("job %s: %d new messages; %s; mailmove export --json lists them all", j.Name, r.sum.Messages, strings.Join(parts, "; "))
 	default:
 		r.status = jobOK
 		r.summary = fmt.Sprintf("%s: %d new messages (%s) into %s in %s", j.Name, r.sum.Messages, humanBytes(r.sum.Bytes), j.Out, r.sum.Elapsed.Round(10*time.Millisecond))

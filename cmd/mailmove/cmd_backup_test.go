@@ -137,13 +137,22 @@ out = %q
 		}
 	}
 
-	backup()
+	// The stand-in has one message Bridge cannot decrypt: archived, and
+	// reported once, with exit code 3.
+	o, e, code := runCmdEnv(t, env, "backup", "--config", cfg, "--log", logPath)
+	if code != exitPartial || o != "" || strings.Count(e, "\n") != 1 || !strings.Contains(e, "job proton: ") || !strings.Contains(e, "1 Proton Mail Bridge could not decrypt") {
+		t.Fatalf("first run: exit %d, stdout %q, stderr %q", code, o, e)
+	}
 	log := logLines(t, logPath)
 	if len(log["dovecot"]) != 1 || log["dovecot"][0]["new"] != fmt.Sprint(len(msgs)) || log["dovecot"][0]["status"] != "ok" {
 		t.Fatalf("first run, dovecot: %v", log["dovecot"])
 	}
-	if len(log["proton"]) != 1 || log["proton"][0]["new"] == "0" {
-		t.Fatalf("first run, proton: %v", log["proton"])
+	placed := 0 // a message in two folders is stored in each
+	for _, w := range want {
+		placed += 1 + len(w.Also)
+	}
+	if len(log["proton"]) != 1 || log["proton"][0]["new"] != fmt.Sprint(placed) || log["proton"][0]["status"] != "partial" {
+		t.Fatalf("first run, proton: %v (want %d new)", log["proton"], placed)
 	}
 	bridgePlaced(t, filepath.Join(dir, "proton"), want)
 	wantIDs := map[string][]string{}
