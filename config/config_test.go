@@ -136,3 +136,27 @@ func TestDefaultPath(t *testing.T) {
 		t.Fatal(p)
 	}
 }
+
+// The full example of the README parses, and means what it says.
+func TestReadmeExample(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "### The configuration file")
+	if i < 0 {
+		t.Fatal("no configuration section in the README")
+	}
+	s = s[i:]
+	start := strings.Index(s, "```toml\n")
+	end := strings.Index(s[start+8:], "```")
+	c, err := Parse("README.md", []byte(s[start+8:start+8+end]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Accounts) != 3 || strings.Join(c.Order, ",") != "proton,mbox-org,work" || !c.Jobs["mbox-org"].Mirror ||
+		c.Accounts["work"].PasswordEnv != "WORK_MAIL_PASSWORD" || !c.Jobs["work"].MboxStatusHeaders {
+		t.Fatalf("%+v", c)
+	}
+}

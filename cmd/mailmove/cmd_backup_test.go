@@ -539,6 +539,15 @@ func TestBackupMirror(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(out, filepath.FromSlash(del[0].File))); err != nil {
 					t.Fatal(err)
 				}
+				// the deleted area imports as a folder of .eml files (README)
+				dst := testmail.Mem(t)
+				if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", "imap://alice@"+dst.Addr+"?tls=none", "--folder", "Restored", filepath.Join(out, ".deleted")); code != 0 {
+					t.Fatalf("import of .deleted: %d %s", code, e)
+				}
+				held := testmail.Held(t, testmail.MemConfig(t, dst.Addr))
+				if len(held["Restored"]) != 1 || !strings.Contains(string(held["Restored"][0].Raw), "k4@example.org") {
+					t.Fatalf("restored from .deleted: %v", held)
+				}
 			}
 			// every byte still checks, the moved message included
 			o, e, code = runCmd(t, "check", out)
