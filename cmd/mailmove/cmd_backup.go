@@ -175,6 +175,10 @@ type jobSetup struct {
 	format archive.Format
 	lf     bool
 	layout string
+	// encryptTo and compress are the job's encrypt_to and compress, for
+	// the archive writer's options (see exportSetup).
+	encryptTo []string
+	compress  string
 	// opts lacks Account, Conn and Archive, which the run fills in.
 	opts export.Options
 }
@@ -184,12 +188,14 @@ type jobSetup struct {
 // compression options (encrypt_to, compress) are set here.
 func exportSetup(j *config.Job, mirror bool) (*jobSetup, error) {
 	// MERGE POINT (branch encrypt): this build has no encrypting archive
-	// writer. When it has, pass j.EncryptTo and j.Compress to the writer
-	// options here instead of refusing the job.
+	// writer, so this one refusal stands in for it. With the writer,
+	// delete it and hand s.encryptTo and s.compress to the archive writer
+	// options where runBackupJob opens the archive (archive.OpenWait).
 	if len(j.EncryptTo) > 0 || j.Compress != "" {
 		return nil, &NoEncryptionError{Job: j.Name}
 	}
-	s := &jobSetup{format: archive.Format(j.Format), lf: j.MboxLineEndings != "crlf", layout: j.MboxLayout}
+	s := &jobSetup{format: archive.Format(j.Format), lf: j.MboxLineEndings != "crlf", layout: j.MboxLayout,
+		encryptTo: j.EncryptTo, compress: j.Compress}
 	labels := export.LabelsAsMetadata
 	if j.BridgeLabels != "" {
 		labels = export.LabelMode(j.BridgeLabels)
@@ -292,6 +298,9 @@ func runBackupJob(ctx context.Context, j *config.Job, a *config.Account, lockWai
 		errText = strings.ReplaceAll(errText, " ; ", "; ")
 	}
 	switch {
+	case errors.Is(r.err, context.Canceled):
+		r.status = jobFailed
+		r.summary = fmt.Sprintf("job %s interrupted; what was written is safe, run the same command again to finish", j.Name)
 	case errors.Is(r.err, archive.ErrLocked):
 		r.status = jobLocked
 		r.summary = fmt.Sprintf("job %s: %s (exit code 4)", j.Name, errText)

@@ -267,7 +267,26 @@ func TestBackupLock(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Second) // let it reach the lock (it succeeds either way)
+		// Let go once it waits: it holds the lock file open (Linux's
+		// /proc shows it) while this process holds the lock.
+		lockPath := filepath.Join(out, ".mailmove", "lock")
+		waiting := func() bool {
+			fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", cmd.Process.Pid))
+			for _, fd := range fds {
+				if l, _ := os.Readlink(fd); l == lockPath {
+					return true
+				}
+			}
+			return false
+		}
+		if _, err := os.Stat("/proc/self/fd"); err == nil {
+			for i := 0; i < 6000 && !waiting(); i++ {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if !waiting() {
+				t.Fatalf("the second run never waited for the lock: %s", stderr.String())
+			}
+		}
 		a.Close()
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("waiting run: %v: %s", err, stderr.String())

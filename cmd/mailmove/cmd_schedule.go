@@ -31,7 +31,7 @@ func cmdSchedule(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	systemd := fs.Bool("systemd", false, "a systemd user service and timer")
 	cron := fs.Bool("cron", false, "a crontab line")
 	install := fs.Bool("install", false, "install them: write the units to ~/.config/systemd/user/, or add the line to your crontab (crontab -)")
-	cfgPath := fs.String("config", "", "the configuration `file` the backup reads (default $XDG_CONFIG_HOME/mailmove/config.toml)")
+	cfgPath := fs.String("config", "", "the configuration `file` the backup reads (default $XDG_CONFIG_HOME/mailmove/config.toml; named in the job unless it is ~/.config/mailmove/config.toml)")
 	at := fs.String("at", "03:17", "the time of day to run, `HH:MM` (systemd adds up to 15 minutes at random; a missed run happens at the next boot)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: mailmove schedule --systemd|--cron [--install] [--config FILE] [--at HH:MM]\n\nPrints (or installs) what runs 'mailmove backup' every day: a systemd user\nservice and timer, or a crontab line.\n\n")
@@ -74,7 +74,8 @@ func cmdSchedule(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitFailed
 	}
 	argv := []string{bin, "backup"}
-	if *cfgPath != "" {
+	if home, _ := os.UserHomeDir(); *cfgPath != "" || path != filepath.Join(home, ".config", "mailmove", "config.toml") {
+		// cron and systemd do not see this shell's $XDG_CONFIG_HOME
 		argv = append(argv, "--config", path)
 	}
 	if *cron {
