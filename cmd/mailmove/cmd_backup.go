@@ -170,6 +170,30 @@ func (e *NoEncryptionError) Error() string {
 	return fmt.Sprintf("job %s sets encrypt_to or compress, but this build of mailmove cannot encrypt or compress archives: nothing was written; update mailmove, or remove encrypt_to and compress from the job to back it up in clear", e.Job)
 }
 
+// NoPasswordError is an account of the configuration file with no
+// password to give when there is no terminal to ask on (cron, systemd).
+type NoPasswordError struct {
+	// Account is the account's name; Env its password_env, if any.
+	Account, Env string
+}
+
+func (e *NoPasswordError) Error() string {
+	if e.Env != "" {
+		return fmt.Sprintf("account %s: $%s (its password_env) is empty or unset, and there is no terminal to ask on: set it in the environment the backup runs in, or use password_file or password_cmd", e.Account, e.Env)
+	}
+	return fmt.Sprintf("account %s has no password_file, password_cmd or password_env, and there is no terminal to ask on: add one to [accounts.%s]", e.Account, e.Account)
+}
+
+// haveTTY reports whether a password can be asked for on the terminal.
+func haveTTY() bool {
+	f, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return isTerminal(f)
+}
+
 // jobSetup is how a job's archive is opened and exported.
 type jobSetup struct {
 	format archive.Format
@@ -250,6 +274,9 @@ func runBackupJob(ctx context.Context, j *config.Job, a *config.Account, lockWai
 			return err
 		}
 		r.account = cfg.URL.String()
+		if a.PasswordFile == "" && a.PasswordCmd == "" && (a.PasswordEnv == "" || os.Getenv(a.PasswordEnv) == "") && !haveTTY() {
+			return &NoPasswordError{Account: a.Name, Env: a.PasswordEnv}
+		}
 		// Log in before the archive is created or locked: a wrong password
 		// leaves nothing behind.
 		conn, err := cfg.Dial(ctx)

@@ -129,9 +129,9 @@ out = %q
 		filepath.Join(dir, "dovecot"), filepath.Join(dir, "proton")))
 	logPath := filepath.Join(dir, "logs", "backup.log")
 	env := []string{"TEST_BRIDGE_PW=" + testmail.BridgePassword}
-	backup := func() {
+	backup := func(args ...string) {
 		t.Helper()
-		o, e, code := runCmdEnv(t, env, "backup", "--config", cfg, "--log", logPath)
+		o, e, code := runCmdEnv(t, env, append([]string{"backup", "--config", cfg, "--log", logPath}, args...)...)
 		if code != 0 || o != "" || e != "" {
 			t.Fatalf("backup: exit %d, stdout %q, stderr %q (want 0 and silence)", code, o, e)
 		}
@@ -190,7 +190,7 @@ out = %q
 	wantIDs["Sent"] = append(wantIDs["Sent"], "n2@example.org")
 	bcfg := br.Config(t, "bridge://me@proton.test@"+br.Addr)
 	testmail.Put(t, bcfg, []testmail.Msg{newMsg("Folders/Work", "b1@example.org")})
-	backup()
+	backup("--parallel", "2")
 	log = logLines(t, logPath)
 	if l := log["dovecot"][2]; l["new"] != "3" || l["status"] != "ok" {
 		t.Fatalf("third run, dovecot: %v", l)
@@ -476,6 +476,27 @@ on_failure = "{ echo \"job=$MAILMOVE_JOB status=$MAILMOVE_STATUS archive=$MAILMO
 	log := logLines(t, logPath)
 	if log["good"][0]["new"] != "20" || log["bad"][0]["status"] != "failed" || log["bad"][0]["error"] == "" {
 		t.Fatalf("log: %v", log)
+	}
+}
+
+// TestBackupNoPassword: under cron (no terminal) an account without a
+// password setting fails its job with advice, and asks nothing.
+func TestBackupNoPassword(t *testing.T) {
+	srv := seedServer(t, 3)
+	out := filepath.Join(t.TempDir(), "a")
+	for _, c := range []struct{ pw, want string }{
+		{"", "has no password_file, password_cmd or password_env"},
+		{`password_env = "TEST_UNSET_PW"`, "$TEST_UNSET_PW (its password_env) is empty or unset"},
+	} {
+		cfg := writeConfig(t, fmt.Sprintf("[accounts.mem]\nurl = \"imap://alice@%s?tls=none\"\n%s\n[jobs.mem]\naccount = \"mem\"\nformat = \"eml\"\nout = %q\n", srv.Addr, c.pw, out))
+		cmd := exec.Command(binary(t), "backup", "--config", cfg)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // no controlling terminal, as under cron
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitFailed || !strings.Contains(stderr.String(), c.want) {
+			t.Fatalf("%v: %q", err, stderr.String())
+		}
 	}
 }
 
