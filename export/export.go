@@ -63,6 +63,11 @@ type Options struct {
 	Retries int
 	// ChunkSize is how many messages are asked for in one UID FETCH.
 	ChunkSize int
+	// Mirror moves the archived messages that are gone from the server
+	// (their UID is no longer in a folder whose UIDVALIDITY did not change)
+	// to the archive's deleted area (archive.MoveDeleted); nothing is
+	// erased. It costs one UID SEARCH per folder that changed.
+	Mirror bool
 	// Progress, if set, is told about progress.
 	Progress Progress
 	// Log, if set, receives warnings (reconnects, retries).
@@ -106,8 +111,11 @@ type Summary struct {
 	Excluded int `json:"excluded,omitempty"`
 	// BridgeSyncing is set when Bridge's All Mail count changed during the
 	// run: Bridge was probably still syncing, and a later run will find more.
-	BridgeSyncing bool          `json:"bridge_syncing,omitempty"`
-	Elapsed       time.Duration `json:"elapsed_ns"`
+	BridgeSyncing bool `json:"bridge_syncing,omitempty"`
+	// Mirrored counts the archived messages found deleted on the server
+	// and moved to the archive's deleted area (Options.Mirror).
+	Mirrored int           `json:"moved_to_deleted,omitempty"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
 
 	mu sync.Mutex
 }
@@ -215,7 +223,8 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		st := o.Archive.State(j.name)
 		s := j.f.Status
 		flagsKnown := !o.RefreshFlags || (s != nil && s.HighestModSeq != 0 && s.HighestModSeq == st.ModSeq)
-		if flagsKnown && s != nil && st.UIDValidity == s.UIDValidity && uint32(s.UIDNext) == st.UIDNext && s.NumMessages != nil &&
+		mirrored := !o.Mirror || (s != nil && s.NumMessages != nil && st.MirrorUIDNext == uint32(s.UIDNext) && st.MirrorMessages == *s.NumMessages)
+		if flagsKnown && mirrored && s != nil && st.UIDValidity == s.UIDValidity && uint32(s.UIDNext) == st.UIDNext && s.NumMessages != nil &&
 			*s.NumMessages == st.Messages && len(st.Failed) == 0 && s.UIDNext != 0 {
 			continue
 		}
@@ -263,6 +272,20 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			e.release(c)
 		}
 	}
+	if o.Mirror && ctx.Err() == nil {
+		// After every folder is done, so that no writer is open and every
+		// alias that points to a moved message's file is known.
+		for _, folder := range slices.Sorted(maps.Keys(e.gone)) {
+			n, err := o.Archive.MoveDeleted(folder, e.gone[folder], time.Now())
+			e.sum.Mirrored += n
+			if err != nil {
+				return e.sum, fmt.Errorf("folder %s: moving messages deleted on the server to %s: %w", folder, archive.DeletedDir, err)
+			}
+			if st, ok := e.mirrorStatus[folder]; ok {
+				o.Archive.SetMirrored(folder, st[0], st[1])
+			}
+		}
+	}
 	if err := o.Archive.SaveState(); err != nil {
 		return e.sum, err
 	}
@@ -292,6 +315,12 @@ type engine struct {
 	idProgress atomic.Int64
 	// failedFolders counts folders the archive could not take (folderFailed).
 	failedFolders int
+	// gone: archive folder -> records of messages deleted on the server
+	// (Mirror), moved once every folder is done; mirrorStatus: the
+	// folder's UIDNEXT and message count the pass saw, recorded once
+	// they are moved.
+	gone         map[string][]archive.Record
+	mirrorStatus map[string][2]uint32
 }
 
 // Plan lists the folders that will be exported, INBOX first, then sorted by
@@ -672,6 +701,8 @@ type folderRun struct {
 	idsDone int64
 	// excluded: UIDs left out because their folder was excluded.
 	excluded map[uint32]bool
+	// mirrored: findGone compared the archive with the whole folder.
+	mirrored bool
 }
 
 func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
@@ -768,6 +799,11 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 	if err := fr.w.Commit(); err != nil {
 		return fatal{err}
 	}
+	if e.o.Mirror && !renumbered {
+		if err := fr.findGone(c, sel.UIDValidity, sel.NumMessages); err != nil {
+			return err
+		}
+	}
 	var msgs uint32
 	if j.f.Status != nil && j.f.Status.NumMessages != nil {
 		msgs = *j.f.Status.NumMessages
@@ -796,9 +832,67 @@ func (fr *folderRun) run(ctx context.Context, c *account.Conn) error {
 		}
 	}
 	e.o.Archive.SetStatus(j.name, j.segs, attrs, sel.UIDValidity, uidNext, msgs, modSeq, fr.failed)
+	if fr.mirrored {
+		e.mu.Lock()
+		if e.mirrorStatus == nil {
+			e.mirrorStatus = map[string][2]uint32{}
+		}
+		e.mirrorStatus[j.name] = [2]uint32{uidNext, msgs}
+		if e.gone == nil {
+			e.gone = map[string][]archive.Record{}
+		}
+		if _, ok := e.gone[j.name]; !ok {
+			e.gone[j.name] = nil
+		}
+		e.mu.Unlock()
+	}
 	e.sum.mu.Lock()
 	e.sum.Excluded += len(fr.excluded)
 	e.sum.mu.Unlock()
+	return nil
+}
+
+// findGone notes the archived messages of the folder (of uidValidity)
+// whose UID the server no longer has: deleted (or moved away) on the
+// server since they were archived.
+func (fr *folderRun) findGone(c *account.Conn, uidValidity, numMessages uint32) error {
+	recs, err := fr.e.o.Archive.Records(fr.j.name)
+	if err != nil {
+		return fatal{err}
+	}
+	if len(recs) == 0 {
+		fr.mirrored = true
+		return nil
+	}
+	have := map[uint32]bool{}
+	if numMessages > 0 {
+		uids, err := c.UIDsAbove(0)
+		if err != nil {
+			return err
+		}
+		if uint32(len(uids)) != numMessages {
+			// The folder changed during the run, or the server's answer
+			// is short: move nothing on its word; the next run looks again.
+			fr.e.o.Log("folder %s: the server listed %d UIDs for %d messages; messages deleted on the server are moved to %s next time", fr.j.name, len(uids), numMessages, archive.DeletedDir)
+			return nil
+		}
+		for _, u := range uids {
+			have[u] = true
+		}
+	}
+	var gone []archive.Record
+	for _, r := range recs {
+		if r.UIDValidity == uidValidity && !have[r.UID] {
+			gone = append(gone, r)
+		}
+	}
+	fr.e.mu.Lock()
+	defer fr.e.mu.Unlock()
+	if fr.e.gone == nil {
+		fr.e.gone = map[string][]archive.Record{}
+	}
+	fr.e.gone[fr.j.name] = gone
+	fr.mirrored = true
 	return nil
 }
 

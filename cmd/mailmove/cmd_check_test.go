@@ -84,3 +84,50 @@ func TestLFArchive(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDetectsLoss: check reports a deleted .eml file, a truncated
+// mbox file and a flipped byte, naming the file, with exit code 3.
+func TestCheckDetectsLoss(t *testing.T) {
+	for _, format := range []string{"eml", "mbox"} {
+		out := filepath.Join(t.TempDir(), "demo")
+		if _, e, code := runCmd(t, "export", "--from", "demo", "--to", format, "--out", out); code != 0 {
+			t.Fatal(e)
+		}
+		var files []string
+		filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
+			if !fi.IsDir() && !strings.Contains(p, ".mailmove") {
+				files = append(files, p)
+			}
+			return nil
+		})
+		rel := func(p string) string { r, _ := filepath.Rel(out, p); return filepath.ToSlash(r) }
+		switch format {
+		case "eml":
+			// delete one message, flip a byte of another
+			os.Remove(files[0])
+			b, _ := os.ReadFile(files[1])
+			b[len(b)/2] ^= 1
+			os.WriteFile(files[1], b, 0o600)
+			_, e, code := runCmd(t, "check", out)
+			if code != 3 || !strings.Contains(e, rel(files[0])) || !strings.Contains(e, "no such file") || !strings.Contains(e, rel(files[1])) || !strings.Contains(e, "do not match their SHA-256") {
+				t.Fatalf("eml: exit %d, %q", code, e)
+			}
+		case "mbox":
+			// cut the last 100 bytes off the biggest mbox file
+			big := files[0]
+			for _, f := range files {
+				a, _ := os.Stat(f)
+				b, _ := os.Stat(big)
+				if a.Size() > b.Size() {
+					big = f
+				}
+			}
+			fi, _ := os.Stat(big)
+			os.Truncate(big, fi.Size()-100)
+			_, e, code := runCmd(t, "check", out)
+			if code != 3 || !strings.Contains(e, rel(big)) {
+				t.Fatalf("mbox: exit %d, %q", code, e)
+			}
+		}
+	}
+}

@@ -56,7 +56,7 @@ func TestCommandTyposAndHelp(t *testing.T) {
 func TestSuggest(t *testing.T) {
 	for in, want := range map[string]string{
 		"exprot": "export", "exort": "export", "Export": "export", "improt": "import", "folder": "folders",
-		"chekc": "check", "verison": "version", "migrat": "migrate", "ls": "", "sync": "", "backup": "",
+		"chekc": "check", "verison": "version", "migrat": "migrate", "ls": "", "sync": "", "bakcup": "backup", "shedule": "schedule",
 	} {
 		if got := suggest(in); got != want {
 			t.Errorf("suggest(%q) = %q, want %q", in, got, want)

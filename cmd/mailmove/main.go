@@ -11,11 +11,14 @@
 //	mailmove migrate --from URL --to URL [flags]
 //	mailmove check ARCHIVE
 //	mailmove verify --from A --to B [flags]
+//	mailmove backup [JOB...]
+//	mailmove schedule --systemd|--cron [--install]
 //	mailmove version
 //
 // Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
 // disk, quota); 2 usage error; 3 finished, but some messages could not be
-// exported or imported; 4 verify found differences.
+// exported or imported; 4 verify found differences; 5 (backup) an archive
+// was held by another mailmove for longer than --lock-wait.
 package main
 
 import (
@@ -43,6 +46,9 @@ const (
 	exitPartial = 3
 	// exitDiffers: verify found messages missing, extra or different.
 	exitDiffers = 4
+	// exitLocked: backup gave up on an archive that another mailmove held
+	// for longer than --lock-wait.
+	exitLocked = 5
 )
 
 const usage = `mailmove moves mail out of one provider and into an archive you own.
@@ -54,6 +60,8 @@ Usage:
   mailmove migrate --from URL --to URL [flags]                  copy one account into another
   mailmove check   ARCHIVE                                      verify an archive against its index
   mailmove verify  --from A --to B [flags]                      compare two accounts or archives
+  mailmove backup  [JOB...]                                     run the backup jobs of the configuration file
+  mailmove schedule --systemd|--cron [--install]                run backup every night (systemd timer or crontab)
   mailmove version
 
 Accounts:
@@ -66,7 +74,7 @@ Accounts:
 Run 'mailmove help COMMAND' (or 'mailmove COMMAND --help') for the flags of a command.
 Flags may come before or after the other arguments.
 Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported,
-4 verify found differences.
+4 verify found differences, 5 (backup) an archive stayed locked by another mailmove.
 `
 
 func main() {
@@ -111,13 +119,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "verify":
 		return cmdVerify(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return cmdBackup(ctx, args[1:], stdout, stderr)
+	case "schedule":
+		return cmdSchedule(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mailmove", version)
 		return exitOK
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
-			case "export", "folders", "import", "check", "migrate", "verify":
+			case "export", "folders", "import", "check", "migrate", "verify", "backup", "schedule":
 				return run([]string{args[1], "--help"}, stdout, stderr)
 			case "version", "help":
 			default:
@@ -138,7 +150,7 @@ func unknownCommand(name string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailmove: unknown command %s; did you mean %s?\nRun 'mailmove help %s' for its flags, 'mailmove help' for all commands.\n", name, s, s)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "mailmove: unknown command %s\nCommands: export, folders, import, migrate, check, verify, version. Run 'mailmove help' for more.\n", name)
+	fmt.Fprintf(stderr, "mailmove: unknown command %s\nCommands: export, folders, import, migrate, check, verify, backup, schedule, version. Run 'mailmove help' for more.\n", name)
 	return exitUsage
 }
 

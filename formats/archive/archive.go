@@ -12,6 +12,7 @@ package archive
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -99,6 +100,11 @@ type Record struct {
 	// Proton, labels) for the message of the same UIDVALIDITY and UID
 	// written earlier (export --refresh-flags); Merge applies it.
 	FlagsUpdate bool `json:"flags_update,omitempty"`
+	// Gone marks a line that says the message of the same UIDVALIDITY and
+	// UID written earlier was deleted on the server and moved to the
+	// archive's deleted area (export with Mirror, see MoveDeleted); Merge
+	// leaves the message out of the folder.
+	Gone bool `json:"gone,omitempty"`
 }
 
 // location returns the part of r that says where and how its bytes are
@@ -113,8 +119,16 @@ func Merge(recs []Record) []Record {
 	type id struct{ uv, uid uint32 }
 	at := map[id]int{}
 	var out []Record
+	gone := map[int]bool{}
 	for _, r := range recs {
 		k := id{r.UIDValidity, r.UID}
+		if r.Gone {
+			if i, ok := at[k]; ok {
+				gone[i] = true
+				delete(at, k)
+			}
+			continue
+		}
 		if r.FlagsUpdate {
 			if i, ok := at[k]; ok {
 				out[i].Flags = r.Flags
@@ -126,6 +140,15 @@ func Merge(recs []Record) []Record {
 		}
 		at[k] = len(out)
 		out = append(out, r)
+	}
+	if len(gone) > 0 {
+		kept := out[:0]
+		for i, r := range out {
+			if !gone[i] {
+				kept = append(kept, r)
+			}
+		}
+		out = kept
 	}
 	return out
 }
@@ -169,6 +192,12 @@ type FolderState struct {
 	// Rescan is set when UIDVALIDITY changed and the pass that matches old
 	// messages by content has not finished.
 	Rescan bool `json:"rescan,omitempty"`
+	// MirrorUIDNext and MirrorMessages are the server's STATUS at the end
+	// of the last pass that also moved the messages deleted on the server
+	// to the deleted area (export with Mirror): equal values mean that
+	// nothing was deleted since.
+	MirrorUIDNext  uint32 `json:"mirror_uidnext,omitempty"`
+	MirrorMessages uint32 `json:"mirror_messages,omitempty"`
 }
 
 // Archive is an open archive. It is safe for use by several goroutines, with
@@ -210,14 +239,23 @@ const LayoutThunderbird = "thunderbird"
 // lock, removes temporary files and cuts torn mbox tails and index lines
 // left by an interrupted run.
 func Open(root string, f Format, lf bool, tool string) (*Archive, error) {
-	return open(root, f, lf, "", tool, false)
+	return open(context.Background(), root, f, lf, "", tool, false, 0)
 }
 
 // OpenLayout is Open for an mbox archive with the given layout
 // (LayoutMailmove or LayoutThunderbird). A new archive gets it; an existing one must have it,
 // unless layout is "": then it keeps its own.
 func OpenLayout(root string, f Format, lf bool, layout, tool string) (*Archive, error) {
-	return open(root, f, lf, layout, tool, false)
+	return open(context.Background(), root, f, lf, layout, tool, false, 0)
+}
+
+// OpenWait is OpenLayout that, when another process holds the archive,
+// waits up to wait for it to finish (mailmove backup --lock-wait) before it
+// gives up with ErrLocked; ctx ends the wait early. The lock is a flock on
+// .mailmove/lock: the kernel releases it when its holder exits, however it
+// ends (kill -9 included), so a stale lock never needs to be removed.
+func OpenWait(ctx context.Context, root string, f Format, lf bool, layout, tool string, wait time.Duration) (*Archive, error) {
+	return open(ctx, root, f, lf, layout, tool, false, wait)
 }
 
 // OpenReadOnly opens an existing archive to read it (import, check): it
@@ -227,10 +265,30 @@ func OpenReadOnly(root string) (*Archive, error) {
 	if _, err := os.Stat(filepath.Join(root, StateDir, "archive.json")); err != nil {
 		return nil, fmt.Errorf("%s is not a mailmove archive (no %s)", root, filepath.Join(StateDir, "archive.json"))
 	}
-	return open(root, "", false, "", "", true)
+	return open(context.Background(), root, "", false, "", "", true, 0)
 }
 
-func open(root string, f Format, lf bool, layout, tool string, readOnly bool) (*Archive, error) {
+// waitLock takes the lock on f, trying again until wait has passed.
+func waitLock(ctx context.Context, f *os.File, exclusive bool, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := lockFile(f, exclusive)
+		if err == nil || wait <= 0 {
+			return err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(left, 200*time.Millisecond)):
+		}
+	}
+}
+
+func open(ctx context.Context, root string, f Format, lf bool, layout, tool string, readOnly bool, wait time.Duration) (*Archive, error) {
 	if readOnly {
 		lock, err := os.Open(filepath.Join(root, StateDir, "lock"))
 		if err != nil {
@@ -265,8 +323,14 @@ func open(root string, f Format, lf bool, layout, tool string, readOnly bool) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := lockFile(lock, true); err != nil {
+	if err := waitLock(ctx, lock, true, wait); err != nil {
 		lock.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if wait > 0 {
+			return nil, fmt.Errorf("%s: %w, still after waiting %v (a backup or export still running?); wait for it to finish", root, ErrLocked, wait)
+		}
 		return nil, fmt.Errorf("%s: %w (a cron job still running?); wait for it to finish", root, ErrLocked)
 	}
 	a := &Archive{Root: root, lock: lock, folders: map[string]*FolderState{}}
@@ -483,7 +547,7 @@ func (a *Archive) folderPath(st *FolderState) string {
 }
 
 func (st *FolderState) apply(r *Record) {
-	if r.FlagsUpdate {
+	if r.FlagsUpdate || r.Gone {
 		return
 	}
 	if r.UIDValidity != st.UIDValidity {
@@ -596,6 +660,17 @@ func (a *Archive) SetStatus(folder string, segs []string, attrs []string, uidVal
 	a.dirty = true
 }
 
+// SetMirrored records the server's STATUS after a pass over a folder that
+// moved every message deleted on the server to the deleted area.
+func (a *Archive) SetMirrored(folder string, uidNext, messages uint32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st, ok := a.folders[folder]; ok {
+		st.MirrorUIDNext, st.MirrorMessages = uidNext, messages
+		a.dirty = true
+	}
+}
+
 func (a *Archive) folderLocked(folder string, segs []string) *FolderState {
 	st, ok := a.folders[folder]
 	if !ok {
@@ -636,7 +711,7 @@ func (a *Archive) loadPMIDs() error {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		for _, r := range recs {
+		for _, r := range Merge(recs) {
 			if r.PMInternalID != "" && !r.Alias && !r.LabelCopy {
 				loc := r.location()
 				loc.Folder = r.Folder

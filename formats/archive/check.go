@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/mailmove/mailmove/formats/mbox"
@@ -37,6 +39,27 @@ type CheckResult struct {
 func (a *Archive) Check() (*CheckResult, error) {
 	res := &CheckResult{Problems: []Problem{}}
 	known := map[string]bool{}
+	ends := map[string]int64{}  // mbox file -> end of its last indexed message
+	tail := map[string]string{} // mbox file -> its folder
+	verify := func(folder string, r Record) {
+		res.Messages++
+		res.Bytes += r.Size
+		sum, n, err := a.hashStored(r)
+		switch {
+		case err != nil:
+			res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: err.Error()})
+		case n != r.Size:
+			res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: fmt.Sprintf("%d bytes stored, the index says %d", n, r.Size)})
+		case sum != r.SHA256:
+			res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: "the stored bytes do not match their SHA-256: the file was changed or damaged"})
+		}
+		if r.Length > 0 {
+			ends[r.File] = max(ends[r.File], r.Offset+r.Length)
+			if _, ok := tail[r.File]; !ok {
+				tail[r.File] = folder
+			}
+		}
+	}
 	for _, folder := range a.Folders() {
 		res.Folders++
 		recs, err := a.Records(folder)
@@ -44,33 +67,28 @@ func (a *Archive) Check() (*CheckResult, error) {
 			res.Problems = append(res.Problems, Problem{Folder: folder, What: "index: " + err.Error()})
 			continue
 		}
-		var mboxFile string
-		var end int64
 		for _, r := range recs {
 			known[r.File] = true
-			if r.Alias {
-				continue
-			}
-			res.Messages++
-			res.Bytes += r.Size
-			sum, n, err := a.hashStored(r)
-			switch {
-			case err != nil:
-				res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: err.Error()})
-			case n != r.Size:
-				res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: fmt.Sprintf("%d bytes stored, the index says %d", n, r.Size)})
-			case sum != r.SHA256:
-				res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: "the stored bytes do not match their SHA-256: the file was changed or damaged"})
-			}
-			if r.Length > 0 {
-				mboxFile = r.File
-				end = max(end, r.Offset+r.Length)
+			if !r.Alias {
+				verify(folder, r)
 			}
 		}
-		if mboxFile != "" {
-			if fi, err := os.Stat(filepath.Join(a.Root, filepath.FromSlash(mboxFile))); err == nil && fi.Size() > end {
-				res.Problems = append(res.Problems, Problem{Folder: folder, File: mboxFile, What: fmt.Sprintf("%d bytes after the last indexed message (an interrupted run; the next export cuts them)", fi.Size()-end)})
-			}
+	}
+	// Messages deleted on the server and moved to the deleted area.
+	deleted, err := a.DeletedRecords()
+	if err != nil {
+		res.Problems = append(res.Problems, Problem{File: DeletedIndex, What: err.Error()})
+	}
+	for _, d := range deleted {
+		known[d.File] = true
+		if !d.Alias {
+			verify(d.Folder, d.Record)
+		}
+	}
+	for _, file := range slices.Sorted(maps.Keys(ends)) {
+		end := ends[file]
+		if fi, err := os.Stat(filepath.Join(a.Root, filepath.FromSlash(file))); err == nil && fi.Size() > end {
+			res.Problems = append(res.Problems, Problem{Folder: tail[file], File: file, What: fmt.Sprintf("%d bytes after the last indexed message (an interrupted run; the next export cuts them)", fi.Size()-end)})
 		}
 	}
 	// Every file outside .mailmove must be a message file the index knows
