@@ -27,6 +27,9 @@ type Config struct {
 	URL *URL
 	// Password gives the password; it is asked once and kept for reconnects.
 	Password PasswordSource
+	// Token gives OAuth2 access tokens, for URLs with an OAuth2 auth
+	// (auth=google, auth=microsoft, auth=oauth).
+	Token TokenSource
 	// CAFile is a PEM file of certificates to trust instead of the system
 	// roots (Proton Mail Bridge's "cert export" output).
 	CAFile string
@@ -198,8 +201,10 @@ func (cfg *Config) tlsHint(err error) string {
 // idle timer; raw is the bare connection, to close on failure.
 func (cfg *Config) connect(ctx context.Context) (raw, conn net.Conn, pw string, err error) {
 	u := cfg.URL
-	if pw, err = cfg.getPassword(ctx); err != nil {
-		return nil, nil, "", err
+	if !u.Auth.IsOAuth() {
+		if pw, err = cfg.getPassword(ctx); err != nil {
+			return nil, nil, "", err
+		}
 	}
 	idle := cfg.IdleTimeout
 	if idle <= 0 {
@@ -228,6 +233,9 @@ func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
 	opts := &imapclient.Options{}
 	if cfg.Debug != nil {
 		opts.DebugWriter = &redactor{w: cfg.Debug}
+	}
+	if u.Auth.IsOAuth() {
+		return cfg.dialOAuth(ctx, raw, conn, opts)
 	}
 	var c *imapclient.Client
 	switch u.Security {
@@ -283,6 +291,11 @@ func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
 		}
 		return nil, &ConnectError{Op: "login to", Addr: u.Addr(), Err: err, Hint: hint}
 	}
+	return cfg.loggedIn(c), nil
+}
+
+// loggedIn wraps a signed-in client and sends ID.
+func (cfg *Config) loggedIn(c *imapclient.Client) *Conn {
 	cn := &Conn{Client: c, cfg: cfg}
 	if c.Caps().Has(imap.CapID) {
 		id, err := c.ID(&imap.IDData{Name: "mailmove", Version: cfg.Version}).Wait()
@@ -290,7 +303,84 @@ func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
 			cn.ServerID = id
 		}
 	}
-	return cn, nil
+	return cn
+}
+
+// dialOAuth secures the connection and signs in with an OAuth2 token
+// itself (STARTTLS, CAPABILITY, AUTHENTICATE), then hands the signed-in
+// connection to go-imap. go-imap's own AUTHENTICATE cannot answer a
+// refusal's challenge with the empty line XOAUTH2 wants, and its STARTTLS
+// leaves no way to do that on the TLS side.
+func (cfg *Config) dialOAuth(ctx context.Context, raw, conn net.Conn, opts *imapclient.Options) (*Conn, error) {
+	u := cfg.URL
+	fail := func(err error) (*Conn, error) {
+		raw.Close()
+		return nil, err
+	}
+	var sc net.Conn // the connection to speak IMAP on, secured
+	greeted := false
+	switch u.Security {
+	case ImplicitTLS:
+		tc, err := cfg.tlsConfig()
+		if err != nil {
+			return fail(err)
+		}
+		cfg.status("TLS handshake with %s", u.Addr())
+		t := tls.Client(conn, tc)
+		if err := t.HandshakeContext(ctx); err != nil {
+			return fail(cfg.tlsError(err))
+		}
+		sc = t
+	case StartTLS:
+		tc, err := cfg.tlsConfig()
+		if err != nil {
+			return fail(err)
+		}
+		pc, err := cfg.greeted(ctx, raw, conn)
+		if err != nil {
+			return nil, err
+		}
+		rc := newRawIMAP(pc, pc, cfg.Debug)
+		if err := rc.greeting(); err != nil {
+			return fail(&ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err})
+		}
+		cfg.status("STARTTLS with %s", u.Addr())
+		if _, err := rc.command("STARTTLS"); err != nil {
+			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: fmt.Errorf("%w: %v", ErrNoStartTLS, err),
+				Hint: "mailmove never falls back to plaintext. Use imaps:// if the server has implicit TLS (usually on port 993)."})
+		}
+		if rc.br.Buffered() > 0 {
+			// Bytes sent before the TLS handshake would be taken as
+			// coming from inside it (STARTTLS command injection).
+			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: errors.New("the server sent data after its STARTTLS answer, before TLS; refused")})
+		}
+		t := tls.Client(pc, tc)
+		if err := t.HandshakeContext(ctx); err != nil {
+			return fail(cfg.tlsError(err))
+		}
+		sc, greeted = t, true
+	default:
+		pc, err := cfg.greeted(ctx, raw, conn)
+		if err != nil {
+			return nil, err
+		}
+		sc = pc
+	}
+	rc := newRawIMAP(sc, sc, cfg.Debug)
+	if !greeted {
+		if err := rc.greeting(); err != nil {
+			return fail(&ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err})
+		}
+	}
+	if err := cfg.oauthLogin(ctx, rc); err != nil {
+		return fail(err)
+	}
+	c := imapclient.New(preauthConn(sc, rc), opts)
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return nil, &ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err}
+	}
+	return cfg.loggedIn(c), nil
 }
 
 // ErrNoStartTLS says the server refused STARTTLS (imap:// requires it).
@@ -502,6 +592,9 @@ type redactor struct {
 	mu  sync.Mutex
 	w   io.Writer
 	buf []byte
+	// authTag is the tag of an AUTHENTICATE under way: until its answer,
+	// the client's continuation lines are credentials too.
+	authTag string
 }
 
 func (r *redactor) Write(p []byte) (int, error) {
@@ -519,8 +612,16 @@ func (r *redactor) Write(p []byte) (int, error) {
 		line := string(r.buf[:i+1])
 		r.buf = r.buf[i+1:]
 		fields := strings.Fields(line)
-		if len(fields) >= 2 && (strings.EqualFold(fields[1], "LOGIN") || strings.EqualFold(fields[1], "AUTHENTICATE")) {
+		switch {
+		case len(fields) >= 2 && (strings.EqualFold(fields[1], "LOGIN") || strings.EqualFold(fields[1], "AUTHENTICATE")):
+			if strings.EqualFold(fields[1], "AUTHENTICATE") {
+				r.authTag = fields[0]
+			}
 			line = fields[0] + " " + fields[1] + " [credentials redacted]\r\n"
+		case r.authTag != "" && len(fields) >= 1 && fields[0] == r.authTag:
+			r.authTag = ""
+		case r.authTag != "" && !strings.HasPrefix(line, "+") && !strings.HasPrefix(line, "*"):
+			line = "[credentials redacted]\r\n"
 		}
 		if _, err := io.WriteString(r.w, line); err != nil {
 			return len(p), nil
