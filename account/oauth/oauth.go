@@ -112,7 +112,7 @@ type NeedLoginError struct {
 }
 
 func (e *NeedLoginError) Error() string {
-	return fmt.Sprintf("%s: %s. Sign in again (this needs a browser once), then run this command again:\n  %s", e.Account, e.Reason, e.Command)
+	return fmt.Sprintf("%s: %s. Sign in (a browser is needed once, on any device for Microsoft), then run this command again:\n  %s", e.Account, e.Reason, e.Command)
 }
 
 func (e *NeedLoginError) Unwrap() error { return e.Err }

@@ -10,6 +10,7 @@
 //	mailmove folders --from URL [flags]
 //	mailmove migrate --from URL --to URL [flags]
 //	mailmove check ARCHIVE
+//	mailmove login URL --oauth-client-id ID [--oauth-client-secret-file FILE]
 //	mailmove version
 //
 // Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
@@ -50,6 +51,7 @@ Usage:
   mailmove import  --to URL [flags] SOURCE                      import an archive, mbox, .eml folder or Maildir
   mailmove migrate --from URL --to URL [flags]                  copy one account into another
   mailmove check   ARCHIVE                                      verify an archive against its index
+  mailmove login   URL --oauth-client-id ID                     sign in to Gmail or Microsoft with OAuth2, once
   mailmove version
 
 Accounts:
@@ -57,6 +59,7 @@ Accounts:
   imap://USER@HOST[:143]           STARTTLS (required, never plaintext)
   imap://USER@HOST:PORT?tls=none   plaintext, loopback only
   bridge://USER[@127.0.0.1:1143]   Proton Mail Bridge
+  gmail://USER, outlook://USER     Gmail, Microsoft 365 / Outlook.com with OAuth2 (mailmove login first)
   demo                             the built-in demo mailbox
 
 Run 'mailmove help COMMAND' (or 'mailmove COMMAND --help') for the flags of a command.
@@ -104,13 +107,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(ctx, args[1:], stdout, stderr)
 	case "migrate":
 		return cmdMigrate(ctx, args[1:], stdout, stderr)
+	case "login":
+		return cmdLogin(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mailmove", version)
 		return exitOK
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
-			case "export", "folders", "import", "check", "migrate":
+			case "export", "folders", "import", "check", "migrate", "login":
 				return run([]string{args[1], "--help"}, stdout, stderr)
 			case "version", "help":
 			default:
@@ -131,7 +136,7 @@ func unknownCommand(name string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailmove: unknown command %s; did you mean %s?\nRun 'mailmove help %s' for its flags, 'mailmove help' for all commands.\n", name, s, s)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "mailmove: unknown command %s\nCommands: export, folders, import, migrate, check, version. Run 'mailmove help' for more.\n", name)
+	fmt.Fprintf(stderr, "mailmove: unknown command %s\nCommands: export, folders, import, migrate, check, login, version. Run 'mailmove help' for more.\n", name)
 	return exitUsage
 }
 
