@@ -270,7 +270,7 @@ func (cfg *Config) oauthLogin(ctx context.Context, rc *rawIMAP) error {
 		if attempt == 0 {
 			continue // the token may have expired early: once more, fresh
 		}
-		hint := "A freshly refreshed token was refused, so the sign-in works but this server does not take it: check that the user name is the address you signed in as, and that IMAP is on for the account"
+		hint := "The server refused the token twice, the second time a fresh one: check that the user name is the address the token was issued for (the one you signed in as), that the token has the IMAP scope, and that IMAP is on for the account"
 		switch u.Auth {
 		case AuthGoogle:
 			hint += " (Gmail: Settings > Forwarding and POP/IMAP; Workspace: the admin must allow IMAP)."

@@ -43,6 +43,10 @@ type Server struct {
 	// Rotate gives a new refresh token with every refresh (as Microsoft
 	// does) and makes the old one invalid.
 	Rotate bool
+	// User is the user name the introspection endpoint (BASE/introspect,
+	// RFC 7662, for servers such as Dovecot's oauth2 passdb) says a valid
+	// token belongs to.
+	User string
 
 	srv *httptest.Server
 	mu  sync.Mutex
@@ -72,6 +76,7 @@ func New(clientID, secret string) *Server {
 	mux.HandleFunc("/token", s.token)
 	mux.HandleFunc("/devicecode", s.deviceCode)
 	mux.HandleFunc("/device", s.approve)
+	mux.HandleFunc("/introspect", s.introspect)
 	s.srv = httptest.NewServer(mux)
 	s.URL = s.srv.URL
 	return s
@@ -147,6 +152,20 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.Error(w, "unknown code", http.StatusNotFound)
+}
+
+// introspect answers RFC 7662 token introspection: active, and the user.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	r.ParseForm()
+	s.mu.Lock()
+	active := s.access[r.PostForm.Get("token")]
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	if !active {
+		json.NewEncoder(w).Encode(map[string]any{"active": false})
+		return
+	}
+	json.NewEncoder(w).Encode(map[string]any{"active": true, "username": s.User})
 }
 
 func (s *Server) clientOK(r *http.Request) bool {
