@@ -61,6 +61,10 @@ var ErrNoMultiAppend = errors.New("the server has no MULTIAPPEND with LITERAL+")
 
 // DialAppender logs in on a connection of its own for appending.
 func (cfg *Config) DialAppender(ctx context.Context) (*Appender, error) {
+	return oauthRetry(cfg, func(fresh bool) (*Appender, error) { return cfg.dialAppender(ctx, fresh) })
+}
+
+func (cfg *Config) dialAppender(ctx context.Context, fresh bool) (*Appender, error) {
 	u := cfg.URL
 	raw, conn, pw, err := cfg.connect(ctx)
 	if err != nil {
@@ -128,7 +132,7 @@ func (cfg *Config) DialAppender(ctx context.Context) (*Appender, error) {
 		bw = bufio.NewWriterSize(conn, 256<<10)
 	}
 	if u.Auth.IsOAuth() {
-		if err := cfg.oauthLogin(ctx, &rawIMAP{br: br, w: bw}); err != nil {
+		if err := cfg.oauthLogin(ctx, &rawIMAP{br: br, w: bw}, fresh); err != nil {
 			return fail(err)
 		}
 	} else {

@@ -225,6 +225,36 @@ func (cfg *Config) connect(ctx context.Context) (raw, conn net.Conn, pw string, 
 
 // Dial connects, secures the connection, logs in and sends ID.
 func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
+	return oauthRetry(cfg, func(fresh bool) (*Conn, error) { return cfg.dial(ctx, fresh) })
+}
+
+// oauthRetry runs dial, and once more with a fresh token, on a new
+// connection, when the server refused the OAuth2 token (it may have
+// expired early, or been revoked and replaced; some servers close the
+// connection after a refusal). The second refusal gets a hint.
+func oauthRetry[T any](cfg *Config, dial func(fresh bool) (T, error)) (T, error) {
+	c, err := dial(false)
+	var oe *OAuthError
+	if err == nil || !cfg.URL.Auth.IsOAuth() || !errors.As(err, &oe) {
+		return c, err
+	}
+	c, err = dial(true)
+	if err == nil || !errors.As(err, &oe) {
+		return c, err
+	}
+	hint := "The server refused the token twice, the second time a fresh one: check that the user name is the address the token was issued for (the one you signed in as), that the token has the IMAP scope, and that IMAP is on for the account"
+	switch cfg.URL.Auth {
+	case AuthGoogle:
+		hint += " (Gmail: Settings > Forwarding and POP/IMAP; Workspace: the admin must allow IMAP)."
+	case AuthMicrosoft:
+		hint += " (Microsoft 365: the admin must allow IMAP for the mailbox, and the app registration needs the IMAP.AccessAsUser.All permission)."
+	default:
+		hint += "."
+	}
+	return c, &ConnectError{Op: "login to", Addr: cfg.URL.Addr(), Err: oe, Hint: hint}
+}
+
+func (cfg *Config) dial(ctx context.Context, fresh bool) (*Conn, error) {
 	u := cfg.URL
 	raw, conn, pw, err := cfg.connect(ctx)
 	if err != nil {
@@ -235,7 +265,7 @@ func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
 		opts.DebugWriter = &redactor{w: cfg.Debug}
 	}
 	if u.Auth.IsOAuth() {
-		return cfg.dialOAuth(ctx, raw, conn, opts)
+		return cfg.dialOAuth(ctx, raw, conn, opts, fresh)
 	}
 	var c *imapclient.Client
 	switch u.Security {
@@ -311,7 +341,7 @@ func (cfg *Config) loggedIn(c *imapclient.Client) *Conn {
 // connection to go-imap. go-imap's own AUTHENTICATE cannot answer a
 // refusal's challenge with the empty line XOAUTH2 wants, and its STARTTLS
 // leaves no way to do that on the TLS side.
-func (cfg *Config) dialOAuth(ctx context.Context, raw, conn net.Conn, opts *imapclient.Options) (*Conn, error) {
+func (cfg *Config) dialOAuth(ctx context.Context, raw, conn net.Conn, opts *imapclient.Options, fresh bool) (*Conn, error) {
 	u := cfg.URL
 	fail := func(err error) (*Conn, error) {
 		raw.Close()
@@ -372,7 +402,7 @@ func (cfg *Config) dialOAuth(ctx context.Context, raw, conn net.Conn, opts *imap
 			return fail(&ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err})
 		}
 	}
-	if err := cfg.oauthLogin(ctx, rc); err != nil {
+	if err := cfg.oauthLogin(ctx, rc, fresh); err != nil {
 		return fail(err)
 	}
 	c := imapclient.New(preauthConn(sc, rc), opts)

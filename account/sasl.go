@@ -178,10 +178,16 @@ func (rc *rawIMAP) authenticate(mech string, ir []byte, saslIR bool) error {
 		return err
 	}
 	sent := saslIR
+	challenged := false
 	oe := &OAuthError{Mechanism: mech}
 	for {
 		l, err := rc.readLine()
 		if err != nil {
+			if challenged {
+				// some servers hang up after a refusal
+				oe.Text = "the server closed the connection after refusing the token"
+				return oe
+			}
 			return err
 		}
 		switch {
@@ -196,6 +202,7 @@ func (rc *rawIMAP) authenticate(mech string, ir []byte, saslIR bool) error {
 			}
 			// An error challenge: note what it says, answer so that the
 			// server can say NO.
+			challenged = true
 			if b, err := base64.StdEncoding.DecodeString(ch); err == nil {
 				var j struct {
 					Status string `json:"status"`
@@ -210,7 +217,8 @@ func (rc *rawIMAP) authenticate(mech string, ir []byte, saslIR bool) error {
 				answer = base64.StdEncoding.EncodeToString([]byte{1})
 			}
 			if err := rc.send(answer, answer); err != nil {
-				return err
+				oe.Text = "the server closed the connection after refusing the token"
+				return oe
 			}
 		case strings.HasPrefix(l, tag+" "):
 			rest := strings.TrimPrefix(l, tag+" ")
@@ -223,10 +231,10 @@ func (rc *rawIMAP) authenticate(mech string, ir []byte, saslIR bool) error {
 	}
 }
 
-// oauthLogin signs in on rc with an OAuth2 token from cfg.Token:
-// XOAUTH2 where announced, else OAUTHBEARER. A refused token is asked for
-// again, fresh, once.
-func (cfg *Config) oauthLogin(ctx context.Context, rc *rawIMAP) error {
+// oauthLogin signs in on rc with an OAuth2 token from cfg.Token (a
+// fresh one if fresh is set): XOAUTH2 where announced, else OAUTHBEARER.
+// A refused token is an *OAuthError, unwrapped, for oauthRetry.
+func (cfg *Config) oauthLogin(ctx context.Context, rc *rawIMAP, fresh bool) error {
 	u := cfg.URL
 	if cfg.Token == nil {
 		return fmt.Errorf("%s signs in with OAuth2 (auth=%s) but no token source is set", u, u.Auth)
@@ -245,42 +253,25 @@ func (cfg *Config) oauthLogin(ctx context.Context, rc *rawIMAP) error {
 		return &ConnectError{Op: "login to", Addr: u.Addr(), Err: ErrNoOAuthMechanism,
 			Hint: "Is this the right server? For a password (or app password) use ?auth=password instead."}
 	}
-	for attempt := 0; ; attempt++ {
-		cfg.status("")
-		tok, err := cfg.Token.AccessToken(ctx, attempt > 0)
-		if err != nil {
-			return err
-		}
-		if strings.ContainsAny(tok, "\r\n\x00\x01") || strings.ContainsAny(u.User, "\r\n\x00\x01") {
-			return errors.New("the OAuth2 access token or user name holds control characters; it cannot be sent")
-		}
-		cfg.status("signing in to %s as %s (%s)", u.Addr(), u.User, mech)
-		ir := xoauth2Response(u.User, tok)
-		if mech == "OAUTHBEARER" {
-			ir = oauthBearerResponse(u.User, u.Host, u.Port, tok)
-		}
-		err = rc.authenticate(mech, ir, caps["SASL-IR"])
-		var oe *OAuthError
-		if err == nil {
-			return nil
-		}
-		if !errors.As(err, &oe) {
-			return &ConnectError{Op: "login to", Addr: u.Addr(), Err: err}
-		}
-		if attempt == 0 {
-			continue // the token may have expired early: once more, fresh
-		}
-		hint := "The server refused the token twice, the second time a fresh one: check that the user name is the address the token was issued for (the one you signed in as), that the token has the IMAP scope, and that IMAP is on for the account"
-		switch u.Auth {
-		case AuthGoogle:
-			hint += " (Gmail: Settings > Forwarding and POP/IMAP; Workspace: the admin must allow IMAP)."
-		case AuthMicrosoft:
-			hint += " (Microsoft 365: the admin must allow IMAP for the mailbox, and the app registration needs the IMAP.AccessAsUser.All permission)."
-		default:
-			hint += "."
-		}
-		return &ConnectError{Op: "login to", Addr: u.Addr(), Err: err, Hint: hint}
+	cfg.status("")
+	tok, err := cfg.Token.AccessToken(ctx, fresh)
+	if err != nil {
+		return err
 	}
+	if strings.ContainsAny(tok, "\r\n\x00\x01") || strings.ContainsAny(u.User, "\r\n\x00\x01") {
+		return errors.New("the OAuth2 access token or user name holds control characters; it cannot be sent")
+	}
+	cfg.status("signing in to %s as %s (%s)", u.Addr(), u.User, mech)
+	ir := xoauth2Response(u.User, tok)
+	if mech == "OAUTHBEARER" {
+		ir = oauthBearerResponse(u.User, u.Host, u.Port, tok)
+	}
+	err = rc.authenticate(mech, ir, caps["SASL-IR"])
+	var oe *OAuthError
+	if err != nil && !errors.As(err, &oe) {
+		return &ConnectError{Op: "login to", Addr: u.Addr(), Err: err}
+	}
+	return err
 }
 
 // preauthConn hands a connection signed in by rawIMAP to go-imap: it
