@@ -225,3 +225,23 @@ func TestRedactorAuthenticateContinuation(t *testing.T) {
 		t.Errorf("lines after the AUTHENTICATE lost:\n%s", s)
 	}
 }
+
+// TestOAuthHangUpAfterChallenge: a server that closes the connection
+// after its error challenge still gives an *OAuthError (so the token is
+// tried again, fresh, on a new connection), not a bare EOF.
+func TestOAuthHangUpAfterChallenge(t *testing.T) {
+	cli, srvConn := net.Pipe()
+	defer cli.Close()
+	go func() {
+		br := bufio.NewReader(srvConn)
+		br.ReadString('\n')
+		srvConn.Write([]byte("+ eyJzdGF0dXMiOiI0MDEifQ==\r\n"))
+		srvConn.Close()
+	}()
+	rc := newRawIMAP(cli, cli, nil)
+	err := rc.authenticate("XOAUTH2", xoauth2Response("me", "tok"), true)
+	var oe *OAuthError
+	if !errors.As(err, &oe) || oe.Status != "401" {
+		t.Fatalf("got %v, want an OAuthError with status 401", err)
+	}
+}

@@ -138,8 +138,13 @@ func TestSourceRevoked(t *testing.T) {
 	if _, err := oauth.Open(u); !errors.As(err, &nl) || !strings.Contains(nl.Command, "mailmove login gmail://me@gmail.com --oauth-client-id") {
 		t.Fatalf("nothing stored: got %v", err)
 	}
-	_, rt := as.Issue()
 	path, _ := oauth.Path("google", u.User)
+	os.MkdirAll(filepath.Dir(path), 0o700)
+	os.WriteFile(path, []byte("{not json"), 0o600)
+	if _, err := oauth.Open(u); !errors.As(err, &nl) || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("damaged file: got %v, want a NeedLoginError", err)
+	}
+	_, rt := as.Issue()
 	oauth.Save(path, &oauth.Stored{Provider: "google", User: u.User, ClientID: "my-client", ClientSecret: "shh", Token: &oauth2.Token{RefreshToken: rt}})
 	as.RevokeAll()
 	src, err := oauth.Open(u)

@@ -122,10 +122,10 @@ func Load(path string) (*Stored, error) {
 	}
 	var s Stored
 	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("the token file %s is damaged (%v); sign in again", path, err)
+		return nil, fmt.Errorf("the token file %s is damaged (%v)", path, err)
 	}
 	if s.Token == nil || s.Token.RefreshToken == "" {
-		return nil, fmt.Errorf("the token file %s holds no refresh token; sign in again", path)
+		return nil, fmt.Errorf("the token file %s holds no refresh token", path)
 	}
 	return &s, nil
 }
@@ -156,6 +156,9 @@ func Open(u *account.URL) (*Source, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &NeedLoginError{Account: u.String(), Reason: "no OAuth2 sign-in is stored for this account (looked for " + path + ")",
 			Command: LoginCommand(u, "", p.SecretRequired)}
+	}
+	if err != nil && !errors.Is(err, fs.ErrPermission) {
+		return nil, &NeedLoginError{Account: u.String(), Reason: err.Error(), Command: LoginCommand(u, "", p.SecretRequired), Err: err}
 	}
 	if err != nil {
 		return nil, err
