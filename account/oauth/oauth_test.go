@@ -127,6 +127,11 @@ func TestSourceRefreshRotation(t *testing.T) {
 	if _, err := src2.AccessToken(context.Background(), true); err != nil {
 		t.Errorf("refresh with the saved rotated token: %v", err)
 	}
+	// src still holds the refresh token src2 rotated away: it takes the
+	// file's instead of failing with invalid_grant.
+	if _, err := src.AccessToken(context.Background(), true); err != nil {
+		t.Errorf("a second run's rotation: %v", err)
+	}
 }
 
 // TestSourceRevoked: a revoked refresh token, or none stored, is a

@@ -178,6 +178,14 @@ func (s *Source) AccessToken(ctx context.Context, fresh bool) (string, error) {
 	if !fresh && tok.Valid() {
 		return tok.AccessToken, nil
 	}
+	// Another run (or login) may have refreshed meanwhile, and the
+	// provider may have rotated the refresh token we hold: take the file's.
+	if disk, err := Load(s.path); err == nil && disk.Token.RefreshToken != tok.RefreshToken {
+		s.stored, tok = disk, disk.Token
+		if !fresh && tok.Valid() {
+			return tok.AccessToken, nil
+		}
+	}
 	cfg := s.p.Config(s.stored.ClientID, s.stored.ClientSecret, "")
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
