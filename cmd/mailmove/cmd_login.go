@@ -20,6 +20,10 @@ func cmdLogin(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	clientID := fs.String("oauth-client-id", "", "the client `ID` of your own OAuth2 app (see README: registering an app)")
 	secretFile := fs.String("oauth-client-secret-file", "", "read the client secret of that app from the first line of `file` (Google; chmod 600)")
+	check := fs.Bool("check", true, "after signing in, sign in to the IMAP server with the new token and list its folders")
+	caFile := fs.String("ca-file", "", "for the check: trust the certificates in this PEM `file`")
+	fingerprint := fs.String("fingerprint", "", "for the check: pin the server certificate by its `SHA256` fingerprint")
+	debug := debugFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: mailmove login URL --oauth-client-id ID [--oauth-client-secret-file FILE]
 
@@ -59,7 +63,36 @@ themselves.
 		return errorExit(stderr, err)
 	}
 	fmt.Fprintf(stdout, "Signed in as %s. The refresh token is in %s (mode 0600); export, migrate and import with --from %s (or --to) use it from now on.\n", u.User, path, u)
-	return exitOK
+	if !*check {
+		return exitOK
+	}
+	src, err := oauth.Open(u)
+	if err != nil {
+		return errorExit(stderr, err)
+	}
+	cfg := &account.Config{URL: u, Token: src, CAFile: *caFile, Fingerprint: *fingerprint, Version: version}
+	if *debug {
+		cfg.Debug = stderr
+	}
+	c, err := cfg.Dial(ctx)
+	if err == nil {
+		var n int
+		var folders []*account.Folder
+		if folders, err = c.ListFolders(); err == nil {
+			n = len(folders)
+		}
+		c.Close()
+		if err == nil {
+			word := "folders"
+			if n == 1 {
+				word = "folder"
+			}
+			fmt.Fprintf(stdout, "IMAP sign-in to %s works: %d %s.\n", u.Addr(), n, word)
+			return exitOK
+		}
+	}
+	fmt.Fprintf(stderr, "mailmove: the sign-in is stored, but the IMAP server did not take the token: %v\nFix that, then try with: mailmove folders --from %s\n", err, u)
+	return exitFailed
 }
 
 // readSecretFile reads a client secret file: its first line, refused if

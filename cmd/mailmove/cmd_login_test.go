@@ -87,7 +87,7 @@ func (w *oauthWorld) seed(t *testing.T, n int) {
 // act on it (approve the device code, follow the URL).
 func (w *oauthWorld) login(t *testing.T, answer func(line string), extra ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(binary(t), append([]string{"login", w.url, "--oauth-client-id", "my-client"}, extra...)...)
+	cmd := exec.Command(binary(t), append([]string{"login", w.url, "--oauth-client-id", "my-client", "--ca-file", w.ca}, extra...)...)
 	cmd.Env = append(os.Environ(), w.env...)
 	var o, e bytes.Buffer
 	cmd.Stdout = &o
@@ -185,7 +185,7 @@ func TestLoginMicrosoftDeviceThenExport(t *testing.T) {
 	w.as.Rotate = true
 	w.seed(t, 30)
 	stdout, stderr, code := w.login(t, w.approveDevice(t))
-	if code != 0 || !strings.Contains(stdout, "Signed in as me@example.com") {
+	if code != 0 || !strings.Contains(stdout, "Signed in as me@example.com") || !strings.Contains(stdout, "IMAP sign-in to "+w.imap.Addr+" works: 2 folders") {
 		t.Fatalf("login: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if !strings.Contains(stderr, w.as.URL+"/device") {
@@ -306,6 +306,25 @@ func TestOAuthTokenCmd(t *testing.T) {
 	_, e, code = runCmdEnv(t, nil, "folders", "--from", "imaps://a@127.0.0.1:1", "--from-oauth-token-cmd", "true")
 	if code != 2 || !strings.Contains(e, "auth=") {
 		t.Errorf("token cmd with a password URL: exit %d %s", code, e)
+	}
+}
+
+// TestLoginCheckFails: the sign-in is stored, but the IMAP server does
+// not take the token (here: it trusts another authorisation server): exit
+// 1, saying so; --check=false skips the check.
+func TestLoginCheckFails(t *testing.T) {
+	w := newOAuthWorld(t, "microsoft", "", true)
+	other := oauthtest.New("my-client", "")
+	defer other.Close()
+	w.env[0] = oauth.EndpointsEnv + "=" + other.URL
+	approve := (&oauthWorld{as: other}).approveDevice(t)
+	stdout, stderr, code := w.login(t, approve)
+	if code != 1 || !strings.Contains(stdout, "Signed in as") || !strings.Contains(stderr, "the sign-in is stored, but the IMAP server did not take the token") {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	w.tokens(t, "microsoft")
+	if _, _, code := w.login(t, approve, "--check=false"); code != 0 {
+		t.Fatalf("--check=false: exit %d", code)
 	}
 }
 
