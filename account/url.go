@@ -42,7 +42,7 @@ func (s Security) String() string {
 
 // URL is a parsed account URL.
 type URL struct {
-	// Scheme is "imaps", "imap", "bridge" or "demo".
+	// Scheme is "imaps", "imap", "bridge", "gmail", "outlook" or "demo".
 	Scheme string
 	// User is the login name, decoded (it may contain '@').
 	User string
