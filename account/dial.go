@@ -376,6 +376,10 @@ func (cfg *Config) dialOAuth(ctx context.Context, raw, conn net.Conn, opts *imap
 		}
 		cfg.status("STARTTLS with %s", u.Addr())
 		if _, err := rc.command("STARTTLS"); err != nil {
+			var re *refusedError
+			if !errors.As(err, &re) {
+				return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: err})
+			}
 			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: fmt.Errorf("%w: %v", ErrNoStartTLS, err),
 				Hint: "mailmove never falls back to plaintext. Use imaps:// if the server has implicit TLS (usually on port 993)."})
 		}

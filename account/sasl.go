@@ -137,13 +137,18 @@ func (rc *rawIMAP) command(c string) ([]string, error) {
 		}
 		if rest, ok := strings.CutPrefix(l, tag+" "); ok {
 			if !strings.HasPrefix(strings.ToUpper(rest), "OK") {
-				return nil, errors.New(rest)
+				return nil, &refusedError{text: rest}
 			}
 			return untagged, nil
 		}
 		untagged = append(untagged, l)
 	}
 }
+
+// refusedError is the server's NO or BAD to a command of rawIMAP.
+type refusedError struct{ text string }
+
+func (e *refusedError) Error() string { return e.text }
 
 // capabilities asks CAPABILITY and returns the set, upper-cased.
 func (rc *rawIMAP) capabilities() (map[string]bool, error) {

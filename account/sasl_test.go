@@ -23,11 +23,13 @@ type staticTokens struct {
 	tokens []string
 	i      int
 	fresh  int
+	calls  int
 }
 
 func (s *staticTokens) AccessToken(_ context.Context, fresh bool) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.calls++
 	if fresh {
 		s.fresh++
 		if s.i < len(s.tokens)-1 {
@@ -243,5 +245,22 @@ func TestOAuthHangUpAfterChallenge(t *testing.T) {
 	var oe *OAuthError
 	if !errors.As(err, &oe) || oe.Status != "401" {
 		t.Fatalf("got %v, want an OAuthError with status 401", err)
+	}
+}
+
+// TestOAuthStartTLSRequired: an OAuth2 account on imap:// never sends its
+// token in plaintext: a server without STARTTLS is ErrNoStartTLS, and no
+// token is asked for.
+func TestOAuthStartTLSRequired(t *testing.T) {
+	srv, err := ServeMemory("me@example.com", "pw", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	u, _ := ParseURL("imap://me@example.com@" + srv.Addr + "?auth=oauth")
+	ts := &staticTokens{tokens: []string{"secret-token"}}
+	_, err = (&Config{URL: u, Token: ts}).Dial(context.Background())
+	if !errors.Is(err, ErrNoStartTLS) || ts.calls != 0 {
+		t.Fatalf("got %v (token asked %d times), want ErrNoStartTLS and no token asked", err, ts.calls)
 	}
 }
