@@ -61,6 +61,10 @@ var ErrNoMultiAppend = errors.New("the server has no MULTIAPPEND with LITERAL+")
 
 // DialAppender logs in on a connection of its own for appending.
 func (cfg *Config) DialAppender(ctx context.Context) (*Appender, error) {
+	return oauthRetry(cfg, func(fresh bool) (*Appender, error) { return cfg.dialAppender(ctx, fresh) })
+}
+
+func (cfg *Config) dialAppender(ctx context.Context, fresh bool) (*Appender, error) {
 	u := cfg.URL
 	raw, conn, pw, err := cfg.connect(ctx)
 	if err != nil {
@@ -127,11 +131,17 @@ func (cfg *Config) DialAppender(ctx context.Context) (*Appender, error) {
 		br = bufio.NewReader(conn)
 		bw = bufio.NewWriterSize(conn, 256<<10)
 	}
-	if strings.ContainsAny(u.User+pw, "\r\n\x00") {
-		return fail(errors.New("the user name or password cannot be sent in a LOGIN"))
-	}
-	if _, err := cmd("LOGIN " + quote(u.User) + " " + quote(pw)); err != nil {
-		return fail(&ConnectError{Op: "login to", Addr: u.Addr(), Err: err})
+	if u.Auth.IsOAuth() {
+		if err := cfg.oauthLogin(ctx, &rawIMAP{br: br, w: bw}, fresh); err != nil {
+			return fail(err)
+		}
+	} else {
+		if strings.ContainsAny(u.User+pw, "\r\n\x00") {
+			return fail(errors.New("the user name or password cannot be sent in a LOGIN"))
+		}
+		if _, err := cmd("LOGIN " + quote(u.User) + " " + quote(pw)); err != nil {
+			return fail(&ConnectError{Op: "login to", Addr: u.Addr(), Err: err})
+		}
 	}
 	lines, err := cmd("CAPABILITY")
 	if err != nil {

@@ -27,6 +27,9 @@ type Config struct {
 	URL *URL
 	// Password gives the password; it is asked once and kept for reconnects.
 	Password PasswordSource
+	// Token gives OAuth2 access tokens, for URLs with an OAuth2 auth
+	// (auth=google, auth=microsoft, auth=oauth).
+	Token TokenSource
 	// CAFile is a PEM file of certificates to trust instead of the system
 	// roots (Proton Mail Bridge's "cert export" output).
 	CAFile string
@@ -198,8 +201,10 @@ func (cfg *Config) tlsHint(err error) string {
 // idle timer; raw is the bare connection, to close on failure.
 func (cfg *Config) connect(ctx context.Context) (raw, conn net.Conn, pw string, err error) {
 	u := cfg.URL
-	if pw, err = cfg.getPassword(ctx); err != nil {
-		return nil, nil, "", err
+	if !u.Auth.IsOAuth() {
+		if pw, err = cfg.getPassword(ctx); err != nil {
+			return nil, nil, "", err
+		}
 	}
 	idle := cfg.IdleTimeout
 	if idle <= 0 {
@@ -220,6 +225,36 @@ func (cfg *Config) connect(ctx context.Context) (raw, conn net.Conn, pw string, 
 
 // Dial connects, secures the connection, logs in and sends ID.
 func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
+	return oauthRetry(cfg, func(fresh bool) (*Conn, error) { return cfg.dial(ctx, fresh) })
+}
+
+// oauthRetry runs dial, and once more with a fresh token, on a new
+// connection, when the server refused the OAuth2 token (it may have
+// expired early, or been revoked and replaced; some servers close the
+// connection after a refusal). The second refusal gets a hint.
+func oauthRetry[T any](cfg *Config, dial func(fresh bool) (T, error)) (T, error) {
+	c, err := dial(false)
+	var oe *OAuthError
+	if err == nil || !cfg.URL.Auth.IsOAuth() || !errors.As(err, &oe) {
+		return c, err
+	}
+	c, err = dial(true)
+	if err == nil || !errors.As(err, &oe) {
+		return c, err
+	}
+	hint := "The server refused the token twice, the second time a fresh one: check that the user name is the address the token was issued for (the one you signed in as), that the token has the IMAP scope, and that IMAP is on for the account"
+	switch cfg.URL.Auth {
+	case AuthGoogle:
+		hint += " (Gmail: Settings > Forwarding and POP/IMAP; Workspace: the admin must allow IMAP)."
+	case AuthMicrosoft:
+		hint += " (Microsoft 365: the admin must allow IMAP for the mailbox, and the app registration needs the IMAP.AccessAsUser.All permission)."
+	default:
+		hint += "."
+	}
+	return c, &ConnectError{Op: "login to", Addr: cfg.URL.Addr(), Err: oe, Hint: hint}
+}
+
+func (cfg *Config) dial(ctx context.Context, fresh bool) (*Conn, error) {
 	u := cfg.URL
 	raw, conn, pw, err := cfg.connect(ctx)
 	if err != nil {
@@ -228,6 +263,9 @@ func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
 	opts := &imapclient.Options{}
 	if cfg.Debug != nil {
 		opts.DebugWriter = &redactor{w: cfg.Debug}
+	}
+	if u.Auth.IsOAuth() {
+		return cfg.dialOAuth(ctx, raw, conn, opts, fresh)
 	}
 	var c *imapclient.Client
 	switch u.Security {
@@ -283,6 +321,11 @@ func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
 		}
 		return nil, &ConnectError{Op: "login to", Addr: u.Addr(), Err: err, Hint: hint}
 	}
+	return cfg.loggedIn(c), nil
+}
+
+// loggedIn wraps a signed-in client and sends ID.
+func (cfg *Config) loggedIn(c *imapclient.Client) *Conn {
 	cn := &Conn{Client: c, cfg: cfg}
 	if c.Caps().Has(imap.CapID) {
 		id, err := c.ID(&imap.IDData{Name: "mailmove", Version: cfg.Version}).Wait()
@@ -290,7 +333,88 @@ func (cfg *Config) Dial(ctx context.Context) (*Conn, error) {
 			cn.ServerID = id
 		}
 	}
-	return cn, nil
+	return cn
+}
+
+// dialOAuth secures the connection and signs in with an OAuth2 token
+// itself (STARTTLS, CAPABILITY, AUTHENTICATE), then hands the signed-in
+// connection to go-imap. go-imap's own AUTHENTICATE cannot answer a
+// refusal's challenge with the empty line XOAUTH2 wants, and its STARTTLS
+// leaves no way to do that on the TLS side.
+func (cfg *Config) dialOAuth(ctx context.Context, raw, conn net.Conn, opts *imapclient.Options, fresh bool) (*Conn, error) {
+	u := cfg.URL
+	fail := func(err error) (*Conn, error) {
+		raw.Close()
+		return nil, err
+	}
+	var sc net.Conn // the connection to speak IMAP on, secured
+	greeted := false
+	switch u.Security {
+	case ImplicitTLS:
+		tc, err := cfg.tlsConfig()
+		if err != nil {
+			return fail(err)
+		}
+		cfg.status("TLS handshake with %s", u.Addr())
+		t := tls.Client(conn, tc)
+		if err := t.HandshakeContext(ctx); err != nil {
+			return fail(cfg.tlsError(err))
+		}
+		sc = t
+	case StartTLS:
+		tc, err := cfg.tlsConfig()
+		if err != nil {
+			return fail(err)
+		}
+		pc, err := cfg.greeted(ctx, raw, conn)
+		if err != nil {
+			return nil, err
+		}
+		rc := newRawIMAP(pc, pc, cfg.Debug)
+		if err := rc.greeting(); err != nil {
+			return fail(&ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err})
+		}
+		cfg.status("STARTTLS with %s", u.Addr())
+		if _, err := rc.command("STARTTLS"); err != nil {
+			var re *refusedError
+			if !errors.As(err, &re) {
+				return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: err})
+			}
+			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: fmt.Errorf("%w: %v", ErrNoStartTLS, err),
+				Hint: "mailmove never falls back to plaintext. Use imaps:// if the server has implicit TLS (usually on port 993)."})
+		}
+		if rc.br.Buffered() > 0 {
+			// Bytes sent before the TLS handshake would be taken as
+			// coming from inside it (STARTTLS command injection).
+			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: errors.New("the server sent data after its STARTTLS answer, before TLS; refused")})
+		}
+		t := tls.Client(pc, tc)
+		if err := t.HandshakeContext(ctx); err != nil {
+			return fail(cfg.tlsError(err))
+		}
+		sc, greeted = t, true
+	default:
+		pc, err := cfg.greeted(ctx, raw, conn)
+		if err != nil {
+			return nil, err
+		}
+		sc = pc
+	}
+	rc := newRawIMAP(sc, sc, cfg.Debug)
+	if !greeted {
+		if err := rc.greeting(); err != nil {
+			return fail(&ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err})
+		}
+	}
+	if err := cfg.oauthLogin(ctx, rc, fresh); err != nil {
+		return fail(err)
+	}
+	c := imapclient.New(preauthConn(sc, rc), opts)
+	if err := c.WaitGreeting(); err != nil {
+		c.Close()
+		return nil, &ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err}
+	}
+	return cfg.loggedIn(c), nil
 }
 
 // ErrNoStartTLS says the server refused STARTTLS (imap:// requires it).
@@ -502,6 +626,9 @@ type redactor struct {
 	mu  sync.Mutex
 	w   io.Writer
 	buf []byte
+	// authTag is the tag of an AUTHENTICATE under way: until its answer,
+	// the client's continuation lines are credentials too.
+	authTag string
 }
 
 func (r *redactor) Write(p []byte) (int, error) {
@@ -519,8 +646,16 @@ func (r *redactor) Write(p []byte) (int, error) {
 		line := string(r.buf[:i+1])
 		r.buf = r.buf[i+1:]
 		fields := strings.Fields(line)
-		if len(fields) >= 2 && (strings.EqualFold(fields[1], "LOGIN") || strings.EqualFold(fields[1], "AUTHENTICATE")) {
+		switch {
+		case len(fields) >= 2 && (strings.EqualFold(fields[1], "LOGIN") || strings.EqualFold(fields[1], "AUTHENTICATE")):
+			if strings.EqualFold(fields[1], "AUTHENTICATE") {
+				r.authTag = fields[0]
+			}
 			line = fields[0] + " " + fields[1] + " [credentials redacted]\r\n"
+		case r.authTag != "" && len(fields) >= 1 && fields[0] == r.authTag:
+			r.authTag = ""
+		case r.authTag != "" && !strings.HasPrefix(line, "+") && !strings.HasPrefix(line, "*"):
+			line = "[credentials redacted]\r\n"
 		}
 		if _, err := io.WriteString(r.w, line); err != nil {
 			return len(p), nil

@@ -2,7 +2,9 @@ package account
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 	"github.com/emersion/go-imap/v2/imapserver/imapmemserver"
+	"github.com/emersion/go-sasl"
 )
 
 // MemServer is an in-memory IMAP server on a loopback port (go-imap's
@@ -155,4 +158,133 @@ func StartDemo(ctx context.Context, corpus fs.FS) (*MemServer, *URL, error) {
 	c.Logout().Wait()
 	u.Scheme = "demo"
 	return srv, u, nil
+}
+
+// OAuthServerOptions make ServeMemoryOAuth's server one that takes only
+// OAuth2 access tokens, as Microsoft's and (for OAuth apps) Google's do.
+type OAuthServerOptions struct {
+	// Mechanisms are the SASL mechanisms announced: "XOAUTH2",
+	// "OAUTHBEARER" or both (default XOAUTH2).
+	Mechanisms []string
+	// Valid reports whether token is a valid access token for user.
+	Valid func(user, token string) bool
+	// ImplicitTLS serves TLS from the first byte; else STARTTLS is
+	// offered (and required for AUTHENTICATE).
+	ImplicitTLS bool
+	// Scope is what the refusal's JSON challenge says the token needs.
+	Scope string
+}
+
+// ServeMemoryOAuth starts an in-memory IMAP server on 127.0.0.1 whose
+// one user signs in only by AUTHENTICATE XOAUTH2 or OAUTHBEARER with a
+// token o.Valid accepts; LOGIN is refused. A refused token gets the
+// providers' answer: a base64 JSON challenge, then, after the client's
+// (empty) answer, NO [AUTHENTICATIONFAILED].
+func ServeMemoryOAuth(user string, tlsCfg *tls.Config, o OAuthServerOptions) (*MemServer, error) {
+	if tlsCfg == nil {
+		return nil, fmt.Errorf("ServeMemoryOAuth needs a TLS configuration")
+	}
+	mem := imapmemserver.New()
+	var key [16]byte
+	rand.Read(key[:])
+	pw := hex.EncodeToString(key[:])
+	u := imapmemserver.NewUser(user, pw)
+	if err := u.Create("INBOX", nil); err != nil {
+		return nil, err
+	}
+	mem.AddUser(u)
+	mechs := o.Mechanisms
+	if len(mechs) == 0 {
+		mechs = []string{"XOAUTH2"}
+	}
+	opts := &imapserver.Options{
+		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return &oauthSession{memSession: mem.NewSession().(memSession), user: user, pw: pw, o: o, mechs: mechs}, nil, nil
+		},
+		Caps:   imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapIMAP4rev2: {}},
+		Logger: log.New(io.Discard, "", 0),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	if o.ImplicitTLS {
+		ln = tls.NewListener(ln, tlsCfg)
+	} else {
+		opts.TLSConfig = tlsCfg
+	}
+	srv := imapserver.New(opts)
+	go srv.Serve(ln)
+	return &MemServer{Addr: ln.Addr().String(), srv: srv, ln: ln}, nil
+}
+
+// memSession is what imapmemserver's sessions offer (IMAP4rev2 needs
+// NAMESPACE).
+type memSession interface {
+	imapserver.SessionNamespace
+	imapserver.SessionMove
+}
+
+type oauthSession struct {
+	memSession
+	user, pw string
+	o        OAuthServerOptions
+	mechs    []string
+}
+
+func (s *oauthSession) Login(string, string) error {
+	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "LOGIN is disabled: sign in with OAuth2"}
+}
+
+func (s *oauthSession) AuthenticateMechanisms() []string { return s.mechs }
+
+func (s *oauthSession) Authenticate(mech string) (sasl.Server, error) {
+	for _, m := range s.mechs {
+		if m == mech {
+			return &oauthSASLServer{s: s, mech: mech}, nil
+		}
+	}
+	return nil, &imap.Error{Type: imap.StatusResponseTypeNo, Text: "SASL mechanism not supported"}
+}
+
+// oauthSASLServer is the server side of XOAUTH2 and OAUTHBEARER.
+type oauthSASLServer struct {
+	s      *oauthSession
+	mech   string
+	failed bool
+}
+
+func (a *oauthSASLServer) Next(resp []byte) ([]byte, bool, error) {
+	if a.failed {
+		return nil, false, &imap.Error{Type: imap.StatusResponseTypeNo, Code: imap.ResponseCodeAuthenticationFailed, Text: "Invalid credentials (Failure)"}
+	}
+	if resp == nil {
+		return []byte{}, false, nil // ask for the initial response
+	}
+	var user, token string
+	fields := strings.Split(string(resp), "\x01")
+	for i, f := range fields {
+		switch {
+		case i == 0 && a.mech == "OAUTHBEARER":
+			// gs2 header: n,a=USER,
+			for _, p := range strings.Split(f, ",") {
+				if v, ok := strings.CutPrefix(p, "a="); ok {
+					user = strings.NewReplacer("=2C", ",", "=3D", "=").Replace(v)
+				}
+			}
+		case strings.HasPrefix(f, "user="):
+			user = strings.TrimPrefix(f, "user=")
+		case strings.HasPrefix(f, "auth=Bearer "):
+			token = strings.TrimPrefix(f, "auth=Bearer ")
+		}
+	}
+	if user == a.s.user && token != "" && a.s.o.Valid != nil && a.s.o.Valid(user, token) {
+		if err := a.s.memSession.Login(a.s.user, a.s.pw); err != nil {
+			return nil, false, err
+		}
+		return nil, true, nil
+	}
+	a.failed = true
+	ch, _ := json.Marshal(map[string]string{"status": "401", "schemes": "bearer", "scope": a.s.o.Scope})
+	return ch, false, nil
 }

@@ -42,7 +42,7 @@ func (s Security) String() string {
 
 // URL is a parsed account URL.
 type URL struct {
-	// Scheme is "imaps", "imap", "bridge" or "demo".
+	// Scheme is "imaps", "imap", "bridge", "gmail", "outlook" or "demo".
 	Scheme string
 	// User is the login name, decoded (it may contain '@').
 	User string
@@ -54,6 +54,40 @@ type URL struct {
 	Security Security
 	// Bridge is true for bridge:// URLs: Proton Mail Bridge folder rules apply.
 	Bridge bool
+	// Auth is how mailmove signs in: a password (LOGIN), or an OAuth2
+	// access token (AUTHENTICATE XOAUTH2 or OAUTHBEARER).
+	Auth Auth
+}
+
+// Auth is how an account signs in.
+type Auth string
+
+const (
+	// AuthPassword is IMAP LOGIN with a password (or app password).
+	AuthPassword Auth = "password"
+	// AuthGoogle is OAuth2 with Google's authorisation server (Gmail,
+	// Google Workspace); `mailmove login` gets the token by the loopback
+	// redirect with PKCE.
+	AuthGoogle Auth = "google"
+	// AuthMicrosoft is OAuth2 with Microsoft's identity platform (Microsoft
+	// 365, Outlook.com); `mailmove login` gets the token by the device code
+	// flow.
+	AuthMicrosoft Auth = "microsoft"
+	// AuthOAuth is OAuth2 with a token that only a command gives
+	// (--from-oauth-token-cmd); mailmove has no sign-in flow for it.
+	AuthOAuth Auth = "oauth"
+)
+
+// IsOAuth reports whether the account signs in with an OAuth2 token.
+func (a Auth) IsOAuth() bool { return a == AuthGoogle || a == AuthMicrosoft || a == AuthOAuth }
+
+// presets are the account URL schemes that fill in a provider's server.
+var presets = map[string]struct {
+	host string
+	auth Auth
+}{
+	"gmail":   {"imap.gmail.com", AuthGoogle},
+	"outlook": {"outlook.office365.com", AuthMicrosoft},
 }
 
 // Addr returns host:port.
@@ -64,9 +98,21 @@ func (u *URL) String() string {
 	if u.Scheme == "demo" {
 		return "demo"
 	}
+	if p, ok := presets[u.Scheme]; ok && u.Host == p.host && u.Port == 993 && u.Security == ImplicitTLS && u.Auth == p.auth {
+		return u.Scheme + "://" + url.PathEscape(u.User)
+	}
 	s := u.Scheme + "://" + url.PathEscape(u.User) + "@" + u.Addr()
+	var q []string
 	if u.Security == Plaintext {
-		s += "?tls=none"
+		q = append(q, "tls=none")
+	} else if _, ok := presets[u.Scheme]; ok && u.Security == StartTLS {
+		q = append(q, "tls=starttls")
+	}
+	if p, ok := presets[u.Scheme]; (ok && u.Auth != p.auth) || (!ok && u.Auth != "" && u.Auth != AuthPassword) {
+		q = append(q, "auth="+string(u.Auth))
+	}
+	if len(q) > 0 {
+		s += "?" + strings.Join(q, "&")
 	}
 	return s
 }
@@ -84,8 +130,12 @@ func usagef(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf
 //	imap://USER@HOST[:143]           STARTTLS, required
 //	imap://USER@HOST:PORT?tls=none   plaintext, loopback only
 //	bridge://USER[@127.0.0.1:1143]   Proton Mail Bridge (STARTTLS; ?tls=implicit for its SSL mode)
+//	gmail://USER                     imap.gmail.com:993, OAuth2 with Google (?auth=password for an app password)
+//	outlook://USER                   outlook.office365.com:993, OAuth2 with Microsoft
 //	demo                             the built-in demo mailbox
 //
+// ?auth=google|microsoft|oauth|password chooses how to sign in (password,
+// the default, is LOGIN; the others AUTHENTICATE with an OAuth2 token).
 // USER may contain '@', percent-encoded or not. A password in the URL is
 // refused: it would show in the process list and in shell history.
 func ParseURL(s string) (*URL, error) { return ParseURLFlag(s, "") }
@@ -102,8 +152,11 @@ func ParseURLFlag(s, prefix string) (*URL, error) {
 		return nil, usagef("account %q: want imaps://USER@HOST, imap://USER@HOST, bridge://USER or demo", s)
 	}
 	scheme = strings.ToLower(scheme)
-	u := &URL{Scheme: scheme}
+	u := &URL{Scheme: scheme, Auth: AuthPassword}
 	switch scheme {
+	case "gmail", "outlook":
+		u.Security, u.Port = ImplicitTLS, 993
+		u.Host, u.Auth = presets[scheme].host, presets[scheme].auth
 	case "imaps":
 		u.Security, u.Port = ImplicitTLS, 993
 	case "imap":
@@ -112,7 +165,7 @@ func ParseURLFlag(s, prefix string) (*URL, error) {
 		u.Security, u.Port, u.Bridge = StartTLS, 1143, true
 		u.Host = "127.0.0.1"
 	default:
-		return nil, usagef("account %q: unknown scheme %q; use imaps://, imap:// or bridge://", s, scheme)
+		return nil, usagef("account %q: unknown scheme %q; use imaps://, imap://, bridge://, gmail:// or outlook://", s, scheme)
 	}
 	var query string
 	rest, query, _ = strings.Cut(rest, "?")
@@ -124,11 +177,13 @@ func ParseURLFlag(s, prefix string) (*URL, error) {
 	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
 		userPart, hostPart = rest[:at], rest[at+1:]
 	}
-	if scheme == "bridge" && hostPart != "" && !looksLikeBridgeHost(hostPart) {
-		// bridge://me@proton.me: the whole thing is the user name.
+	_, preset := presets[scheme]
+	if (scheme == "bridge" || preset) && hostPart != "" && !looksLikeBridgeHost(hostPart) {
+		// bridge://me@proton.me, gmail://me@gmail.com: the whole thing is
+		// the user name.
 		userPart, hostPart = rest, ""
 	}
-	if scheme != "bridge" && (hostPart == "" || userPart == "") {
+	if scheme != "bridge" && !preset && (hostPart == "" || userPart == "") {
 		return nil, usagef("account %q: want %s://USER@HOST (user name and server both needed)", s, scheme)
 	}
 	if strings.Contains(userPart, ":") {
@@ -180,8 +235,15 @@ func ParseURLFlag(s, prefix string) (*URL, error) {
 				default:
 					return nil, usagef("account %q: tls=%s: want tls=starttls, tls=implicit or tls=none", s, v[0])
 				}
+			case "auth":
+				switch a := Auth(strings.ToLower(v[0])); a {
+				case AuthPassword, AuthGoogle, AuthMicrosoft, AuthOAuth:
+					u.Auth = a
+				default:
+					return nil, usagef("account %q: auth=%s: want auth=google, auth=microsoft, auth=oauth (a token from --from-oauth-token-cmd) or auth=password", s, v[0])
+				}
 			default:
-				return nil, usagef("account %q: unknown option %q (known: tls)", s, k)
+				return nil, usagef("account %q: unknown option %q (known: tls, auth)", s, k)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/mailmove/mailmove"
 	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/account/oauth"
 )
 
 // accountFlags are the flags that describe one account, prefixed "from" or "to".
@@ -20,6 +22,7 @@ type accountFlags struct {
 	fingerprint  *string
 	passwordFile *string
 	passwordCmd  *string
+	tokenCmd     *string
 	timeout      *time.Duration
 	// debug is the command's --debug-imap flag (one for both accounts).
 	debug *bool
@@ -29,11 +32,12 @@ func addAccountFlags(fs *flag.FlagSet, prefix string) *accountFlags {
 	env := "MAILMOVE_" + strings.ToUpper(prefix) + "_PASSWORD"
 	return &accountFlags{
 		prefix:       prefix,
-		url:          fs.String(prefix, "", "account `URL` (imaps://USER@HOST, imap://USER@HOST, bridge://USER, demo)"),
+		url:          fs.String(prefix, "", "account `URL` (imaps://USER@HOST, imap://USER@HOST, bridge://USER, gmail://USER, outlook://USER, demo; ?auth=google|microsoft|password)"),
 		caFile:       fs.String(prefix+"-ca-file", "", "trust the certificates in this PEM `file` (Bridge: the cert.pem of `cert export`)"),
 		fingerprint:  fs.String(prefix+"-fingerprint", "", "pin the server certificate by its `SHA256` fingerprint"),
 		passwordFile: fs.String(prefix+"-password-file", "", "read the password from the first line of `file` (refused unless only you can read it: chmod 600)"),
 		passwordCmd:  fs.String(prefix+"-password-cmd", "", "run `command` (sh -c) and use the first line it prints as password (else $"+env+", else a prompt)"),
+		tokenCmd:     fs.String(prefix+"-oauth-token-cmd", "", "run `command` (sh -c) and use the first line it prints as OAuth2 access token (instead of the token stored by mailmove login)"),
 		timeout:      fs.Duration(prefix+"-timeout", 60*time.Second, "give up on a connection on which nothing moved for this `long`"),
 		debug:        debugFlag(fs),
 	}
@@ -70,10 +74,44 @@ func (af *accountFlags) config(ctx context.Context, stderr io.Writer) (*account.
 			Env:     "MAILMOVE_" + strings.ToUpper(af.prefix) + "_PASSWORD",
 		},
 	}
+	if err := af.tokenSource(cfg); err != nil {
+		stop()
+		return nil, nil, err
+	}
 	if *af.debug {
 		cfg.Debug = stderr
 	}
 	return cfg, stop, nil
+}
+
+// tokenSource sets the OAuth2 token source of an account that signs in
+// with OAuth2: the token command, else the token stored by mailmove login
+// (none stored is a *oauth.NeedLoginError naming the login to run).
+func (af *accountFlags) tokenSource(cfg *account.Config) error {
+	u := cfg.URL
+	flag := "--" + af.prefix + "-oauth-token-cmd"
+	if !u.Auth.IsOAuth() {
+		if *af.tokenCmd != "" {
+			return &account.UsageError{Msg: flag + " needs an account that signs in with OAuth2: add ?auth=google, ?auth=microsoft or ?auth=oauth to --" + af.prefix + ", or use gmail:// or outlook://"}
+		}
+		return nil
+	}
+	if *af.passwordFile != "" || *af.passwordCmd != "" {
+		return &account.UsageError{Msg: fmt.Sprintf("--%s signs in with OAuth2 (auth=%s), so it takes no password: drop --%s-password-file/--%s-password-cmd, or add ?auth=password for an app password", af.prefix, u.Auth, af.prefix, af.prefix)}
+	}
+	if *af.tokenCmd != "" {
+		cfg.Token = &oauth.CommandSource{Command: *af.tokenCmd, Flag: flag}
+		return nil
+	}
+	if u.Auth == account.AuthOAuth {
+		return &account.UsageError{Msg: "--" + af.prefix + " has auth=oauth: give the access token with " + flag + " (mailmove login knows only auth=google and auth=microsoft)"}
+	}
+	src, err := oauth.Open(u)
+	if err != nil {
+		return err
+	}
+	cfg.Token = src
+	return nil
 }
 
 // debugFlag returns the FlagSet's --debug-imap flag, defining it once.

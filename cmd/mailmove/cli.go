@@ -10,7 +10,7 @@ import (
 )
 
 // commands are the verbs mailmove knows, for "did you mean".
-var commands = []string{"export", "folders", "import", "migrate", "check", "verify", "backup", "schedule", "version", "help"}
+var commands = []string{"export", "folders", "import", "migrate", "check", "verify", "backup", "schedule", "login", "version", "help"}
 
 // suggest returns the known command closest to s, or "" when none is
 // close enough (an edit distance of at most 2, a swap of two neighbouring

@@ -13,6 +13,7 @@
 //	mailmove verify --from A --to B [flags]
 //	mailmove backup [JOB...]
 //	mailmove schedule --systemd|--cron [--install]
+//	mailmove login URL --oauth-client-id ID [--oauth-client-secret-file FILE]
 //	mailmove version
 //
 // Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
@@ -62,6 +63,7 @@ Usage:
   mailmove verify  --from A --to B [flags]                      compare two accounts or archives
   mailmove backup  [JOB...]                                     run the backup jobs of the configuration file
   mailmove schedule --systemd|--cron [--install]                run backup every night (systemd timer or crontab)
+  mailmove login   URL --oauth-client-id ID                     sign in to Gmail or Microsoft with OAuth2, once
   mailmove version
 
 Accounts:
@@ -69,6 +71,7 @@ Accounts:
   imap://USER@HOST[:143]           STARTTLS (required, never plaintext)
   imap://USER@HOST:PORT?tls=none   plaintext, loopback only
   bridge://USER[@127.0.0.1:1143]   Proton Mail Bridge
+  gmail://USER, outlook://USER     Gmail, Microsoft 365 / Outlook.com with OAuth2 (mailmove login first)
   demo                             the built-in demo mailbox
 
 Run 'mailmove help COMMAND' (or 'mailmove COMMAND --help') for the flags of a command.
@@ -123,13 +126,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdBackup(ctx, args[1:], stdout, stderr)
 	case "schedule":
 		return cmdSchedule(ctx, args[1:], stdout, stderr)
+	case "login":
+		return cmdLogin(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mailmove", version)
 		return exitOK
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[0] == "help" {
 			switch args[1] {
-			case "export", "folders", "import", "check", "migrate", "verify", "backup", "schedule":
+			case "export", "folders", "import", "check", "migrate", "verify", "backup", "schedule", "login":
 				return run([]string{args[1], "--help"}, stdout, stderr)
 			case "version", "help":
 			default:
@@ -150,7 +155,7 @@ func unknownCommand(name string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "mailmove: unknown command %s; did you mean %s?\nRun 'mailmove help %s' for its flags, 'mailmove help' for all commands.\n", name, s, s)
 		return exitUsage
 	}
-	fmt.Fprintf(stderr, "mailmove: unknown command %s\nCommands: export, folders, import, migrate, check, verify, backup, schedule, version. Run 'mailmove help' for more.\n", name)
+	fmt.Fprintf(stderr, "mailmove: unknown command %s\nCommands: export, folders, import, migrate, check, verify, backup, schedule, login, version. Run 'mailmove help' for more.\n", name)
 	return exitUsage
 }
 
