@@ -123,6 +123,11 @@ func (cfg *Config) dialAppender(ctx context.Context, fresh bool) (*Appender, err
 		if _, err := cmd("STARTTLS"); err != nil {
 			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: err})
 		}
+		if br.Buffered() > 0 {
+			// Bytes after the STARTTLS answer, before the handshake, were not
+			// protected by TLS: someone on the path may have put them there.
+			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: errors.New("the server sent data after its STARTTLS answer, before TLS began; refusing the connection (something on the path may be tampering with it)")})
+		}
 		t := tls.Client(conn, tc)
 		if err := t.HandshakeContext(ctx); err != nil {
 			return fail(cfg.tlsError(err))
