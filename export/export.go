@@ -67,6 +67,11 @@ type Options struct {
 	Progress Progress
 	// Log, if set, receives warnings (reconnects, retries).
 	Log func(format string, args ...any)
+	// GmailLabels applies to Gmail accounts (X-GM-EXT-1); see gmail.go.
+	GmailLabels GmailLabelMode
+	// Budget, if set, is --max-bytes-per-day: the run stops with an
+	// *account.CapError before a message would cross it (Gmail accounts).
+	Budget *account.DailyBudget
 }
 
 // Progress receives progress reports (see message.Progress).
@@ -106,8 +111,11 @@ type Summary struct {
 	Excluded int `json:"excluded,omitempty"`
 	// BridgeSyncing is set when Bridge's All Mail count changed during the
 	// run: Bridge was probably still syncing, and a later run will find more.
-	BridgeSyncing bool          `json:"bridge_syncing,omitempty"`
-	Elapsed       time.Duration `json:"elapsed_ns"`
+	BridgeSyncing bool `json:"bridge_syncing,omitempty"`
+	// Gmail is set when the account was exported the Gmail way (each
+	// message once, its labels in the index; see gmail.go).
+	Gmail   bool          `json:"gmail,omitempty"`
+	Elapsed time.Duration `json:"elapsed_ns"`
 
 	mu sync.Mutex
 }
@@ -193,6 +201,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	folders, err := first.ListFolders()
 	if err != nil {
 		return nil, fmt.Errorf("listing folders: %w", err)
+	}
+	if !e.bridge && o.GmailLabels != GmailLabelsFolders && first.IsGmail() {
+		return e.runGmail(ctx, folders, start) // gmail.go
 	}
 	jobs, labelBoxes, allMail, real := e.plan(folders)
 	e.real = real
@@ -606,6 +617,21 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 			w.Close()
 			return e.folderFailed(j, fe.err)
 		}
+		if ce := account.AsCapError(err, "download", false); ce != nil {
+			w.Close() // a daily cap: stop the run, the next one goes on
+			return ce
+		}
+		if d, ok := account.ThrottleBackoff(err); ok && attempts < 6 {
+			attempts++ // Microsoft: "Suggested Backoff Time: N milliseconds"
+			e.o.Log("folder %s: %v; waiting %v as the server asks", j.name, err, d)
+			select {
+			case <-time.After(d):
+				continue
+			case <-ctx.Done():
+				w.Close()
+				return ctx.Err()
+			}
+		}
 		var ie *imap.Error
 		var ue *UnaccountedError
 		if errors.As(err, &ie) || errors.As(err, &ue) {
@@ -1012,6 +1038,9 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 		var fe fatal
 		if errors.As(ferr, &fe) {
 			return ferr
+		}
+		if ce := account.AsCapError(ferr, "download", false); ce != nil {
+			return ce // a daily cap: the caller commits and stops the run
 		}
 		if ferr != nil && isConnErr(c, ferr) {
 			// The connection is gone: the caller reconnects and resumes; the

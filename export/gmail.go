@@ -1,0 +1,492 @@
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/formats/archive"
+	"github.com/mailmove/mailmove/message"
+)
+
+// GmailLabelMode says how a Gmail account (X-GM-EXT-1) is exported.
+type GmailLabelMode string
+
+const (
+	// GmailLabelsMetadata exports each message once, keyed by X-GM-MSGID,
+	// into one folder (see GmailTarget), and records all its labels and its
+	// thread in the index (the default).
+	GmailLabelsMetadata GmailLabelMode = "metadata"
+	// GmailLabelsFolders exports every label as a folder, as for any IMAP
+	// server: a message with three labels is stored four times (with All
+	// Mail).
+	GmailLabelsFolders GmailLabelMode = "folders"
+)
+
+// gmailRoles are a Gmail account's mailboxes by role, found by special use
+// (whatever their localised names).
+type gmailRoles struct {
+	inbox, all, sent, drafts, junk, trash *account.Folder
+	byName                                map[string]*account.Folder
+}
+
+func gmailRolesOf(folders []*account.Folder) *gmailRoles {
+	r := &gmailRoles{byName: map[string]*account.Folder{}}
+	for _, f := range folders {
+		if !f.Selectable() {
+			continue
+		}
+		r.byName[f.Name] = f
+		switch {
+		case f.Name == "INBOX":
+			r.inbox = f
+		case f.Has(imap.MailboxAttrAll):
+			r.all = f
+		case f.Has(imap.MailboxAttrSent):
+			r.sent = f
+		case f.Has(imap.MailboxAttrDrafts):
+			r.drafts = f
+		case f.Has(imap.MailboxAttrJunk):
+			r.junk = f
+		case f.Has(imap.MailboxAttrTrash):
+			r.trash = f
+		}
+	}
+	return r
+}
+
+// gmailMsg is one message found by the metadata pass.
+type gmailMsg struct {
+	account.GmailMeta
+	src         *account.Folder // the mailbox it was found in (All Mail, Spam, Trash)
+	uidValidity uint32
+	target      *account.Folder // the folder it is stored in
+}
+
+// GmailTarget chooses the one folder a Gmail message is exported into: a
+// message of Spam or Trash goes there; else INBOX if it is labelled \Inbox,
+// else Sent (\Sent), Drafts (\Draft), else its first user label in sorted
+// order, else All Mail. Folders are found by special use, whatever their
+// names. src is the mailbox the message was found in.
+func (r *gmailRoles) target(src *account.Folder, labels []string) *account.Folder {
+	if src != nil && (src == r.junk || src == r.trash) {
+		return src
+	}
+	has := map[string]bool{}
+	var user []string
+	for _, l := range labels {
+		if strings.HasPrefix(l, `\`) {
+			has[strings.ToLower(l)] = true
+		} else {
+			user = append(user, l)
+		}
+	}
+	switch {
+	case has[`\inbox`] && r.inbox != nil:
+		return r.inbox
+	case has[`\sent`] && r.sent != nil:
+		return r.sent
+	case (has[`\draft`] || has[`\drafts`]) && r.drafts != nil:
+		return r.drafts
+	case has[`\spam`] && r.junk != nil:
+		return r.junk
+	case has[`\trash`] && r.trash != nil:
+		return r.trash
+	}
+	sort.Strings(user)
+	for _, l := range user {
+		if f := r.byName[l]; f != nil {
+			return f
+		}
+	}
+	if len(user) > 0 {
+		// a label the LIST did not show (should not happen): its own folder
+		return &account.Folder{Name: user[0], Delim: '/', Segments: account.SplitName(user[0], '/')}
+	}
+	return r.all
+}
+
+// gmailScan is the metadata pass: X-GM-MSGID, X-GM-THRID, X-GM-LABELS,
+// flags, date and size of every message of All Mail, Spam and Trash, each
+// X-GM-MSGID once, with the folder it goes into.
+func gmailScan(g *account.GmailConn, r *gmailRoles) ([]gmailMsg, error) {
+	if r.all == nil {
+		return nil, errors.New("this Gmail account shows no All Mail mailbox (\\All) over IMAP: enable it in Gmail's settings (Labels, Show in IMAP), or export with --gmail-labels=folders")
+	}
+	seen := map[uint64]bool{}
+	var out []gmailMsg
+	for _, src := range []*account.Folder{r.all, r.junk, r.trash} {
+		if src == nil {
+			continue
+		}
+		uv, n, err := g.Examine(src.Name)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			continue
+		}
+		metas, err := g.FetchMeta()
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range metas {
+			if m.MsgID == 0 || seen[m.MsgID] {
+				continue
+			}
+			seen[m.MsgID] = true
+			out = append(out, gmailMsg{GmailMeta: m, src: src, uidValidity: uv, target: r.target(src, m.Labels)})
+		}
+	}
+	return out, nil
+}
+
+// GmailPlanned is one folder of a Gmail export: how many messages a first
+// export stores in it.
+type GmailPlanned struct {
+	// Folder is the server's mailbox of the folder (INBOX, the label's
+	// mailbox, [Gmail]/Sent Mail, ...).
+	Folder *account.Folder
+	// Name is the folder's name in the archive.
+	Name     string
+	Messages int
+	Bytes    int64
+}
+
+// GmailFolders runs the metadata pass on a Gmail account and counts what an
+// export with these options stores, per folder (INBOX first, then by name),
+// and the messages left out by include/exclude.
+func GmailFolders(ctx context.Context, cfg *account.Config, folders []*account.Folder, include, exclude []string) (out []GmailPlanned, excluded int, err error) {
+	g, err := cfg.DialGmail(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer g.Close()
+	msgs, err := gmailScan(g, gmailRolesOf(folders))
+	if err != nil {
+		return nil, 0, err
+	}
+	e := &engine{o: Options{Include: include, Exclude: exclude}}
+	at := map[string]int{}
+	for _, m := range msgs {
+		name := m.target.Path()
+		if !e.selected(name) {
+			excluded++
+			continue
+		}
+		i, ok := at[name]
+		if !ok {
+			i = len(out)
+			at[name] = i
+			out = append(out, GmailPlanned{Folder: m.target, Name: name})
+		}
+		out[i].Messages++
+		out[i].Bytes += m.Size
+	}
+	sortPlanned(out)
+	return out, excluded, nil
+}
+
+func sortPlanned(out []GmailPlanned) {
+	sort.SliceStable(out, func(i, k int) bool {
+		a, b := out[i].Name, out[k].Name
+		if (a == "INBOX") != (b == "INBOX") {
+			return a == "INBOX"
+		}
+		return a < b
+	})
+}
+
+// runGmail exports a Gmail account the Gmail way (GmailLabelsMetadata):
+// one metadata pass on a connection of its own, then the bodies of the
+// messages whose X-GM-MSGID the archive does not hold, by UID, each into
+// its one folder.
+func (e *engine) runGmail(ctx context.Context, folders []*account.Folder, start time.Time) (*Summary, error) {
+	o := e.o
+	e.sum.Gmail = true
+	roles := gmailRolesOf(folders)
+	g, err := o.Account.DialGmail(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := gmailScan(g, roles)
+	g.Close()
+	if err != nil {
+		if ce := account.AsCapError(err, "download", true); ce != nil {
+			return e.sum, ce
+		}
+		return nil, fmt.Errorf("reading Gmail's labels: %w", err)
+	}
+	have := map[string]bool{}
+	for _, name := range o.Archive.Folders() {
+		recs, err := o.Archive.Records(name)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if r.GmailMsgID != "" {
+				have[r.GmailMsgID] = true
+			}
+		}
+	}
+	// what goes where: groups of (source mailbox, target folder)
+	type group struct {
+		src    *account.Folder
+		uv     uint32
+		target *account.Folder
+		name   string
+		msgs   []gmailMsg
+	}
+	var groups []*group
+	byKey := map[string]*group{}
+	targets := map[string]*account.Folder{}
+	counts := map[string]uint32{}
+	var planned int
+	var plannedBytes int64
+	for _, m := range msgs {
+		name := m.target.Path()
+		if !e.selected(name) {
+			e.sum.Excluded++
+			continue
+		}
+		targets[name] = m.target
+		counts[name]++
+		if have[strconv.FormatUint(m.MsgID, 10)] {
+			continue
+		}
+		k := m.src.Name + "\x00" + name
+		gr := byKey[k]
+		if gr == nil {
+			gr = &group{src: m.src, uv: m.uidValidity, target: m.target, name: name}
+			byKey[k] = gr
+			groups = append(groups, gr)
+		}
+		gr.msgs = append(gr.msgs, m)
+		planned++
+		plannedBytes += m.Size
+	}
+	e.sum.Folders = len(targets)
+	e.sum.Examined = len(groups)
+	if o.Progress != nil {
+		o.Progress.Planned(planned, plannedBytes)
+	}
+	sort.SliceStable(groups, func(i, k int) bool { return groups[i].name < groups[k].name })
+	writers := map[string]*archive.FolderWriter{}
+	defer func() {
+		for _, w := range writers {
+			w.Close()
+		}
+	}()
+	var runErr error
+	for _, gr := range groups {
+		w := writers[gr.name]
+		if w == nil {
+			if w, err = o.Archive.OpenFolder(gr.name, gr.target.Segments); err != nil {
+				if ferr := e.folderFailed(&job{f: gr.target, name: gr.name, segs: gr.target.Segments}, err); ferr != nil {
+					runErr = ferr
+					break
+				}
+				continue
+			}
+			writers[gr.name] = w
+		}
+		if runErr = e.gmailGroup(ctx, w, gr.src, gr.uv, gr.target, gr.msgs); runErr != nil {
+			break
+		}
+	}
+	if err := o.Budget.Save(); err != nil && runErr == nil {
+		runErr = err
+	}
+	for name, w := range writers {
+		if err := w.Close(); err != nil && runErr == nil {
+			runErr = err
+		}
+		delete(writers, name)
+	}
+	if runErr == nil && ctx.Err() == nil {
+		for name, f := range targets {
+			var attrs []string
+			for _, a := range f.Attrs {
+				switch a {
+				case imap.MailboxAttrNoSelect, imap.MailboxAttrHasChildren, imap.MailboxAttrHasNoChildren, imap.MailboxAttrMarked, imap.MailboxAttrUnmarked, imap.MailboxAttrNoInferiors:
+				default:
+					attrs = append(attrs, string(a))
+				}
+			}
+			st := o.Archive.State(name)
+			o.Archive.SetStatus(name, f.Segments, attrs, st.UIDValidity, 0, counts[name], 0, nil)
+		}
+	}
+	if err := o.Archive.SaveState(); err != nil && runErr == nil {
+		runErr = err
+	}
+	sort.Slice(e.sum.Failed, func(i, k int) bool {
+		a, b := e.sum.Failed[i], e.sum.Failed[k]
+		return a.Folder < b.Folder || (a.Folder == b.Folder && a.UID < b.UID)
+	})
+	e.sum.Elapsed = time.Since(start)
+	if runErr == nil {
+		runErr = ctx.Err()
+	}
+	return e.sum, runErr
+}
+
+// gmailGroup fetches the bodies of msgs (all of mailbox src) into w,
+// reconnecting when the connection drops. A daily cap (the server's or
+// --max-bytes-per-day) stops it with a *account.CapError after what
+// arrived is committed.
+func (e *engine) gmailGroup(ctx context.Context, w *archive.FolderWriter, src *account.Folder, uv uint32, target *account.Folder, msgs []gmailMsg) error {
+	name := target.Path()
+	byUID := map[uint32]gmailMsg{}
+	var todo []uint32
+	for _, m := range msgs {
+		byUID[m.UID] = m
+		todo = append(todo, m.UID)
+	}
+	sort.Slice(todo, func(i, k int) bool { return todo[i] < todo[k] })
+	done := map[uint32]bool{}
+	put := func(uid uint32, r io.Reader, size int64) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		gm, ok := byUID[uid]
+		if !ok || done[uid] {
+			return nil
+		}
+		m := &message.Meta{
+			Segments:     target.Segments,
+			UIDValidity:  uv,
+			UID:          uid,
+			Flags:        gm.Flags,
+			InternalDate: gm.InternalDate,
+			GmailMsgID:   strconv.FormatUint(gm.MsgID, 10),
+			GmailThrID:   strconv.FormatUint(gm.ThrID, 10),
+			GmailLabels:  append([]string{}, gm.Labels...),
+		}
+		if _, err := w.Put(m, r, nil); err != nil {
+			var re *account.ReadError
+			if errors.As(err, &re) {
+				return err
+			}
+			return fatal{fmt.Errorf("writing %s UID %d to the archive: %w", name, uid, err)}
+		}
+		done[uid] = true
+		e.sum.add(true, m.Size)
+		if e.o.Progress != nil {
+			e.o.Progress.Message(name, m.Size)
+		}
+		if w.NeedCommit() {
+			if err := w.CommitBackground(); err != nil {
+				return fatal{err}
+			}
+		}
+		return nil
+	}
+	attempts := 0
+	for len(todo) > 0 {
+		c, err := e.conn(ctx)
+		if err != nil {
+			return err
+		}
+		err = e.gmailFetch(ctx, c, src, uv, todo, byUID, put)
+		e.release(c)
+		if cerr := w.Commit(); cerr != nil {
+			return fmt.Errorf("folder %s: %w", name, cerr)
+		}
+		var rest []uint32
+		for _, u := range todo {
+			if !done[u] {
+				rest = append(rest, u)
+			}
+		}
+		progressed := len(rest) < len(todo)
+		todo = rest
+		if err == nil {
+			for _, u := range todo {
+				e.sum.fail(Failure{Folder: name, UID: u, Error: "the server did not return the message; the next run tries it again"})
+			}
+			return nil
+		}
+		if ce := account.AsCapError(err, "download", true); ce != nil {
+			return ce
+		}
+		var fe fatal
+		if errors.As(err, &fe) || ctx.Err() != nil {
+			return err
+		}
+		var ie *imap.Error
+		if errors.As(err, &ie) && !isThrottle(err) {
+			for _, u := range todo {
+				e.sum.fail(Failure{Folder: name, UID: u, Error: err.Error()})
+			}
+			return nil
+		}
+		if progressed {
+			attempts = 0
+		}
+		attempts++
+		if attempts > 6 {
+			return fmt.Errorf("folder %s: giving up after %d reconnects: %w", name, attempts-1, err)
+		}
+		wait := firstBackoff << min(attempts-1, 5)
+		if d, ok := account.ThrottleBackoff(err); ok {
+			wait = d
+		}
+		e.o.Log("folder %s: %v; trying again in %v", name, err, wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func isThrottle(err error) bool {
+	_, ok := account.ThrottleBackoff(err)
+	return ok
+}
+
+// gmailFetch fetches the bodies of uids from src on c, in chunks, each
+// message taken from the daily budget first.
+func (e *engine) gmailFetch(ctx context.Context, c *account.Conn, src *account.Folder, uv uint32, uids []uint32, byUID map[uint32]gmailMsg, put func(uint32, io.Reader, int64) error) error {
+	sel, err := c.Examine(src.Name)
+	if err != nil {
+		return err
+	}
+	if sel.UIDValidity != uv {
+		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: fmt.Sprintf("%s was renumbered during the run (UIDVALIDITY %d, was %d); the next run looks again", src.Name, sel.UIDValidity, uv)}
+	}
+	for len(uids) > 0 {
+		n := min(len(uids), e.o.ChunkSize)
+		chunk := uids[:n]
+		uids = uids[n:]
+		var capErr error
+		for i, u := range chunk {
+			if err := e.o.Budget.Take(byUID[u].Size); err != nil {
+				chunk, capErr, uids = chunk[:i], err, nil
+				break
+			}
+		}
+		if len(chunk) > 0 {
+			_, err := c.FetchBodies(chunk, put)
+			if err != nil {
+				return err
+			}
+		}
+		if capErr != nil {
+			return capErr
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
