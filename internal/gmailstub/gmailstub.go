@@ -37,7 +37,7 @@ import (
 
 // Names are the mailbox names of an account: Gmail localises them.
 type Names struct {
-	Prefix                                          string // "[Gmail]" or "[Google Mail]"
+	Prefix                                             string // "[Gmail]" or "[Google Mail]"
 	All, Sent, Drafts, Spam, Trash, Starred, Important string
 }
 
@@ -109,8 +109,8 @@ type Server struct {
 	// Appends counts APPEND commands answered OK, Stores UID STORE
 	// commands that changed X-GM-LABELS.
 	appends, labelStores int
-	served              map[uint64]int // X-GM-MSGID -> bodies served
-	wg                  sync.WaitGroup
+	served               map[uint64]int // X-GM-MSGID -> bodies served
+	wg                   sync.WaitGroup
 }
 
 // Start starts a stand-in on 127.0.0.1 with a certificate written into dir.
