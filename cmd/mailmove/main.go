@@ -14,7 +14,8 @@
 //
 // Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
 // disk, quota); 2 usage error; 3 finished, but some messages could not be
-// exported or imported.
+// exported or imported; 4 a daily transfer cap was reached (run again
+// tomorrow).
 package main
 
 import (
@@ -40,6 +41,10 @@ const (
 	exitFailed  = 1
 	exitUsage   = 2
 	exitPartial = 3
+	// exitDailyCap: a daily transfer cap was reached (the provider's, such
+	// as Gmail's [OVERQUOTA], or --max-bytes-per-day); what was transferred
+	// is safe, and the same command run the next day goes on.
+	exitDailyCap = 4
 )
 
 const usage = `mailmove moves mail out of one provider and into an archive you own.
@@ -61,7 +66,8 @@ Accounts:
 
 Run 'mailmove help COMMAND' (or 'mailmove COMMAND --help') for the flags of a command.
 Flags may come before or after the other arguments.
-Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported.
+Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported,
+4 a daily transfer cap was reached (run again tomorrow).
 `
 
 func main() {
@@ -148,6 +154,11 @@ func errorExit(stderr io.Writer, err error) int {
 	if errors.As(err, &ue) || errors.As(err, &pe) {
 		fmt.Fprintf(stderr, "mailmove: %v\n", err)
 		return exitUsage
+	}
+	var ce *account.CapError
+	if errors.As(err, &ce) {
+		fmt.Fprintf(stderr, "mailmove: %v\n", err)
+		return exitDailyCap
 	}
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(stderr, "mailmove: interrupted; what was written is safe, run the same command again to finish")
