@@ -948,7 +948,9 @@ func (ss *session) fetch(tag string, args []tok) {
 				open, close := strings.Index(it.atom, "("), strings.Index(it.atom, ")")
 				var fields []string
 				if open > 0 && close > open {
-					fields = strings.Fields(it.atom[open+1 : close])
+					for _, f := range strings.Fields(it.atom[open+1 : close]) {
+						fields = append(fields, strings.Trim(f, `"`))
+					}
 				}
 				lit = headerFields(m.Body, fields)
 				litName = "BODY[HEADER.FIELDS (" + strings.ToUpper(strings.Join(fields, " ")) + ")]"
