@@ -1009,6 +1009,7 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 		}
 		return nil
 	}
+	throttled := 0
 	for attempt := 0; len(want) > 0; attempt++ {
 		done, ferr := c.FetchBodies(want, put)
 		if err := ctx.Err(); err != nil {
@@ -1041,6 +1042,19 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 		}
 		if ce := account.AsCapError(ferr, "download", false); ce != nil {
 			return ce // a daily cap: the caller commits and stops the run
+		}
+		if d, ok := account.ThrottleBackoff(ferr); ok && throttled < 10 {
+			// Microsoft: "Request is throttled. Suggested Backoff Time: N
+			// milliseconds": wait as asked; it counts no try
+			throttled++
+			e.o.Log("folder %s: %v; waiting %v as the server asks", j.name, ferr, d)
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			want = rest
+			continue
 		}
 		if ferr != nil && isConnErr(c, ferr) {
 			// The connection is gone: the caller reconnects and resumes; the
