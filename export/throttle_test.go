@@ -40,7 +40,9 @@ func TestMicrosoftThrottleHonoured(t *testing.T) {
 	var mu sync.Mutex
 	left := 5 // more than the 3 tries a message gets
 	srv, err := account.ServeMemoryWrapped("alice", "secret", nil, imap.CapSet{imap.CapIMAP4rev1: {}},
-		func(s imapserver.Session) imapserver.Session { return &throttleSession{Session: s, mu: &mu, left: &left} })
+		func(s imapserver.Session) imapserver.Session {
+			return &throttleSession{Session: s, mu: &mu, left: &left}
+		})
 	if err != nil {
 		t.Fatal(err)
 	}
