@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -114,6 +115,53 @@ func TestGmailDailyCapExitCode(t *testing.T) {
 		}
 		if served := s2.Stats().BytesServed; served > 10000 || served == 0 {
 			t.Fatalf("run %d: %d bytes served under a budget of 10000", i, served)
+		}
+	}
+}
+
+// TestGmailImportCommand: a Gmail archive into another Gmail account with
+// import: --max-bytes-per-day stops it (exit 4) before the budget is
+// crossed; the next run without it finishes, each message once, labels set.
+func TestGmailImportCommand(t *testing.T) {
+	src := gmailstub.StartT(t, gmailstub.Options{})
+	gmailSeed(src)
+	out := t.TempDir()
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password, "MAILMOVE_TO_PASSWORD=" + gmailstub.Password}
+	if _, stderr, code := runCmdEnv(t, env, "export", "--from", "imaps://alice@gmail.com@"+src.Addr, "--from-ca-file", src.CAFile, "--to", "eml", "--out", out); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	dst := gmailstub.StartT(t, gmailstub.Options{})
+	state, jdir := t.TempDir(), t.TempDir()
+	env = append(env, "XDG_STATE_HOME="+state)
+	to := []string{"--to", "imaps://alice@gmail.com@" + dst.Addr, "--to-ca-file", dst.CAFile, "--journal-dir", jdir}
+	stdout, stderr, code := runCmdEnv(t, env, append(append([]string{"import", "--json", "--max-bytes-per-day", "7000"}, to...), out)...)
+	if code != exitDailyCap {
+		t.Fatalf("import with a budget: exit %d, want %d: %s %s", code, exitDailyCap, stdout, stderr)
+	}
+	if b := dst.Stats().BytesAppended; b > 7000 || b == 0 {
+		t.Fatalf("%d bytes appended under a budget of 7000", b)
+	}
+	stdout, stderr, code = runCmdEnv(t, env, append(append([]string{"import", "--json"}, to...), out)...)
+	if code != 0 {
+		t.Fatalf("import: exit %d: %s %s", code, stdout, stderr)
+	}
+	var sum struct {
+		Gmail bool `json:"gmail"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &sum); err != nil || !sum.Gmail {
+		t.Fatalf("json %s: %v", stdout, err)
+	}
+	want := map[string]bool{}
+	for _, m := range src.Messages() {
+		want[fmt.Sprint(len(m.Body), m.Labels)] = true
+	}
+	got := dst.Messages()
+	if len(got) != len(want) {
+		t.Fatalf("%d messages on the target, want %d", len(got), len(want))
+	}
+	for _, m := range got {
+		if !want[fmt.Sprint(len(m.Body), m.Labels)] {
+			t.Errorf("message of %d bytes with labels %v is not the source's", len(m.Body), m.Labels)
 		}
 	}
 }
