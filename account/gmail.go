@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -307,7 +310,11 @@ func (g *GmailConn) FetchMeta() ([]GmailMeta, error) {
 				m.ThrID, _ = strconv.ParseUint(v.atom, 10, 64)
 			case "X-GM-LABELS":
 				for _, l := range v.list {
-					m.Labels = append(m.Labels, l.text())
+					t := l.text()
+					if !strings.HasPrefix(t, `\`) {
+						t = DecodeUTF7(t)
+					}
+					m.Labels = append(m.Labels, t)
 				}
 			}
 		}
@@ -326,7 +333,8 @@ func (g *GmailConn) FetchMeta() ([]GmailMeta, error) {
 
 // AddLabels gives the message uid of the selected mailbox the labels
 // (UID STORE uid +X-GM-LABELS (...)). System labels (\Important,
-// \Starred) are sent as atoms, the others as quoted strings.
+// \Starred) are sent as atoms, the others as quoted strings in modified
+// UTF-7.
 func (g *GmailConn) AddLabels(uid uint32, labels []string) error {
 	if len(labels) == 0 {
 		return nil
@@ -336,11 +344,63 @@ func (g *GmailConn) AddLabels(uid uint32, labels []string) error {
 		if strings.HasPrefix(l, `\`) && !strings.ContainsAny(l, ` "()`) {
 			ls = append(ls, l)
 		} else {
-			ls = append(ls, quote(l))
+			ls = append(ls, quote(encodeUTF7(l)))
 		}
 	}
 	if err := g.simple(fmt.Sprintf("UID STORE %d +X-GM-LABELS (%s)", uid, strings.Join(ls, " "))); err != nil {
 		return fmt.Errorf("UID STORE %d +X-GM-LABELS: %w", uid, err)
 	}
 	return nil
+}
+
+// EncodeUTF7 encodes a mailbox or label name in IMAP's modified UTF-7
+// (RFC 3501 5.1.3), as Gmail wants label names in STORE X-GM-LABELS.
+func EncodeUTF7(s string) string { return encodeUTF7(s) }
+
+var mutf7Enc = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,").WithPadding(base64.NoPadding)
+
+// DecodeUTF7 decodes a name in modified UTF-7 ("B&APw-ro" is "Büro",
+// "R&-D" is "R&D"), as Gmail sends label names in X-GM-LABELS. A name that
+// is not valid modified UTF-7 comes back unchanged.
+func DecodeUTF7(s string) string {
+	if !strings.Contains(s, "&") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			return s
+		}
+		if c != '&' {
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		j := strings.IndexByte(s[i+1:], '-')
+		if j < 0 {
+			return s
+		}
+		enc := s[i+1 : i+1+j]
+		i += j + 2
+		if enc == "" {
+			b.WriteByte('&')
+			continue
+		}
+		raw, err := mutf7Enc.DecodeString(enc)
+		if err != nil || len(raw)%2 != 0 || len(raw) == 0 {
+			return s
+		}
+		u := make([]uint16, len(raw)/2)
+		for k := range u {
+			u[k] = uint16(raw[2*k])<<8 | uint16(raw[2*k+1])
+		}
+		for _, r := range utf16.Decode(u) {
+			if r == utf8.RuneError || (r >= 0x20 && r <= 0x7e) {
+				return s
+			}
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -24,7 +24,7 @@ func gmailCorpus(s *gmailstub.Server, n gmailstub.Names) map[uint64]string {
 	m1 := s.Add(gmailstub.Mail("m1@x", "inbox work important", 300), d, 0, []string{`\Inbox`, "Work", `\Important`}, `\Seen`)
 	want[m1] = "INBOX"
 	want[s.Add(gmailstub.Mail("m2@x", "sent work", 400), d, 0, []string{`\Sent`, "Work"}, `\Seen`)] = p + n.Sent
-	want[s.Add(gmailstub.Mail("m3@x", "two labels", 500), d, 0, []string{"Zeta", "Alpha/Beta"})] = "Alpha/Beta"
+	want[s.Add(gmailstub.Mail("m3@x", "two labels", 500), d, 0, []string{"Zeta", "Büro", "Alpha/Beta"})] = "Alpha/Beta"
 	want[s.Add(gmailstub.Mail("m4@x", "archived", 600), d, 0, nil, `\Seen`)] = p + n.All
 	want[s.Add(gmailstub.Mail("m5@x", "spam", 700), d, 0, []string{`\Spam`})] = p + n.Spam
 	want[s.Add(gmailstub.Mail("m6@x", "trash", 800), d, 0, []string{`\Trash`, "Work"})] = p + n.Trash
@@ -143,13 +143,13 @@ func TestGmailExportOncePerMessage(t *testing.T) {
 				t.Fatalf("re-run: %v, %d messages, %d bytes served", err, sum.Messages, s.Stats().BytesServed)
 			}
 			m9 := gmailstub.Mail("m9@x", "new", 350)
-			id9 := s.Add(m9, time.Now(), 0, []string{"Work"})
+			id9 := s.Add(m9, time.Now(), 0, []string{"Büro"})
 			sum, err = gmailExport(t, s.Config(t), out, Options{})
 			if err != nil || sum.Messages != 1 || s.Stats().BytesServed != total+int64(len(m9)) {
 				t.Fatalf("third run: %v, %d messages, %d bytes served", err, sum.Messages, s.Stats().BytesServed)
 			}
-			if r := byMsgID(t, out)[id9]; r.Folder != "Work" {
-				t.Errorf("m9 in %q, want Work", r.Folder)
+			if r := byMsgID(t, out)[id9]; r.Folder != "Büro" {
+				t.Errorf("m9 in %q, want Büro (a label with a non-ASCII name)", r.Folder)
 			}
 		})
 	}
@@ -171,7 +171,7 @@ func TestGmailExportLabelsAsFolders(t *testing.T) {
 		count[folder] = len(recs)
 	}
 	// m1 and m8 in INBOX; Work: m1, m2 (m6 is in Trash); All Mail: all but spam and trash
-	want := map[string]int{"INBOX": 2, "Work": 2, "Zeta": 1, "Alpha/Beta": 1, "[Gmail]/All Mail": 6, "[Gmail]/Sent Mail": 1,
+	want := map[string]int{"INBOX": 2, "Work": 2, "Zeta": 1, "Büro": 1, "Alpha/Beta": 1, "[Gmail]/All Mail": 6, "[Gmail]/Sent Mail": 1,
 		"[Gmail]/Spam": 1, "[Gmail]/Trash": 1, "[Gmail]/Drafts": 1, "[Gmail]/Important": 1, "[Gmail]/Starred": 1}
 	for f, n := range want {
 		if count[f] != n {

@@ -23,7 +23,7 @@ func gmailSource(t *testing.T) (*gmailstub.Server, string) {
 	d := time.Date(2025, 4, 7, 10, 0, 0, 0, time.UTC)
 	m1 := s.Add(gmailstub.Mail("m1@x", "inbox work important", 300), d, 0, []string{`\Inbox`, "Work", `\Important`}, `\Seen`)
 	s.Add(gmailstub.Mail("m2@x", "sent work", 400), d, 0, []string{`\Sent`, "Work"}, `\Seen`)
-	s.Add(gmailstub.Mail("m3@x", "two labels", 500), d, 0, []string{"Zeta", "Alpha/Beta"})
+	s.Add(gmailstub.Mail("m3@x", "two labels", 500), d, 0, []string{"Zeta", "Büro", "Alpha/Beta"})
 	s.Add(gmailstub.Mail("m4@x", "archived", 600), d, 0, nil, `\Seen`)
 	s.Add(gmailstub.Mail("m5@x", "spam", 700), d, 0, []string{`\Spam`})
 	s.Add(gmailstub.Mail("m6@x", "trash", 800), d, 0, []string{`\Trash`, "Work"})
@@ -119,7 +119,7 @@ func TestGmailArchiveToOther(t *testing.T) {
 		if asFolders {
 			sort.Strings(where["m1@x"])
 			sort.Strings(where["m3@x"])
-			if !slices.Equal(where["m1@x"], []string{"INBOX", "Work"}) || !slices.Equal(where["m3@x"], []string{"Alpha/Beta", "Zeta"}) {
+			if !slices.Equal(where["m1@x"], []string{"INBOX", "Work"}) || !slices.Equal(where["m3@x"], []string{"Alpha/Beta", "Büro", "Zeta"}) {
 				t.Errorf("--labels folders: m1 in %v, m3 in %v", where["m1@x"], where["m3@x"])
 			}
 			continue

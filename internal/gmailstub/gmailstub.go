@@ -33,6 +33,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mailmove/mailmove/account"
 )
 
 // Names are the mailbox names of an account: Gmail localises them.
@@ -45,7 +47,7 @@ type Names struct {
 var English = Names{Prefix: "[Gmail]", All: "All Mail", Sent: "Sent Mail", Drafts: "Drafts", Spam: "Spam", Trash: "Trash", Starred: "Starred", Important: "Important"}
 
 // German is a German account with the "[Google Mail]" prefix.
-var German = Names{Prefix: "[Google Mail]", All: "Alle Nachrichten", Sent: "Gesendet", Drafts: "Entwurf", Spam: "Spam", Trash: "Papierkorb", Starred: "Markiert", Important: "Wichtig"}
+var German = Names{Prefix: "[Google Mail]", All: "Alle Nachrichten", Sent: "Gesendet", Drafts: "Entwürfe", Spam: "Spam", Trash: "Papierkorb", Starred: "Markiert", Important: "Wichtig"}
 
 // British is an English account whose Trash is called Bin.
 var British = Names{Prefix: "[Gmail]", All: "All Mail", Sent: "Sent Mail", Drafts: "Drafts", Spam: "Spam", Trash: "Bin", Starred: "Starred", Important: "Important"}
@@ -594,7 +596,7 @@ func (ss *session) command(tag, cmd string, args []tok) bool {
 			ss.out(tag + " BAD CREATE needs a name")
 			break
 		}
-		name := args[0].text()
+		name := account.DecodeUTF7(args[0].text())
 		s.mu.Lock()
 		exists := s.find(name) != nil
 		if !exists {
@@ -705,7 +707,7 @@ func (ss *session) list(tag string, args []tok) {
 		} else {
 			attrs = append(attrs, `\HasNoChildren`)
 		}
-		lines = append(lines, "* LIST ("+strings.Join(attrs, " ")+`) "/" `+quote(b.name))
+		lines = append(lines, "* LIST ("+strings.Join(attrs, " ")+`) "/" `+quote(account.EncodeUTF7(b.name)))
 	}
 	for _, l := range lines {
 		ss.out(l)
@@ -721,7 +723,7 @@ func (ss *session) status(tag string, args []tok) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.find(args[0].text())
+	b := s.find(account.DecodeUTF7(args[0].text()))
 	if b == nil {
 		ss.out(tag + " NO [NONEXISTENT] Unknown Mailbox: " + args[0].text())
 		return
@@ -748,7 +750,7 @@ func (ss *session) status(tag string, args []tok) {
 			items = append(items, "RECENT 0")
 		}
 	}
-	ss.out("* STATUS " + quote(b.name) + " (" + strings.Join(items, " ") + ")")
+	ss.out("* STATUS " + quote(account.EncodeUTF7(b.name)) + " (" + strings.Join(items, " ") + ")")
 	ss.out(tag + " OK Success")
 }
 
@@ -759,7 +761,7 @@ func (ss *session) selectBox(tag string, args []tok, readOnly bool) {
 		return
 	}
 	s.mu.Lock()
-	b := s.find(args[0].text())
+	b := s.find(account.DecodeUTF7(args[0].text()))
 	var n int
 	if b != nil {
 		n = len(s.view(b))
@@ -871,7 +873,7 @@ func labelsOf(m *Message) string {
 		if strings.HasPrefix(l, `\`) {
 			ls = append(ls, l)
 		} else {
-			ls = append(ls, quote(l))
+			ls = append(ls, quote(account.EncodeUTF7(l)))
 		}
 	}
 	sort.Strings(ls)
@@ -1019,11 +1021,11 @@ func (ss *session) store(tag string, args []tok) {
 	var vals []string
 	if args[2].isL {
 		for _, t := range args[2].list {
-			vals = append(vals, t.text())
+			vals = append(vals, labelName(t.text()))
 		}
 	} else {
 		for _, t := range args[2:] {
-			vals = append(vals, t.text())
+			vals = append(vals, labelName(t.text()))
 		}
 	}
 	s.mu.Lock()
@@ -1132,7 +1134,7 @@ func (ss *session) appendMsg(tag string, args []tok) {
 	data := []byte(*body.str)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.find(args[0].text())
+	b := s.find(account.DecodeUTF7(args[0].text()))
 	if b == nil {
 		ss.out(tag + " NO [TRYCREATE] Folder doesn't exist. (Failure)")
 		return
@@ -1170,4 +1172,13 @@ func (ss *session) appendMsg(tag string, args []tok) {
 	s.view(b)
 	m := s.msg[len(s.msg)-1]
 	ss.out(fmt.Sprintf("%s OK [APPENDUID %d %d] (Success)", tag, b.uidValidity, m.uids[b.key]))
+}
+
+// labelName decodes a label of STORE X-GM-LABELS: system labels as they
+// are, user labels from modified UTF-7, as Gmail sends and takes them.
+func labelName(s string) string {
+	if strings.HasPrefix(s, `\`) {
+		return s
+	}
+	return account.DecodeUTF7(s)
 }
