@@ -75,7 +75,8 @@ func (cfg *Config) DialGmail(ctx context.Context) (*GmailConn, error) {
 		}
 		conn = t
 	}
-	g := &GmailConn{conn: conn, br: bufio.NewReader(conn), bw: bufio.NewWriter(conn)}
+	g := &GmailConn{conn: conn}
+	g.wire(cfg, conn)
 	greeting, err := g.br.ReadString('\n')
 	if err != nil {
 		return fail(err)
@@ -91,7 +92,8 @@ func (cfg *Config) DialGmail(ctx context.Context) (*GmailConn, error) {
 		if err := t.HandshakeContext(ctx); err != nil {
 			return fail(cfg.tlsError(err))
 		}
-		g.conn, g.br, g.bw = t, bufio.NewReader(t), bufio.NewWriter(t)
+		g.conn = t
+		g.wire(cfg, t)
 	}
 	if strings.ContainsAny(u.User+pw, "\r\n\x00") {
 		return fail(errors.New("the user name or password cannot be sent in a LOGIN"))
@@ -100,6 +102,18 @@ func (cfg *Config) DialGmail(ctx context.Context) (*GmailConn, error) {
 		return fail(&ConnectError{Op: "login to", Addr: u.Addr(), Err: err})
 	}
 	return g, nil
+}
+
+// wire sets up reading and writing on c, logged (credentials redacted) to
+// cfg.Debug when set (--debug-imap).
+func (g *GmailConn) wire(cfg *Config, c net.Conn) {
+	var r io.Reader = c
+	var w io.Writer = c
+	if cfg.Debug != nil {
+		r = io.TeeReader(c, &redactor{w: cfg.Debug})
+		w = io.MultiWriter(c, &redactor{w: cfg.Debug})
+	}
+	g.br, g.bw = bufio.NewReader(r), bufio.NewWriter(w)
 }
 
 // Close ends the connection (LOGOUT, then close).

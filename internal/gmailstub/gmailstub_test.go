@@ -2,11 +2,13 @@ package gmailstub
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,4 +166,30 @@ func TestModel(t *testing.T) {
 		}
 	}
 	t.Fatal("no [OVERQUOTA] after 10 fetches over a cap of 1000 bytes")
+}
+
+// TestGmailConnDebugRedacted: mailmove's own Gmail connection logs the
+// conversation with --debug-imap, the LOGIN redacted.
+func TestGmailConnDebugRedacted(t *testing.T) {
+	s := StartT(t, Options{})
+	s.Add(Mail("d@x", "d", 100), time.Now(), 0, []string{`\Inbox`})
+	cfg := s.Config(t)
+	var log strings.Builder
+	cfg.Debug = &log
+	g, err := cfg.DialGmail(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := g.Examine("[Gmail]/All Mail"); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := g.FetchMeta()
+	if err != nil || len(ms) != 1 || ms[0].MsgID == 0 || !slices.Equal(ms[0].Labels, []string{`\Inbox`}) {
+		t.Fatalf("%+v %v", ms, err)
+	}
+	g.Close()
+	l := log.String()
+	if strings.Contains(l, Password) || !strings.Contains(l, "LOGIN [credentials redacted]") || !strings.Contains(l, "X-GM-MSGID") {
+		t.Fatalf("debug log:\n%s", l)
+	}
 }
