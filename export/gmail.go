@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -277,38 +278,84 @@ func (e *engine) runGmail(ctx context.Context, folders []*account.Folder, start 
 	if o.Progress != nil {
 		o.Progress.Planned(planned, plannedBytes)
 	}
-	sort.SliceStable(groups, func(i, k int) bool { return groups[i].name < groups[k].name })
-	writers := map[string]*archive.FolderWriter{}
-	defer func() {
-		for _, w := range writers {
-			w.Close()
-		}
-	}()
-	var runErr error
+	// One job per archive folder (its groups: normally one source
+	// mailbox), biggest first, on up to Connections connections.
+	var names []string
+	byName := map[string][]*group{}
+	size := map[string]int{}
 	for _, gr := range groups {
-		w := writers[gr.name]
-		if w == nil {
-			if w, err = o.Archive.OpenFolder(gr.name, gr.target.Segments); err != nil {
-				if ferr := e.folderFailed(&job{f: gr.target, name: gr.name, segs: gr.target.Segments}, err); ferr != nil {
-					runErr = ferr
-					break
-				}
-				continue
-			}
-			writers[gr.name] = w
+		if byName[gr.name] == nil {
+			names = append(names, gr.name)
 		}
-		if runErr = e.gmailGroup(ctx, w, gr.src, gr.uv, gr.target, gr.msgs); runErr != nil {
-			break
+		byName[gr.name] = append(byName[gr.name], gr)
+		size[gr.name] += len(gr.msgs)
+	}
+	sort.SliceStable(names, func(i, k int) bool {
+		if size[names[i]] != size[names[k]] {
+			return size[names[i]] > size[names[k]]
+		}
+		return names[i] < names[k]
+	})
+	gctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var errMu sync.Mutex
+	var runErr error
+	stop := make(chan struct{})
+	setErr := func(err error) {
+		errMu.Lock()
+		if runErr == nil {
+			runErr = err
+			close(stop) // no more folders are started
+			var ce *account.CapError
+			if !errors.As(err, &ce) {
+				cancel() // the others stop at once
+			}
+			// after a daily cap the others finish the body in flight
+			// (served is served) and meet the cap themselves
+		}
+		errMu.Unlock()
+	}
+	ch := make(chan string)
+	var wg sync.WaitGroup
+	for i := 0; i < min(o.Connections, len(names)); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for name := range ch {
+				grs := byName[name]
+				w, err := o.Archive.OpenFolder(name, grs[0].target.Segments)
+				if err != nil {
+					if ferr := e.folderFailed(&job{f: grs[0].target, name: name, segs: grs[0].target.Segments}, err); ferr != nil {
+						setErr(ferr)
+					}
+					continue
+				}
+				for _, gr := range grs {
+					if err := e.gmailGroup(gctx, w, gr.src, gr.uv, gr.target, gr.msgs); err != nil {
+						setErr(err)
+						break
+					}
+				}
+				if err := w.Close(); err != nil {
+					setErr(err)
+				}
+			}
+		}()
+	}
+feed:
+	for _, name := range names {
+		select {
+		case ch <- name:
+		case <-stop:
+			break feed
+		case <-gctx.Done():
+			break feed
 		}
 	}
+	close(ch)
+	wg.Wait()
 	if err := o.Budget.Save(); err != nil && runErr == nil {
 		runErr = err
-	}
-	for name, w := range writers {
-		if err := w.Close(); err != nil && runErr == nil {
-			runErr = err
-		}
-		delete(writers, name)
 	}
 	if runErr == nil && ctx.Err() == nil {
 		for name, f := range targets {
