@@ -225,18 +225,21 @@ func (e *engine) runGmail(ctx context.Context, folders []*account.Folder, start 
 		}
 		return nil, fmt.Errorf("reading Gmail's labels: %w", err)
 	}
-	have := map[string]bool{}
+	have := map[string]archive.Record{}
 	for _, name := range o.Archive.Folders() {
 		recs, err := o.Archive.Records(name)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range recs {
-			if r.GmailMsgID != "" {
-				have[r.GmailMsgID] = true
+			if r.GmailMsgID != "" && !r.Alias {
+				have[r.GmailMsgID] = r
 			}
 		}
 	}
+	// --refresh-flags: flags and labels of archived messages, from the
+	// metadata pass, by folder
+	updates := map[string][]gmailMsg{}
 	// what goes where: groups of (source mailbox, target folder)
 	type group struct {
 		src    *account.Folder
@@ -259,7 +262,11 @@ func (e *engine) runGmail(ctx context.Context, folders []*account.Folder, start 
 		}
 		targets[name] = m.target
 		counts[name]++
-		if have[strconv.FormatUint(m.MsgID, 10)] {
+		if r, ok := have[strconv.FormatUint(m.MsgID, 10)]; ok {
+			if o.RefreshFlags && (!sameFlags(r.Flags, m.Flags) || !sameFlags(r.GmailLabels, m.Labels)) {
+				m.UID, m.uidValidity = r.UID, r.UIDValidity // where the index has it
+				updates[r.Folder] = append(updates[r.Folder], m)
+			}
 			continue
 		}
 		k := m.src.Name + "\x00" + name
@@ -354,6 +361,9 @@ feed:
 	}
 	close(ch)
 	wg.Wait()
+	if runErr == nil && ctx.Err() == nil && len(updates) > 0 {
+		runErr = e.gmailRefresh(updates)
+	}
 	if err := o.Budget.Save(); err != nil && runErr == nil {
 		runErr = err
 	}
@@ -533,6 +543,33 @@ func (e *engine) gmailFetch(ctx context.Context, c *account.Conn, src *account.F
 		}
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// gmailRefresh records the new flags and labels of archived messages
+// (--refresh-flags), one index line each, in the folder that holds it.
+func (e *engine) gmailRefresh(updates map[string][]gmailMsg) error {
+	names := make([]string, 0, len(updates))
+	for n := range updates {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		st := e.o.Archive.State(name)
+		w, err := e.o.Archive.OpenFolder(name, st.Segments)
+		if err != nil {
+			return fmt.Errorf("folder %s: %w", name, err)
+		}
+		for _, m := range updates[name] {
+			w.UpdateGmail(m.uidValidity, m.UID, append([]string{}, m.Flags...), append([]string{}, m.Labels...))
+			e.sum.mu.Lock()
+			e.sum.FlagsUpdated++
+			e.sum.mu.Unlock()
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("folder %s: %w", name, err)
 		}
 	}
 	return nil

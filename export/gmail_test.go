@@ -264,3 +264,43 @@ func TestGmailExportMaxBytesPerDay(t *testing.T) {
 		}
 	}
 }
+
+// TestGmailRefreshFlags: --refresh-flags brings the flags and labels of
+// archived Gmail messages up to date (index lines only, no body fetched),
+// an emptied label list included.
+func TestGmailRefreshFlags(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	d := time.Date(2025, 4, 7, 10, 0, 0, 0, time.UTC)
+	a := s.Add(gmailstub.Mail("r1@x", "a", 300), d, 0, []string{`\Inbox`, "Work"})
+	b := s.Add(gmailstub.Mail("r2@x", "b", 300), d, 0, []string{"Work"})
+	out := t.TempDir()
+	if _, err := gmailExport(t, s.Config(t), out, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	served := s.Stats().BytesServed
+	s.Relabel(a, []string{"Work", "Later"}, `\Seen`) // archived from INBOX, read, labelled
+	s.Relabel(b, nil)                                // its last label removed
+	sum, err := gmailExport(t, s.Config(t), out, Options{})
+	if err != nil || sum.FlagsUpdated != 0 {
+		t.Fatalf("without --refresh-flags: %v, %d updated", err, sum.FlagsUpdated)
+	}
+	sum, err = gmailExport(t, s.Config(t), out, Options{RefreshFlags: true})
+	if err != nil || sum.FlagsUpdated != 2 || sum.Messages != 0 {
+		t.Fatalf("--refresh-flags: %v, %+v", err, sum)
+	}
+	if s.Stats().BytesServed != served {
+		t.Fatal("a refresh fetched bodies")
+	}
+	got := byMsgID(t, out)
+	ra, rb := got[a], got[b]
+	if ra.Folder != "INBOX" || !slices.Equal(ra.GmailLabels, []string{"Later", "Work"}) || !slices.Equal(ra.Flags, []string{`\Seen`}) {
+		t.Errorf("r1: %s %v %v", ra.Folder, ra.GmailLabels, ra.Flags)
+	}
+	if rb.Folder != "Work" || len(rb.GmailLabels) != 0 {
+		t.Errorf("r2: %s %v", rb.Folder, rb.GmailLabels)
+	}
+	// nothing changed since: nothing recorded
+	if sum, err = gmailExport(t, s.Config(t), out, Options{RefreshFlags: true}); err != nil || sum.FlagsUpdated != 0 {
+		t.Fatalf("second refresh: %v, %d updated", err, sum.FlagsUpdated)
+	}
+}

@@ -99,6 +99,9 @@ type Record struct {
 	// Proton, labels) for the message of the same UIDVALIDITY and UID
 	// written earlier (export --refresh-flags); Merge applies it.
 	FlagsUpdate bool `json:"flags_update,omitempty"`
+	// GmailUpdate marks a FlagsUpdate line that also replaces the
+	// message's gm_labels (an empty list included).
+	GmailUpdate bool `json:"gm_update,omitempty"`
 }
 
 // location returns the part of r that says where and how its bytes are
@@ -120,6 +123,9 @@ func Merge(recs []Record) []Record {
 				out[i].Flags = r.Flags
 				if r.Labels != nil {
 					out[i].Labels = r.Labels
+				}
+				if r.GmailUpdate {
+					out[i].GmailLabels = r.GmailLabels
 				}
 			}
 			continue

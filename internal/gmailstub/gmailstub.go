@@ -236,6 +236,31 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
+// Relabel gives the message with X-GM-MSGID id exactly these labels and
+// flags, as a user does in Gmail's web interface.
+func (s *Server) Relabel(id uint64, labels []string, flags ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.msg {
+		if m.MsgID != id {
+			continue
+		}
+		m.Labels, m.Flags = map[string]bool{}, map[string]bool{}
+		for _, l := range labels {
+			m.Labels[l] = true
+		}
+		for _, f := range flags {
+			m.Flags[f] = true
+		}
+		if m.Labels[`\Starred`] {
+			m.Flags[`\Flagged`] = true
+		}
+		if m.Flags[`\Flagged`] {
+			m.Labels[`\Starred`] = true
+		}
+	}
+}
+
 // SetCaps changes the download and upload caps (0: none) and resets the
 // byte counters, as a new day does.
 func (s *Server) SetCaps(download, upload int64) {
