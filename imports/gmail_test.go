@@ -187,3 +187,51 @@ func TestGmailUploadCap(t *testing.T) {
 func eqFold(s string) func(string) bool {
 	return func(x string) bool { return strings.EqualFold(x, s) }
 }
+
+// TestMaxBytesPerDayBatches: --max-bytes-per-day holds for the batched
+// appends (MULTIAPPEND, Dovecot) too: the run stops before the budget, and
+// the next one appends the rest, nothing twice.
+func TestMaxBytesPerDayBatches(t *testing.T) {
+	src := testmail.Mem(t)
+	testmail.Put(t, testmail.MemConfig(t, src.Addr), testmail.Gen(30, []string{"INBOX", "Sent"}, 11))
+	out := exportTo(t, testmail.MemConfig(t, src.Addr), archive.EML)
+	d := testmail.StartDovecot(t)
+	dst := d.Config(t, "imaps", "dst")
+	var total int64
+	a, err := archive.OpenReadOnly(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range a.Folders() {
+		recs, _ := a.Records(f)
+		for _, r := range recs {
+			total += r.Size
+		}
+	}
+	a.Close()
+	b, err := account.NewDailyBudget(t.TempDir(), dst.URL.String(), "upload", total/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jdir := t.TempDir()
+	sum, err := Run(context.Background(), Options{Account: dst, Source: out, JournalDir: jdir, Budget: b, Log: t.Logf})
+	var ce *account.CapError
+	if !errors.As(err, &ce) || !ce.Own {
+		t.Fatalf("want an own CapError, got %v", err)
+	}
+	if sum.Bytes > total/2 || sum.Appended == 0 {
+		t.Fatalf("%d bytes appended (%d messages) under a budget of %d", sum.Bytes, sum.Appended, total/2)
+	}
+	first := sum.Appended
+	sum = runImport(t, Options{Account: dst, Source: out, JournalDir: jdir})
+	if first+sum.Appended != 30 {
+		t.Fatalf("%d + %d appended, want 30", first, sum.Appended)
+	}
+	n := 0
+	for _, ms := range contents(t, dst) {
+		n += len(ms)
+	}
+	if n != 30 {
+		t.Fatalf("%d messages on the target, want 30", n)
+	}
+}

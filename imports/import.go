@@ -968,8 +968,12 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 		var ps []prep
 		var msgs []account.AppendMsg
 		var bytes int64
+		var capErr error
 		for ; i < len(send) && len(ps) < batchMessages && (len(ps) == 0 || bytes+send[i].size <= batchBytes); i++ {
 			p := send[i]
+			if capErr = im.o.Budget.Take(p.size); capErr != nil {
+				break // --max-bytes-per-day: this batch is the last
+			}
 			ps = append(ps, p)
 			bytes += p.size
 			msgs = append(msgs, account.AppendMsg{Size: p.size, Flags: allowedFlags(p.it.Meta.Flags, perm), Date: p.it.Meta.InternalDate,
@@ -983,6 +987,10 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 					return pr, nil
 				}})
 		}
+		if len(msgs) == 0 {
+			sendErr = capErr
+			break
+		}
 		res, err := ma.AppendBatch(server, msgs)
 		if err != nil {
 			sendErr = fmt.Errorf("appending to %s: %w", t.name, err)
@@ -995,6 +1003,9 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 			if sendErr = ma.Flush(); sendErr == nil {
 				window <- batch{ps, res}
 			}
+		}
+		if capErr != nil && sendErr == nil {
+			sendErr = capErr // the batch in flight is answered first
 		}
 	}
 	if err := ma.Flush(); err != nil && sendErr == nil {
