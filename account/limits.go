@@ -57,8 +57,10 @@ func AsCapError(err error, direction string, gmail bool) *CapError {
 	var ie *imap.Error
 	if errors.As(err, &ie) {
 		code := strings.ToUpper(string(ie.Code))
-		bw := strings.Contains(strings.ToLower(ie.Text), "bandwidth")
-		if code == "THROTTLED" || (code == string(imap.ResponseCodeOverQuota) && (gmail || bw || direction == "download")) {
+		lower := strings.ToLower(ie.Text)
+		bw := strings.Contains(lower, "bandwidth")
+		if code == "THROTTLED" || (code == string(imap.ResponseCodeOverQuota) && (gmail || bw || direction == "download")) ||
+			(bw && strings.Contains(lower, "exceeded")) { // Workspace: "Account has exceeded the Gmail bandwidth limit ..."
 			return &CapError{Direction: direction, Server: "[" + code + "] " + ie.Text}
 		}
 		return nil

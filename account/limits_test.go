@@ -36,6 +36,7 @@ func TestAsCapError(t *testing.T) {
 		{&ByeError{Text: "Account has exceeded the Gmail bandwidth limit for downloads via IMAP"}, "download", true, true},
 		{&ByeError{Text: "Session expired, please login again"}, "download", true, false},
 		{errors.New("EOF"), "download", true, false},
+		{&ConnectError{Op: "login to", Err: &imap.Error{Type: imap.StatusResponseTypeNo, Code: "ALERT", Text: "Account has exceeded the Gmail bandwidth limit for downloads via IMAP"}}, "download", false, true},
 	}
 	for i, c := range cases {
 		if got := AsCapError(fmt.Errorf("x: %w", c.err), c.dir, c.gm) != nil; got != c.want {

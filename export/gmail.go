@@ -215,6 +215,9 @@ func (e *engine) runGmail(ctx context.Context, folders []*account.Folder, start 
 	roles := gmailRolesOf(folders)
 	g, err := o.Account.DialGmail(ctx)
 	if err != nil {
+		if ce := account.AsCapError(err, "download", true); ce != nil {
+			return e.sum, ce
+		}
 		return nil, err
 	}
 	msgs, err := gmailScan(g, roles)
@@ -391,6 +394,9 @@ feed:
 	e.sum.Elapsed = time.Since(start)
 	if runErr == nil {
 		runErr = ctx.Err()
+	}
+	if ce := account.AsCapError(runErr, "download", true); ce != nil {
+		runErr = ce // met anywhere (a new connection's login, say)
 	}
 	return e.sum, runErr
 }

@@ -160,6 +160,11 @@ func errorExit(stderr io.Writer, err error) int {
 		fmt.Fprintf(stderr, "mailmove: %v\n", err)
 		return exitDailyCap
 	}
+	if ce := account.AsCapError(err, "download or upload", false); ce != nil {
+		// a cap met where it was not expected (at login, say)
+		fmt.Fprintf(stderr, "mailmove: %v\nmailmove: %v\n", err, ce)
+		return exitDailyCap
+	}
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(stderr, "mailmove: interrupted; what was written is safe, run the same command again to finish")
 		return exitFailed
