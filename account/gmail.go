@@ -88,6 +88,10 @@ func (cfg *Config) DialGmail(ctx context.Context) (*GmailConn, error) {
 		if err := g.simple("STARTTLS"); err != nil {
 			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: err})
 		}
+		if g.br.Buffered() > 0 {
+			// bytes after the STARTTLS answer, before TLS: not protected
+			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: errors.New("the server sent data after its STARTTLS answer, before TLS began; refusing the connection (something on the path may be tampering with it)")})
+		}
 		t := tls.Client(conn, tc)
 		if err := t.HandshakeContext(ctx); err != nil {
 			return fail(cfg.tlsError(err))
@@ -95,13 +99,22 @@ func (cfg *Config) DialGmail(ctx context.Context) (*GmailConn, error) {
 		g.conn = t
 		g.wire(cfg, t)
 	}
-	if strings.ContainsAny(u.User+pw, "\r\n\x00") {
-		return fail(errors.New("the user name or password cannot be sent in a LOGIN"))
-	}
-	if err := g.simple("LOGIN " + quote(u.User) + " " + quote(pw)); err != nil {
-		return fail(&ConnectError{Op: "login to", Addr: u.Addr(), Err: err})
+	if err := g.login(u, pw); err != nil {
+		return fail(err)
 	}
 	return g, nil
+}
+
+// login signs in with the account's password (LOGIN). An OAuth2 account
+// (XOAUTH2) signs in here the way Dial and DialAppender do.
+func (g *GmailConn) login(u *URL, pw string) error {
+	if strings.ContainsAny(u.User+pw, "\r\n\x00") {
+		return errors.New("the user name or password cannot be sent in a LOGIN")
+	}
+	if err := g.simple("LOGIN " + quote(u.User) + " " + quote(pw)); err != nil {
+		return &ConnectError{Op: "login to", Addr: u.Addr(), Err: err}
+	}
+	return nil
 }
 
 // wire sets up reading and writing on c, logged (credentials redacted) to

@@ -101,6 +101,9 @@ type Summary struct {
 	// encrypted data), and reported.
 	Undecryptable []Failure `json:"undecryptable,omitempty"`
 	Bridge        bool      `json:"bridge"`
+	// Gmail is set when the account was exported the Gmail way (each
+	// message once, its labels in the index; see gmail.go).
+	Gmail bool `json:"gmail,omitempty"`
 	// AllMailOnly counts the messages stored into the archive folder "All
 	// Mail" because Bridge shows them in no folder (Bridge only; they are
 	// among Messages).
@@ -111,11 +114,8 @@ type Summary struct {
 	Excluded int `json:"excluded,omitempty"`
 	// BridgeSyncing is set when Bridge's All Mail count changed during the
 	// run: Bridge was probably still syncing, and a later run will find more.
-	BridgeSyncing bool `json:"bridge_syncing,omitempty"`
-	// Gmail is set when the account was exported the Gmail way (each
-	// message once, its labels in the index; see gmail.go).
-	Gmail   bool          `json:"gmail,omitempty"`
-	Elapsed time.Duration `json:"elapsed_ns"`
+	BridgeSyncing bool          `json:"bridge_syncing,omitempty"`
+	Elapsed       time.Duration `json:"elapsed_ns"`
 
 	mu sync.Mutex
 }

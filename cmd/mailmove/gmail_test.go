@@ -72,7 +72,7 @@ func TestGmailCountsAgree(t *testing.T) {
 	}
 }
 
-// TestGmailDailyCapExitCode: [OVERQUOTA] stops an export with exit code 4
+// TestGmailDailyCapExitCode: [OVERQUOTA] stops an export with exit code 6 (exitDailyCap)
 // and daily_cap_reached; the next day's run finishes, nothing fetched twice.
 // --max-bytes-per-day stops before the budget, counting earlier runs of the
 // day (kept in the state dir).
@@ -120,7 +120,7 @@ func TestGmailDailyCapExitCode(t *testing.T) {
 }
 
 // TestGmailImportCommand: a Gmail archive into another Gmail account with
-// import: --max-bytes-per-day stops it (exit 4) before the budget is
+// import: --max-bytes-per-day stops it (exit 6) before the budget is
 // crossed; the next run without it finishes, each message once, labels set.
 func TestGmailImportCommand(t *testing.T) {
 	src := gmailstub.StartT(t, gmailstub.Options{})

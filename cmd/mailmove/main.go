@@ -14,8 +14,7 @@
 //
 // Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
 // disk, quota); 2 usage error; 3 finished, but some messages could not be
-// exported or imported; 4 a daily transfer cap was reached (run again
-// tomorrow).
+// exported or imported.
 package main
 
 import (
@@ -41,10 +40,6 @@ const (
 	exitFailed  = 1
 	exitUsage   = 2
 	exitPartial = 3
-	// exitDailyCap: a daily transfer cap was reached (the provider's, such
-	// as Gmail's [OVERQUOTA], or --max-bytes-per-day); what was transferred
-	// is safe, and the same command run the next day goes on.
-	exitDailyCap = 4
 )
 
 const usage = `mailmove moves mail out of one provider and into an archive you own.
@@ -66,8 +61,7 @@ Accounts:
 
 Run 'mailmove help COMMAND' (or 'mailmove COMMAND --help') for the flags of a command.
 Flags may come before or after the other arguments.
-Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported,
-4 a daily transfer cap was reached (run again tomorrow).
+Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported.
 `
 
 func main() {
@@ -146,6 +140,13 @@ type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// exitDailyCap: a daily transfer cap was reached (the provider's, such as
+// Gmail's [OVERQUOTA], or --max-bytes-per-day); what was transferred is
+// safe, and the same command run the next day goes on. (Kept apart from the
+// exit codes above, with its own number, so that it merges with the codes
+// other commands add.)
+const exitDailyCap = 6
 
 // errorExit prints err the way the user needs it and returns the exit code.
 func errorExit(stderr io.Writer, err error) int {

@@ -82,6 +82,9 @@ type Record struct {
 	// (export --bridge-labels=folders); the message is also stored in its
 	// own folder.
 	LabelCopy bool `json:"label_copy,omitempty"`
+	// GmailUpdate marks a FlagsUpdate line that also replaces the
+	// message's gm_labels (an empty list included).
+	GmailUpdate bool `json:"gm_update,omitempty"`
 	// StatusAt and StatusLen locate the Status:, X-Status: and X-Keywords:
 	// lines that export --mbox-status-headers added at the end of the
 	// message's header in its mbox file: StatusLen bytes at offset
@@ -99,9 +102,6 @@ type Record struct {
 	// Proton, labels) for the message of the same UIDVALIDITY and UID
 	// written earlier (export --refresh-flags); Merge applies it.
 	FlagsUpdate bool `json:"flags_update,omitempty"`
-	// GmailUpdate marks a FlagsUpdate line that also replaces the
-	// message's gm_labels (an empty list included).
-	GmailUpdate bool `json:"gm_update,omitempty"`
 }
 
 // location returns the part of r that says where and how its bytes are
