@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -213,15 +214,7 @@ func (e *engine) runGmail(ctx context.Context, folders []*account.Folder, start 
 	o := e.o
 	e.sum.Gmail = true
 	roles := gmailRolesOf(folders)
-	g, err := o.Account.DialGmail(ctx)
-	if err != nil {
-		if ce := account.AsCapError(err, "download", true); ce != nil {
-			return e.sum, ce
-		}
-		return nil, err
-	}
-	msgs, err := gmailScan(g, roles)
-	g.Close()
+	msgs, err := e.gmailScanRetry(ctx, roles)
 	if err != nil {
 		if ce := account.AsCapError(err, "download", true); ce != nil {
 			return e.sum, ce
@@ -579,4 +572,49 @@ func (e *engine) gmailRefresh(updates map[string][]gmailMsg) error {
 		}
 	}
 	return nil
+}
+
+// gmailScanRetry runs the metadata pass on a connection of its own, again
+// on a new one when the connection drops (up to 6 times, with backoff).
+func (e *engine) gmailScanRetry(ctx context.Context, roles *gmailRoles) ([]gmailMsg, error) {
+	backoff := firstBackoff
+	for attempt := 0; ; attempt++ {
+		g, err := e.o.Account.DialGmail(ctx)
+		if err != nil {
+			var ce *account.ConnectError
+			if errors.As(err, &ce) && ce.Op != "connect" {
+				return nil, err // login, TLS: trying again does not help
+			}
+		} else {
+			var msgs []gmailMsg
+			msgs, err = gmailScan(g, roles)
+			g.Close()
+			if err == nil {
+				return msgs, nil
+			}
+		}
+		var ie *imap.Error
+		var re *account.ReadError
+		if ctx.Err() != nil || attempt >= 6 || errors.As(err, &ie) || account.AsCapError(err, "download", true) != nil {
+			return nil, err
+		}
+		if !errors.As(err, &re) && !isNetErr(err) {
+			return nil, err
+		}
+		e.o.Log("reading Gmail's labels: %v; trying again in %v", err, backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// isNetErr reports whether err is a network failure (a dropped or refused
+// connection, a timeout).
+func isNetErr(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }

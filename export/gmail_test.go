@@ -3,9 +3,12 @@ package export
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -302,5 +305,41 @@ func TestGmailRefreshFlags(t *testing.T) {
 	// nothing changed since: nothing recorded
 	if sum, err = gmailExport(t, s.Config(t), out, Options{RefreshFlags: true}); err != nil || sum.FlagsUpdated != 0 {
 		t.Fatalf("second refresh: %v, %d updated", err, sum.FlagsUpdated)
+	}
+}
+
+// TestGmailMetadataPassReconnects: a connection dropped in the middle of
+// the metadata pass is dialled again; the export completes, each body
+// fetched once.
+func TestGmailMetadataPassReconnects(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	d := time.Date(2025, 4, 7, 10, 0, 0, 0, time.UTC)
+	for i := 0; i < 60; i++ {
+		s.Add(gmailstub.Mail(fmt.Sprintf("p%d@x", i), "p", 200), d, 0, []string{`\Inbox`, "Some/Label"})
+	}
+	p := newCutProxy(t, s.Addr, 0, 2)
+	p.limitOf = func(i int32) (int64, bool) {
+		if i == 2 { // the metadata connection (the first is go-imap's)
+			return 6000, true
+		}
+		return 1 << 40, false
+	}
+	cfg := s.Config(t)
+	cfg.URL.Port = p.ln.Addr().(*net.TCPAddr).Port
+	old := firstBackoff
+	firstBackoff = 10 * time.Millisecond
+	defer func() { firstBackoff = old }()
+	out := t.TempDir()
+	sum, err := gmailExport(t, cfg, out, Options{})
+	if err != nil || sum.Messages != 60 {
+		t.Fatalf("%v: %d messages", err, sum.Messages)
+	}
+	if atomic.LoadInt32(&p.cuts) < 3 {
+		t.Fatalf("%d connections: the metadata pass was not dialled again", p.cuts)
+	}
+	for id, n := range s.Stats().Served {
+		if n != 1 {
+			t.Errorf("message %d served %d times", id, n)
+		}
 	}
 }
