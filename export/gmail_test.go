@@ -317,13 +317,18 @@ func TestGmailMetadataPassReconnects(t *testing.T) {
 	for i := 0; i < 60; i++ {
 		s.Add(gmailstub.Mail(fmt.Sprintf("p%d@x", i), "p", 200), d, 0, []string{`\Inbox`, "Some/Label"})
 	}
-	p := newCutProxy(t, s.Addr, 0, 2)
-	p.limitOf = func(i int32) (int64, bool) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	p := &cutProxy{ln: ln, target: s.Addr, n: 2, limitOf: func(i int32) (int64, bool) {
 		if i == 2 { // the metadata connection (the first is go-imap's)
 			return 6000, true
 		}
 		return 1 << 40, false
-	}
+	}}
+	go p.serve()
 	cfg := s.Config(t)
 	cfg.URL.Port = p.ln.Addr().(*net.TCPAddr).Port
 	old := firstBackoff
