@@ -214,6 +214,16 @@ func (e *engine) runGmail(ctx context.Context, folders []*account.Folder, start 
 	o := e.o
 	e.sum.Gmail = true
 	roles := gmailRolesOf(folders)
+	if same, n := e.gmailUnchanged(roles); same {
+		// nothing arrived and nothing moved to Spam or Trash since the
+		// last complete run (gmailstate.go): no metadata pass
+		e.sum.Folders = n
+		if o.Progress != nil {
+			o.Progress.Planned(0, 0)
+		}
+		e.sum.Elapsed = time.Since(start)
+		return e.sum, nil
+	}
 	msgs, err := e.gmailScanRetry(ctx, roles)
 	if err != nil {
 		if ce := account.AsCapError(err, "download", true); ce != nil {
@@ -378,6 +388,9 @@ feed:
 		}
 	}
 	if err := o.Archive.SaveState(); err != nil && runErr == nil {
+		runErr = err
+	}
+	if err := e.saveGmailState(roles, runErr == nil && ctx.Err() == nil && len(e.sum.Failed) == 0); err != nil && runErr == nil {
 		runErr = err
 	}
 	sort.Slice(e.sum.Failed, func(i, k int) bool {

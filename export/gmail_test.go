@@ -348,3 +348,34 @@ func TestGmailMetadataPassReconnects(t *testing.T) {
 		}
 	}
 }
+
+// TestGmailNothingNewNoPass: when All Mail, Spam and Trash have not moved
+// since the last complete run, a re-run skips the metadata pass; a new
+// message, --refresh-flags or other --folder/--exclude bring it back.
+func TestGmailNothingNewNoPass(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	gmailCorpus(s, gmailstub.English)
+	out := t.TempDir()
+	first, err := gmailExport(t, s.Config(t), out, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	passes := s.Stats().MetaFetches
+	sum, err := gmailExport(t, s.Config(t), out, Options{})
+	if err != nil || s.Stats().MetaFetches != passes || sum.Folders != first.Folders || sum.Messages != 0 {
+		t.Fatalf("re-run: %v, %d metadata fetches (was %d), %d folders (was %d)", err, s.Stats().MetaFetches, passes, sum.Folders, first.Folders)
+	}
+	if _, err := gmailExport(t, s.Config(t), out, Options{RefreshFlags: true}); err != nil || s.Stats().MetaFetches == passes {
+		t.Fatalf("--refresh-flags made no pass: %v", err)
+	}
+	passes = s.Stats().MetaFetches
+	if _, err := gmailExport(t, s.Config(t), out, Options{Exclude: []string{"Zeta"}}); err != nil || s.Stats().MetaFetches == passes {
+		t.Fatalf("another --exclude made no pass: %v", err)
+	}
+	s.Add(gmailstub.Mail("n1@x", "new", 300), time.Now(), 0, []string{`\Trash`})
+	passes = s.Stats().MetaFetches
+	sum, err = gmailExport(t, s.Config(t), out, Options{Exclude: []string{"Zeta"}})
+	if err != nil || sum.Messages != 1 || s.Stats().MetaFetches == passes {
+		t.Fatalf("a message moved to Trash: %v, %d messages", err, sum.Messages)
+	}
+}

@@ -111,6 +111,7 @@ type Server struct {
 	// Appends counts APPEND commands answered OK, Stores UID STORE
 	// commands that changed X-GM-LABELS.
 	appends, labelStores int
+	metaFetches          int
 	served               map[uint64]int // X-GM-MSGID -> bodies served
 	wg                   sync.WaitGroup
 }
@@ -221,6 +222,8 @@ type Stats struct {
 	// Appends counts the APPENDs answered OK (dropped duplicates
 	// included); LabelStores the UID STORE commands on X-GM-LABELS.
 	Appends, LabelStores int
+	// MetaFetches counts the FETCH commands that asked for X-GM-MSGID.
+	MetaFetches int
 	// Served counts, per X-GM-MSGID, how often its body was served.
 	Served map[uint64]int
 }
@@ -229,7 +232,8 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{BytesServed: s.bytesServed, BytesAppended: s.bytesAppended, Appends: s.appends, LabelStores: s.labelStores, Served: map[uint64]int{}}
+	st := Stats{BytesServed: s.bytesServed, BytesAppended: s.bytesAppended, Appends: s.appends, LabelStores: s.labelStores,
+		MetaFetches: s.metaFetches, Served: map[uint64]int{}}
 	for k, v := range s.served {
 		st.Served[k] = v
 	}
@@ -935,6 +939,11 @@ func (ss *session) fetch(tag string, args []tok) {
 		max = msgs[len(msgs)-1].uids[ss.sel.key]
 	}
 	match := uidSet(args[0].atom, max)
+	for _, it := range items {
+		if strings.EqualFold(it.atom, "X-GM-MSGID") {
+			s.metaFetches++
+		}
+	}
 	for seq, m := range msgs {
 		uid := m.uids[ss.sel.key]
 		if !match(uid) {
