@@ -72,6 +72,11 @@ type Options struct {
 	Progress Progress
 	// Log, if set, receives warnings (reconnects, retries).
 	Log func(format string, args ...any)
+	// GmailLabels applies to Gmail accounts (X-GM-EXT-1); see gmail.go.
+	GmailLabels GmailLabelMode
+	// Budget, if set, is --max-bytes-per-day: the run stops with an
+	// *account.CapError before a message would cross it (Gmail accounts).
+	Budget *account.DailyBudget
 }
 
 // Progress receives progress reports (see message.Progress).
@@ -101,6 +106,9 @@ type Summary struct {
 	// encrypted data), and reported.
 	Undecryptable []Failure `json:"undecryptable,omitempty"`
 	Bridge        bool      `json:"bridge"`
+	// Gmail is set when the account was exported the Gmail way (each
+	// message once, its labels in the index; see gmail.go).
+	Gmail bool `json:"gmail,omitempty"`
 	// AllMailOnly counts the messages stored into the archive folder "All
 	// Mail" because Bridge shows them in no folder (Bridge only; they are
 	// among Messages).
@@ -201,6 +209,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	folders, err := first.ListFolders()
 	if err != nil {
 		return nil, fmt.Errorf("listing folders: %w", err)
+	}
+	if !e.bridge && o.GmailLabels != GmailLabelsFolders && first.IsGmail() {
+		return e.runGmail(ctx, folders, start) // gmail.go
 	}
 	jobs, labelBoxes, allMail, real := e.plan(folders)
 	e.real = real
@@ -634,6 +645,21 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 			// is kept, the folder is reported, the others go on.
 			w.Close()
 			return e.folderFailed(j, fe.err)
+		}
+		if ce := account.AsCapError(err, "download", false); ce != nil {
+			w.Close() // a daily cap: stop the run, the next one goes on
+			return ce
+		}
+		if d, ok := account.ThrottleBackoff(err); ok && attempts < 6 {
+			attempts++ // Microsoft: "Suggested Backoff Time: N milliseconds"
+			e.o.Log("folder %s: %v; waiting %v as the server asks", j.name, err, d)
+			select {
+			case <-time.After(d):
+				continue
+			case <-ctx.Done():
+				w.Close()
+				return ctx.Err()
+			}
 		}
 		var ie *imap.Error
 		var ue *UnaccountedError
@@ -1077,6 +1103,7 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 		}
 		return nil
 	}
+	throttled := 0
 	for attempt := 0; len(want) > 0; attempt++ {
 		done, ferr := c.FetchBodies(want, put)
 		if err := ctx.Err(); err != nil {
@@ -1106,6 +1133,22 @@ func (fr *folderRun) chunk(ctx context.Context, c *account.Conn, uidValidity uin
 		var fe fatal
 		if errors.As(ferr, &fe) {
 			return ferr
+		}
+		if ce := account.AsCapError(ferr, "download", false); ce != nil {
+			return ce // a daily cap: the caller commits and stops the run
+		}
+		if d, ok := account.ThrottleBackoff(ferr); ok && throttled < 10 {
+			// Microsoft: "Request is throttled. Suggested Backoff Time: N
+			// milliseconds": wait as asked; it counts no try
+			throttled++
+			e.o.Log("folder %s: %v; waiting %v as the server asks", j.name, ferr, d)
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			want = rest
+			continue
 		}
 		if ferr != nil && isConnErr(c, ferr) {
 			// The connection is gone: the caller reconnects and resumes; the

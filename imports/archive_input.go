@@ -25,7 +25,7 @@ import (
 // Each message is compared with its index (size, SHA-256) as it is read:
 // a message that does not match fails to read, so it is reported, never
 // uploaded.
-func scanArchive(root string, fn func(*Item) error, bad func(error)) error {
+func scanArchive(root string, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
 	a, err := archive.OpenReadOnly(root)
 	if err != nil {
 		return err
@@ -96,8 +96,10 @@ func scanArchive(root string, fn func(*Item) error, bad func(error)) error {
 			}
 			it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: id}
 			it.open = func() (io.ReadCloser, error) { return openArchived(r, a, rec) }
-			if err := fn(it); err != nil {
-				return err
+			for _, x := range gmailArchiveItems(it, labelsAsFolders) { // gmail.go
+				if err := fn(x); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -50,6 +50,11 @@ type Options struct {
 	Progress Progress
 	// Log, if set, receives warnings.
 	Log func(format string, args ...any)
+	// Budget, if set, is --max-bytes-per-day: the run stops with an
+	// *account.CapError before an APPEND would cross it.
+	Budget *account.DailyBudget
+
+	gmail bool // the target is Gmail (set by Run; see gmail.go)
 }
 
 // Progress receives progress reports (see message.Progress).
@@ -128,7 +133,10 @@ type Summary struct {
 	NotDone int       `json:"not_done"`
 	Failed  []Failure `json:"failed"`
 	Bridge  bool      `json:"bridge"`
-	DryRun  bool      `json:"dry_run"`
+	// Gmail is set when the target is Gmail: labels were set with UID
+	// STORE +X-GM-LABELS (see gmail.go).
+	Gmail  bool `json:"gmail"`
+	DryRun bool `json:"dry_run"`
 	// Source is the input as resolved: absolute, symlinks evaluated.
 	Source  string        `json:"source"`
 	Elapsed time.Duration `json:"elapsed_ns"`
@@ -173,6 +181,8 @@ type target struct {
 	sources map[string]bool
 	exists  bool
 	plan    *FolderPlan
+	// gmLabels are the labels to set on the messages appended (Gmail).
+	gmLabels map[imap.UID][]string
 }
 
 // connSet closes every connection of a run when its context ends, so that
@@ -318,6 +328,8 @@ func run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return sum, fmt.Errorf("listing the target's folders: %w", err)
 	}
+	o.gmail = !bridge && c.IsGmail()
+	sum.Gmail = o.gmail
 	delim := '/'
 	byName := map[string]*account.Folder{}
 	for _, f := range folders {
@@ -332,6 +344,9 @@ func run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	defer jr.Close()
 	imp := &importer{o: o, sum: sum, bridge: bridge, delim: delim, byName: byName, jr: jr, conns: conns, plans: map[string]*FolderPlan{}}
+	if l, ok := c.Caps().AppendLimit(); ok && l != nil {
+		imp.appendLimit = int64(*l)
+	}
 	// Group items by target folder; every item is counted in the tally of
 	// its target folder (or of its source folder, if it has none).
 	targets := map[string]*target{}
@@ -593,6 +608,9 @@ func (o *Options) targetFor(it *Item, folders []*account.Folder, bridge bool) (s
 			// messages only in Bridge's All Mail: into the archive folder
 			role = `\Archive`
 			name = "Archive"
+			if o.gmail {
+				role = `\All` // Gmail: archived mail is mail in All Mail alone
+			}
 		default:
 			name = src
 		}
@@ -662,11 +680,13 @@ type importer struct {
 	mu     sync.Mutex // guards sum, jr and byName
 	sum    *Summary
 	bridge bool
-	delim  rune
-	byName map[string]*account.Folder
-	jr     *journal
-	conns  *connSet
-	plans  map[string]*FolderPlan // the tally, by target folder
+	// appendLimit is the server's APPENDLIMIT (0: none announced).
+	appendLimit int64
+	delim       rune
+	byName      map[string]*account.Folder
+	jr          *journal
+	conns       *connSet
+	plans       map[string]*FolderPlan // the tally, by target folder
 }
 
 // serverName turns a "/"-separated path into the server's name.
@@ -759,6 +779,10 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 			continue
 		}
 		h := parseHeader(hdr)
+		if im.appendLimit > 0 && size > im.appendLimit {
+			im.fail(t, it, fmt.Errorf("%d bytes is over the server's APPENDLIMIT of %d bytes; not sent", size, im.appendLimit))
+			continue
+		}
 		if im.bridge {
 			if !strings.EqualFold(t.name, "Drafts") && (!h.hasFrom || !h.hasDate) {
 				im.fail(t, it, errors.New("Proton Mail Bridge needs a From and a Date header (except in Drafts); skipped"))
@@ -842,6 +866,12 @@ func (im *importer) folder(ctx context.Context, c *account.Conn, t *target) erro
 		return err
 	}
 	labelCopies, err := im.send(ctx, c, server, t, send, drop, permFlags)
+	if im.o.gmail && ctx.Err() == nil {
+		// even after a stop (a daily cap): what was appended gets its labels
+		if lerr := im.storeGmailLabels(ctx, server, t, t.gmLabels); err == nil {
+			err = lerr
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -938,8 +968,12 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 		var ps []prep
 		var msgs []account.AppendMsg
 		var bytes int64
+		var capErr error
 		for ; i < len(send) && len(ps) < batchMessages && (len(ps) == 0 || bytes+send[i].size <= batchBytes); i++ {
 			p := send[i]
+			if capErr = im.o.Budget.Take(p.size); capErr != nil {
+				break // --max-bytes-per-day: this batch is the last
+			}
 			ps = append(ps, p)
 			bytes += p.size
 			msgs = append(msgs, account.AppendMsg{Size: p.size, Flags: allowedFlags(p.it.Meta.Flags, perm), Date: p.it.Meta.InternalDate,
@@ -953,6 +987,10 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 					return pr, nil
 				}})
 		}
+		if len(msgs) == 0 {
+			sendErr = capErr
+			break
+		}
 		res, err := ma.AppendBatch(server, msgs)
 		if err != nil {
 			sendErr = fmt.Errorf("appending to %s: %w", t.name, err)
@@ -965,6 +1003,9 @@ func (im *importer) sendBatches(ctx context.Context, c *account.Conn, ma *accoun
 			if sendErr = ma.Flush(); sendErr == nil {
 				window <- batch{ps, res}
 			}
+		}
+		if capErr != nil && sendErr == nil {
+			sendErr = capErr // the batch in flight is answered first
 		}
 	}
 	if err := ma.Flush(); err != nil && sendErr == nil {
@@ -1024,6 +1065,9 @@ func (im *importer) result(t *target, p prep, data *imap.AppendData, err error) 
 		}
 		im.appended(t, p, uid)
 		return uid, true, nil
+	}
+	if ce := account.AsCapError(err, "upload", im.o.gmail); ce != nil {
+		return 0, false, ce // a daily upload cap (Gmail's [OVERQUOTA])
 	}
 	var ie *imap.Error
 	switch {
@@ -1113,6 +1157,16 @@ func (im *importer) send(ctx context.Context, c *account.Conn, server string, t 
 			if err != nil {
 				stop.set(err)
 			}
+			if ok && im.o.gmail {
+				if ls := im.gmailLabels(f.p.it, t.name); len(ls) > 0 && uid != 0 {
+					if t.gmLabels == nil {
+						t.gmLabels = map[imap.UID][]string{}
+					}
+					t.gmLabels[uid] = ls
+				} else if len(ls) > 0 {
+					im.failf(f.p.it.Source, t.name, "Gmail gave no UID for the appended message (APPENDUID): its labels %q are not set", ls)
+				}
+			}
 			if ok && im.bridge && uid != 0 {
 				for _, l := range f.p.it.Meta.Labels {
 					if l != "Starred" && !strings.Contains(l, "/") {
@@ -1129,6 +1183,9 @@ func (im *importer) send(ctx context.Context, c *account.Conn, server string, t 
 		}
 		if stop.get() != nil {
 			break
+		}
+		if sendErr = im.o.Budget.Take(p.size); sendErr != nil {
+			break // --max-bytes-per-day
 		}
 		ap, err := im.startAppend(c, server, p, drop, perm)
 		if err != nil {
@@ -1275,7 +1332,11 @@ func (im *importer) startAppend(c *account.Conn, server string, p prep, drop []s
 	pr := newPrepared(r, drop)
 	pr.keepHdr = false
 	defer pr.Close()
-	opts := &imap.AppendOptions{Flags: allowedFlags(it.Meta.Flags, perm)}
+	flags := it.Meta.Flags
+	if im.o.gmail {
+		flags = gmailFlags(it)
+	}
+	opts := &imap.AppendOptions{Flags: allowedFlags(flags, perm)}
 	if !it.Meta.InternalDate.IsZero() {
 		opts.Time = it.Meta.InternalDate
 	}

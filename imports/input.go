@@ -97,7 +97,7 @@ func Scan(path string, format Format, labelsAsFolders bool, fn func(*Item) error
 		return scanFile(path, format, labelsAsFolders, fn, bad)
 	}
 	if _, err := os.Stat(filepath.Join(path, archive.StateDir, "archive.json")); err == nil && (format == FormatAuto || format == FormatArchive) {
-		return scanArchive(path, fn, bad)
+		return scanArchive(path, labelsAsFolders, fn, bad)
 	}
 	return scanTree(path, format, labelsAsFolders, fn, bad)
 }

@@ -46,6 +46,13 @@ type Meta struct {
 	// Labels are the Proton labels (Bridge's Labels/... folders) the message
 	// carries; Starred is one of them when the message is starred.
 	Labels []string `json:"labels,omitempty"`
+	// GmailMsgID and GmailThrID are Gmail's X-GM-MSGID and X-GM-THRID, in
+	// decimal (strings: they pass 2^53, where JSON readers lose digits).
+	GmailMsgID string `json:"gm_msgid,omitempty"`
+	GmailThrID string `json:"gm_thrid,omitempty"`
+	// GmailLabels are Gmail's X-GM-LABELS of the message (\Inbox, \Sent,
+	// \Important, \Starred, user labels), whichever folder it is stored in.
+	GmailLabels []string `json:"gm_labels,omitempty"`
 	// Undecryptable is set when Proton Mail Bridge served the message with
 	// its "could not be decrypted" placeholder: the archive holds what Bridge
 	// gave, not the readable message.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/export"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/schollz/progressbar/v3"
@@ -32,6 +33,8 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	lineEnd := fs.String("mbox-line-endings", "lf", "line endings of a new mbox archive: `lf` (as mail clients expect; the index still gives back the server's CRLF bytes exactly) or crlf (as fetched)")
 	layout := fs.String("mbox-layout", "", "how a new mbox archive lays out nested folders: `mailmove` (Parent/Child.mbox, the default) or thunderbird (Parent.sbd/Child, no extension, as Thunderbird's Local Folders)")
 	statusHdrs := fs.Bool("mbox-status-headers", false, "add Status:, X-Status: and X-Keywords: lines with each message's flags to the mbox files, so that mutt, Dovecot and Python's mailbox show read, replied and flagged mail as such (the index records them: check, import and the SHA-256 still see the server's bytes)")
+	gmailLabels := fs.String("gmail-labels", "metadata", "Gmail labels: `metadata` (each message once, in one folder, its labels and thread in the index) or folders (every label exported as a folder)")
+	maxPerDay := fs.Int64("max-bytes-per-day", 0, "stop cleanly before `n` bytes of messages are downloaded from this account in one day (UTC), counting every run of the day (Gmail's daily IMAP cap is about 2 500 MB); 0: no limit")
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {
@@ -84,6 +87,14 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if *labels != "metadata" && *labels != "folders" {
 		fmt.Fprintf(stderr, "mailmove export: --bridge-labels %s: want metadata or folders\n", *labels)
+		return exitUsage
+	}
+	if *gmailLabels != "metadata" && *gmailLabels != "folders" {
+		fmt.Fprintf(stderr, "mailmove export: --gmail-labels %s: want metadata or folders\n", *gmailLabels)
+		return exitUsage
+	}
+	if *maxPerDay < 0 {
+		fmt.Fprintln(stderr, "mailmove export: --max-bytes-per-day must be 0 (no limit) or more")
 		return exitUsage
 	}
 	if *conns < 1 {
@@ -143,6 +154,13 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		Connections:  *conns,
 		Labels:       export.LabelMode(*labels),
 		RefreshFlags: *refresh,
+		GmailLabels:  export.GmailLabelMode(*gmailLabels),
+	}
+	if *maxPerDay > 0 {
+		if opts.Budget, err = account.NewDailyBudget(dailyDir(), cfg.URL.String(), "download", *maxPerDay); err != nil {
+			first.Close()
+			return failed(err)
+		}
 	}
 	if prog != nil {
 		opts.Progress = prog
@@ -191,10 +209,15 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // renumbering. Export and migrate print it after their summary line.
 func exportNotes(sum *export.Summary) string {
 	var b strings.Builder
+	if sum.Gmail {
+		b.WriteString("; Gmail: each message once, in one folder, its labels and thread in the index")
+	}
 	if sum.AllMailOnly > 0 {
 		fmt.Fprintf(&b, "; %d of them are in no folder on Proton Mail Bridge and went into All Mail", sum.AllMailOnly)
 	}
-	if sum.Excluded > 0 {
+	if sum.Excluded > 0 && sum.Gmail {
+		fmt.Fprintf(&b, "; %d messages of excluded folders left out", sum.Excluded)
+	} else if sum.Excluded > 0 {
 		fmt.Fprintf(&b, "; %d messages of excluded folders left out of All Mail", sum.Excluded)
 	}
 	if sum.Duplicates > 0 {
@@ -295,4 +318,16 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return "…" + string(r[len(r)-n+1:])
+}
+
+// dailyDir is where --max-bytes-per-day keeps each account's count of the
+// day: $XDG_STATE_HOME/mailmove/daily, else ~/.local/state/mailmove/daily.
+func dailyDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "mailmove", "daily")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "mailmove", "daily")
+	}
+	return filepath.Join(os.TempDir(), "mailmove-daily")
 }

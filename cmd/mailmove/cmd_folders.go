@@ -19,6 +19,7 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.Var(&include, "folder", "only folders matching this glob `pattern` (repeatable)")
 	fs.Var(&exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
 	labels := fs.String("bridge-labels", "metadata", "Proton labels: `metadata` or folders, as for export")
+	gmailLabels := fs.String("gmail-labels", "metadata", "Gmail labels: `metadata` or folders, as for export")
 	jsonOut := fs.Bool("json", false, "print JSON")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: mailmove folders --from URL [flags]\n\nLists the folders that export would export, with message counts and sizes.\n\n")
@@ -72,6 +73,31 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var rows []row
 	var total uint32
 	var totalBytes int64
+	gmail := !bridge && *gmailLabels != "folders" && c.IsGmail()
+	if gmail {
+		// Gmail: each message once, in the folder the rule picks (see
+		// export/gmail.go); a metadata pass counts them
+		st.set("reading Gmail's labels")
+		planned, _, err := export.GmailFolders(ctx, cfg, all, include, exclude)
+		if err != nil {
+			st.clear()
+			failJSON(stdout, *jsonOut, "folders", err)
+			return errorExit(stderr, err)
+		}
+		sel = nil
+		for _, p := range planned {
+			r := row{Folder: p.Folder.Path(), Archive: p.Name, Exported: uint32(p.Messages), Bytes: &p.Bytes}
+			if s := p.Folder.Status; s != nil && s.NumMessages != nil {
+				r.Messages = *s.NumMessages
+			}
+			if r.Messages != r.Exported {
+				r.Note = fmt.Sprintf("Gmail: %d stored here, the others once in another folder (labels in the index)", r.Exported)
+			}
+			total += r.Exported
+			totalBytes += p.Bytes
+			rows = append(rows, r)
+		}
+	}
 	for _, p := range sel {
 		f := p.Folder
 		r := row{Folder: f.Path(), Archive: p.Name}
@@ -140,6 +166,9 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stdout, "%d folders, %d messages to export, %s\n", len(rows), total, humanBytes(totalBytes))
 	} else {
 		fmt.Fprintf(stdout, "%d folders, %d messages to export\n", len(rows), total)
+	}
+	if gmail {
+		fmt.Fprintln(stdout, "(Gmail: each message is exported once, into INBOX, Sent, Drafts, Spam or Trash, else its first label, else All Mail; all its labels are recorded in the index)")
 	}
 	if bridge {
 		fmt.Fprintln(stdout, "(Proton Mail Bridge: a message in two folders counts in each, as it is stored in each; All Mail, Starred and Labels/ are views: their messages count once, in their folders, and their labels are recorded)")

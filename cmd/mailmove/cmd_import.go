@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/imports"
 )
 
@@ -23,7 +24,8 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	prefix := fs.String("prefix", "", "put the folders under this target `folder` (e.g. Imported)")
 	var maps multiFlag
 	fs.Var(&maps, "map", "`SRC=DST`: source folder SRC goes to target folder DST (repeatable)")
-	labels := fs.String("labels", "keywords", "Gmail Takeout labels beyond the first folder: `keywords` or folders (one copy per label)")
+	labels := fs.String("labels", "keywords", "Gmail labels (Takeout, or a Gmail archive) beyond the message's folder: `keywords` or folders (one copy per label); into Gmail they are set as labels")
+	maxPerDay := fs.Int64("max-bytes-per-day", 0, "stop cleanly before `n` bytes are uploaded to this account in one day (UTC), counting every run of the day (Gmail's daily IMAP upload cap is about 500 MB); 0: no limit")
 	dry := fs.Bool("dry-run", false, "show what would be created and appended, change nothing")
 	conns := fs.Int("connections", 0, "use at most `n` IMAP connections, one target folder each (default 4; 2 for Proton Mail Bridge)")
 	jdir := fs.String("journal-dir", defaultJournalDir(), "where import journals are kept (`dir`)")
@@ -70,6 +72,14 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	opts := imports.Options{
 		Account: cfg, Source: rest[0], Format: imports.Format(*format), Folder: *folder, Prefix: *prefix, Map: m,
 		LabelsAsFolders: *labels == "folders", DryRun: *dry, JournalDir: *jdir, Connections: *conns,
+	}
+	if *maxPerDay > 0 && !*dry {
+		b, err := account.NewDailyBudget(dailyDir(), cfg.URL.String(), "upload", *maxPerDay)
+		if err != nil {
+			return errorExit(stderr, err)
+		}
+		opts.Budget = b
+		defer b.Save()
 	}
 	st := newStatusLine(stderr, tty, "connecting to "+cfg.URL.Addr())
 	defer st.clear()

@@ -19,7 +19,8 @@
 // Exit codes: 0 everything done; 1 the run failed (connection, login, TLS,
 // disk, quota); 2 usage error; 3 finished, but some messages could not be
 // exported or imported; 4 verify found differences; 5 (backup) an archive
-// was held by another mailmove for longer than --lock-wait.
+// was held by another mailmove for longer than --lock-wait; 6 a daily transfer
+// cap was reached (Gmail's, or --max-bytes-per-day): run again tomorrow.
 package main
 
 import (
@@ -77,7 +78,8 @@ Accounts:
 Run 'mailmove help COMMAND' (or 'mailmove COMMAND --help') for the flags of a command.
 Flags may come before or after the other arguments.
 Exit codes: 0 done, 1 failed, 2 usage error, 3 some messages could not be exported or imported,
-4 verify found differences, 5 (backup) an archive stayed locked by another mailmove.
+4 verify found differences, 5 (backup) an archive stayed locked by another mailmove,
+6 a daily transfer cap was reached (run again tomorrow).
 `
 
 func main() {
@@ -165,6 +167,13 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
+// exitDailyCap: a daily transfer cap was reached (the provider's, such as
+// Gmail's [OVERQUOTA], or --max-bytes-per-day); what was transferred is
+// safe, and the same command run the next day goes on. (Kept apart from the
+// exit codes above, with its own number, so that it merges with the codes
+// other commands add.)
+const exitDailyCap = 6
+
 // errorExit prints err the way the user needs it and returns the exit code.
 func errorExit(stderr io.Writer, err error) int {
 	var ue *account.UsageError
@@ -172,6 +181,16 @@ func errorExit(stderr io.Writer, err error) int {
 	if errors.As(err, &ue) || errors.As(err, &pe) {
 		fmt.Fprintf(stderr, "mailmove: %v\n", err)
 		return exitUsage
+	}
+	var ce *account.CapError
+	if errors.As(err, &ce) {
+		fmt.Fprintf(stderr, "mailmove: %v\n", err)
+		return exitDailyCap
+	}
+	if ce := account.AsCapError(err, "download or upload", false); ce != nil {
+		// a cap met where it was not expected (at login, say)
+		fmt.Fprintf(stderr, "mailmove: %v\nmailmove: %v\n", err, ce)
+		return exitDailyCap
 	}
 	if errors.Is(err, context.Canceled) {
 		fmt.Fprintln(stderr, "mailmove: interrupted; what was written is safe, run the same command again to finish")

@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
 
+	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/export"
 	"github.com/mailmove/mailmove/imports"
 )
@@ -40,6 +42,8 @@ type exportReport struct {
 	AllMail    int              `json:"all_mail_only"`
 	Excluded   int              `json:"excluded"`
 	Syncing    bool             `json:"bridge_syncing"`
+	Gmail      bool             `json:"gmail"`
+	CapReached bool             `json:"daily_cap_reached"`
 	Seconds    float64          `json:"seconds"`
 }
 
@@ -51,6 +55,7 @@ func newExportReport(sum *export.Summary, runErr error, out string) *exportRepor
 		v.AllMail, v.Excluded = sum.AllMailOnly, sum.Excluded
 		v.Seconds = sum.Elapsed.Seconds()
 		v.Syncing = sum.BridgeSyncing
+		v.Gmail = sum.Gmail
 		if sum.Failed != nil {
 			v.Failed = sum.Failed
 		}
@@ -62,6 +67,8 @@ func newExportReport(sum *export.Summary, runErr error, out string) *exportRepor
 		v.Error = runErr.Error()
 	}
 	v.OK = runErr == nil && len(v.Failed) == 0 && len(v.Undecrypt) == 0
+	var ce *account.CapError
+	v.CapReached = errors.As(runErr, &ce)
 	return v
 }
 

@@ -83,6 +83,9 @@ type Record struct {
 	// (export --bridge-labels=folders); the message is also stored in its
 	// own folder.
 	LabelCopy bool `json:"label_copy,omitempty"`
+	// GmailUpdate marks a FlagsUpdate line that also replaces the
+	// message's gm_labels (an empty list included).
+	GmailUpdate bool `json:"gm_update,omitempty"`
 	// StatusAt and StatusLen locate the Status:, X-Status: and X-Keywords:
 	// lines that export --mbox-status-headers added at the end of the
 	// message's header in its mbox file: StatusLen bytes at offset
@@ -134,6 +137,9 @@ func Merge(recs []Record) []Record {
 				out[i].Flags = r.Flags
 				if r.Labels != nil {
 					out[i].Labels = r.Labels
+				}
+				if r.GmailUpdate {
+					out[i].GmailLabels = r.GmailLabels
 				}
 			}
 			continue

@@ -258,6 +258,12 @@ func (w *FolderWriter) UpdateFlags(uidValidity, uid uint32, flags, labels []stri
 	w.add(Record{Meta: message.Meta{UIDValidity: uidValidity, UID: uid, Flags: flags, Labels: labels}, FlagsUpdate: true}, 0)
 }
 
+// UpdateGmail records new flags and Gmail labels (gm_labels) for a message
+// already in the folder (export --refresh-flags of a Gmail account).
+func (w *FolderWriter) UpdateGmail(uidValidity, uid uint32, flags, gmLabels []string) {
+	w.add(Record{Meta: message.Meta{UIDValidity: uidValidity, UID: uid, Flags: flags, GmailLabels: gmLabels}, FlagsUpdate: true, GmailUpdate: true}, 0)
+}
+
 // NeedCommit reports whether enough is pending that Commit (or
 // CommitBackground) should run.
 func (w *FolderWriter) NeedCommit() bool {
