@@ -29,6 +29,7 @@ import (
 	"syscall"
 
 	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/formats/archive"
 )
 
 // version is set with -ldflags "-X main.version=..."; "dev" otherwise.
@@ -145,7 +146,10 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 func errorExit(stderr io.Writer, err error) int {
 	var ue *account.UsageError
 	var pe *account.PasswordFileModeError
-	if errors.As(err, &ue) || errors.As(err, &pe) {
+	var ee *archive.EncryptedError
+	var ie *archive.IdentityError
+	var se *archive.SealingError
+	if errors.As(err, &ue) || errors.As(err, &pe) || errors.As(err, &ee) || errors.As(err, &ie) || errors.As(err, &se) {
 		fmt.Fprintf(stderr, "mailmove: %v\n", err)
 		return exitUsage
 	}
