@@ -33,10 +33,10 @@ func scanArchive(root string, ids []age.Identity, fn func(*Item) error, bad func
 		return err
 	}
 	defer a.Close()
-	if err := a.NeedIdentity(); err != nil {
+	if err := a.SetIdentities(ids); err != nil {
 		return err
 	}
-	if err := a.SetIdentities(ids); err != nil {
+	if err := a.NeedIdentity(); err != nil {
 		return err
 	}
 	r, err := os.OpenRoot(root)
