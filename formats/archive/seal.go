@@ -184,7 +184,7 @@ func (a *Archive) sealedMbox() bool { return a.Encrypted() && a.Header.Format ==
 // open it is an IdentityError.
 func (a *Archive) SetIdentities(ids []age.Identity) error {
 	a.identities = ids
-	if !a.Encrypted() {
+	if !a.Encrypted() || len(ids) == 0 {
 		return nil
 	}
 	for _, folder := range a.Folders() {
