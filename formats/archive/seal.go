@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -397,9 +397,16 @@ func segmentName(a *Archive, rel string) string {
 
 // isSegmentOf reports whether the file name (with "/") is a segment of the
 // folder whose mbox path is rel.
+// Exactly: another folder's segments (folder "INBOX.mbox.x" beside
+// "INBOX") share the prefix, never the rest.
 func isSegmentOf(name, rel string) bool {
-	return strings.HasPrefix(name, rel+".") && strings.HasSuffix(name, ".age") && strings.Contains(name[len(rel):], ".mbox")
+	rest, ok := strings.CutPrefix(name, rel+".")
+	return ok && segmentRest.MatchString(rest)
 }
+
+// segmentRest is what follows a folder's mbox path and a dot in the name of
+// one of its segments (see segmentName).
+var segmentRest = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}\.mbox(\.zst)?\.age$`)
 
 // zstd encoders and decoders: one message at a time each, memory bounded
 // by the window (1 MiB) whatever the message's size.
@@ -595,4 +602,3 @@ func (s *sealedStream) Close() error {
 	return err
 }
 
-var _ = bufio.NewReader

@@ -158,3 +158,25 @@ func TestSealedRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// The sweep of unindexed segments takes a folder's own segments only, never
+// those of a folder whose name starts with the same characters.
+func TestIsSegmentOf(t *testing.T) {
+	a := &Archive{Header: Header{Encryption: EncryptionAge, Format: Mbox}}
+	name := segmentName(a, "INBOX.mbox")
+	for _, c := range []struct {
+		name, rel string
+		want      bool
+	}{
+		{name, "INBOX.mbox", true},
+		{"INBOX.mbox.x.mbox." + strings.TrimPrefix(name, "INBOX.mbox."), "INBOX.mbox", false},
+		{"INBOX.mbox.x.mbox." + strings.TrimPrefix(name, "INBOX.mbox."), "INBOX.mbox.x.mbox", true},
+		{"INBOX.mbox", "INBOX.mbox", false},
+		{"INBOX.mbox.20260101T000000Z-abcdef12.mbox.zst.age", "INBOX.mbox", true},
+		{"INBOX.mbox.20260101T000000Z-abcdef12-x.mbox.age", "INBOX.mbox", false},
+	} {
+		if got := isSegmentOf(c.name, c.rel); got != c.want {
+			t.Errorf("isSegmentOf(%q, %q) = %v", c.name, c.rel, got)
+		}
+	}
+}
