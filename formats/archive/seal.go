@@ -601,4 +601,3 @@ func (s *sealedStream) Close() error {
 	}
 	return err
 }
-
