@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -318,5 +319,50 @@ func TestEncryptedKillAndResume(t *testing.T) {
 			}
 			t.Logf("%d kills", kills)
 		})
+	}
+}
+
+// A 50 MiB message through an encrypted, compressed export and back
+// through import --identity: each process's peak RSS stays far below the
+// message's size (it is streamed, never held).
+func TestEncryptedMemoryFlat(t *testing.T) {
+	src := testmail.Mem(t)
+	var b strings.Builder
+	b.WriteString("From: big@example.org\r\nSubject: big\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n")
+	line := strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo", 2) + "\r\n"
+	for i := 0; b.Len() < 50<<20; i++ {
+		fmt.Fprintf(&b, "%08x", i*2654435761)
+		b.WriteString(line)
+	}
+	raw := b.String()
+	testmail.Put(t, testmail.MemConfig(t, src.Addr), []testmail.Msg{{Folder: "INBOX", Raw: []byte(raw), Date: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}})
+	idFile, rcpt := newIdentity(t)
+	peak := func(what string, args ...string) {
+		t.Helper()
+		cmd := exec.Command(binary(t), args...)
+		cmd.Env = append(os.Environ(), "MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_TO_PASSWORD=secret", "MAILMOVE_DEBUG_PEAK_RSS=1")
+		res, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v: %s", what, err, res)
+		}
+		var maxRSS int64
+		parts := strings.SplitN(string(res), "VmHWM:", 2)
+		if _, err := fmt.Sscanf(strings.TrimSpace(parts[len(parts)-1]), "%d kB", &maxRSS); err != nil {
+			t.Fatalf("no peak RSS in %q", res)
+		}
+		t.Logf("%s: peak RSS %d MiB for a 50 MiB message", what, maxRSS/1024)
+		if maxRSS > 40<<10 {
+			t.Errorf("%s: peak RSS %d MiB: the message was held in memory", what, maxRSS/1024)
+		}
+	}
+	for _, format := range []string{"mbox", "eml"} {
+		out := filepath.Join(t.TempDir(), "a")
+		peak("export "+format, "export", "--from", "imap://alice@"+src.Addr+"?tls=none", "--to", format, "--out", out, "--encrypt-to", rcpt, "--compress", "zstd")
+		dst := testmail.Mem(t)
+		peak("import "+format, "import", "--to", "imap://alice@"+dst.Addr+"?tls=none", "--journal-dir", t.TempDir(), "--identity", idFile, out)
+		held := testmail.Held(t, testmail.MemConfig(t, dst.Addr))
+		if len(held["INBOX"]) != 1 || string(held["INBOX"][0].Raw) != raw {
+			t.Fatalf("%s: the message did not come back byte for byte", format)
+		}
 	}
 }
