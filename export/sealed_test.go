@@ -90,7 +90,9 @@ func TestSealedRescanAndRefreshFlags(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Close()
-			run := func() *Summary { return exportSealed(t, out, f, id, Options{Account: cfg, Connections: 1, RefreshFlags: true}) }
+			run := func() *Summary {
+				return exportSealed(t, out, f, id, Options{Account: cfg, Connections: 1, RefreshFlags: true})
+			}
 			if sum := run(); sum.FlagsUpdated != 1 || sum.Messages != 0 {
 				t.Fatalf("flags updated on %d messages (want 1), %d new", sum.FlagsUpdated, sum.Messages)
 			}
