@@ -46,10 +46,12 @@ func TestSealedRoundTrip(t *testing.T) {
 					const n = 25
 					want := map[uint32][32]byte{}
 					for run := 0; run < 2; run++ { // two runs: two segments, one appended plain file
-						a, err := OpenSealed(root, f, false, "", "test", s)
+						a, err := OpenSealed(root, f, f == Mbox, "", "test", s)
 						if err != nil {
 							t.Fatal(err)
 						}
+						// the second run's mbox messages carry status lines
+						a.StatusHeaders = f == Mbox && run == 1
 						w, err := a.OpenFolder("Secret Folder", []string{"Secret Folder"})
 						if err != nil {
 							t.Fatal(err)
@@ -130,6 +132,9 @@ func TestSealedRoundTrip(t *testing.T) {
 						}
 					}
 					for _, rec := range recs {
+						if f == Mbox && rec.UID > n && rec.StatusLen == 0 {
+							t.Fatalf("UID %d has no status lines", rec.UID)
+						}
 						rc, err := r.OpenMessage(rec)
 						if err != nil {
 							t.Fatal(err)
