@@ -2,6 +2,9 @@ package archive
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/mailmove/mailmove/message"
 )
@@ -182,6 +186,87 @@ func TestIsSegmentOf(t *testing.T) {
 	} {
 		if got := isSegmentOf(c.name, c.rel); got != c.want {
 			t.Errorf("isSegmentOf(%q, %q) = %v", c.name, c.rel, got)
+		}
+	}
+}
+
+// An archive encrypted to an SSH ed25519 public key (as in
+// authorized_keys) and to a recipients file reads back with the SSH
+// private key, or with the age identity.
+func TestSSHAndFileRecipients(t *testing.T) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "id_ed25519")
+	os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600)
+	sshRcpt, err := ParseRecipient(string(ssh.MarshalAuthorizedKey(spub)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := age.GenerateX25519Identity()
+	rf := filepath.Join(dir, "recipients.txt")
+	os.WriteFile(rf, []byte("# backup key\n\n"+id.Recipient().String()+"\n"), 0o600)
+	fromFile, err := ReadRecipientsFile(rf)
+	if err != nil || len(fromFile) != 1 {
+		t.Fatalf("recipients file: %v", err)
+	}
+	if _, err := ParseRecipient(id.String()); err == nil || !strings.Contains(err.Error(), "private key") {
+		t.Fatalf("a private key as recipient: %v", err)
+	}
+	root := filepath.Join(dir, "a")
+	a, err := OpenSealed(root, EML, false, "", "test", Sealing{Recipients: append([]age.Recipient{sshRcpt}, fromFile...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := a.OpenFolder("INBOX", []string{"INBOX"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := sealedMessage(1)
+	if _, err := w.Put(&message.Meta{UIDValidity: 1, UID: 1, InternalDate: time.Unix(1700000000, 0)}, strings.NewReader(raw), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	idFile := filepath.Join(dir, "key.txt")
+	os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600)
+	for _, f := range []string{keyFile, idFile} {
+		ids, err := ReadIdentityFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := OpenReadOnly(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.SetIdentities(ids); err != nil {
+			t.Fatal(err)
+		}
+		recs, err := r.Records("INBOX")
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("%d records, %v", len(recs), err)
+		}
+		rc, err := r.OpenMessage(recs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		r.Close()
+		if string(b) != raw {
+			t.Fatalf("%s: the message did not come back", f)
 		}
 	}
 }
