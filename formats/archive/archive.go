@@ -196,6 +196,10 @@ type FolderState struct {
 	// Attrs are the folder's LIST attributes on the server (\Sent, \Trash,
 	// ...), so that an import can put it where the same role is.
 	Attrs []string `json:"attrs,omitempty"`
+	// SegmentFiles is the number of segment files the index names, in an
+	// encrypted mbox archive; a run that finds as many skips the sweep for
+	// unindexed ones.
+	SegmentFiles int `json:"segment_files,omitempty"`
 	// Rescan is set when UIDVALIDITY changed and the pass that matches old
 	// messages by content has not finished.
 	Rescan bool `json:"rescan,omitempty"`

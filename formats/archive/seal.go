@@ -503,8 +503,16 @@ func fileSize(f io.ReaderAt) int64 {
 func (a *Archive) sweepSegments(name string, st *FolderState) error {
 	rel := a.folderPath(st)
 	dir := filepath.Join(a.Root, filepath.FromSlash(rel))
-	matches, _ := filepath.Glob(dir + ".*.age")
-	if len(matches) == 0 {
+	globbed, _ := filepath.Glob(dir + ".*.age")
+	var matches []string // this folder's segments, not another's
+	for _, m := range globbed {
+		if r, err := filepath.Rel(a.Root, m); err == nil && isSegmentOf(filepath.ToSlash(r), rel) {
+			matches = append(matches, m)
+		}
+	}
+	if len(matches) == 0 || len(matches) == st.SegmentFiles {
+		// none the index does not name (a folders.json a crash left
+		// behind counts fewer, never more)
 		return nil
 	}
 	known := map[string]bool{}
@@ -515,6 +523,13 @@ func (a *Archive) sweepSegments(name string, st *FolderState) error {
 	for _, r := range recs {
 		known[r.File] = true
 	}
+	st.SegmentFiles = 0
+	for f := range known {
+		if isSegmentOf(f, rel) {
+			st.SegmentFiles++
+		}
+	}
+	a.dirty = true
 	for _, m := range matches {
 		r, err := filepath.Rel(a.Root, m)
 		if err != nil {

@@ -270,3 +270,60 @@ func TestSSHAndFileRecipients(t *testing.T) {
 		}
 	}
 }
+
+// A segment renamed into place whose index lines were never written (a
+// kill between the two) is removed by the next writer, and only it: the
+// indexed segments, and those of a folder whose name starts the same way,
+// stay.
+func TestOrphanSegmentSwept(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	s := Sealing{Recipients: []age.Recipient{id.Recipient()}}
+	root := filepath.Join(t.TempDir(), "a")
+	a, err := OpenSealed(root, Mbox, true, "", "test", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, folder := range []string{"INBOX", "INBOX.mbox.x"} {
+		w, err := a.OpenFolder(folder, []string{folder})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Put(&message.Meta{UIDValidity: 1, UID: 1, InternalDate: time.Unix(1700000000, 0)}, strings.NewReader(sealedMessage(1)), nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+	orphan := filepath.Join(root, segmentName(&Archive{Header: Header{Encryption: EncryptionAge}}, "INBOX.mbox"))
+	if err := os.WriteFile(orphan, []byte("age..."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := filepath.Glob(filepath.Join(root, "*.age"))
+	if len(before) != 3 {
+		t.Fatalf("%d segments before", len(before))
+	}
+	a, err = OpenSealed(root, Mbox, true, "", "test", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	after, _ := filepath.Glob(filepath.Join(root, "*.age"))
+	if len(after) != 2 {
+		t.Fatalf("segments after: %v", after)
+	}
+	if _, err := os.Stat(orphan); err == nil {
+		t.Fatal("the orphan segment is still there")
+	}
+	r, err := OpenReadOnly(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.SetIdentities([]age.Identity{id})
+	res, err := r.Check()
+	if err != nil || len(res.Problems) != 0 || res.Messages != 2 {
+		t.Fatalf("check: %+v %v", res, err)
+	}
+}

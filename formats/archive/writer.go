@@ -455,6 +455,9 @@ func (w *FolderWriter) commit(b *batch) error {
 		st.apply(&b.recs[i])
 	}
 	st.IndexSize += int64(buf.Len())
+	if b.seg != nil {
+		st.SegmentFiles++
+	}
 	w.a.dirty = true
 	w.a.mu.Unlock()
 	return nil
