@@ -573,12 +573,18 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// newStream starts a stored file on dst: age when encrypted, zstd (one
-// frame) when compress.
-func (a *Archive) newStream(dst io.Writer, encrypt, compress bool) (*sealedStream, error) {
+// newStream starts a stored file on dst: age when encrypted (with pre, an
+// age stream made ahead, when not nil), zstd (one frame) when compress.
+func (a *Archive) newStream(dst io.Writer, pre *preparedAge, encrypt, compress bool) (*sealedStream, error) {
 	s := &sealedStream{file: &countWriter{w: dst}}
 	s.w = s.file
-	if encrypt {
+	switch {
+	case encrypt && pre != nil:
+		if err := pre.sw.attach(s.file); err != nil {
+			return nil, err
+		}
+		s.aw, s.w = pre.aw, pre.aw
+	case encrypt:
 		aw, err := age.Encrypt(s.file, a.recipients...)
 		if err != nil {
 			return nil, err
@@ -615,4 +621,70 @@ func (s *sealedStream) Close() error {
 		s.aw = nil
 	}
 	return err
+}
+
+// switchWriter holds what is written to it until it is attached to its
+// real destination: an age header made ahead of its file.
+type switchWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (s *switchWriter) Write(p []byte) (int, error) {
+	if s.w == nil {
+		s.buf = append(s.buf, p...)
+		return len(p), nil
+	}
+	return s.w.Write(p)
+}
+
+// attach writes what was held to w, and sends everything after to w.
+func (s *switchWriter) attach(w io.Writer) error {
+	s.w = w
+	if len(s.buf) == 0 {
+		return nil
+	}
+	_, err := w.Write(s.buf)
+	s.buf = nil
+	return err
+}
+
+// preparedAge is an age stream whose header (a new file key, wrapped for
+// every recipient: an X25519 key agreement each) was made ahead.
+type preparedAge struct {
+	sw  *switchWriter
+	aw  io.WriteCloser
+	err error
+}
+
+// ageMaker makes the age headers of the next .eml files ahead, so that
+// their key agreements overlap with receiving the messages.
+type ageMaker struct {
+	ch   chan preparedAge
+	quit chan struct{}
+	done chan struct{}
+}
+
+func newAgeMaker(recipients []age.Recipient) *ageMaker {
+	m := &ageMaker{ch: make(chan preparedAge, 4), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		for {
+			sw := &switchWriter{}
+			aw, err := age.Encrypt(sw, recipients...)
+			select {
+			case m.ch <- preparedAge{sw: sw, aw: aw, err: err}:
+			case <-m.quit:
+				return
+			}
+		}
+	}()
+	return m
+}
+
+// stop ends the maker; the headers nobody took are dropped (their file
+// keys were never used).
+func (m *ageMaker) stop() {
+	close(m.quit)
+	<-m.done
 }

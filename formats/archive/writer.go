@@ -51,6 +51,7 @@ type FolderWriter struct {
 	files  []string      // written since the last commit, for platforms without syncfs
 	ebw    *bufio.Writer // reused for every .eml file: few, large writes
 	tmps   *tmpMaker     // creates the next temporary files ahead
+	ages   *ageMaker     // makes the next age headers ahead (encrypted)
 
 	index        *os.File
 	inflight     chan error // the background commit's result, while one runs
@@ -220,8 +221,19 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 		}
 		var sn message.HeaderSniffer
 		var n int64
-		ss, err := w.a.newStream(w.ebw, w.a.Encrypted(), w.a.Compressed())
+		var pre *preparedAge
+		if w.a.Encrypted() {
+			if w.ages == nil {
+				w.ages = newAgeMaker(w.a.recipients)
+			}
+			p := <-w.ages.ch
+			pre, err = &p, p.err
+		}
+		var ss *sealedStream
 		if err == nil {
+			ss, err = w.a.newStream(w.ebw, pre, w.a.Encrypted(), w.a.Compressed())
+		}
+		if ss != nil {
 			n, err = io.Copy(io.MultiWriter(ss.w, h, &sn), r)
 			if cerr := ss.Close(); err == nil {
 				err = cerr
@@ -478,6 +490,10 @@ func (w *FolderWriter) closeFiles() error {
 		w.tmps.stop()
 		w.tmps = nil
 	}
+	if w.ages != nil {
+		w.ages.stop()
+		w.ages = nil
+	}
 	if w.seg != nil {
 		// only messages dropped since the last commit: nothing indexed
 		w.seg.abandon()
@@ -520,7 +536,7 @@ func (w *FolderWriter) openSegment() error {
 		return err
 	}
 	bw := bufio.NewWriterSize(f, 256<<10)
-	s, err := w.a.newStream(bw, true, false)
+	s, err := w.a.newStream(bw, nil, true, false)
 	if err != nil {
 		f.Close()
 		os.Remove(tmp)
