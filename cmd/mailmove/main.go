@@ -149,7 +149,8 @@ func errorExit(stderr io.Writer, err error) int {
 	var ee *archive.EncryptedError
 	var ie *archive.IdentityError
 	var se *archive.SealingError
-	if errors.As(err, &ue) || errors.As(err, &pe) || errors.As(err, &ee) || errors.As(err, &ie) || errors.As(err, &se) {
+	var me *archive.IdentityFileModeError
+	if errors.As(err, &ue) || errors.As(err, &pe) || errors.As(err, &ee) || errors.As(err, &ie) || errors.As(err, &se) || errors.As(err, &me) {
 		fmt.Fprintf(stderr, "mailmove: %v\n", err)
 		return exitUsage
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -104,6 +105,17 @@ func (e *SealingError) Error() string {
 	return fmt.Sprintf("%s is %s, not %s: %s to add to it, or give a new --out folder", e.Root, name(e.Compress), name(e.WantCompress), hint)
 }
 
+// IdentityFileModeError is an identity file that users other than its
+// owner may read or write.
+type IdentityFileModeError struct {
+	Path string
+	Mode os.FileMode
+}
+
+func (e *IdentityFileModeError) Error() string {
+	return fmt.Sprintf("the identity file %s is readable by others (mode %04o): run chmod 600 %s and try again (mailmove refuses such a file, as ssh refuses a private key others can read)", e.Path, uint32(e.Mode.Perm()), e.Path)
+}
+
 // ParseRecipient parses one recipient: an age X25519 public key
 // ("age1..."), a post-quantum hybrid one ("age1pq1..."), or an SSH public
 // key ("ssh-ed25519 ..." or "ssh-rsa ...", as in authorized_keys).
@@ -150,10 +162,26 @@ func ReadRecipientsFile(path string) ([]age.Recipient, error) {
 // ReadIdentityFile reads an identity file as `age -d -i FILE` does: age
 // identities (AGE-SECRET-KEY-1...), one a line, or an unencrypted SSH
 // private key (ed25519 or RSA).
+//
+// Like a password file, an identity file that group or others may read or
+// write is refused (IdentityFileModeError), except on Windows, whose file
+// modes say nothing about that.
 func ReadIdentityFile(path string) ([]age.Identity, error) {
+	if runtime.GOOS != "windows" {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+			return nil, &IdentityFileModeError{Path: path, Mode: fi.Mode()}
+		}
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	if bytes.HasPrefix(b, []byte("age-encryption.org/")) {
+		return nil, fmt.Errorf("%s is itself encrypted (a passphrase-protected identity): decrypt it to a file only you can read (age -d -o key.txt %s), or use an unprotected identity", path, path)
 	}
 	if bytes.Contains(b, []byte("-----BEGIN")) {
 		id, err := agessh.ParseIdentity(b)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -325,5 +326,33 @@ func TestOrphanSegmentSwept(t *testing.T) {
 	res, err := r.Check()
 	if err != nil || len(res.Problems) != 0 || res.Messages != 2 {
 		t.Fatalf("check: %+v %v", res, err)
+	}
+}
+
+// An identity file others can read is refused, as a password file is; a
+// passphrase-protected one gets a hint.
+func TestIdentityFileRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("file modes say nothing on Windows")
+	}
+	id, _ := age.GenerateX25519Identity()
+	p := filepath.Join(t.TempDir(), "key.txt")
+	os.WriteFile(p, []byte(id.String()+"\n"), 0o600)
+	os.Chmod(p, 0o644)
+	var me *IdentityFileModeError
+	if _, err := ReadIdentityFile(p); !errors.As(err, &me) || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a readable identity file: %v", err)
+	}
+	os.Chmod(p, 0o600)
+	if ids, err := ReadIdentityFile(p); err != nil || len(ids) != 1 {
+		t.Fatalf("%d identities, %v", len(ids), err)
+	}
+	var enc bytes.Buffer
+	w, _ := age.Encrypt(&enc, id.Recipient())
+	w.Write([]byte(id.String()))
+	w.Close()
+	os.WriteFile(p, enc.Bytes(), 0o600)
+	if _, err := ReadIdentityFile(p); err == nil || !strings.Contains(err.Error(), "age -d -o") {
+		t.Fatalf("a protected identity file: %v", err)
 	}
 }
