@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -159,6 +160,14 @@ func TestEncryptedArchiveDovecot(t *testing.T) {
 			// check without the identity: what it can, and it says what not
 			if o, e, code := runCmd(t, "check", arch); code != 0 || !strings.Contains(e, "--identity") || !strings.Contains(o, "0 problems") {
 				t.Fatalf("check without identity: %d %s %s", code, o, e)
+			}
+			var light struct {
+				OK         bool   `json:"ok"`
+				Messages   int    `json:"messages"`
+				NotChecked string `json:"not_checked"`
+			}
+			if o, e, code := runCmd(t, "check", "--json", arch); code != 0 || json.Unmarshal([]byte(o), &light) != nil || !light.OK || light.Messages != len(msgs) || !strings.Contains(light.NotChecked, "--identity") {
+				t.Fatalf("check --json without identity: %d %+v %s %s", code, light, o, e)
 			}
 			if o, e, code := runCmd(t, "check", "--identity", idFile, arch); code != 0 || strings.Contains(e, "not checked") {
 				t.Fatalf("check --identity: %d %s %s", code, o, e)
