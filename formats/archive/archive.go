@@ -216,6 +216,7 @@ type Archive struct {
 
 	recipients []age.Recipient // an encrypted archive being written
 	identities []age.Identity  // an encrypted archive being read
+	segs       segCache        // decrypting readers of segments being read
 
 	// StatusHeaders makes the mbox messages written from now on carry
 	// Status:, X-Status: and X-Keywords: lines with their flags, the way
@@ -411,6 +412,7 @@ func (a *Archive) Close() error {
 		a.lock.Close()
 		a.lock = nil
 	}
+	a.segs.close()
 	return err
 }
 

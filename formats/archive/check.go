@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"filippo.io/age"
-
 	"github.com/mailmove/mailmove/formats/mbox"
 )
 
@@ -214,9 +212,9 @@ func (a *Archive) MessageReader(f io.ReaderAt, r Record) (io.Reader, error) {
 	}
 	src := io.Reader(io.NewSectionReader(f, r.Offset, r.Length))
 	if a.sealedMbox() {
-		ra, _, err := age.DecryptReaderAt(f, size, a.identities...)
+		ra, err := a.segmentReader(r.File, f, size)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", r.File, a.ageError(err))
+			return nil, fmt.Errorf("%s: %w", r.File, err)
 		}
 		src = &ageReader{r: io.NewSectionReader(ra, r.Offset, r.Length)}
 	}

@@ -719,3 +719,74 @@ func (m *ageMaker) stop() {
 	close(m.quit)
 	<-m.done
 }
+
+// segCache keeps the decrypting readers of the last segments read, so that
+// reading every message of a segment (import, check, verify) unwraps its
+// age header once, not once per message. Each entry holds its own
+// descriptor of the file the caller opened (and vetted), so the caller may
+// close its own.
+type segCache struct {
+	mu      sync.Mutex
+	entries []*segEntry // most recent last
+}
+
+type segEntry struct {
+	name string
+	f    *os.File
+	fi   fs.FileInfo
+	ra   io.ReaderAt
+}
+
+const segCacheSize = 8
+
+// segmentReader returns the plaintext of the segment f (named name, of the
+// given size) as an io.ReaderAt, from the cache when it holds the same
+// file.
+func (a *Archive) segmentReader(name string, f io.ReaderAt, size int64) (io.ReaderAt, error) {
+	of, isFile := f.(*os.File)
+	var fi fs.FileInfo
+	if isFile {
+		fi, _ = of.Stat()
+	}
+	if fi != nil {
+		c := &a.segs
+		c.mu.Lock()
+		for _, e := range c.entries {
+			if e.name == name && os.SameFile(e.fi, fi) && e.fi.Size() == fi.Size() && e.fi.ModTime().Equal(fi.ModTime()) {
+				c.mu.Unlock()
+				return e.ra, nil
+			}
+		}
+		c.mu.Unlock()
+		if df, ok := dupFile(of); ok {
+			ra, _, err := age.DecryptReaderAt(df, size, a.identities...)
+			if err != nil {
+				df.Close()
+				return nil, a.ageError(err)
+			}
+			c.mu.Lock()
+			c.entries = append(c.entries, &segEntry{name: name, f: df, fi: fi, ra: ra})
+			if len(c.entries) > segCacheSize {
+				c.entries[0].f.Close()
+				c.entries = c.entries[1:]
+			}
+			c.mu.Unlock()
+			return ra, nil
+		}
+	}
+	ra, _, err := age.DecryptReaderAt(f, size, a.identities...)
+	if err != nil {
+		return nil, a.ageError(err)
+	}
+	return ra, nil
+}
+
+// close closes the cached descriptors.
+func (c *segCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.entries {
+		e.f.Close()
+	}
+	c.entries = nil
+}
