@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -354,5 +355,62 @@ func TestIdentityFileRefused(t *testing.T) {
 	os.WriteFile(p, enc.Bytes(), 0o600)
 	if _, err := ReadIdentityFile(p); err == nil || !strings.Contains(err.Error(), "age -d -o") {
 		t.Fatalf("a protected identity file: %v", err)
+	}
+}
+
+// The files of an encrypted archive are standard age files: the age
+// command (and zstd's) opens them by hand, without mailmove. Skipped where
+// age is not installed (Debian: apt-get install age).
+func TestAgeCLIOpensFiles(t *testing.T) {
+	agePath, err := exec.LookPath("age")
+	if err != nil {
+		t.Skip("age is not installed")
+	}
+	id, _ := age.GenerateX25519Identity()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.txt")
+	os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600)
+	for _, f := range []Format{EML, Mbox} {
+		for _, comp := range []string{"", CompressionZstd} {
+			if comp != "" {
+				if _, err := exec.LookPath("zstd"); err != nil {
+					continue
+				}
+			}
+			root := filepath.Join(dir, fmt.Sprintf("%s-%s", f, comp))
+			a, err := OpenSealed(root, f, false, "", "test", Sealing{Recipients: []age.Recipient{id.Recipient()}, Compress: comp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, _ := a.OpenFolder("INBOX", []string{"INBOX"})
+			raw := sealedMessage(3)
+			if _, err := w.Put(&message.Meta{UIDValidity: 1, UID: 1, InternalDate: time.Unix(1700000000, 0)}, strings.NewReader(raw), nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			a.Close()
+			files, _ := filepath.Glob(filepath.Join(root, "INBOX*", "*.age"))
+			more, _ := filepath.Glob(filepath.Join(root, "INBOX*.age"))
+			files = append(files, more...)
+			if len(files) != 1 {
+				t.Fatalf("%s: files %v", root, files)
+			}
+			script := `"$0" -d -i "$1" "$2"`
+			if comp != "" {
+				script += ` | zstd -dc`
+			}
+			out, err := exec.Command("sh", "-c", script, agePath, keyFile, files[0]).Output()
+			if err != nil {
+				t.Fatalf("%s: %v", files[0], err)
+			}
+			if f == EML && string(out) != raw {
+				t.Fatalf("%s: age -d gives %d bytes, not the message", files[0], len(out))
+			}
+			if f == Mbox && (!strings.HasPrefix(string(out), "From ") || !strings.Contains(string(out), ">From here SECRETBODY 3")) {
+				t.Fatalf("%s: age -d gives no mbox: %.80q", files[0], out)
+			}
+		}
 	}
 }
