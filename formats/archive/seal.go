@@ -303,7 +303,7 @@ func (a *Archive) clearRecord(r Record) Record {
 	return c
 }
 
-// sealLine returns the index lines of a batch in an encrypted archive: a
+// sealLines returns the index lines of a batch in an encrypted archive: a
 // line with the records whole, encrypted to the recipients, then each
 // record's clear line.
 func (a *Archive) sealLines(recs []Record) ([]byte, error) {
@@ -583,7 +583,7 @@ func newSalt() string {
 	return hex.EncodeToString(b[:])
 }
 
-// sealedStreams is the writing side of one stored file: bytes written to w
+// sealedStream is the writing side of one stored file: bytes written to w
 // go through zstd (in a compressed archive), then age (in an encrypted
 // one), then to the file; Close ends the streams (not the file).
 type sealedStream struct {
