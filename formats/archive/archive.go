@@ -802,7 +802,9 @@ func randName() string {
 	return hex.EncodeToString(b[:])
 }
 
-// emlName is the stable, sortable, collision-free name of a message file.
+// emlName is the name of a message file in this archive: emlName, with
+// .zst and .age added in a compressed and an encrypted one, where the
+// SHA-256 prefix is also left out.
 func (a *Archive) emlName(m *message.Meta) string {
 	if a.Encrypted() {
 		// the SHA-256 is a secret: it would confirm a guess of the content
@@ -812,6 +814,7 @@ func (a *Archive) emlName(m *message.Meta) string {
 	return a.storedName(emlName(m))
 }
 
+// emlName is the stable, sortable, collision-free name of a message file.
 func emlName(m *message.Meta) string {
 	return m.InternalDate.UTC().Format("20060102T150405Z") + "-" + strconv.FormatUint(uint64(m.UIDValidity), 10) + "-" +
 		strconv.FormatUint(uint64(m.UID), 10) + "-" + m.SHA256[:12] + ".eml"
