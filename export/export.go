@@ -189,6 +189,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
+	if o.Mirror && o.Archive.Encrypted() {
+		return nil, archive.ErrMirrorEncrypted
+	}
 	e := &engine{o: o, sum: &Summary{}}
 	first := o.Conn
 	if first == nil {
@@ -960,6 +963,21 @@ func (fr *folderRun) refreshFlags(c *account.Conn, uidValidity, last uint32) err
 		if !ok {
 			continue
 		}
+		if arch := fr.e.o.Archive; arch.Encrypted() {
+			// the index holds a tag of the flags and labels, not them
+			var labels []string
+			if fr.e.bridge && old.PMInternalID != "" {
+				labels = append([]string{}, fr.e.labels[old.PMInternalID]...)
+			}
+			if arch.FlagsTag(flags, labels) == arch.RecordFlagsTag(&old) {
+				continue
+			}
+			fr.w.UpdateFlags(uidValidity, uid, flags, labels)
+			fr.e.sum.mu.Lock()
+			fr.e.sum.FlagsUpdated++
+			fr.e.sum.mu.Unlock()
+			continue
+		}
 		var labels []string // nil: unchanged
 		if fr.e.bridge && old.PMInternalID != "" {
 			if l := fr.e.labels[old.PMInternalID]; !sameFlags(l, old.Labels) {
@@ -1218,7 +1236,7 @@ func (fr *folderRun) loadRescan(current uint32) error {
 	count := map[gen]int{}
 	loc := map[string]archive.Record{}
 	for _, r := range recs {
-		k := r.ContentKey()
+		k := fr.e.o.Archive.RecordKey(&r) // a tag in an encrypted archive
 		count[gen{r.UIDValidity, k}]++
 		if !r.Alias {
 			if _, ok := loc[k]; !ok {
@@ -1256,7 +1274,7 @@ func (fr *folderRun) dedup(m *message.Meta, here archive.Record) (*archive.Recor
 		m.Labels = e.labels[m.PMInternalID]
 	}
 	if fr.rescan != nil {
-		k := m.ContentKey()
+		k := e.o.Archive.MetaKey(m)
 		if recs := fr.rescan[k]; len(recs) > 0 {
 			r := recs[0]
 			fr.rescan[k] = recs[1:]

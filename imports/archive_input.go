@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 
+	"filippo.io/age"
+
 	"github.com/mailmove/mailmove/formats/archive"
 )
 
@@ -25,12 +27,18 @@ import (
 // Each message is compared with its index (size, SHA-256) as it is read:
 // a message that does not match fails to read, so it is reported, never
 // uploaded.
-func scanArchive(root string, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
+func scanArchive(root string, labelsAsFolders bool, ids []age.Identity, fn func(*Item) error, bad func(error)) error {
 	a, err := archive.OpenReadOnly(root)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
+	if err := a.SetIdentities(ids); err != nil {
+		return err
+	}
+	if err := a.NeedIdentity(); err != nil {
+		return err
+	}
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return err

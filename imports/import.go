@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/mailmove/mailmove/account"
@@ -26,6 +28,8 @@ import (
 type Options struct {
 	// Account is where the mail goes.
 	Account *account.Config
+	// Identities decrypt an encrypted mailmove archive (import --identity).
+	Identities []age.Identity
 	// Source is a file, a folder, or "-" for an mbox on standard input.
 	Source string
 	// Format forces the input format; empty means detect it.
@@ -219,7 +223,7 @@ func (s *connSet) closeAll() {
 
 // scanCtx runs Scan, returning at once when ctx ends (Scan may be stuck on
 // input that does not answer; the process is ending then).
-func scanCtx(ctx context.Context, src string, format Format, labelsAsFolders bool) ([]*Item, []error, error) {
+func scanCtx(ctx context.Context, src string, format Format, labelsAsFolders bool, ids []age.Identity) ([]*Item, []error, error) {
 	type result struct {
 		items []*Item
 		bads  []error
@@ -228,7 +232,7 @@ func scanCtx(ctx context.Context, src string, format Format, labelsAsFolders boo
 	ch := make(chan result, 1)
 	go func() {
 		var res result
-		res.err = Scan(src, format, labelsAsFolders, func(it *Item) error {
+		res.err = ScanWith(src, format, labelsAsFolders, ids, func(it *Item) error {
 			res.items = append(res.items, it)
 			return ctx.Err()
 		}, func(err error) { res.bads = append(res.bads, err) })
@@ -299,7 +303,7 @@ func run(ctx context.Context, o Options) (*Summary, error) {
 		}
 		sum.Source = src
 	}
-	items, bads, err := scanCtx(ctx, src, o.Format, o.LabelsAsFolders)
+	items, bads, err := scanCtx(ctx, src, o.Format, o.LabelsAsFolders, o.Identities)
 	for _, e := range bads {
 		var ie *InputError
 		f := Failure{Kind: KindInput, Error: e.Error()}

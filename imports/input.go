@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/formats/mbox"
 	"github.com/mailmove/mailmove/message"
@@ -89,6 +91,12 @@ func (e *InputError) Error() string {
 // skipped; the rest is still read. Nothing that is not a regular file is
 // ever opened for reading.
 func Scan(path string, format Format, labelsAsFolders bool, fn func(*Item) error, bad func(error)) error {
+	return ScanWith(path, format, labelsAsFolders, nil, fn, bad)
+}
+
+// ScanWith is Scan with the identities that decrypt an encrypted mailmove
+// archive; without them, such an archive is an archive.EncryptedError.
+func ScanWith(path string, format Format, labelsAsFolders bool, ids []age.Identity, fn func(*Item) error, bad func(error)) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -97,7 +105,7 @@ func Scan(path string, format Format, labelsAsFolders bool, fn func(*Item) error
 		return scanFile(path, format, labelsAsFolders, fn, bad)
 	}
 	if _, err := os.Stat(filepath.Join(path, archive.StateDir, "archive.json")); err == nil && (format == FormatAuto || format == FormatArchive) {
-		return scanArchive(path, labelsAsFolders, fn, bad)
+		return scanArchive(path, labelsAsFolders, ids, fn, bad)
 	}
 	return scanTree(path, format, labelsAsFolders, fn, bad)
 }

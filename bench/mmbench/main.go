@@ -49,6 +49,7 @@ func main() {
 	man := fs.String("manifest", "", "manifest file")
 	arch := fs.String("archive", "", "mailmove archive to verify")
 	countOnly := fs.Bool("count-only", false, "compare message counts per folder only")
+	identity := fs.String("identity", "", "age identity file of an encrypted archive")
 	fs.Parse(os.Args[2:])
 	var err error
 	switch os.Args[1] {
@@ -64,7 +65,7 @@ func main() {
 			break
 		}
 		if *arch != "" {
-			got, err = readArchive(*arch)
+			got, err = readArchive(*arch, *identity)
 		} else {
 			got, err = fetchAccount(*url, *ca, *pwfile, !*countOnly)
 		}
@@ -150,12 +151,21 @@ func fetchAccount(url, ca, pwfile string, hash bool) (manifest, error) {
 
 // readArchive hashes every message stored in a mailmove archive, read back
 // the way import reads it.
-func readArchive(root string) (manifest, error) {
+func readArchive(root, identity string) (manifest, error) {
 	a, err := archive.OpenReadOnly(root)
 	if err != nil {
 		return nil, err
 	}
 	defer a.Close()
+	if identity != "" {
+		ids, err := archive.ReadIdentityFile(identity)
+		if err == nil {
+			err = a.SetIdentities(ids)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	out := manifest{}
 	for _, folder := range a.Folders() {
 		recs, err := a.Records(folder)

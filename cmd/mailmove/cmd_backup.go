@@ -158,18 +158,6 @@ func backupExitCode(results []*jobResult) int {
 	return code
 }
 
-// NoEncryptionError is a job that asks for encryption or compression
-// (encrypt_to, compress), which this build of mailmove cannot do yet. The
-// job fails instead of writing a plaintext archive the user did not want.
-type NoEncryptionError struct {
-	// Job is the job's name.
-	Job string
-}
-
-func (e *NoEncryptionError) Error() string {
-	return fmt.Sprintf("job %s sets encrypt_to or compress, but this build of mailmove cannot encrypt or compress archives: nothing was written; update mailmove, or remove encrypt_to and compress from the job to back it up in clear", e.Job)
-}
-
 // NoPasswordError is an account of the configuration file with no
 // password to give when there is no terminal to ask on (cron, systemd).
 type NoPasswordError struct {
@@ -199,10 +187,8 @@ type jobSetup struct {
 	format archive.Format
 	lf     bool
 	layout string
-	// encryptTo and compress are the job's encrypt_to and compress, for
-	// the archive writer's options (see exportSetup).
-	encryptTo []string
-	compress  string
+	// sealing is the job's encrypt_to and compress (see exportSetup).
+	sealing archive.Sealing
 	// opts lacks Account, Conn and Archive, which the run fills in.
 	opts export.Options
 }
@@ -211,15 +197,11 @@ type jobSetup struct {
 // job's settings become export's. The archive writer's encryption and
 // compression options (encrypt_to, compress) are set here.
 func exportSetup(j *config.Job, mirror bool) (*jobSetup, error) {
-	// MERGE POINT (branch encrypt): this build has no encrypting archive
-	// writer, so this one refusal stands in for it. With the writer,
-	// delete it and hand s.encryptTo and s.compress to the archive writer
-	// options where runBackupJob opens the archive (archive.OpenWait).
-	if len(j.EncryptTo) > 0 || j.Compress != "" {
-		return nil, &NoEncryptionError{Job: j.Name}
+	sealing, err := sealingFlags(j.EncryptTo, nil, j.Compress)
+	if err != nil {
+		return nil, fmt.Errorf("job %s: %v", j.Name, err)
 	}
-	s := &jobSetup{format: archive.Format(j.Format), lf: j.MboxLineEndings != "crlf", layout: j.MboxLayout,
-		encryptTo: j.EncryptTo, compress: j.Compress}
+	s := &jobSetup{format: archive.Format(j.Format), lf: j.MboxLineEndings != "crlf", layout: j.MboxLayout, sealing: sealing}
 	labels := export.LabelsAsMetadata
 	if j.BridgeLabels != "" {
 		labels = export.LabelMode(j.BridgeLabels)
@@ -284,14 +266,14 @@ func runBackupJob(ctx context.Context, j *config.Job, a *config.Account, lockWai
 			return err
 		}
 		tool := "mailmove " + version
-		arch, err := archive.OpenWait(ctx, j.Out, setup.format, setup.lf, setup.layout, tool, 0)
+		arch, err := archive.OpenWait(ctx, j.Out, setup.format, setup.lf, setup.layout, tool, setup.sealing, 0)
 		if errors.Is(err, archive.ErrLocked) && lockWait > 0 {
 			// Another run holds the archive: wait without holding an idle
 			// connection, and log in again once the archive is ours.
 			conn.Logout().Wait()
 			conn.Close()
 			conn = nil
-			if arch, err = archive.OpenWait(ctx, j.Out, setup.format, setup.lf, setup.layout, tool, lockWait); err == nil {
+			if arch, err = archive.OpenWait(ctx, j.Out, setup.format, setup.lf, setup.layout, tool, setup.sealing, lockWait); err == nil {
 				if conn, err = cfg.Dial(ctx); err != nil {
 					arch.Close()
 					return err

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/formats/archive"
@@ -501,17 +502,100 @@ func TestBackupNoPassword(t *testing.T) {
 }
 
 // TestBackupEncryptionRefused: until this build can encrypt, a job with
-// encrypt_to or compress fails and writes nothing.
-func TestBackupEncryptionRefused(t *testing.T) {
-	srv := seedServer(t, 5)
-	out := filepath.Join(t.TempDir(), "enc")
-	cfg := writeConfig(t, memJob(t, srv.Addr, "eml", out, `encrypt_to = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]`))
-	_, e, code := runCmdEnv(t, nil, "backup", "--config", cfg)
-	if code != exitFailed || !strings.Contains(e, "cannot encrypt") {
-		t.Fatalf("exit %d: %q", code, e)
+// TestBackupEncrypted: a job with encrypt_to and compress writes an
+// encrypted, compressed archive (no message text, subject or address in any
+// file of it), check passes with the identity, --mirror is refused on it
+// (the writer holds no private key to seal the move with) and the message
+// deleted on the server stays, and import with the identity gives every
+// message back exactly.
+func TestBackupEncrypted(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(out); err == nil {
-		t.Fatal("an archive was written in clear")
+	idFile := filepath.Join(t.TempDir(), "id.txt")
+	if err := os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"eml", "mbox"} {
+		t.Run(format, func(t *testing.T) {
+			srv := seedServer(t, 40)
+			out := filepath.Join(t.TempDir(), "enc")
+			cfg := writeConfig(t, memJob(t, srv.Addr, format, out, fmt.Sprintf("encrypt_to = [%q]\ncompress = \"zstd\"", id.Recipient().String())))
+			if _, e, code := runCmdEnv(t, nil, "backup", "--config", cfg); code != 0 {
+				t.Fatalf("backup: exit %d %s", code, e)
+			}
+			filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
+				if err != nil || fi.IsDir() {
+					return err
+				}
+				b, _ := os.ReadFile(p)
+				for _, marker := range []string{"k7@example.org", "s7@example.org", "From a body line", "Subject: m7"} {
+					if bytes.Contains(b, []byte(marker)) {
+						t.Errorf("%s holds %q in clear", p, marker)
+					}
+				}
+				return nil
+			})
+			if o, e, code := runCmd(t, "check", "--identity", idFile, out); code != 0 || !strings.Contains(o, "40 messages") {
+				t.Fatalf("check --identity: exit %d %s %s", code, o, e)
+			}
+			want := map[string]bool{}
+			for _, ms := range testmail.Held(t, testmail.MemConfig(t, srv.Addr)) {
+				for _, m := range ms {
+					want[m.Folder+"\x00"+string(m.Raw)] = true
+				}
+			}
+			// delete k4 on the server, then --mirror
+			u, _ := account.ParseURL("imap://alice@" + srv.Addr + "?tls=none")
+			c, err := (&account.Config{URL: u, Password: account.PasswordSource{Env: "MAILMOVE_SEED_PW"}}).Dial(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			sd, err := c.UIDSearch(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Message-ID", Value: "k4@example.org"}}}, nil).Wait()
+			if err != nil || len(sd.AllUIDs()) != 1 {
+				t.Fatalf("search: %v %v", err, sd)
+			}
+			if err := c.Store(imap.UIDSetNum(sd.AllUIDs()[0]), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Expunge().Close(); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			if o, e, code := runCmdEnv(t, nil, "backup", "--config", cfg, "--mirror", "--json"); code != exitFailed || !strings.Contains(e, "cannot move messages in an encrypted archive") {
+				t.Fatalf("--mirror on an encrypted archive: exit %d %s %s", code, o, e)
+			}
+			if _, e, code := runCmdEnv(t, nil, "backup", "--config", cfg); code != 0 {
+				t.Fatalf("backup after the deletion: exit %d %s", code, e)
+			}
+			if o, e, code := runCmd(t, "check", "--identity", idFile, out); code != 0 || !strings.Contains(o, "40 messages") {
+				t.Fatalf("check --identity after --mirror: exit %d %s %s", code, o, e)
+			}
+			if o, e, code := runCmd(t, "check", out); code != 0 {
+				t.Fatalf("check without the identity after --mirror: exit %d %s %s", code, o, e)
+			}
+			// restore: all 40 messages (a backup keeps the deleted one), exactly
+			dst := testmail.Mem(t)
+			if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--identity", idFile, "--to", "imap://alice@"+dst.Addr+"?tls=none", out); code != 0 {
+				t.Fatalf("import --identity: exit %d %s", code, e)
+			}
+			n := 0
+			for _, ms := range testmail.Held(t, testmail.MemConfig(t, dst.Addr)) {
+				for _, m := range ms {
+					n++
+					if !want[m.Folder+"\x00"+string(m.Raw)] {
+						t.Errorf("restored a message the server did not hold in %s", m.Folder)
+					}
+				}
+			}
+			if n != len(want) {
+				t.Errorf("restored %d messages, the server held %d", n, len(want))
+			}
+		})
 	}
 }
 

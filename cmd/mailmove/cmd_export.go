@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/export"
 	"github.com/mailmove/mailmove/formats/archive"
@@ -35,6 +36,10 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	statusHdrs := fs.Bool("mbox-status-headers", false, "add Status:, X-Status: and X-Keywords: lines with each message's flags to the mbox files, so that mutt, Dovecot and Python's mailbox show read, replied and flagged mail as such (the index records them: check, import and the SHA-256 still see the server's bytes)")
 	gmailLabels := fs.String("gmail-labels", "metadata", "Gmail labels: `metadata` (each message once, in one folder, its labels and thread in the index) or folders (every label exported as a folder)")
 	maxPerDay := fs.Int64("max-bytes-per-day", 0, "stop cleanly before `n` bytes of messages are downloaded from this account in one day (UTC), counting every run of the day (Gmail's daily IMAP cap is about 2 500 MB); 0: no limit")
+	var encryptTo, encryptToFile multiFlag
+	fs.Var(&encryptTo, "encrypt-to", "encrypt the archive to this age `recipient` (age1..., or an ssh-ed25519/ssh-rsa public key; repeatable): writing needs no private key, reading takes --identity")
+	fs.Var(&encryptToFile, "encrypt-to-file", "encrypt the archive to the recipients in this `file` (one a line, as age -R; repeatable)")
+	compress := fs.String("compress", "", "compress each message (or mbox message) with `zstd` before it is stored (and encrypted)")
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {
@@ -83,6 +88,11 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	if *statusHdrs && format != archive.Mbox {
 		fmt.Fprintln(stderr, "mailmove export: --mbox-status-headers is for --to mbox (.eml files are always the server's bytes; the index holds their flags)")
+		return exitUsage
+	}
+	sealing, err := sealingFlags(encryptTo, encryptToFile, *compress)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailmove export: %v\n", err)
 		return exitUsage
 	}
 	if *labels != "metadata" && *labels != "folders" {
@@ -134,7 +144,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return failed(err)
 	}
 	st.set("listing folders and what is new")
-	arch, err := archive.OpenLayout(*out, format, *lineEnd == "lf", *layout, "mailmove "+version)
+	arch, err := archive.OpenSealed(*out, format, *lineEnd == "lf", *layout, "mailmove "+version, sealing)
 	if err != nil {
 		first.Close()
 		return failed(err)
@@ -330,4 +340,44 @@ func dailyDir() string {
 		return filepath.Join(h, ".local", "state", "mailmove", "daily")
 	}
 	return filepath.Join(os.TempDir(), "mailmove-daily")
+}
+
+// sealingFlags turns export's --encrypt-to, --encrypt-to-file and
+// --compress into an archive.Sealing.
+func sealingFlags(to, files []string, compress string) (archive.Sealing, error) {
+	var s archive.Sealing
+	switch compress {
+	case "", archive.CompressionZstd:
+		s.Compress = compress
+	default:
+		return s, fmt.Errorf("--compress %s: the one there is is zstd", compress)
+	}
+	for _, r := range to {
+		rc, err := archive.ParseRecipient(r)
+		if err != nil {
+			return s, fmt.Errorf("--encrypt-to %.20q: %v", r, err)
+		}
+		s.Recipients = append(s.Recipients, rc)
+	}
+	for _, f := range files {
+		rs, err := archive.ReadRecipientsFile(f)
+		if err != nil {
+			return s, fmt.Errorf("--encrypt-to-file: %v", err)
+		}
+		s.Recipients = append(s.Recipients, rs...)
+	}
+	return s, nil
+}
+
+// identityFlag adds --identity to a command that reads archives.
+func identityFlag(fs *flag.FlagSet) *string {
+	return fs.String("identity", "", "decrypt an encrypted archive with the age identity `file` (as age -d -i FILE; an unencrypted SSH private key works too)")
+}
+
+// readIdentity reads --identity's file, if given.
+func readIdentity(path string) ([]age.Identity, error) {
+	if path == "" {
+		return nil, nil
+	}
+	return archive.ReadIdentityFile(path)
 }

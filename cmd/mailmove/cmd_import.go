@@ -29,6 +29,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	dry := fs.Bool("dry-run", false, "show what would be created and appended, change nothing")
 	conns := fs.Int("connections", 0, "use at most `n` IMAP connections, one target folder each (default 4; 2 for Proton Mail Bridge)")
 	jdir := fs.String("journal-dir", defaultJournalDir(), "where import journals are kept (`dir`)")
+	identity := identityFlag(fs)
 	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {
@@ -63,6 +64,11 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			return exitUsage
 		}
 	}
+	ids, err := readIdentity(*identity)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailmove import: --identity: %v\n", err)
+		return exitUsage
+	}
 	cfg, stop, err := to.config(ctx, stderr)
 	if err != nil {
 		return errorExit(stderr, err)
@@ -72,6 +78,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	opts := imports.Options{
 		Account: cfg, Source: rest[0], Format: imports.Format(*format), Folder: *folder, Prefix: *prefix, Map: m,
 		LabelsAsFolders: *labels == "folders", DryRun: *dry, JournalDir: *jdir, Connections: *conns,
+		Identities: ids,
 	}
 	if *maxPerDay > 0 && !*dry {
 		b, err := account.NewDailyBudget(dailyDir(), cfg.URL.String(), "upload", *maxPerDay)

@@ -35,6 +35,7 @@ import (
 	"syscall"
 
 	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/formats/archive"
 )
 
 // version is set with -ldflags "-X main.version=..."; "dev" otherwise.
@@ -178,7 +179,11 @@ const exitDailyCap = 6
 func errorExit(stderr io.Writer, err error) int {
 	var ue *account.UsageError
 	var pe *account.PasswordFileModeError
-	if errors.As(err, &ue) || errors.As(err, &pe) {
+	var ee *archive.EncryptedError
+	var ie *archive.IdentityError
+	var se *archive.SealingError
+	var me *archive.IdentityFileModeError
+	if errors.As(err, &ue) || errors.As(err, &pe) || errors.As(err, &ee) || errors.As(err, &ie) || errors.As(err, &se) || errors.As(err, &me) {
 		fmt.Fprintf(stderr, "mailmove: %v\n", err)
 		return exitUsage
 	}

@@ -28,6 +28,8 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/mailmove/mailmove/message"
 )
 
@@ -41,8 +43,12 @@ const (
 	EML Format = "eml"
 )
 
-// Version is the archive format version written to .mailmove/archive.json.
-const Version = 1
+// Version is the newest archive format version, in .mailmove/archive.json.
+// Version 2 added encrypted and compressed archives (Header.Encryption,
+// Header.Compression); a plain archive is still written as version 1, so
+// that an older mailmove reads it, and an older one refuses a version 2
+// archive rather than misread it.
+const Version = 2
 
 // StateDir is the name of the state folder inside an archive.
 const StateDir = ".mailmove"
@@ -63,6 +69,13 @@ type Header struct {
 	Layout  string    `json:"mbox_layout,omitempty"`
 	Created time.Time `json:"created"`
 	Tool    string    `json:"tool"`
+	// Encryption is EncryptionAge in an encrypted archive, else "".
+	Encryption string `json:"encryption,omitempty"`
+	// Compression is CompressionZstd in a compressed archive, else "".
+	Compression string `json:"compression,omitempty"`
+	// Salt salts the tags that stand in for secrets in the clear index of
+	// an encrypted archive (see Archive.MetaKey).
+	Salt string `json:"salt,omitempty"`
 }
 
 // Record is one line of a folder index (.mailmove/index/<folder>.jsonl).
@@ -108,6 +121,19 @@ type Record struct {
 	// archive's deleted area (export with Mirror, see MoveDeleted); Merge
 	// leaves the message out of the folder.
 	Gone bool `json:"gone,omitempty"`
+	// FileSize is the size of the stored file (an .eml.age, an mbox
+	// segment) in an encrypted archive, so that check can see a truncated
+	// file without the private key.
+	FileSize int64 `json:"file_size,omitempty"`
+	// Tag and FlagsSum, in the clear lines of an encrypted archive's index,
+	// stand in for the content key and the flags and labels (see
+	// Archive.MetaKey and Archive.FlagsTag).
+	Tag      string `json:"tag,omitempty"`
+	FlagsSum string `json:"flags_sum,omitempty"`
+	// Sealed marks a line of an encrypted archive's index that is not a
+	// record: the SealedN records after it, whole, age-encrypted and base64.
+	Sealed  string `json:"sealed,omitempty"`
+	SealedN int    `json:"n,omitempty"`
 }
 
 // location returns the part of r that says where and how its bytes are
@@ -125,6 +151,9 @@ func Merge(recs []Record) []Record {
 	gone := map[int]bool{}
 	for _, r := range recs {
 		k := id{r.UIDValidity, r.UID}
+		if r.Sealed != "" {
+			continue
+		}
 		if r.Gone {
 			if i, ok := at[k]; ok {
 				gone[i] = true
@@ -135,6 +164,7 @@ func Merge(recs []Record) []Record {
 		if r.FlagsUpdate {
 			if i, ok := at[k]; ok {
 				out[i].Flags = r.Flags
+				out[i].FlagsSum = r.FlagsSum
 				if r.Labels != nil {
 					out[i].Labels = r.Labels
 				}
@@ -195,6 +225,10 @@ type FolderState struct {
 	// Attrs are the folder's LIST attributes on the server (\Sent, \Trash,
 	// ...), so that an import can put it where the same role is.
 	Attrs []string `json:"attrs,omitempty"`
+	// SegmentFiles is the number of segment files the index names, in an
+	// encrypted mbox archive; a run that finds as many skips the sweep for
+	// unindexed ones.
+	SegmentFiles int `json:"segment_files,omitempty"`
 	// Rescan is set when UIDVALIDITY changed and the pass that matches old
 	// messages by content has not finished.
 	Rescan bool `json:"rescan,omitempty"`
@@ -214,6 +248,10 @@ type Archive struct {
 	lock   *os.File
 
 	readOnly bool
+
+	recipients []age.Recipient // an encrypted archive being written
+	identities []age.Identity  // an encrypted archive being read
+	segs       segCache        // decrypting readers of segments being read
 
 	// StatusHeaders makes the mbox messages written from now on carry
 	// Status:, X-Status: and X-Keywords: lines with their flags, the way
@@ -245,23 +283,31 @@ const LayoutThunderbird = "thunderbird"
 // lock, removes temporary files and cuts torn mbox tails and index lines
 // left by an interrupted run.
 func Open(root string, f Format, lf bool, tool string) (*Archive, error) {
-	return open(context.Background(), root, f, lf, "", tool, false, 0)
+	return open(context.Background(), root, f, lf, "", tool, false, 0, Sealing{})
 }
 
 // OpenLayout is Open for an mbox archive with the given layout
 // (LayoutMailmove or LayoutThunderbird). A new archive gets it; an existing one must have it,
 // unless layout is "": then it keeps its own.
 func OpenLayout(root string, f Format, lf bool, layout, tool string) (*Archive, error) {
-	return open(context.Background(), root, f, lf, layout, tool, false, 0)
+	return open(context.Background(), root, f, lf, layout, tool, false, 0, Sealing{})
 }
 
-// OpenWait is OpenLayout that, when another process holds the archive,
+// OpenWait is OpenSealed that, when another process holds the archive,
 // waits up to wait for it to finish (mailmove backup --lock-wait) before it
 // gives up with ErrLocked; ctx ends the wait early. The lock is a flock on
 // .mailmove/lock: the kernel releases it when its holder exits, however it
 // ends (kill -9 included), so a stale lock never needs to be removed.
-func OpenWait(ctx context.Context, root string, f Format, lf bool, layout, tool string, wait time.Duration) (*Archive, error) {
-	return open(ctx, root, f, lf, layout, tool, false, wait)
+func OpenWait(ctx context.Context, root string, f Format, lf bool, layout, tool string, s Sealing, wait time.Duration) (*Archive, error) {
+	return open(ctx, root, f, lf, layout, tool, false, wait, s)
+}
+
+// OpenSealed is OpenLayout for an archive encrypted to s.Recipients and
+// compressed with s.Compress, or neither: a new archive gets them, an
+// existing one must have them (else a SealingError). Writing needs only
+// the recipients, never a private key.
+func OpenSealed(root string, f Format, lf bool, layout, tool string, s Sealing) (*Archive, error) {
+	return open(context.Background(), root, f, lf, layout, tool, false, 0, s)
 }
 
 // OpenReadOnly opens an existing archive to read it (import, check): it
@@ -271,7 +317,7 @@ func OpenReadOnly(root string) (*Archive, error) {
 	if _, err := os.Stat(filepath.Join(root, StateDir, "archive.json")); err != nil {
 		return nil, fmt.Errorf("%s is not a mailmove archive (no %s)", root, filepath.Join(StateDir, "archive.json"))
 	}
-	return open(context.Background(), root, "", false, "", "", true, 0)
+	return open(context.Background(), root, "", false, "", "", true, 0, Sealing{})
 }
 
 // waitLock takes the lock on f, trying again until wait has passed.
@@ -294,7 +340,10 @@ func waitLock(ctx context.Context, f *os.File, exclusive bool, wait time.Duratio
 	}
 }
 
-func open(ctx context.Context, root string, f Format, lf bool, layout, tool string, readOnly bool, wait time.Duration) (*Archive, error) {
+func open(ctx context.Context, root string, f Format, lf bool, layout, tool string, readOnly bool, wait time.Duration, s Sealing) (*Archive, error) {
+	if s.Compress != "" && s.Compress != CompressionZstd {
+		return nil, fmt.Errorf("unknown compression %q: the one there is is %s", s.Compress, CompressionZstd)
+	}
 	if readOnly {
 		lock, err := os.Open(filepath.Join(root, StateDir, "lock"))
 		if err != nil {
@@ -339,7 +388,7 @@ func open(ctx context.Context, root string, f Format, lf bool, layout, tool stri
 		}
 		return nil, fmt.Errorf("%s: %w (a cron job still running?); wait for it to finish", root, ErrLocked)
 	}
-	a := &Archive{Root: root, lock: lock, folders: map[string]*FolderState{}}
+	a := &Archive{Root: root, lock: lock, folders: map[string]*FolderState{}, recipients: s.Recipients}
 	// What an interrupted run was writing: never indexed, never needed.
 	tmp := filepath.Join(root, filepath.FromSlash(TmpDir))
 	if err := os.RemoveAll(tmp); err != nil {
@@ -374,6 +423,10 @@ func open(ctx context.Context, root string, f Format, lf bool, layout, tool stri
 			}
 			return nil, fmt.Errorf("%s is an mbox archive in the %s layout, not %s: leave out --mbox-layout to add to it, or give a new --out folder", root, have, layout)
 		}
+		if enc := len(s.Recipients) > 0; enc != a.Encrypted() || s.Compress != a.Header.Compression {
+			a.Close()
+			return nil, &SealingError{Root: root, Encrypted: a.Encrypted(), WantEncrypted: enc, Compress: a.Header.Compression, WantCompress: s.Compress}
+		}
 	case errors.Is(err, fs.ErrNotExist):
 		if f == "" {
 			a.Close()
@@ -386,7 +439,13 @@ func open(ctx context.Context, root string, f Format, lf bool, layout, tool stri
 		if f != Mbox || layout == LayoutMailmove {
 			layout = ""
 		}
-		a.Header = Header{Version: Version, Format: f, LF: lf, Layout: layout, Created: time.Now().UTC(), Tool: tool}
+		a.Header = Header{Version: 1, Format: f, LF: lf, Layout: layout, Created: time.Now().UTC(), Tool: tool, Compression: s.Compress}
+		if len(s.Recipients) > 0 {
+			a.Header.Encryption, a.Header.Salt = EncryptionAge, newSalt()
+		}
+		if a.Header.Encryption != "" || a.Header.Compression != "" {
+			a.Header.Version = 2
+		}
 		hb, _ := json.MarshalIndent(a.Header, "", "  ")
 		if err := writeFileAtomic(hp, append(hb, '\n')); err != nil {
 			a.Close()
@@ -423,6 +482,7 @@ func (a *Archive) Close() error {
 		a.lock.Close()
 		a.lock = nil
 	}
+	a.segs.close()
 	return err
 }
 
@@ -469,6 +529,9 @@ func (a *Archive) loadState() error {
 		if strings.HasSuffix(e.Name(), ".jsonl") && !known[e.Name()] {
 			// Learn the folder name from its first record.
 			recs, _, err := readIndex(filepath.Join(a.Root, StateDir, "index", e.Name()), 0)
+			for len(recs) > 0 && recs[0].Sealed != "" {
+				recs = recs[1:]
+			}
 			if err != nil || len(recs) == 0 {
 				continue
 			}
@@ -521,8 +584,11 @@ func (a *Archive) recoverFolder(name string, st *FolderState) error {
 	if a.readOnly {
 		return nil
 	}
+	if a.sealedMbox() {
+		return a.sweepSegments(name, st)
+	}
 	if a.Header.Format == Mbox {
-		mp := filepath.Join(a.Root, filepath.FromSlash(a.folderPath(st)))
+		mp := filepath.Join(a.Root, filepath.FromSlash(a.mboxFile(st)))
 		if mfi, err := os.Stat(mp); err == nil && mfi.Size() > st.MboxEnd {
 			if err := os.Truncate(mp, st.MboxEnd); err != nil {
 				return fmt.Errorf("cutting the unfinished message at the end of %s: %w", mp, err)
@@ -553,7 +619,7 @@ func (a *Archive) folderPath(st *FolderState) string {
 }
 
 func (st *FolderState) apply(r *Record) {
-	if r.FlagsUpdate || r.Gone {
+	if r.FlagsUpdate || r.Gone || r.Sealed != "" {
 		return
 	}
 	if r.UIDValidity != st.UIDValidity {
@@ -622,6 +688,10 @@ func (a *Archive) Records(folder string) ([]Record, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, err
+	}
+	recs, err = a.unseal(recs)
 	return Merge(recs), err
 }
 
@@ -794,10 +864,35 @@ func localPath(p string) bool {
 	return filepath.IsLocal(p) && p != StateDir && !strings.HasPrefix(p, StateDir+string(filepath.Separator))
 }
 
+// mboxFile is the file of a folder's messages in an mbox archive: its
+// path, with ".zst" in a compressed archive. An encrypted mbox archive has
+// segments beside it instead (see segmentName).
+func (a *Archive) mboxFile(st *FolderState) string {
+	p := a.folderPath(st)
+	if a.Compressed() && !a.Encrypted() {
+		p += ".zst"
+	}
+	return p
+}
+
+func nowStamp() string { return time.Now().UTC().Format("20060102T150405Z") }
+
 func randName() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// emlName is the name of a message file in this archive: emlName, with
+// .zst and .age added in a compressed and an encrypted one, where the
+// SHA-256 prefix is also left out.
+func (a *Archive) emlName(m *message.Meta) string {
+	if a.Encrypted() {
+		// the SHA-256 is a secret: it would confirm a guess of the content
+		return a.storedName(m.InternalDate.UTC().Format("20060102T150405Z") + "-" + strconv.FormatUint(uint64(m.UIDValidity), 10) + "-" +
+			strconv.FormatUint(uint64(m.UID), 10) + ".eml")
+	}
+	return a.storedName(emlName(m))
 }
 
 // emlName is the stable, sortable, collision-free name of a message file.

@@ -29,6 +29,9 @@ type CheckResult struct {
 	Messages int       `json:"messages"`
 	Bytes    int64     `json:"bytes"`
 	Problems []Problem `json:"problems"`
+	// NotChecked says what could not be checked: in an encrypted archive
+	// read without an identity, the messages' contents.
+	NotChecked string `json:"not_checked,omitempty"`
 }
 
 // Check reads every message the index records and verifies its size and
@@ -39,11 +42,36 @@ type CheckResult struct {
 func (a *Archive) Check() (*CheckResult, error) {
 	res := &CheckResult{Problems: []Problem{}}
 	known := map[string]bool{}
+	// Without the identity, an encrypted archive's files are checked for
+	// presence and size only.
+	light := a.Encrypted() && len(a.identities) == 0
+	if light {
+		res.NotChecked = "the messages' contents (their SHA-256) and the sealed part of the index: the archive is encrypted; pass --identity FILE for a full check"
+	}
+	sized := map[string]bool{}
 	ends := map[string]int64{}  // mbox file -> end of its last indexed message
 	tail := map[string]string{} // mbox file -> its folder
 	verify := func(folder string, r Record) {
 		res.Messages++
 		res.Bytes += r.Size
+		if r.FileSize > 0 && !sized[r.File] {
+			sized[r.File] = true
+			fi, err := os.Stat(filepath.Join(a.Root, filepath.FromSlash(r.File)))
+			switch {
+			case err != nil:
+				res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: err.Error()})
+				return
+			case fi.Size() != r.FileSize:
+				res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: fmt.Sprintf("the file has %d bytes, the index says %d: it was truncated or changed", fi.Size(), r.FileSize)})
+				return
+			}
+		}
+		if light {
+			if _, err := os.Stat(filepath.Join(a.Root, filepath.FromSlash(r.File))); err != nil {
+				res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: err.Error()})
+			}
+			return
+		}
 		sum, n, err := a.hashStored(r)
 		switch {
 		case err != nil:
@@ -53,7 +81,7 @@ func (a *Archive) Check() (*CheckResult, error) {
 		case sum != r.SHA256:
 			res.Problems = append(res.Problems, Problem{Folder: folder, File: r.File, UID: r.UID, What: "the stored bytes do not match their SHA-256: the file was changed or damaged"})
 		}
-		if r.Length > 0 {
+		if r.Length > 0 && !a.sealedMbox() {
 			ends[r.File] = max(ends[r.File], r.Offset+r.Length)
 			if _, ok := tail[r.File]; !ok {
 				tail[r.File] = folder
@@ -95,8 +123,8 @@ func (a *Archive) Check() (*CheckResult, error) {
 	// (or a folder's mbox file, even an empty one).
 	a.mu.Lock()
 	for _, st := range a.folders {
-		if a.Header.Format == Mbox {
-			known[a.folderPath(st)] = true
+		if a.Header.Format == Mbox && !a.sealedMbox() {
+			known[a.mboxFile(st)] = true
 		}
 	}
 	a.mu.Unlock()
@@ -168,11 +196,54 @@ func (a *Archive) OpenMessage(r Record) (io.ReadCloser, error) {
 // sent it: the mbox From_ line and quoting taken off, line endings given
 // back, the status lines of --mbox-status-headers left out. For an .eml it
 // reads the whole file.
+//
+// In an encrypted or compressed archive it decrypts and decompresses on
+// the fly, streaming; f must then tell its size (an *os.File does).
 func (a *Archive) MessageReader(f io.ReaderAt, r Record) (io.Reader, error) {
-	if r.Length <= 0 {
-		return io.NewSectionReader(f, 0, 1<<62), nil
+	sealed := a.Encrypted() || a.Compressed()
+	size := int64(1 << 62)
+	if sealed && (r.Length <= 0 || a.Encrypted()) {
+		if err := a.NeedIdentity(); err != nil {
+			return nil, err
+		}
+		if size = fileSize(f); size < 0 {
+			return nil, fmt.Errorf("%s: cannot tell the size of the file", r.File)
+		}
 	}
-	mr := mbox.NewReader(io.NewSectionReader(f, r.Offset, r.Length))
+	if r.Length <= 0 {
+		var body io.Reader = io.NewSectionReader(f, 0, size)
+		if a.Encrypted() {
+			d, err := a.decrypted(f, size)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", r.File, err)
+			}
+			body = d
+		}
+		if a.Compressed() {
+			z, err := newZReader(body)
+			if err != nil {
+				return nil, err
+			}
+			body = z
+		}
+		return body, nil
+	}
+	src := io.Reader(io.NewSectionReader(f, r.Offset, r.Length))
+	if a.sealedMbox() {
+		ra, err := a.segmentReader(r.File, f, size)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", r.File, err)
+		}
+		src = &ageReader{r: io.NewSectionReader(ra, r.Offset, r.Length)}
+	}
+	if a.Compressed() {
+		z, err := newZReader(src)
+		if err != nil {
+			return nil, err
+		}
+		src = z
+	}
+	mr := mbox.NewReader(src)
 	mr.ContentLength = false
 	m, err := mr.Next()
 	if err != nil {

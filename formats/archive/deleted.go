@@ -83,7 +83,15 @@ func (a *Archive) DeletedRecords() ([]Deleted, error) {
 // step is durable before the next, and a run that stops half way is
 // finished by the next one that finds the same messages gone. It returns
 // how many messages were moved. No folder writer of folder may be open.
+// ErrMirrorEncrypted is MoveDeleted on an encrypted archive: its index
+// lines are sealed for readers with the private key, which the writer does
+// not hold, so a message cannot yet be moved to the deleted area there.
+var ErrMirrorEncrypted = errors.New("mirror (--mirror, mirror = true) cannot move messages in an encrypted archive yet: messages deleted on the server stay in their folder, which is what a backup does without it; run without --mirror for this archive")
+
 func (a *Archive) MoveDeleted(folder string, gone []Record, when time.Time) (int, error) {
+	if a.Encrypted() {
+		return 0, ErrMirrorEncrypted
+	}
 	if len(gone) == 0 {
 		return 0, nil
 	}

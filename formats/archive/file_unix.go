@@ -27,3 +27,14 @@ func rename(from, to string) error {
 	}
 	return nil
 }
+
+// dupFile returns a second descriptor of the open file f, which stays open
+// when f is closed.
+func dupFile(f *os.File) (*os.File, bool) {
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		return nil, false
+	}
+	syscall.CloseOnExec(fd)
+	return os.NewFile(uintptr(fd), f.Name()), true
+}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/mailmove/mailmove/formats/mbox"
 	"github.com/mailmove/mailmove/message"
 )
@@ -39,8 +41,8 @@ type FolderWriter struct {
 	mboxRel  string
 	mf       *os.File
 	bw       *bufio.Writer
-	mw       *mbox.Writer
 	off      int64
+	seg      *segment // the open segment of an encrypted mbox folder
 
 	// eml
 	dir    string
@@ -49,6 +51,7 @@ type FolderWriter struct {
 	files  []string      // written since the last commit, for platforms without syncfs
 	ebw    *bufio.Writer // reused for every .eml file: few, large writes
 	tmps   *tmpMaker     // creates the next temporary files ahead
+	ages   *ageMaker     // makes the next age headers ahead (encrypted)
 
 	index        *os.File
 	inflight     chan error // the background commit's result, while one runs
@@ -66,9 +69,20 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 	rel := a.folderPath(st) // with "/"
 	a.mu.Unlock()
 	w := &FolderWriter{a: a, name: name, segs: segs, lastCommit: time.Now()}
-	if a.Header.Format == Mbox {
+	if a.sealedMbox() {
+		// segments: rel.<time>-<random>.mbox.age, written in TmpDir
 		w.mboxPath = filepath.Join(a.Root, filepath.FromSlash(rel))
 		w.mboxRel = rel
+		w.tmpDir = filepath.Join(a.Root, filepath.FromSlash(TmpDir))
+		if err := os.MkdirAll(filepath.Dir(w.mboxPath), 0o700); err != nil {
+			return nil, err
+		}
+	} else if a.Header.Format == Mbox {
+		a.mu.Lock()
+		file := a.mboxFile(st)
+		a.mu.Unlock()
+		w.mboxPath = filepath.Join(a.Root, filepath.FromSlash(file))
+		w.mboxRel = file
 		if err := os.MkdirAll(filepath.Dir(w.mboxPath), 0o700); err != nil {
 			return nil, err
 		}
@@ -86,7 +100,6 @@ func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) 
 		}
 		w.mf, w.off = f, end
 		w.bw = bufio.NewWriterSize(f, 256<<10)
-		w.mw = mbox.NewWriter(w.bw, a.Header.LF)
 	} else {
 		w.dir = filepath.Join(a.Root, filepath.FromSlash(rel))
 		w.relDir = rel
@@ -125,11 +138,32 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 	h := sha256.New()
 	var rec Record
 	var tmp string
-	if w.mw != nil {
-		// The buffer must hold only this message, so that rewind can drop it.
-		if err := w.bw.Flush(); err != nil {
-			return false, err
+	if w.mboxPath != "" {
+		var dst io.Writer
+		if w.a.sealedMbox() {
+			if w.seg == nil {
+				if err := w.openSegment(); err != nil {
+					return false, err
+				}
+			}
+			dst = w.seg.s.w
+		} else {
+			// The buffer must hold only this message, so that rewind can drop it.
+			if err := w.bw.Flush(); err != nil {
+				return false, err
+			}
+			dst = w.bw
 		}
+		cw := &countWriter{w: dst}
+		var out io.Writer = cw
+		var zenc *zstd.Encoder
+		if w.a.Compressed() {
+			// one zstd frame per message: it is read alone
+			zenc = zencPool.Get().(*zstd.Encoder)
+			zenc.Reset(cw)
+			out = zenc
+		}
+		mw := mbox.NewWriter(out, w.a.Header.LF)
 		br := bufio.NewReaderSize(r, 64<<10)
 		hdr := sniffHeader(br)
 		_, _, sender := message.HeaderFields(bufio.NewReader(bytes.NewReader(hdr)))
@@ -146,14 +180,24 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 		} else {
 			body = io.TeeReader(io.MultiReader(bytes.NewReader(hdr), br), orig)
 		}
-		wr, err := w.mw.WriteMessageInfo(sender, meta.InternalDate, body)
+		wr, err := mw.WriteMessageInfo(sender, meta.InternalDate, body)
+		if zenc != nil {
+			if cerr := zenc.Close(); err == nil {
+				err = cerr
+			}
+			zenc.Reset(nil)
+			zencPool.Put(zenc)
+		}
 		if err != nil {
-			w.rewind()
+			w.rewind(cw.n)
 			return false, err
 		}
 		meta.Size = cr.n
 		meta.MessageID, meta.PMInternalID, meta.Sender = message.HeaderFields(bufio.NewReader(bytes.NewReader(hdr)))
-		rec.File, rec.Offset, rec.Length = w.mboxRel, w.off, wr.Bytes
+		rec.File, rec.Offset, rec.Length = w.mboxRel, w.off, cw.n
+		if w.seg != nil {
+			rec.File = w.seg.rel
+		}
 		if len(ins) > 0 {
 			rec.StatusAt, rec.StatusLen = int64(at), int64(len(ins))
 		}
@@ -176,7 +220,25 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 			w.ebw.Reset(f)
 		}
 		var sn message.HeaderSniffer
-		n, err := io.Copy(io.MultiWriter(w.ebw, h, &sn), r)
+		var n int64
+		var pre *preparedAge
+		if w.a.Encrypted() {
+			if w.ages == nil {
+				w.ages = newAgeMaker(w.a.recipients)
+			}
+			p := <-w.ages.ch
+			pre, err = &p, p.err
+		}
+		var ss *sealedStream
+		if err == nil {
+			ss, err = w.a.newStream(w.ebw, pre, w.a.Encrypted(), w.a.Compressed())
+		}
+		if ss != nil {
+			n, err = io.Copy(io.MultiWriter(ss.w, h, &sn), r)
+			if cerr := ss.Close(); err == nil {
+				err = cerr
+			}
+		}
 		if err == nil {
 			err = w.ebw.Flush()
 		}
@@ -190,20 +252,23 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 		}
 		meta.Size = n
 		meta.MessageID, meta.PMInternalID, meta.Sender = sn.Fields()
+		if w.a.Encrypted() || w.a.Compressed() {
+			rec.FileSize = ss.file.n
+		}
 	}
 	meta.SHA256 = hex.EncodeToString(h.Sum(nil))
 	if dedup != nil {
 		here := rec
 		here.Folder = w.name
 		if tmp != "" {
-			here.File = joinSlash(w.relDir, emlName(meta))
+			here.File = joinSlash(w.relDir, w.a.emlName(meta))
 		}
 		orig, err := dedup(meta, here)
 		if err != nil || orig != nil {
 			if tmp != "" {
 				os.Remove(tmp)
 			} else {
-				w.rewind()
+				w.rewind(rec.Length)
 			}
 			if err != nil {
 				return false, err
@@ -215,7 +280,7 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 		}
 	}
 	if tmp != "" {
-		name := emlName(meta)
+		name := w.a.emlName(meta)
 		if err := rename(tmp, filepath.Join(w.dir, name)); err != nil {
 			os.Remove(tmp)
 			return false, err
@@ -237,8 +302,14 @@ func joinSlash(dir, name string) string {
 	return dir + "/" + name
 }
 
-// rewind drops a half-written mbox message.
-func (w *FolderWriter) rewind() {
+// rewind drops a half-written mbox message of n bytes. An encrypted
+// segment cannot be cut (an age stream is written once): the bytes stay in
+// it, unindexed, and the next message starts after them.
+func (w *FolderWriter) rewind(n int64) {
+	if w.seg != nil {
+		w.off += n
+		return
+	}
 	w.bw.Reset(w.mf)
 	w.mf.Truncate(w.off)
 	w.mf.Seek(w.off, io.SeekStart)
@@ -322,6 +393,7 @@ func (w *FolderWriter) wait() error {
 type batch struct {
 	recs  []Record
 	files []string // .eml files, for platforms without syncfs
+	seg   *segment // the segment of an encrypted mbox folder, finished
 }
 
 // take hands the pending records to a commit: the mbox buffer is written
@@ -335,7 +407,21 @@ func (w *FolderWriter) take() (*batch, error) {
 			return nil, err
 		}
 	}
-	b := &batch{recs: w.pending, files: w.files}
+	var seg *segment
+	if w.seg != nil {
+		// an age stream is complete only once closed: the segment ends here
+		seg, w.seg = w.seg, nil
+		if err := seg.finish(); err != nil {
+			seg.abandon()
+			return nil, err
+		}
+		for i := range w.pending {
+			if w.pending[i].File == seg.rel {
+				w.pending[i].FileSize = seg.size
+			}
+		}
+	}
+	b := &batch{recs: w.pending, files: w.files, seg: seg}
 	w.pending, w.files = nil, nil
 	w.pendingBytes = 0
 	w.lastCommit = time.Now()
@@ -347,7 +433,11 @@ func (w *FolderWriter) take() (*batch, error) {
 // the already written message files and the archive (under its lock), so it
 // can run while Put writes the next messages.
 func (w *FolderWriter) commit(b *batch) error {
-	if w.mf != nil {
+	if b.seg != nil {
+		if err := b.seg.commit(w.a.Root); err != nil {
+			return err
+		}
+	} else if w.mf != nil {
 		if err := w.mf.Sync(); err != nil {
 			return fmt.Errorf("fsync %s: %w", w.mboxPath, err)
 		}
@@ -357,10 +447,18 @@ func (w *FolderWriter) commit(b *batch) error {
 		}
 	}
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	for i := range b.recs {
-		if err := enc.Encode(&b.recs[i]); err != nil {
+	if w.a.Encrypted() {
+		lines, err := w.a.sealLines(b.recs)
+		if err != nil {
 			return err
+		}
+		buf.Write(lines)
+	} else {
+		enc := json.NewEncoder(&buf)
+		for i := range b.recs {
+			if err := enc.Encode(&b.recs[i]); err != nil {
+				return err
+			}
 		}
 	}
 	if _, err := w.index.Write(buf.Bytes()); err != nil {
@@ -375,6 +473,9 @@ func (w *FolderWriter) commit(b *batch) error {
 		st.apply(&b.recs[i])
 	}
 	st.IndexSize += int64(buf.Len())
+	if b.seg != nil {
+		st.SegmentFiles++
+	}
 	w.a.dirty = true
 	w.a.mu.Unlock()
 	return nil
@@ -395,6 +496,15 @@ func (w *FolderWriter) closeFiles() error {
 		w.tmps.stop()
 		w.tmps = nil
 	}
+	if w.ages != nil {
+		w.ages.stop()
+		w.ages = nil
+	}
+	if w.seg != nil {
+		// only messages dropped since the last commit: nothing indexed
+		w.seg.abandon()
+		w.seg = nil
+	}
 	if w.mf != nil {
 		if e := w.bw.Flush(); e != nil && err == nil {
 			err = e
@@ -411,6 +521,70 @@ func (w *FolderWriter) closeFiles() error {
 		w.index = nil
 	}
 	return err
+}
+
+// segment is an encrypted mbox folder's segment being written: an age
+// file in TmpDir, renamed to rel in the folder when committed.
+type segment struct {
+	f    *os.File
+	tmp  string
+	rel  string
+	bw   *bufio.Writer
+	s    *sealedStream
+	size int64 // the file's size, once finished
+}
+
+// openSegment starts a new segment for the folder.
+func (w *FolderWriter) openSegment() error {
+	tmp := filepath.Join(w.tmpDir, ".mm-tmp-"+randName())
+	f, err := createExcl(tmp)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(f, 256<<10)
+	s, err := w.a.newStream(bw, nil, true, false)
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	w.seg = &segment{f: f, tmp: tmp, rel: segmentName(w.a, w.mboxRel), bw: bw, s: s}
+	w.off = 0
+	return nil
+}
+
+// finish ends the age stream and writes the buffer to the file.
+func (s *segment) finish() error {
+	if err := s.s.Close(); err != nil {
+		return err
+	}
+	s.size = s.s.file.n
+	return s.bw.Flush()
+}
+
+// commit makes a finished segment durable under its name.
+func (s *segment) commit(root string) error {
+	if err := s.f.Sync(); err != nil {
+		s.abandon()
+		return fmt.Errorf("fsync %s: %w", s.tmp, err)
+	}
+	if err := s.f.Close(); err != nil {
+		os.Remove(s.tmp)
+		return err
+	}
+	final := filepath.Join(root, filepath.FromSlash(s.rel))
+	if err := rename(s.tmp, final); err != nil {
+		os.Remove(s.tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(final))
+}
+
+// abandon drops a segment that is not committed.
+func (s *segment) abandon() {
+	s.s.Close()
+	s.f.Close()
+	os.Remove(s.tmp)
 }
 
 type counter struct{ n int64 }
