@@ -25,6 +25,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"filippo.io/age"
 	"fmt"
 	"io"
 	"io/fs"
@@ -69,6 +70,10 @@ type Side struct {
 	// Format forces the format of Path (as import's --format); empty
 	// detects it.
 	Format imports.Format
+	// Identities decrypt Path when it is an encrypted mailmove archive
+	// (--identity); without them such an archive is an
+	// archive.EncryptedError.
+	Identities []age.Identity
 }
 
 // String names the side for reports: the account URL or the path.
@@ -495,7 +500,7 @@ func openStore(ctx context.Context, s Side, label string) (*store, error) {
 		}
 	}
 	st.items, st.roles = map[string][]*imports.Item{}, map[string]string{}
-	err := imports.Scan(s.Path, s.Format, false, func(it *imports.Item) error {
+	err := imports.ScanWith(s.Path, s.Format, false, s.Identities, func(it *imports.Item) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}

@@ -540,6 +540,14 @@ func TestBackupEncrypted(t *testing.T) {
 			if o, e, code := runCmd(t, "check", "--identity", idFile, out); code != 0 || !strings.Contains(o, "40 messages") {
 				t.Fatalf("check --identity: exit %d %s %s", code, o, e)
 			}
+			// verify against the server reads it with the identity, and says what to pass without
+			from := "imap://alice@" + srv.Addr + "?tls=none"
+			if o, e, code := runCmd(t, "verify", "--from", from, "--to", out, "--identity", idFile, "--deep"); code != 0 {
+				t.Fatalf("verify --identity: exit %d %s %s", code, o, e)
+			}
+			if o, e, code := runCmd(t, "verify", "--from", from, "--to", out); code != exitUsage || !strings.Contains(e, "--identity") {
+				t.Fatalf("verify without --identity: exit %d %s %s", code, o, e)
+			}
 			want := map[string]bool{}
 			for _, ms := range testmail.Held(t, testmail.MemConfig(t, srv.Addr)) {
 				for _, m := range ms {

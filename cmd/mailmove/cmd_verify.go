@@ -34,6 +34,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	allowExtra := fs.Bool("allow-extra", false, "list messages found only on the target, but do not count them as a difference (a backup keeps what the server deleted)")
 	jsonOut := fs.Bool("json", false, "print the result as JSON on stdout")
 	quiet := fs.Bool("quiet", false, "print nothing when everything is there")
+	identity := identityFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: mailmove verify --from A --to B [flags]
 
@@ -60,13 +61,17 @@ Exit codes: 0 everything is there, 4 differences found, 3 some messages could no
 	if !ok {
 		return exitUsage
 	}
+	ids, err := readIdentity(*identity)
+	if err != nil {
+		return errorExit(stderr, err)
+	}
 	var sides [2]verify.Side
 	for i, x := range []struct {
 		af     *accountFlags
 		format string
 	}{{from, *fromFormat}, {to, *toFormat}} {
 		if !isAccountURL(*x.af.url) {
-			sides[i] = verify.Side{Path: *x.af.url, Format: imports.Format(x.format)}
+			sides[i] = verify.Side{Path: *x.af.url, Format: imports.Format(x.format), Identities: ids}
 			if *x.af.url == "" {
 				fmt.Fprintf(stderr, "mailmove verify: --%s is required: an account URL or the path of an archive\n", x.af.prefix)
 				return exitUsage
