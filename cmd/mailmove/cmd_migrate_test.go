@@ -13,9 +13,9 @@ func TestMigrate(t *testing.T) {
 	src := testmail.Mem(t)
 	testmail.Put(t, testmail.MemConfig(t, src.Addr), testmail.Gen(40, []string{"INBOX", "Sent", "Archive/2024"}, 3))
 	dst := testmail.Mem(t)
-	staging := filepath.Join(t.TempDir(), "staging")
-	env := []string{"MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_TO_PASSWORD=secret"}
-	args := []string{"migrate", "--from", "imap://alice@" + src.Addr + "?tls=none", "--to", "imap://alice@" + dst.Addr + "?tls=none", "--staging", staging}
+	state := "XDG_STATE_HOME=" + t.TempDir()
+	env := []string{"MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_TO_PASSWORD=secret", state}
+	args := []string{"migrate", "--from", "imap://alice@" + src.Addr + "?tls=none", "--to", "imap://alice@" + dst.Addr + "?tls=none"}
 	if _, e, code := runCmdEnv(t, env, args...); code != 0 {
 		t.Fatalf("migrate: %d %s", code, e)
 	}
@@ -38,23 +38,28 @@ func TestMigrate(t *testing.T) {
 
 // migrateJSON is the part of migrate --json the tests read.
 type migrateJSON struct {
-	Schema  int    `json:"schema"`
-	Command string `json:"command"`
-	OK      bool   `json:"ok"`
-	DryRun  bool   `json:"dry_run"`
-	Export  struct {
-		Messages      int               `json:"messages"`
-		Undecryptable []json.RawMessage `json:"undecryptable"`
-		Failed        []json.RawMessage `json:"failed"`
-	} `json:"export"`
-	Import *struct {
-		Appended int `json:"appended"`
-		Skipped  int `json:"skipped"`
-		Folders  []struct {
-			Folder string `json:"folder"`
-			Append int    `json:"append"`
-		} `json:"folders"`
-	} `json:"import"`
+	Schema        int               `json:"schema"`
+	Command       string            `json:"command"`
+	OK            bool              `json:"ok"`
+	DryRun        bool              `json:"dry_run"`
+	Copied        int               `json:"copied"`
+	AlreadyThere  int               `json:"already_there"`
+	FlagsUpdated  int               `json:"flags_updated"`
+	Deleted       int               `json:"deleted"`
+	Undecryptable []json.RawMessage `json:"undecryptable"`
+	Failed        []json.RawMessage `json:"failed"`
+	Unstorable    []string          `json:"unstorable_keywords"`
+	Folders       []struct {
+		Source string `json:"source"`
+		Target string `json:"target"`
+		Copy   int    `json:"copy"`
+	} `json:"folders"`
+	Check struct {
+		Folders   int               `json:"folders"`
+		Messages  int               `json:"messages"`
+		Unchanged int               `json:"unchanged"`
+		Missing   []json.RawMessage `json:"missing"`
+	} `json:"check"`
 }
 
 // migrate has --dry-run and --json, like export and import.
@@ -62,9 +67,9 @@ func TestMigrateDryRunAndJSON(t *testing.T) {
 	src := testmail.Mem(t)
 	testmail.Put(t, testmail.MemConfig(t, src.Addr), testmail.Gen(12, []string{"INBOX", "Sent"}, 4))
 	dst := testmail.Mem(t)
-	staging := filepath.Join(t.TempDir(), "staging")
-	env := []string{"MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_TO_PASSWORD=secret"}
-	args := []string{"migrate", "--from", "imap://alice@" + src.Addr + "?tls=none", "--to", "imap://alice@" + dst.Addr + "?tls=none", "--staging", staging}
+	state := "XDG_STATE_HOME=" + t.TempDir()
+	env := []string{"MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_TO_PASSWORD=secret", state}
+	args := []string{"migrate", "--from", "imap://alice@" + src.Addr + "?tls=none", "--to", "imap://alice@" + dst.Addr + "?tls=none"}
 	o, e, code := runCmdEnv(t, env, append(args, "--dry-run")...)
 	if code != 0 || !strings.Contains(o, "TARGET FOLDER") || !strings.Contains(o, "Sent") {
 		t.Fatalf("dry run: exit %d %q %q", code, o, e)
@@ -76,19 +81,19 @@ func TestMigrateDryRunAndJSON(t *testing.T) {
 	}
 	o, e, code = runCmdEnv(t, env, append(args, "--dry-run", "--json")...)
 	var v migrateJSON
-	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || v.Schema != 1 || v.Command != "migrate" || !v.DryRun || v.Import == nil {
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || v.Schema != 1 || v.Command != "migrate" || !v.DryRun {
 		t.Fatalf("dry run --json: exit %d %v %q %q", code, err, o, e)
 	}
 	n := 0
-	for _, f := range v.Import.Folders {
-		n += f.Append
+	for _, f := range v.Folders {
+		n += f.Copy
 	}
-	if n != 12 || v.Import.Appended != 0 {
-		t.Fatalf("dry run plans %d appends (appended %d), want 12 (0)", n, v.Import.Appended)
+	if n != 12 || v.Copied != 0 {
+		t.Fatalf("dry run plans %d copies (copied %d), want 12 (0)", n, v.Copied)
 	}
 	o, e, code = runCmdEnv(t, env, append(args, "--json")...)
 	v = migrateJSON{}
-	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || v.Import == nil || v.Import.Appended != 12 || e != "" {
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || v.Copied != 12 || e != "" || v.Check.Messages != 12 || len(v.Check.Missing) != 0 {
 		t.Fatalf("--json: exit %d %v %q %q", code, err, o, e)
 	}
 }
@@ -98,16 +103,16 @@ func TestMigrateDryRunAndJSON(t *testing.T) {
 func TestMigrateBridgeUndecryptable(t *testing.T) {
 	br := testmail.StartBridge(t, 40)
 	d := testmail.StartDovecot(t)
-	staging := filepath.Join(t.TempDir(), "staging")
-	env := []string{"MAILMOVE_FROM_PASSWORD=" + testmail.BridgePassword, "MAILMOVE_TO_PASSWORD=pw"}
+	state := "XDG_STATE_HOME=" + t.TempDir()
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + testmail.BridgePassword, "MAILMOVE_TO_PASSWORD=pw", state}
 	args := []string{"migrate", "--from", "bridge://me@proton.test@" + br.Addr, "--from-ca-file", filepath.Join(br.Dir, "cert.pem"),
-		"--to", "imaps://dst@" + d.TLSAddr, "--to-ca-file", filepath.Join(d.Dir, "cert.pem"), "--staging", staging}
+		"--to", "imaps://dst@" + d.TLSAddr, "--to-ca-file", filepath.Join(d.Dir, "cert.pem")}
 	o, e, code := runCmdEnv(t, env, append(args, "--json")...)
 	if code != 3 || !strings.Contains(e, "Proton Mail Bridge could not decrypt this message") {
 		t.Fatalf("migrate: exit %d, want 3 and a warning: %q", code, e)
 	}
 	var v migrateJSON
-	if err := json.Unmarshal([]byte(o), &v); err != nil || v.Schema != 1 || v.Command != "migrate" || v.OK || len(v.Export.Undecryptable) != 1 || v.Import == nil || v.Import.Appended != v.Export.Messages {
+	if err := json.Unmarshal([]byte(o), &v); err != nil || v.Schema != 1 || v.Command != "migrate" || v.OK || len(v.Undecryptable) != 1 || v.Copied == 0 {
 		t.Fatalf("--json: %v %q", err, o)
 	}
 	held := accountIDs(t, d.Config(t, "imaps", "dst"))
@@ -115,14 +120,14 @@ func TestMigrateBridgeUndecryptable(t *testing.T) {
 	for _, ids := range held {
 		n += len(ids)
 	}
-	if n != v.Import.Appended || n == 0 {
-		t.Fatalf("%d messages in Dovecot, %d appended", n, v.Import.Appended)
+	if n != v.Copied || n == 0 {
+		t.Fatalf("%d messages in Dovecot, %d copied", n, v.Copied)
 	}
-	// a re-run, as a re-run of export: the message is archived (and
-	// imported as Bridge served it), nothing new, exit 0
+	// a re-run: the message was copied as Bridge served it, nothing new,
+	// exit 0
 	o, e, code = runCmdEnv(t, env, append(args, "--json")...)
 	v = migrateJSON{}
-	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || v.Import == nil || v.Import.Appended != 0 || v.Export.Messages != 0 {
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || v.Copied != 0 {
 		t.Fatalf("re-run --json: exit %d %v %q %q", code, err, o, e)
 	}
 }
