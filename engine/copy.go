@@ -464,6 +464,8 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	for _, u := range uids {
 		if e := jr.get(srcKey{j.f.Name, uv, u}); e != nil {
 			need[e.key]++
+		} else if m := meta[u]; m != nil && !r.failedUID(j.f.Name, u) {
+			need[o.Sink.Key(m)]++ // not recorded: must be there all the same
 		}
 	}
 	missing := 0
@@ -497,6 +499,18 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	return jr.sync()
 }
 
+// failedUID reports whether a message was reported as failed in this run.
+func (r *run) failedUID(folder string, uid uint32) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.sum.Failed {
+		if f.Folder == folder && f.UID == uid {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *run) noteUnstorable(f string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -520,7 +534,7 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 	}
 	var mu sync.Mutex
 	var retry []uint32
-	var fatal error
+	var fatal, lost error
 	done := func(m *Message, undecryptable *message.DecryptScanner) PutFunc {
 		return func(uid, tuv uint32, err error) {
 			var re *RefusedError
@@ -555,9 +569,15 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 					fatal = err
 				}
 				mu.Unlock()
+			default:
+				// the connection dropped before the answer: the next pass
+				// finds out whether the message arrived
+				mu.Lock()
+				if lost == nil {
+					lost = err
+				}
+				mu.Unlock()
 			}
-			// other errors: the connection dropped; the next pass finds
-			// out whether the message arrived
 		}
 	}
 	put := func(single bool) BodyFunc {
@@ -612,6 +632,9 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 	if ferr != nil {
 		return ferr
 	}
+	if lost != nil {
+		return fmt.Errorf("the target's connection dropped before it answered: %w", lost)
+	}
 	var undelivered []uint32
 	for _, u := range send {
 		if !delivered[u] {
@@ -630,6 +653,9 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 		}
 		if fatal != nil {
 			return fatal
+		}
+		if lost != nil {
+			return fmt.Errorf("the target's connection dropped before it answered: %w", lost)
 		}
 		for _, u := range again {
 			if !got[u] {
