@@ -1,10 +1,16 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mailmove/mailmove/internal/testmail"
 )
@@ -129,5 +135,85 @@ func TestMigrateBridgeUndecryptable(t *testing.T) {
 	v = migrateJSON{}
 	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || v.Copied != 0 {
 		t.Fatalf("re-run --json: exit %d %v %q %q", code, err, o, e)
+	}
+}
+
+// migrate killed with SIGKILL at random moments, then run to the end:
+// every message is at the target exactly once, and the state folder holds
+// the journal alone (no staging copy, no temporary files).
+func TestMigrateKillAndResume(t *testing.T) {
+	d := testmail.StartDovecot(t)
+	src := d.Config(t, "imaps", "src")
+	testmail.Put(t, src, testmail.Gen(500, []string{"INBOX", "Sent", "Archive/2024"}, 8))
+	state := t.TempDir()
+	ca := filepath.Join(d.Dir, "cert.pem")
+	env := []string{"MAILMOVE_FROM_PASSWORD=pw", "MAILMOVE_TO_PASSWORD=pw", "XDG_STATE_HOME=" + state}
+	args := []string{"migrate", "--from", "imaps://src@" + d.TLSAddr, "--from-ca-file", ca,
+		"--to", "imaps://dst@" + slowProxy(t, d.TLSAddr), "--to-ca-file", ca}
+	if kills := killRuns(t, 10, 5, env, args...); kills == 0 {
+		t.Fatal("no run was killed")
+	}
+	o, e, code := runCmdEnv(t, env, append(args, "--json")...)
+	var v migrateJSON
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || len(v.Check.Missing) != 0 {
+		t.Fatalf("final migrate: exit %d %v %q %q", code, err, o, e)
+	}
+	exactlyOnce(t, accountIDs(t, src), accountIDs(t, d.Config(t, "imaps", "dst")))
+	var files []string
+	filepath.WalkDir(state, func(p string, de fs.DirEntry, err error) error {
+		if err == nil && !de.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) != 1 || !strings.HasSuffix(files[0], ".jsonl") {
+		t.Fatalf("the state folder holds %v, want one journal", files)
+	}
+}
+
+// Peak memory stays flat with big messages: three of 25 MiB go from one
+// Dovecot user to another, byte for byte.
+func TestMigrateMemoryFlat(t *testing.T) {
+	d := testmail.StartDovecot(t)
+	src := d.Config(t, "imaps", "src")
+	var msgs []testmail.Msg
+	for i := 0; i < 3; i++ {
+		var b strings.Builder
+		fmt.Fprintf(&b, "From: big@example.org\r\nSubject: big %d\r\nMessage-ID: <big%d@example.org>\r\n\r\n", i, i)
+		line := fmt.Sprintf("%d%s\r\n", i, strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo", 2))
+		for b.Len() < 25<<20 {
+			b.WriteString(line)
+		}
+		msgs = append(msgs, testmail.Msg{Folder: "INBOX", Raw: []byte(b.String()), Date: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)})
+	}
+	msgs = append(msgs, testmail.Gen(50, []string{"INBOX"}, 2)...)
+	testmail.Put(t, src, msgs)
+	ca := filepath.Join(d.Dir, "cert.pem")
+	cmd := exec.Command(binary(t), "migrate", "--from", "imaps://src@"+d.TLSAddr, "--from-ca-file", ca, "--to", "imaps://dst@"+d.TLSAddr, "--to-ca-file", ca)
+	cmd.Env = append(os.Environ(), "MAILMOVE_FROM_PASSWORD=pw", "MAILMOVE_TO_PASSWORD=pw", "XDG_STATE_HOME="+t.TempDir(), "MAILMOVE_DEBUG_PEAK_RSS=1")
+	res, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("migrate: %v: %s", err, res)
+	}
+	var maxRSS int64
+	parts := strings.SplitN(string(res), "VmHWM:", 2)
+	if _, err := fmt.Sscanf(strings.TrimSpace(parts[len(parts)-1]), "%d kB", &maxRSS); err != nil {
+		t.Fatalf("no peak RSS in %q", res)
+	}
+	t.Logf("peak RSS %d MiB for three 25 MiB messages", maxRSS/1024)
+	if maxRSS > 100<<10 {
+		t.Errorf("peak RSS %d MiB, over 100 MiB", maxRSS/1024)
+	}
+	want := map[string]int{}
+	for _, m := range msgs {
+		want[fmt.Sprintf("%x", sha256.Sum256(m.Raw))]++
+	}
+	for _, m := range testmail.Held(t, d.Config(t, "imaps", "dst"))["INBOX"] {
+		want[fmt.Sprintf("%x", sha256.Sum256(m.Raw))]--
+	}
+	for h, n := range want {
+		if n != 0 {
+			t.Errorf("message %s: %d copies missing (negative: extra)", h[:12], n)
+		}
 	}
 }
