@@ -217,3 +217,30 @@ func TestMigrateMemoryFlat(t *testing.T) {
 		}
 	}
 }
+
+// --keep-archive writes what migrate copies into an archive too, one that
+// check finds whole; --labels takes only its three values.
+func TestMigrateKeepArchive(t *testing.T) {
+	src := testmail.Mem(t)
+	testmail.Put(t, testmail.MemConfig(t, src.Addr), testmail.Gen(20, []string{"INBOX", "Sent"}, 6))
+	dst := testmail.Mem(t)
+	arch := filepath.Join(t.TempDir(), "arch")
+	env := []string{"MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_TO_PASSWORD=secret", "XDG_STATE_HOME=" + t.TempDir()}
+	args := []string{"migrate", "--from", "imap://alice@" + src.Addr + "?tls=none", "--to", "imap://alice@" + dst.Addr + "?tls=none"}
+	if _, e, code := runCmdEnv(t, env, append(args, "--labels", "nope")...); code != exitUsage || !strings.Contains(e, "keywords, folders or skip") {
+		t.Fatalf("--labels nope: exit %d %q", code, e)
+	}
+	if _, e, code := runCmdEnv(t, env, append(args, "--keep-archive", arch)...); code != 0 {
+		t.Fatalf("migrate: %d %s", code, e)
+	}
+	o, e, code := runCmdEnv(t, env, "check", arch, "--json")
+	var v struct {
+		Messages int `json:"messages"`
+	}
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || v.Messages != 20 {
+		t.Fatalf("check: exit %d %v %q %q", code, err, o, e)
+	}
+	if got := messageIDs(t, dst.Addr); len(got["INBOX"])+len(got["Sent"]) != 20 {
+		t.Fatalf("target: %v", got)
+	}
+}
