@@ -547,6 +547,9 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 				r.sum.Bytes += m.Size
 				j.fs.Copied++
 				r.progress++
+				if j.f.AllMail {
+					r.sum.AllMailOnly++
+				}
 				if undecryptable != nil && undecryptable.Found {
 					r.sum.Undecryptable = append(r.sum.Undecryptable, Failure{Folder: j.f.Name, UID: m.UID,
 						Error: "Proton Mail Bridge could not decrypt this message; the target holds what Bridge served"})
