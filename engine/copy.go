@@ -242,7 +242,10 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	live := map[uint32]bool{}
 	for _, u := range uids {
 		live[u] = true
-		if _, ok := known[u]; !ok {
+		if e, ok := known[u]; !ok || e.tf != j.target {
+			// new, or copied into another target folder before the
+			// mapping changed: copied here
+			delete(known, u)
 			fresh = append(fresh, u)
 		}
 	}

@@ -531,3 +531,48 @@ func TestDovecotToBridge(t *testing.T) {
 		t.Fatalf("re-run copied %d", sum.Copied)
 	}
 }
+
+// The source renumbers a folder (a new UIDVALIDITY: here the folder is
+// deleted and made again with the same messages): the re-run copies
+// nothing twice and, even with Delete, deletes nothing.
+func TestSourceRenumbered(t *testing.T) {
+	d := testmail.StartDovecot(t)
+	src, dst := d.Config(t, "imaps", "src"), d.Config(t, "imaps", "dst")
+	msgs := append(testmail.Gen(30, []string{"Lists"}, 12), oddMessages()[1], oddMessages()[5])
+	for i := range msgs {
+		msgs[i].Folder = "Lists"
+	}
+	testmail.Put(t, src, msgs)
+	jpath := filepath.Join(t.TempDir(), "j.jsonl")
+	copyRun(t, src, dst, jpath, nil)
+	c, err := src.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.Examine("Lists")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete("Lists").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	c.Logout().Wait()
+	testmail.Put(t, src, msgs)
+	c, err = src.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.Examine("Lists")
+	c.Logout().Wait()
+	if err != nil || after.UIDValidity == before.UIDValidity {
+		t.Fatalf("UIDVALIDITY %d, was %d (%v)", after.UIDValidity, before.UIDValidity, err)
+	}
+	sum := copyRun(t, src, dst, jpath, func(o *Options, _ *IMAPSource, _ *IMAPSink) { o.Delete = true })
+	if sum.Copied != 0 || sum.Deleted != 0 || sum.AlreadyThere != len(msgs) {
+		t.Fatalf("after renumbering: copied %d, deleted %d, found %d of %d", sum.Copied, sum.Deleted, sum.AlreadyThere, len(msgs))
+	}
+	sameView(t, view(t, src), view(t, dst))
+}

@@ -87,6 +87,10 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 		*d.t = t
 	}
+	if o.del && sel != (engine.Select{}) {
+		fmt.Fprintln(stderr, "mailmove migrate: --delete cannot go with --since or --before (a message outside the dates is not gone from the source)")
+		return exitUsage
+	}
 	mode := engine.LabelMode(o.labels)
 	if mode != engine.LabelsKeywords && mode != engine.LabelsFolders && mode != engine.LabelsSkip {
 		fmt.Fprintf(stderr, "mailmove migrate: --labels %q: choose keywords, folders or skip\n", o.labels)
