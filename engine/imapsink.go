@@ -56,6 +56,7 @@ type IMAPSink struct {
 	folders []*account.Folder
 	byPath  map[string]*account.Folder
 	noMA    bool
+	arenas  [][]byte // batch buffers free for the next folder
 }
 
 var _ Sink = (*IMAPSink)(nil)
@@ -288,6 +289,12 @@ func (w *imapWriter) Close(err error) {
 	if w.ma != nil && err == nil {
 		w.ma.Close()
 	}
+	if w.arena != nil {
+		w.s.mu.Lock()
+		w.s.arenas = append(w.s.arenas, w.arena[:0])
+		w.s.mu.Unlock()
+		w.arena = nil
+	}
 	w.s.release(w.c, err)
 }
 
@@ -499,7 +506,15 @@ func (w *imapWriter) Put(ctx context.Context, m *Message, body io.Reader, done P
 		return w.enqueue(inflight{res, []pendingMsg{{done}}})
 	}
 	if w.arena == nil {
-		w.arena = make([]byte, 0, batchBytes+streamThreshold)
+		w.s.mu.Lock()
+		if n := len(w.s.arenas); n > 0 {
+			w.arena = w.s.arenas[n-1][:0]
+			w.s.arenas = w.s.arenas[:n-1]
+		}
+		w.s.mu.Unlock()
+		if w.arena == nil {
+			w.arena = make([]byte, 0, batchBytes+streamThreshold)
+		}
 	}
 	at := len(w.arena)
 	w.arena = w.arena[:at+int(size)]
