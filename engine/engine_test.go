@@ -576,3 +576,52 @@ func TestSourceRenumbered(t *testing.T) {
 	}
 	sameView(t, view(t, src), view(t, dst))
 }
+
+// --labels folders copies Bridge's Labels/... folders as folders (no label
+// keywords); --labels skip leaves labels behind; Starred is \Flagged in
+// both.
+func TestBridgeLabelModes(t *testing.T) {
+	br := testmail.StartBridge(t, 24)
+	d := testmail.StartDovecot(t)
+	src := br.Config(t, "bridge://me@proton.test@"+br.Addr)
+	var want []bridgeExpected
+	b, _ := os.ReadFile(filepath.Join(br.Dir, "expected.json"))
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	for i, mode := range []LabelMode{LabelsFolders, LabelsSkip} {
+		user := []string{"src", "dst"}[i]
+		dst := d.Config(t, "imaps", user)
+		copyRun(t, src, dst, filepath.Join(t.TempDir(), "j.jsonl"), func(o *Options, s *IMAPSource, _ *IMAPSink) {
+			o.Labels, s.LabelMode = mode, mode
+		})
+		got := heldByPMID(t, dst)
+		labelled := map[string]int{}
+		for _, w := range want {
+			for _, l := range w.Labels {
+				if l != "Starred" {
+					labelled[l]++
+				}
+			}
+			m := got[strings.TrimPrefix(w.Folder, "Folders/")][w.PMID]
+			if w.Folder == "All Mail" {
+				m = got["Archive"][w.PMID]
+			}
+			if len(m) != 1 {
+				t.Fatalf("%s: %s: %d copies in its folder", mode, w.PMID, len(m))
+			}
+			if hasFlag(m[0], "Important") || hasFlag(m[0], "Travel") || w.Starred != hasFlag(m[0], `\Flagged`) {
+				t.Errorf("%s: %s: flags %v (starred %v)", mode, w.PMID, m[0].Flags, w.Starred)
+			}
+		}
+		for l, n := range labelled {
+			copies := 0
+			for _, ms := range got["Labels/"+l] {
+				copies += len(ms)
+			}
+			if mode == LabelsFolders && copies != n || mode == LabelsSkip && copies != 0 {
+				t.Errorf("%s: Labels/%s holds %d, want %d", mode, l, copies, map[bool]int{true: n}[mode == LabelsFolders])
+			}
+		}
+	}
+}
