@@ -58,8 +58,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		} else {
 			first = append(first, j)
 		}
-		planned += int(f.Messages)
-		plannedBytes += f.Bytes
+		// what the journal does not know yet, at most
+		n := int(f.Messages) - len(jr.folder(f.Name, f.UIDValidity))
+		if n > 0 {
+			planned += n
+			plannedBytes += f.Bytes * int64(n) / int64(f.Messages)
+		}
 	}
 	if o.Progress != nil && !o.DryRun {
 		o.Progress.Planned(planned, plannedBytes)
