@@ -177,6 +177,34 @@ func TestDovecotToDovecot(t *testing.T) {
 	if sum.Copied != 0 || sum.FlagsUpdated != 0 || sum.AlreadyThere != 0 {
 		t.Fatalf("no-op run: copied %d, flags %d, found %d", sum.Copied, sum.FlagsUpdated, sum.AlreadyThere)
 	}
+	// with CONDSTORE, no folder was even opened
+	if sum.Check.Unchanged != len(sum.Folders) {
+		for _, f := range sum.Folders {
+			t.Logf("%s: unchanged %v", f.Source, f.Unchanged)
+		}
+		t.Fatalf("no-op run: %d of %d folders skipped as unchanged", sum.Check.Unchanged, len(sum.Folders))
+	}
+	// a flag changed: only its folder is looked at, and the change arrives
+	c, err = src.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("Sent", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	set = imap.UIDSet{}
+	set.AddNum(2)
+	if err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagAnswered}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Logout().Wait()
+	sum = copyRun(t, src, dst, jpath, nil)
+	if sum.FlagsUpdated != 1 || sum.Check.Unchanged != len(sum.Folders)-1 {
+		t.Fatalf("one flag changed: %d updated, %d of %d folders unchanged", sum.FlagsUpdated, sum.Check.Unchanged, len(sum.Folders))
+	}
+	want, got = view(t, src), view(t, dst)
+	got["INBOX"] = inbox
+	sameView(t, want, got)
 }
 
 func hashOf(s string) string {

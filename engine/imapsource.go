@@ -222,6 +222,11 @@ func (r *imapReader) State() (uint32, uint64) {
 	if !r.s.condstore {
 		return r.sel.UIDValidity, 0
 	}
+	if r.sel.HighestModSeq == 0 && r.sel.UIDValidity == r.f.UIDValidity {
+		// EXAMINE says HIGHESTMODSEQ only once CONDSTORE is enabled; the
+		// STATUS of the listing (earlier, so never newer) does
+		return r.sel.UIDValidity, r.f.ModSeq
+	}
 	return r.sel.UIDValidity, r.sel.HighestModSeq
 }
 
