@@ -46,7 +46,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.Var(&o.exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
 	fs.StringVar(&o.prefix, "prefix", "", "put the folders under this target `folder`")
 	fs.Var(&o.maps, "map", "`SRC=DST`: source folder SRC goes to target folder DST (repeatable)")
-	fs.IntVar(&o.conns, "connections", 4, "copy at most `n` folders at once (each uses a connection on each side)")
+	fs.IntVar(&o.conns, "connections", 4, "copy at most `n` folders at once (each uses a connection on each side; default 2 into Proton Mail Bridge)")
 	fs.BoolVar(&o.dry, "dry-run", false, "show the folder mapping with counts and sizes, and what would be copied; change nothing")
 	fs.BoolVar(&o.jsonOut, "json", false, "print a machine-readable summary on stdout")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors, even on a terminal")
@@ -141,6 +141,11 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	var esum *engine.Summary
 	err = sink.Start(ctx)
+	connsSet := false
+	fs.Visit(func(f *flag.Flag) { connsSet = connsSet || f.Name == "connections" })
+	if err == nil && sink.Bridge() && !connsSet {
+		eo.Connections = 2 // as import: Proton paces what Bridge uploads
+	}
 	if err == nil {
 		esum, err = engine.Run(ctx, eo)
 	}
