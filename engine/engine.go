@@ -18,7 +18,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"sort"
 	"strconv"
@@ -173,13 +172,17 @@ var ErrBatchRefused = errors.New("the server refused the batch this message was 
 // words, or a rule of the target such as Proton's size limit).
 type RefusedError struct{ Reason string }
 
+// Error returns the reason.
 func (e *RefusedError) Error() string { return e.Reason }
 
 // FatalError stops the whole run (the target is over quota, the journal
 // cannot be written).
 type FatalError struct{ Err error }
 
+// Error returns the cause's text.
 func (e *FatalError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
 func (e *FatalError) Unwrap() error { return e.Err }
 
 // LabelMode says what happens to Proton labels.
@@ -281,8 +284,6 @@ type Summary struct {
 	unstorable map[string]bool
 }
 
-func (s *Summary) lock() func() { s.mu.Lock(); return s.mu.Unlock }
-
 // KeyOf is the usual content key: Message-ID and size, or the header's
 // SHA-256 and size for a message without Message-ID.
 func KeyOf(m *Message) string {
@@ -362,5 +363,3 @@ func diff(old, new []string) (add, remove []string) {
 	sort.Strings(remove)
 	return add, remove
 }
-
-func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }
