@@ -22,7 +22,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mailmove/mailmove/message"
@@ -280,7 +279,6 @@ type Summary struct {
 	Bridge      bool  `json:"bridge"`
 	DryRun      bool  `json:"dry_run"`
 
-	mu         sync.Mutex
 	unstorable map[string]bool
 }
 
