@@ -55,6 +55,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&o.since, "since", "", "copy only messages that arrived on or after `DATE` (YYYY-MM-DD, INTERNALDATE)")
 	fs.StringVar(&o.before, "before", "", "copy only messages that arrived before `DATE` (YYYY-MM-DD, INTERNALDATE)")
 	fs.StringVar(&o.keepArchive, "keep-archive", "", "also write the messages copied into this archive `dir` (.eml per message)")
+	staging := fs.String("staging", "", "no longer used: migrate keeps no staging archive (`dir` ignored; kept so that old scripts run)")
 	fs.StringVar(&o.journalDir, "journal-dir", "", "where migrate journals live (default $XDG_STATE_HOME/mailmove/migrate)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: mailmove migrate --from URL --to URL [flags]\n\nCopies every folder of one account into another, each message streamed from the\nsource into the target (no staging copy). Run it again to copy what is new and bring\nflags up to date.\n\n")
@@ -67,6 +68,9 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "mailmove migrate: unexpected argument %q\n", pos[0])
 		return exitUsage
+	}
+	if *staging != "" {
+		fmt.Fprintln(stderr, "mailmove migrate: --staging is ignored: migrate streams each message from the source into the target and keeps no staging archive (use --keep-archive DIR for an archive too)")
 	}
 	m, ok := parseMaps(o.maps, stderr)
 	if !ok {
