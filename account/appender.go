@@ -54,6 +54,10 @@ type BatchResult struct {
 	done bool
 	// Err is the server's refusal (an *imap.Error) or a connection error.
 	Err error
+	// UIDValidity and UIDs are the server's APPENDUID (UIDPLUS): the UIDs
+	// of the messages of the batch, in order; empty when it sent none.
+	UIDValidity uint32
+	UIDs        []uint32
 }
 
 // ErrNoMultiAppend says the server cannot take batched appends.
@@ -291,6 +295,9 @@ func (a *Appender) read(br *bufio.Reader) {
 		for _, p := range a.pending {
 			if p.tag == tag {
 				p.Err = parseStatus(rest)
+				if p.Err == nil {
+					p.UIDValidity, p.UIDs = parseAppendUID(rest)
+				}
 				p.done = true
 			}
 		}
@@ -310,6 +317,47 @@ func (a *Appender) read(br *bufio.Reader) {
 	a.pending = nil
 	a.cond.Broadcast()
 	a.mu.Unlock()
+}
+
+// parseAppendUID reads "OK [APPENDUID uidvalidity uid-set] ...".
+func parseAppendUID(s string) (uint32, []uint32) {
+	_, rest, _ := strings.Cut(s, " ")
+	if !strings.HasPrefix(strings.ToUpper(rest), "[APPENDUID ") {
+		return 0, nil
+	}
+	end := strings.IndexByte(rest, ']')
+	if end < 0 {
+		return 0, nil
+	}
+	f := strings.Fields(rest[len("[APPENDUID "):end])
+	if len(f) != 2 {
+		return 0, nil
+	}
+	uv, err := strconv.ParseUint(f[0], 10, 32)
+	if err != nil {
+		return 0, nil
+	}
+	var uids []uint32
+	for _, part := range strings.Split(f[1], ",") {
+		lo, hi, isRange := strings.Cut(part, ":")
+		a, err := strconv.ParseUint(lo, 10, 32)
+		if err != nil {
+			return 0, nil
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseUint(hi, 10, 32); err != nil {
+				return 0, nil
+			}
+		}
+		if b < a {
+			a, b = b, a
+		}
+		for u := a; u <= b; u++ {
+			uids = append(uids, uint32(u))
+		}
+	}
+	return uint32(uv), uids
 }
 
 // parseStatus reads "OK ...", or "NO [CODE] text" as an *imap.Error.

@@ -313,10 +313,9 @@ func TestBridgeMigrateToDovecot(t *testing.T) {
 	br, _, _ := startBridge(t)
 	d := testmail.StartDovecot(t)
 	src := br.Config(t, "bridge://me@proton.test@"+br.Addr)
-	staging := filepath.Join(t.TempDir(), "staging")
-	env := []string{"MAILMOVE_FROM_PASSWORD=" + testmail.BridgePassword, "MAILMOVE_TO_PASSWORD=pw"}
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + testmail.BridgePassword, "MAILMOVE_TO_PASSWORD=pw", "XDG_STATE_HOME=" + t.TempDir()}
 	args := []string{"migrate", "--from", "bridge://me@proton.test@" + br.Addr, "--from-ca-file", filepath.Join(br.Dir, "cert.pem"),
-		"--to", "imaps://dst@" + d.TLSAddr, "--to-ca-file", filepath.Join(d.Dir, "cert.pem"), "--staging", staging}
+		"--to", "imaps://dst@" + d.TLSAddr, "--to-ca-file", filepath.Join(d.Dir, "cert.pem")}
 	if _, e, code := runCmdEnv(t, env, args...); code != 0 && code != 3 {
 		t.Fatalf("migrate: exit %d: %s", code, e)
 	}

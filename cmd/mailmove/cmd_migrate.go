@@ -9,34 +9,56 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"text/tabwriter"
 	"time"
 
-	"github.com/mailmove/mailmove/export"
+	"github.com/mailmove/mailmove/engine"
 	"github.com/mailmove/mailmove/formats/archive"
-	"github.com/mailmove/mailmove/imports"
+	"github.com/mailmove/mailmove/message"
 )
 
-// cmdMigrate moves mail from one account to another: an export into a
-// staging archive, then an import of it. Both halves are incremental, so a
-// migration can be run again until the day the old account closes.
+// migrateOptions are migrate's flags.
+type migrateOptions struct {
+	include, exclude, maps multiFlag
+	prefix                 string
+	conns                  int
+	dry, jsonOut, quiet    bool
+	labels                 string
+	del                    bool
+	since, before          string
+	keepArchive            string
+	journalDir             string
+}
+
+// cmdMigrate copies one account into another, streamed: each message goes
+// from the source's FETCH straight into the target's APPEND, with no
+// staging copy (engine.Run). Runs are incremental both ways: what is new is
+// copied, flags and keywords of copied messages are brought up to date.
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	from := addAccountFlags(fs, "from")
 	to := addAccountFlags(fs, "to")
-	var include, exclude multiFlag
-	fs.Var(&include, "folder", "migrate only folders matching this glob `pattern` (repeatable)")
-	fs.Var(&exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
-	staging := fs.String("staging", "", "the staging archive (`dir`); default: one per pair of accounts under the state folder")
-	prefix := fs.String("prefix", "", "put the folders under this target `folder`")
-	var maps multiFlag
-	fs.Var(&maps, "map", "`SRC=DST`: source folder SRC goes to target folder DST (repeatable)")
-	conns := fs.Int("connections", 4, "use at most `n` IMAP connections on each side")
-	dry := fs.Bool("dry-run", false, "bring the staging archive up to date (this reads the source and changes nothing there), then show what the import would create and append; append nothing")
-	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
-	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
+	var o migrateOptions
+	fs.Var(&o.include, "folder", "migrate only folders matching this glob `pattern` (repeatable)")
+	fs.Var(&o.exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
+	fs.StringVar(&o.prefix, "prefix", "", "put the folders under this target `folder`")
+	fs.Var(&o.maps, "map", "`SRC=DST`: source folder SRC goes to target folder DST (repeatable)")
+	fs.IntVar(&o.conns, "connections", 4, "copy at most `n` folders at once (each uses a connection on each side; default 2 into Proton Mail Bridge)")
+	fs.BoolVar(&o.dry, "dry-run", false, "show the folder mapping with counts and sizes, and what would be copied; change nothing")
+	fs.BoolVar(&o.jsonOut, "json", false, "print a machine-readable summary on stdout")
+	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors, even on a terminal")
+	fs.StringVar(&o.labels, "labels", "keywords", "Proton labels: `keywords` on the message's copy, folders (Labels/... copied as folders), or skip")
+	fs.BoolVar(&o.del, "delete", false, "delete at the target the messages this tool copied that are gone from the source")
+	fs.StringVar(&o.since, "since", "", "copy only messages that arrived on or after `DATE` (YYYY-MM-DD, INTERNALDATE)")
+	fs.StringVar(&o.before, "before", "", "copy only messages that arrived before `DATE` (YYYY-MM-DD, INTERNALDATE)")
+	fs.StringVar(&o.keepArchive, "keep-archive", "", "also write the messages copied into this archive `dir` (.eml per message)")
+	staging := fs.String("staging", "", "no longer used: migrate keeps no staging archive (`dir` ignored; kept so that old scripts run)")
+	fs.StringVar(&o.journalDir, "journal-dir", "", "where migrate journals live (default $XDG_STATE_HOME/mailmove/migrate)")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: mailmove migrate --from URL --to URL [flags]\n\nCopies every folder of one account into another: an export into a staging archive\n(kept, so that the next run moves only what is new), then an import of it.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove migrate --from URL --to URL [flags]\n\nCopies every folder of one account into another, each message streamed from the\nsource into the target (no staging copy). Run it again to copy what is new and bring\nflags up to date.\n\n")
 		fs.PrintDefaults()
 	}
 	pos, code, ok := parseArgs(fs, args, stdout)
@@ -47,8 +69,35 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "mailmove migrate: unexpected argument %q\n", pos[0])
 		return exitUsage
 	}
-	m, ok := parseMaps(maps, stderr)
+	if *staging != "" {
+		fmt.Fprintln(stderr, "mailmove migrate: --staging is ignored: migrate streams each message from the source into the target and keeps no staging archive (use --keep-archive DIR for an archive too)")
+	}
+	m, ok := parseMaps(o.maps, stderr)
 	if !ok {
+		return exitUsage
+	}
+	var sel engine.Select
+	for _, d := range []struct {
+		flag, v string
+		t       *time.Time
+	}{{"since", o.since, &sel.Since}, {"before", o.before, &sel.Before}} {
+		if d.v == "" {
+			continue
+		}
+		t, err := time.Parse(time.DateOnly, d.v)
+		if err != nil {
+			fmt.Fprintf(stderr, "mailmove migrate: --%s %q: write the date as YYYY-MM-DD\n", d.flag, d.v)
+			return exitUsage
+		}
+		*d.t = t
+	}
+	if o.del && sel != (engine.Select{}) {
+		fmt.Fprintln(stderr, "mailmove migrate: --delete cannot go with --since or --before (a message outside the dates is not gone from the source)")
+		return exitUsage
+	}
+	mode := engine.LabelMode(o.labels)
+	if mode != engine.LabelsKeywords && mode != engine.LabelsFolders && mode != engine.LabelsSkip {
+		fmt.Fprintf(stderr, "mailmove migrate: --labels %q: choose keywords, folders or skip\n", o.labels)
 		return exitUsage
 	}
 	src, stopFrom, err := from.config(ctx, stderr)
@@ -61,119 +110,210 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return errorExit(stderr, err)
 	}
 	defer stopTo()
-	state := defaultJournalDir()
-	if *staging == "" {
-		sum := sha256.Sum256([]byte(src.URL.String() + "\x00" + dst.URL.String()))
-		*staging = filepath.Join(filepath.Dir(state), "migrate", hex.EncodeToString(sum[:8]))
-		if err := os.MkdirAll(filepath.Dir(*staging), 0o700); err != nil {
-			return errorExit(stderr, err)
-		}
+	if o.journalDir == "" {
+		o.journalDir = filepath.Join(filepath.Dir(defaultJournalDir()), "migrate")
 	}
-	tty := !*quiet && isTerminal(os.Stderr)
-	start := time.Now()
-	report := func(esum *export.Summary, eerr error, isum *imports.Summary, ierr error) {
-		if !*jsonOut {
-			return
-		}
-		v := struct {
-			header
-			OK      bool          `json:"ok"`
-			Error   string        `json:"error,omitempty"`
-			From    string        `json:"from"`
-			To      string        `json:"to"`
-			Staging string        `json:"staging"`
-			DryRun  bool          `json:"dry_run"`
-			Export  *exportReport `json:"export"`
-			Import  *importReport `json:"import"`
-			Seconds float64       `json:"seconds"`
-		}{header: newHeader("migrate"), From: src.URL.String(), To: dst.URL.String(), Staging: *staging, DryRun: *dry,
-			Export: newExportReport(esum, eerr, *staging), Seconds: time.Since(start).Seconds()}
-		if isum != nil || ierr != nil {
-			v.Import = newImportReport(isum, ierr)
-		}
-		switch {
-		case eerr != nil:
-			v.Error = "reading " + src.URL.String() + ": " + eerr.Error()
-		case ierr != nil:
-			v.Error = "writing to " + dst.URL.String() + ": " + ierr.Error()
-		}
-		v.OK = v.Error == "" && v.Export.OK && v.Import != nil && v.Import.OK
-		writeJSON(stdout, v)
-	}
+	sum := sha256.Sum256([]byte("migrate v1\x00" + src.URL.String() + "\x00" + dst.URL.String()))
+	journal := filepath.Join(o.journalDir, hex.EncodeToString(sum[:8])+".jsonl")
 
-	// The export half: the source into the staging archive.
+	tty := !o.quiet && isTerminal(os.Stderr)
+	start := time.Now()
 	st := newStatusLine(stderr, tty, "connecting to "+src.URL.Addr())
 	defer st.clear()
 	src.Status, dst.Status = st.set, st.set
-	arch, err := archive.Open(*staging, archive.EML, false, "mailmove "+version)
-	if err != nil {
-		st.clear()
-		report(nil, err, nil, nil)
-		return errorExit(stderr, err)
-	}
-	eo := export.Options{Account: src, Archive: arch, Include: include, Exclude: exclude, Connections: *conns}
+	source := &engine.IMAPSource{Account: src, Include: o.include, Exclude: o.exclude, LabelMode: mode}
+	defer source.Close()
+	sink := &engine.IMAPSink{Account: dst, Map: m, Prefix: o.prefix}
+	defer sink.Close()
+	eo := engine.Options{Source: source, Sink: sink, JournalPath: journal, Labels: mode, Delete: o.del, DryRun: o.dry,
+		Select: sel, Connections: o.conns}
 	var prog *progress
-	if tty {
+	if tty && !o.dry {
 		prog = newProgress(stderr)
 		prog.status = st
 		eo.Progress = prog
 		eo.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
 	}
-	esum, err := export.Run(ctx, eo)
-	st.clear()
-	if prog != nil {
-		prog.finish()
-	}
-	if cerr := arch.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("saving the staging archive's state: %w", cerr)
-	}
-	if err != nil {
-		report(esum, err, nil, nil)
-		if esum != nil && esum.Messages > 0 {
-			fmt.Fprintf(stderr, "mailmove: %d messages were read into the staging archive before the failure; they are safe, and the next run goes on from there\n", esum.Messages)
+	var keep *keptArchive
+	if o.keepArchive != "" && !o.dry {
+		arch, err := archive.Open(o.keepArchive, archive.EML, false, "mailmove "+version)
+		if err != nil {
+			return errorExit(stderr, fmt.Errorf("--keep-archive: %w", err))
 		}
-		return errorExit(stderr, fmt.Errorf("reading %s: %w", src.URL, err))
+		keep = &keptArchive{a: arch, w: map[string]*archive.FolderWriter{}}
+		eo.Tee = keep.put
 	}
-	partial := printExportProblems(stderr, esum)
-
-	// The import half: the staging archive into the target.
-	iopts := imports.Options{Account: dst, Source: *staging, Prefix: *prefix, Map: m, JournalDir: state, Connections: *conns, DryRun: *dry}
-	prog = nil
-	st = newStatusLine(stderr, tty, "connecting to "+dst.URL.Addr())
-	defer st.clear()
-	dst.Status = st.set
-	if tty && !*dry {
-		prog = newProgress(stderr)
-		prog.status = st
-		iopts.Progress = prog
-		iopts.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
+	var esum *engine.Summary
+	err = sink.Start(ctx)
+	connsSet := false
+	fs.Visit(func(f *flag.Flag) { connsSet = connsSet || f.Name == "connections" })
+	if err == nil && sink.Bridge() && !connsSet {
+		eo.Connections = 2 // as import: Proton paces what Bridge uploads
 	}
-	isum, err := imports.Run(ctx, iopts)
+	if err == nil {
+		esum, err = engine.Run(ctx, eo)
+	}
 	st.clear()
 	if prog != nil {
 		prog.finish()
 	}
-	report(esum, nil, isum, err)
-	if *dry && !*jsonOut && isum != nil {
-		printImportPlan(stdout, isum)
+	if keep != nil {
+		if kerr := keep.close(); err == nil && kerr != nil {
+			err = fmt.Errorf("saving the archive (--keep-archive): %w", kerr)
+		}
 	}
-	if printImportProblems(stderr, isum) {
-		partial = true
+	if o.jsonOut {
+		v := struct {
+			header
+			OK    bool   `json:"ok"`
+			Error string `json:"error,omitempty"`
+			From  string `json:"from"`
+			To    string `json:"to"`
+			*engine.Summary
+			Seconds float64 `json:"seconds"`
+		}{header: newHeader("migrate"), From: src.URL.String(), To: dst.URL.String(), Summary: esum, Seconds: time.Since(start).Seconds()}
+		if err != nil {
+			v.Error = err.Error()
+		}
+		v.OK = err == nil && esum != nil && len(esum.Failed) == 0 && len(esum.Undecryptable) == 0 && len(esum.Check.Missing) == 0 && len(esum.Unstorable) == 0
+		writeJSON(stdout, v)
+	}
+	partial := false
+	if esum != nil {
+		if o.dry && !o.jsonOut {
+			printMigratePlan(stdout, esum)
+		}
+		partial = printMigrateProblems(stderr, esum)
 	}
 	if err != nil {
-		return errorExit(stderr, fmt.Errorf("writing to %s: %w", dst.URL, err))
+		if esum != nil && esum.Copied > 0 {
+			fmt.Fprintf(stderr, "mailmove: %d messages were copied before the failure; they are recorded, and the next run goes on from there\n", esum.Copied)
+		}
+		return errorExit(stderr, err)
 	}
-	if tty && !*jsonOut {
-		if *dry {
-			fmt.Fprintf(stderr, "%s -> %s: %d new messages read into the staging archive %s; dry run: nothing appended\n",
-				src.URL, dst.URL, esum.Messages, *staging)
+	if tty && !o.jsonOut {
+		if o.dry {
+			n := 0
+			for _, f := range esum.Folders {
+				n += f.Copy
+			}
+			fmt.Fprintf(stderr, "%s -> %s: dry run: %d messages would be copied; nothing changed\n", src.URL, dst.URL, n)
 		} else {
-			fmt.Fprintf(stderr, "%s -> %s: %d new messages read, %d appended, %d already there, in %s (staging archive %s)%s\n",
-				src.URL, dst.URL, esum.Messages, isum.Appended, isum.Skipped, time.Since(start).Round(10*time.Millisecond), *staging, exportNotes(esum))
+			fmt.Fprintf(stderr, "%s -> %s: %d messages copied (%s), %d already there, %d with new flags, %d deleted, in %s\n%s\n",
+				src.URL, dst.URL, esum.Copied, humanBytes(esum.Bytes), esum.AlreadyThere, esum.FlagsUpdated, esum.Deleted,
+				time.Since(start).Round(10*time.Millisecond), checkLine(esum))
 		}
 	}
 	if partial {
 		return exitPartial
 	}
 	return exitOK
+}
+
+// checkLine states the check at the end of migrate.
+func checkLine(s *engine.Summary) string {
+	c := s.Check
+	if len(c.Missing) > 0 {
+		return fmt.Sprintf("check: %d source messages are NOT at the target (see above)", len(c.Missing))
+	}
+	line := fmt.Sprintf("check: every one of the %d source messages of %d folders is at the target (Message-ID and size)", c.Messages, c.Folders)
+	if c.Unchanged > 0 {
+		line += fmt.Sprintf("; %d folders unchanged since the run that checked them", c.Unchanged)
+	}
+	return line
+}
+
+// printMigratePlan prints the folder mapping of a dry run.
+func printMigratePlan(w io.Writer, s *engine.Summary) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE FOLDER\tTARGET FOLDER\tMESSAGES\tSIZE\tTO COPY\tCOPY SIZE\tALREADY THERE")
+	for _, f := range s.Folders {
+		target := f.Target
+		if target == "" {
+			target = "(not copied)"
+		} else if f.Create {
+			target += " (new)"
+		}
+		copyN := fmt.Sprint(f.Copy)
+		if f.Unchanged {
+			copyN = "0 (unchanged)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\n", f.Source, target, f.Messages, humanBytes(f.Bytes), copyN, humanBytes(f.CopyBytes), f.Present)
+	}
+	tw.Flush()
+}
+
+// printMigrateProblems reports what did not go as it should, on stderr; it
+// reports whether there was anything (exit 3).
+func printMigrateProblems(stderr io.Writer, s *engine.Summary) bool {
+	bad := false
+	for _, f := range s.Failed {
+		bad = true
+		if f.UID != 0 {
+			fmt.Fprintf(stderr, "mailmove: %s UID %d: %s\n", f.Folder, f.UID, f.Error)
+		} else {
+			fmt.Fprintf(stderr, "mailmove: folder %s: %s\n", f.Folder, f.Error)
+		}
+	}
+	for _, f := range s.Undecryptable {
+		bad = true
+		fmt.Fprintf(stderr, "mailmove: %s UID %d: %s\n", f.Folder, f.UID, f.Error)
+	}
+	if len(s.Unstorable) > 0 {
+		bad = true
+		fmt.Fprintf(stderr, "mailmove: the target cannot store these keywords (its PERMANENTFLAGS has no \\*), so they are not on the copies: %s\n", strings.Join(s.Unstorable, " "))
+	}
+	for _, f := range s.Check.Missing {
+		bad = true
+		fmt.Fprintf(stderr, "mailmove: check: %s: %s\n", f.Folder, f.Error)
+	}
+	return bad
+}
+
+// keptArchive writes the messages a migrate copies into an archive too
+// (--keep-archive), one folder writer per source folder.
+type keptArchive struct {
+	a  *archive.Archive
+	mu sync.Mutex
+	w  map[string]*archive.FolderWriter
+}
+
+func (k *keptArchive) put(m *engine.Message, body io.Reader) error {
+	k.mu.Lock()
+	w := k.w[m.Folder]
+	if w == nil {
+		var err error
+		if w, err = k.a.OpenFolder(m.Folder, strings.Split(m.Folder, "/")); err != nil {
+			k.mu.Unlock()
+			return err
+		}
+		k.w[m.Folder] = w
+	}
+	k.mu.Unlock()
+	meta := &message.Meta{Segments: strings.Split(m.Folder, "/"), UIDValidity: m.UIDValidity, UID: m.UID,
+		Flags: append([]string{}, m.Flags...), InternalDate: m.InternalDate, Labels: m.Labels}
+	_, err := w.Put(meta, body, nil)
+	if err == nil && w.NeedCommit() {
+		err = w.Commit()
+	}
+	return err
+}
+
+func (k *keptArchive) close() error {
+	var first error
+	for _, w := range k.w {
+		if err := w.Commit(); err != nil && first == nil {
+			first = err
+		}
+		if err := w.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	if err := k.a.SaveState(); err != nil && first == nil {
+		first = err
+	}
+	if err := k.a.Close(); err != nil && first == nil {
+		first = err
+	}
+	return first
 }

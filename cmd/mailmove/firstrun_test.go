@@ -282,7 +282,7 @@ func TestJSONFailuresAllVerbs(t *testing.T) {
 		{"export", "--from", down, "--to", "mbox", "--out", filepath.Join(t.TempDir(), "x")},
 		{"folders", "--from", down},
 		{"import", "--to", down, "--journal-dir", t.TempDir(), notArchive},
-		{"migrate", "--from", down, "--to", down, "--staging", filepath.Join(t.TempDir(), "s")},
+		{"migrate", "--from", down, "--to", down, "--journal-dir", t.TempDir()},
 		{"check", notArchive},
 	} {
 		o, e, code := runCmdEnv(t, []string{"MAILMOVE_FROM_PASSWORD=x", "MAILMOVE_TO_PASSWORD=x"}, append(args, "--json")...)

@@ -1,0 +1,722 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mailmove/mailmove/message"
+)
+
+// firstBackoff is the wait before the first reconnect; tests shorten it.
+var firstBackoff = time.Second
+
+// Run copies what is new from o.Source to o.Sink, brings flags up to date
+// and checks the target. Failures of single messages or folders are in the
+// summary; the error is what stopped the run.
+func Run(ctx context.Context, o Options) (*Summary, error) {
+	if o.Connections <= 0 {
+		o.Connections = 4
+	}
+	if o.Labels == "" {
+		o.Labels = LabelsKeywords
+	}
+	if o.Log == nil {
+		o.Log = func(string, ...any) {}
+	}
+	sum := &Summary{DryRun: o.DryRun, unstorable: map[string]bool{}}
+	jr, err := openJournal(o.JournalPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening the journal: %w", err)
+	}
+	defer jr.Close()
+	folders, err := o.Source.Folders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sum.Bridge = o.Source.Bridge()
+	r := &run{o: o, sum: sum, jr: jr}
+	var first, later []*job
+	var planned int
+	var plannedBytes int64
+	for _, f := range folders {
+		t, why := o.Sink.Target(f)
+		fs := &FolderSummary{Source: f.Name, Target: t, Messages: int(f.Messages), Bytes: f.Bytes}
+		sum.Folders = append(sum.Folders, fs)
+		if why != "" {
+			sum.Failed = append(sum.Failed, Failure{Folder: f.Name, Error: why})
+			continue
+		}
+		j := &job{f: f, target: t, fs: fs}
+		if f.AllMail {
+			later = append(later, j)
+		} else {
+			first = append(first, j)
+		}
+		// what the journal does not know yet, at most
+		n := int(f.Messages) - len(jr.folder(f.Name, f.UIDValidity))
+		if n > 0 {
+			planned += n
+			plannedBytes += f.Bytes * int64(n) / int64(f.Messages)
+		}
+	}
+	if o.Progress != nil && !o.DryRun {
+		o.Progress.Planned(planned, plannedBytes)
+	}
+	err = r.jobs(ctx, first)
+	if err == nil && len(later) > 0 {
+		if r.folderFailures > 0 {
+			// Which messages are in no folder is decided only after every
+			// folder was copied in full.
+			for _, j := range later {
+				sum.Failed = append(sum.Failed, Failure{Folder: j.f.Name, Error: "not copied in this run: a folder failed, and the messages only in All Mail are known only after every folder was copied; run again"})
+			}
+		} else {
+			err = r.jobs(ctx, later)
+		}
+	}
+	if jerr := jr.sync(); err == nil && jerr != nil {
+		err = jerr
+	}
+	for k := range sum.unstorable {
+		sum.Unstorable = append(sum.Unstorable, k)
+	}
+	sort.Strings(sum.Unstorable)
+	sort.Slice(sum.Failed, func(i, k int) bool {
+		a, b := sum.Failed[i], sum.Failed[k]
+		return a.Folder < b.Folder || (a.Folder == b.Folder && a.UID < b.UID)
+	})
+	if err == nil {
+		err = ctx.Err()
+	}
+	return sum, err
+}
+
+type run struct {
+	o              Options
+	sum            *Summary
+	jr             *journal
+	mu             sync.Mutex
+	folderFailures int
+	progress       int64
+}
+
+type job struct {
+	f      *Folder
+	target string
+	fs     *FolderSummary
+}
+
+func (r *run) jobs(ctx context.Context, jobs []*job) error {
+	ch := make(chan *job)
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var firstErr error
+	sort.SliceStable(jobs, func(i, k int) bool { return jobs[i].f.Messages > jobs[k].f.Messages })
+	for i := 0; i < min(r.o.Connections, len(jobs)); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range ch {
+				if err := r.folder(ctx, j); err != nil {
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+loop:
+	for _, j := range jobs {
+		errMu.Lock()
+		stop := firstErr != nil
+		errMu.Unlock()
+		if stop {
+			break
+		}
+		select {
+		case ch <- j:
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	close(ch)
+	wg.Wait()
+	return firstErr
+}
+
+// folder copies one folder, reconnecting with backoff while it makes
+// progress.
+func (r *run) folder(ctx context.Context, j *job) error {
+	backoff := firstBackoff
+	attempts := 0
+	mark := r.progressMark()
+	settle := r.jr.isUnfinished(j.target)
+	for {
+		err := r.pass(ctx, j, settle)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var fe *FatalError
+		if errors.As(err, &fe) {
+			return err
+		}
+		var fl *folderError
+		if errors.As(err, &fl) {
+			r.mu.Lock()
+			r.folderFailures++
+			r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, Error: fl.Error()})
+			r.mu.Unlock()
+			return nil
+		}
+		if n := r.progressMark(); n != mark {
+			mark, attempts, backoff = n, 0, firstBackoff
+		}
+		attempts++
+		if attempts > 6 {
+			r.mu.Lock()
+			r.folderFailures++
+			r.mu.Unlock()
+			return fmt.Errorf("folder %s: giving up after %d reconnects: %w", j.f.Name, attempts-1, err)
+		}
+		r.o.Log("folder %s: %v; reconnecting in %v", j.f.Name, err, backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, 30*time.Second)
+		settle = true // what the cut connection sent may still be saved
+	}
+}
+
+func (r *run) progressMark() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.progress
+}
+
+// folderError is a failure of one folder (the server refused to open or
+// create it): reported, the others go on.
+type folderError struct{ err error }
+
+func (e *folderError) Error() string { return e.err.Error() }
+func (e *folderError) Unwrap() error { return e.err }
+
+// FolderError marks err as concerning one folder only.
+func FolderError(err error) error { return &folderError{err} }
+
+// pass is one attempt at a folder.
+func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
+	o, jr, fs := r.o, r.jr, j.fs
+	src, err := o.Source.Open(ctx, j.f)
+	if err != nil {
+		return err
+	}
+	defer func() { src.Close(err) }()
+	uv, modSeq := src.State()
+	selKey := selString(o.Select)
+	st, hadState := jr.state(j.f.Name)
+	if hadState && !o.Delete && st.uv == uv && st.uidNext == j.f.UIDNext && j.f.UIDNext != 0 && st.messages == j.f.Messages &&
+		modSeq != 0 && st.modSeq == modSeq && st.sel == selKey && st.target == j.target && !j.f.AllMail {
+		// Nothing new, no flag changed (CONDSTORE), checked by the run
+		// that recorded this state.
+		fs.Unchanged = true
+		r.mu.Lock()
+		r.sum.Check.Unchanged++
+		r.mu.Unlock()
+		return nil
+	}
+	uids, err := src.UIDs(ctx, o.Select)
+	if err != nil {
+		return err
+	}
+	known := jr.folder(j.f.Name, uv)
+	var fresh []uint32
+	live := map[uint32]bool{}
+	for _, u := range uids {
+		live[u] = true
+		if e, ok := known[u]; !ok || e.tf != j.target {
+			// new, or copied into another target folder before the
+			// mapping changed: copied here
+			delete(known, u)
+			fresh = append(fresh, u)
+		}
+	}
+	meta, err := src.Meta(ctx, fresh)
+	if err != nil {
+		return err
+	}
+	var flagsNow map[uint32][]string
+	if len(known) > 0 {
+		since := uint64(0)
+		if hadState && st.uv == uv && st.modSeq != 0 && modSeq != 0 {
+			since = st.modSeq
+		}
+		if flagsNow, err = src.Flags(ctx, since); err != nil {
+			return err
+		}
+	}
+	// the flags the target should have: the source's, and labels
+	desired := func(flags []string, pm string) []string {
+		if pm == "" {
+			return union(flags, nil)
+		}
+		return union(flags, Keywords(o.Source.Labels(pm), o.Labels))
+	}
+	for _, m := range meta {
+		m.Labels = o.Source.Labels(m.PMID)
+		m.Flags = desired(m.Flags, m.PMID)
+	}
+	create := !o.DryRun && len(fresh) > 0
+	w, err := o.Sink.Open(ctx, j.target, create)
+	if err != nil {
+		return err
+	}
+	defer func() { w.Close(err) }()
+	fs.Create = !w.Exists()
+	if settle && w.Exists() && !o.DryRun {
+		w.Settle(ctx)
+	}
+	tuv := w.UIDValidity()
+	var inv map[string][]Held
+	claimed := map[uint32]bool{}
+	inventory := func() error {
+		if inv != nil || !w.Exists() {
+			return nil
+		}
+		inv, err = w.Inventory(ctx)
+		return err
+	}
+	// Copies the journal accounts for, by key: the others at the target
+	// with the same key are messages this run need not send.
+	liveByKey := map[string]int{}
+	for u, e := range known {
+		if live[u] && e.tf == j.target && e.tuv == tuv {
+			liveByKey[e.key]++
+			claimed[e.tuid] = true
+		}
+	}
+	var send []uint32
+	var present []*Message
+	if len(fresh) > 0 {
+		if err := inventory(); err != nil {
+			return err
+		}
+		used := map[string]int{}
+		for _, u := range fresh {
+			m, ok := meta[u]
+			if !ok {
+				continue // expunged since the SEARCH
+			}
+			k := o.Sink.Key(m)
+			if len(inv[k])-liveByKey[k]-used[k] > 0 {
+				used[k]++
+				present = append(present, m)
+				continue
+			}
+			send = append(send, u)
+			fs.CopyBytes += m.Size
+		}
+	}
+	fs.Copy = len(send)
+	fs.Present = len(known) + len(present)
+	if o.DryRun {
+		return nil
+	}
+	// found at the target: recorded, with a target UID not taken yet
+	for _, m := range present {
+		k := o.Sink.Key(m)
+		var tuid uint32
+		for _, h := range inv[k] {
+			if !claimed[h.UID] {
+				tuid = h.UID
+				claimed[h.UID] = true
+				break
+			}
+		}
+		jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: tuid, Key: o.Sink.Key(m), PM: m.PMID, Flags: m.Flags})
+		known[m.UID] = &entry{tf: j.target, tuv: tuv, tuid: tuid, key: k, pm: m.PMID, flags: []string{}}
+		if flagsNow == nil {
+			flagsNow = map[uint32][]string{}
+		}
+		flagsNow[m.UID] = m.Flags // the copy there may differ: brought in line below
+	}
+	r.mu.Lock()
+	r.sum.AlreadyThere += len(present)
+	r.mu.Unlock()
+	if len(send) > 0 {
+		if err := r.send(ctx, j, src, w, uv, meta, send); err != nil {
+			return err
+		}
+		tuv = w.UIDValidity()
+	}
+	// flags and keywords of messages copied earlier
+	type change struct{ add, remove []string }
+	stores := map[string][]uint32{}
+	changes := map[string]change{}
+	var resolve []uint32
+	for u, e := range known {
+		now, ok := flagsNow[u]
+		if !ok || !live[u] || e.tf != j.target {
+			continue
+		}
+		want := desired(now, e.pm)
+		add, remove := diff(e.flags, want)
+		if len(add)+len(remove) == 0 {
+			continue
+		}
+		if e.tuid == 0 || e.tuv != tuv {
+			resolve = append(resolve, u)
+			continue
+		}
+		ck := strings.Join(add, " ") + "\x00" + strings.Join(remove, " ")
+		stores[ck] = append(stores[ck], u)
+		changes[ck] = change{add, remove}
+	}
+	if len(resolve) > 0 {
+		// target UIDs not known (no UIDPLUS, or the target folder was
+		// renumbered): found by key
+		inv = nil
+		if err := inventory(); err != nil {
+			return err
+		}
+		taken := map[uint32]bool{}
+		for _, e := range known {
+			if e.tuv == tuv && e.tuid != 0 {
+				taken[e.tuid] = true
+			}
+		}
+		sort.Slice(resolve, func(a, b int) bool { return resolve[a] < resolve[b] })
+		for _, u := range resolve {
+			e := known[u]
+			for _, h := range inv[e.key] {
+				if !taken[h.UID] {
+					taken[h.UID] = true
+					e.tuid, e.tuv = h.UID, tuv
+					break
+				}
+			}
+			if e.tuv != tuv || e.tuid == 0 {
+				continue // not at the target: the check below says so
+			}
+			add, remove := diff([]string{}, desired(flagsNow[u], e.pm))
+			// the copy's flags are not known: set them all
+			remove = nil
+			ck := "=" + strings.Join(add, " ")
+			stores[ck] = append(stores[ck], u)
+			changes[ck] = change{add, remove}
+		}
+	}
+	for ck, us := range stores {
+		c := changes[ck]
+		var tuids []uint32
+		for _, u := range us {
+			tuids = append(tuids, known[u].tuid)
+		}
+		for _, f := range w.Unstorable(c.add) {
+			r.noteUnstorable(f)
+		}
+		if err := w.Store(tuids, c.add, c.remove); err != nil {
+			return err
+		}
+		for _, u := range us {
+			e := known[u]
+			jr.write(jline{T: "f", SF: j.f.Name, UV: uv, UID: u, TUV: e.tuv, TUID: e.tuid, Flags: desired(flagsNow[u], e.pm)})
+		}
+		fs.FlagsUpdated += len(us)
+		r.mu.Lock()
+		r.sum.FlagsUpdated += len(us)
+		r.mu.Unlock()
+	}
+	// --delete: copies of messages gone from the source
+	if o.Delete && o.Select == (Select{}) {
+		var gone []uint32
+		var goneSrc []uint32
+		for u, e := range known {
+			if !live[u] && e.tf == j.target && e.tuv == tuv && e.tuid != 0 {
+				gone = append(gone, e.tuid)
+				goneSrc = append(goneSrc, u)
+			}
+		}
+		if len(gone) > 0 {
+			if err := w.Delete(gone); err != nil {
+				return err
+			}
+			for _, u := range goneSrc {
+				jr.write(jline{T: "g", SF: j.f.Name, UV: uv, UID: u})
+			}
+			fs.Deleted += len(gone)
+			r.mu.Lock()
+			r.sum.Deleted += len(gone)
+			r.mu.Unlock()
+		}
+	}
+	// the cheap check: every source message's key at the target
+	inv = nil
+	if err := inventory(); err != nil {
+		return err
+	}
+	need := map[string]int{}
+	for _, u := range uids {
+		if e := jr.get(srcKey{j.f.Name, uv, u}); e != nil {
+			need[e.key]++
+		} else if m := meta[u]; m != nil && !r.failedUID(j.f.Name, u) {
+			need[o.Sink.Key(m)]++ // not recorded: must be there all the same
+		}
+	}
+	missing := 0
+	for k, n := range need {
+		if d := n - len(inv[k]); d > 0 {
+			missing += d
+			r.mu.Lock()
+			r.sum.Check.Missing = append(r.sum.Check.Missing, Failure{Folder: j.f.Name, Error: fmt.Sprintf("%d copies of %s not in %s", d, k, j.target)})
+			r.mu.Unlock()
+		}
+	}
+	r.mu.Lock()
+	r.sum.Check.Folders++
+	r.sum.Check.Messages += len(uids)
+	failedHere := false
+	for _, f := range r.sum.Failed {
+		if f.Folder == j.f.Name {
+			failedHere = true
+		}
+	}
+	r.mu.Unlock()
+	journaled := 0
+	for _, u := range uids {
+		if jr.get(srcKey{j.f.Name, uv, u}) != nil {
+			journaled++
+		}
+	}
+	if missing == 0 && !failedHere && journaled == len(uids) {
+		jr.write(jline{T: "st", SF: j.f.Name, UV: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq, Sel: selKey, TF: j.target})
+	}
+	return jr.sync()
+}
+
+// failedUID reports whether a message was reported as failed in this run.
+func (r *run) failedUID(folder string, uid uint32) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.sum.Failed {
+		if f.Folder == folder && f.UID == uid {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *run) noteUnstorable(f string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sum.unstorable[f] = true
+}
+
+func selString(s Select) string {
+	if s == (Select{}) {
+		return ""
+	}
+	return s.Since.Format(time.DateOnly) + ".." + s.Before.Format(time.DateOnly)
+}
+
+// send streams the messages from the source folder into the target folder.
+// Every UID is accounted for: copied, refused (reported), or, when the
+// connection drops, left for the next pass.
+func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter, uv uint32, meta map[uint32]*Message, send []uint32) error {
+	o, jr := r.o, r.jr
+	if err := jr.bracket(j.target, true); err != nil {
+		return &FatalError{err}
+	}
+	var mu sync.Mutex
+	var retry []uint32
+	var fatal, lost error
+	done := func(m *Message, undecryptable *message.DecryptScanner) PutFunc {
+		return func(uid, tuv uint32, err error) {
+			var re *RefusedError
+			var fe *FatalError
+			switch {
+			case err == nil:
+				jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: uid, Key: o.Sink.Key(m), PM: m.PMID, Flags: m.Flags})
+				r.mu.Lock()
+				r.sum.Copied++
+				r.sum.Bytes += m.Size
+				j.fs.Copied++
+				r.progress++
+				if j.f.AllMail {
+					r.sum.AllMailOnly++
+				}
+				if undecryptable != nil && undecryptable.Found {
+					r.sum.Undecryptable = append(r.sum.Undecryptable, Failure{Folder: j.f.Name, UID: m.UID,
+						Error: "Proton Mail Bridge could not decrypt this message; the target holds what Bridge served"})
+				}
+				r.mu.Unlock()
+				if o.Progress != nil {
+					o.Progress.Message(j.f.Name, m.Size)
+				}
+			case errors.Is(err, ErrBatchRefused):
+				mu.Lock()
+				retry = append(retry, m.UID)
+				mu.Unlock()
+			case errors.As(err, &re):
+				r.mu.Lock()
+				r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, UID: m.UID, Error: "the target refused it: " + re.Reason})
+				r.mu.Unlock()
+			case errors.As(err, &fe):
+				mu.Lock()
+				if fatal == nil {
+					fatal = err
+				}
+				mu.Unlock()
+			default:
+				// the connection dropped before the answer: the next pass
+				// finds out whether the message arrived
+				mu.Lock()
+				if lost == nil {
+					lost = err
+				}
+				mu.Unlock()
+			}
+		}
+	}
+	put := func(single bool) BodyFunc {
+		return func(uid uint32, body io.Reader, size int64) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			m := meta[uid]
+			if m == nil || m.Size != size {
+				if m == nil {
+					return nil
+				}
+				c := *m
+				c.Size = size // the literal is what counts
+				m = &c
+			}
+			for _, f := range w.Unstorable(m.Flags) {
+				r.noteUnstorable(f)
+			}
+			var scan *message.DecryptScanner
+			if r.sum.Bridge {
+				scan = &message.DecryptScanner{}
+				body = io.TeeReader(body, scan)
+			}
+			var tee *teeState
+			if o.Tee != nil {
+				tee = startTee(o.Tee, m)
+				body = io.TeeReader(body, tee.pw)
+			}
+			err := w.Put(ctx, m, body, done(m, scan))
+			if tee != nil {
+				if terr := tee.finish(body, err); err == nil && terr != nil {
+					err = &FatalError{terr}
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if single {
+				return w.Flush()
+			}
+			return nil
+		}
+	}
+	delivered, ferr := src.Fetch(ctx, send, put(false))
+	if err := w.Flush(); ferr == nil {
+		ferr = err
+	}
+	if fatal != nil {
+		return fatal
+	}
+	if ferr != nil {
+		return ferr
+	}
+	if lost != nil {
+		return fmt.Errorf("the target's connection dropped before it answered: %w", lost)
+	}
+	var undelivered []uint32
+	for _, u := range send {
+		if !delivered[u] {
+			undelivered = append(undelivered, u)
+		}
+	}
+	// one at a time: a batch the server refused, and what the source did
+	// not deliver
+	again := append(retry, undelivered...)
+	retry = nil
+	if len(again) > 0 {
+		sort.Slice(again, func(a, b int) bool { return again[a] < again[b] })
+		got, err := src.Fetch(ctx, again, put(true))
+		if err != nil {
+			return err
+		}
+		if fatal != nil {
+			return fatal
+		}
+		if lost != nil {
+			return fmt.Errorf("the target's connection dropped before it answered: %w", lost)
+		}
+		for _, u := range again {
+			if !got[u] {
+				r.mu.Lock()
+				r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, UID: u, Error: "the source did not deliver the message"})
+				r.mu.Unlock()
+			}
+		}
+		for _, u := range retry {
+			r.mu.Lock()
+			r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, UID: u, Error: "the target refused it"})
+			r.mu.Unlock()
+		}
+	}
+	if err := jr.bracket(j.target, false); err != nil {
+		return &FatalError{err}
+	}
+	return nil
+}
+
+// teeState copies a message to Options.Tee through a pipe, in a goroutine.
+type teeState struct {
+	pw   *io.PipeWriter
+	errc chan error
+}
+
+func startTee(fn func(*Message, io.Reader) error, m *Message) *teeState {
+	pr, pw := io.Pipe()
+	t := &teeState{pw: pw, errc: make(chan error, 1)}
+	go func() {
+		err := fn(m, pr)
+		pr.CloseWithError(err)
+		io.Copy(io.Discard, pr)
+		t.errc <- err
+	}()
+	return t
+}
+
+// finish reads what the sink left of body (through the tee) and waits for
+// the tee; a message the sink failed on is not kept.
+func (t *teeState) finish(body io.Reader, putErr error) error {
+	if putErr == nil {
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			putErr = err
+		}
+	}
+	if putErr != nil {
+		t.pw.CloseWithError(putErr)
+		<-t.errc
+		return nil
+	}
+	t.pw.Close()
+	return <-t.errc
+}

@@ -1,0 +1,708 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/imports"
+)
+
+// Batching of appends where the target has MULTIAPPEND and LITERAL+: small
+// messages are held in one buffer per folder at work (reused, batchBytes +
+// streamThreshold at most) until a batch is full; a message above
+// streamThreshold goes straight from the source's FETCH literal into an
+// APPEND literal of its own, never held. Memory stays bounded whatever the
+// message sizes. Dovecot saves a batch in one transaction (one fsync), so
+// fewer, fuller batches are faster.
+const (
+	batchMessages   = 100
+	batchBytes      = 6 << 20
+	streamThreshold = 1 << 20
+	inFlight        = 4
+	// bridgeMaxSize is Proton's import limit.
+	bridgeMaxSize = 70 << 20
+)
+
+// IMAPSink writes into an IMAP account with the import's rules: target
+// folders by special use, --map and --prefix; flags as PERMANENTFLAGS
+// allows; MULTIAPPEND batches where the server has them, else pipelined
+// APPENDs; on Proton Mail Bridge its rules as a target (folders under
+// Folders/, a From and a Date header needed, 70 MiB at most, Bridge's
+// X-Pm-Gluon-Id not sent, messages recognised by Message-ID alone).
+type IMAPSink struct {
+	// Account is the target account.
+	Account *account.Config
+	// Conn, if set, is a logged-in connection to use first.
+	Conn *account.Conn
+	// Map, Prefix and Folder are as for import.
+	Map    map[string]string
+	Prefix string
+	Folder string
+
+	mu      sync.Mutex
+	pool    []*account.Conn
+	bridge  bool
+	delim   rune
+	folders []*account.Folder
+	byPath  map[string]*account.Folder
+	noMA    bool
+	arenas  [][]byte // batch buffers free for the next folder
+}
+
+var _ Sink = (*IMAPSink)(nil)
+
+// Start logs in and lists the target's folders.
+func (s *IMAPSink) Start(ctx context.Context) error {
+	c := s.Conn
+	s.Conn = nil
+	if c == nil {
+		var err error
+		if c, err = s.Account.Dial(ctx); err != nil {
+			return err
+		}
+	}
+	s.bridge = s.Account.URL.Bridge || c.IsBridge()
+	list, err := c.ListFolders()
+	if err != nil {
+		c.Close()
+		return fmt.Errorf("listing the target's folders: %w", err)
+	}
+	s.folders = list
+	s.byPath = map[string]*account.Folder{}
+	s.delim = '/'
+	for _, f := range list {
+		s.byPath[f.Path()] = f
+		if f.Delim != 0 {
+			s.delim = f.Delim
+		}
+	}
+	s.release(c, nil)
+	return nil
+}
+
+// Bridge reports whether the target is Proton Mail Bridge.
+func (s *IMAPSink) Bridge() bool { return s.bridge }
+
+func (s *IMAPSink) conn(ctx context.Context) (*account.Conn, error) {
+	s.mu.Lock()
+	for len(s.pool) > 0 {
+		c := s.pool[len(s.pool)-1]
+		s.pool = s.pool[:len(s.pool)-1]
+		select {
+		case <-c.Closed():
+			c.Close()
+			continue
+		default:
+		}
+		s.mu.Unlock()
+		return c, nil
+	}
+	s.mu.Unlock()
+	return s.Account.Dial(ctx)
+}
+
+func (s *IMAPSink) release(c *account.Conn, err error) {
+	if err != nil && !isIMAPError(err) {
+		c.Close()
+		return
+	}
+	s.mu.Lock()
+	s.pool = append(s.pool, c)
+	s.mu.Unlock()
+}
+
+// Close logs out.
+func (s *IMAPSink) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.pool {
+		c.Logout().Wait()
+		c.Close()
+	}
+	s.pool = nil
+	return nil
+}
+
+// Target maps a source folder as an import maps an archive's folder.
+func (s *IMAPSink) Target(f *Folder) (string, string) {
+	o := imports.Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder}
+	name := f.Name
+	if f.AllMail {
+		name = "All Mail"
+	}
+	return o.TargetFolder(name, f.Role, s.folders, s.bridge)
+}
+
+// Key is Message-ID and size (Bridge: Message-ID alone, as Bridge rebuilds
+// messages).
+func (s *IMAPSink) Key(m *Message) string {
+	if s.bridge && m.MessageID != "" {
+		return "id:" + m.MessageID
+	}
+	return KeyOf(m)
+}
+
+func (s *IMAPSink) serverName(segs []string) string {
+	parts := make([]string, len(segs))
+	for i, seg := range segs {
+		if s.delim != '/' {
+			seg = strings.ReplaceAll(seg, string(s.delim), "_")
+		}
+		parts[i] = seg
+	}
+	return strings.Join(parts, string(s.delim))
+}
+
+// create makes a folder and its parents, top down.
+func (s *IMAPSink) create(c *account.Conn, segs []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range segs {
+		p := strings.Join(segs[:i+1], "/")
+		if _, ok := s.byPath[p]; ok {
+			continue
+		}
+		if s.bridge && (p == "Folders" || p == "Labels") {
+			continue
+		}
+		name := s.serverName(segs[:i+1])
+		if err := c.Create(name, nil).Wait(); err != nil {
+			var ie *imap.Error
+			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
+				if isIMAPError(err) {
+					return FolderError(fmt.Errorf("the target refused to create folder %q: %w", name, err))
+				}
+				return fmt.Errorf("creating folder %q: %w", name, err)
+			}
+		}
+		s.byPath[p] = &account.Folder{Name: name, Segments: segs[:i+1]}
+	}
+	return nil
+}
+
+// Open selects (and creates) a target folder.
+func (s *IMAPSink) Open(ctx context.Context, name string, create bool) (FolderWriter, error) {
+	segs := strings.Split(name, "/")
+	s.mu.Lock()
+	f, exists := s.byPath[name]
+	s.mu.Unlock()
+	server := s.serverName(segs)
+	if exists {
+		server = f.Name
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &imapWriter{s: s, c: c, name: name, server: server, drafts: strings.EqualFold(name, "Drafts")}
+	if !exists && !create {
+		return w, nil
+	}
+	if !exists {
+		if err := s.create(c, segs); err != nil {
+			s.release(c, err)
+			return nil, err
+		}
+	}
+	sel, err := c.Select(server, nil).Wait()
+	if err != nil {
+		s.release(c, err)
+		if isIMAPError(err) {
+			return nil, FolderError(fmt.Errorf("the target refused to open folder %q: %w", server, err))
+		}
+		return nil, fmt.Errorf("SELECT %q: %w", server, err)
+	}
+	w.exists = true
+	w.uv = sel.UIDValidity
+	if sel.PermanentFlags != nil {
+		w.perm = []string{}
+		for _, f := range sel.PermanentFlags {
+			w.perm = append(w.perm, string(f))
+		}
+	}
+	return w, nil
+}
+
+type imapWriter struct {
+	s      *IMAPSink
+	c      *account.Conn
+	name   string
+	server string
+	drafts bool
+	exists bool
+	uv     uint32
+	perm   []string // nil: PERMANENTFLAGS not sent
+
+	ma      *account.Appender
+	arena   []byte // the bytes of the batch being filled
+	batch   []account.AppendMsg
+	pending []pendingMsg
+	bytes   int64
+	window  chan inflight
+	wg      sync.WaitGroup
+	stopped chan struct{}
+	// go-imap APPENDs (no MULTIAPPEND)
+	apWin chan apInflight
+}
+
+type pendingMsg struct {
+	done PutFunc
+}
+
+type inflight struct {
+	res  *account.BatchResult
+	msgs []pendingMsg
+}
+
+type apInflight struct {
+	ap   *imapclient.AppendCommand
+	done PutFunc
+}
+
+func (w *imapWriter) Exists() bool        { return w.exists }
+func (w *imapWriter) UIDValidity() uint32 { return w.uv }
+
+func (w *imapWriter) Close(err error) {
+	if w.ma != nil && err != nil {
+		w.ma.Abort() // what is in flight is not completed
+	}
+	if w.window != nil {
+		close(w.window)
+		<-w.stopped
+		w.window = nil
+	}
+	if w.apWin != nil {
+		close(w.apWin)
+		<-w.stopped
+		w.apWin = nil
+	}
+	if w.ma != nil && err == nil {
+		w.ma.Close()
+	}
+	if w.arena != nil {
+		w.s.mu.Lock()
+		w.s.arenas = append(w.s.arenas, w.arena[:0])
+		w.s.mu.Unlock()
+		w.arena = nil
+	}
+	w.s.release(w.c, err)
+}
+
+// Unstorable returns the keywords of flags the folder cannot keep
+// (PERMANENTFLAGS without \* and without them).
+func (w *imapWriter) Unstorable(flags []string) []string {
+	if w.perm == nil {
+		return nil
+	}
+	ok := imports.AllowedFlags(flags, w.perm)
+	kept := map[string]bool{}
+	for _, f := range ok {
+		kept[strings.ToLower(f)] = true
+	}
+	var out []string
+	for _, f := range flags {
+		if !kept[strings.ToLower(f)] && !strings.EqualFold(f, `\Recent`) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (w *imapWriter) allowed(flags []string) []imap.Flag {
+	var out []imap.Flag
+	for _, f := range imports.AllowedFlags(flags, w.perm) {
+		out = append(out, imap.Flag(f))
+	}
+	return out
+}
+
+// Inventory lists the folder's messages by key: one FETCH of RFC822.SIZE
+// and the Message-ID field, and the header's SHA-256 for messages without
+// Message-ID.
+func (w *imapWriter) Inventory(ctx context.Context) (map[string][]Held, error) {
+	out := map[string][]Held{}
+	if !w.exists {
+		return out, nil
+	}
+	// a fresh view of the folder (what was appended on other connections)
+	if _, err := w.c.Select(w.server, nil).Wait(); err != nil {
+		return nil, fmt.Errorf("SELECT %q: %w", w.server, err)
+	}
+	var all imap.UIDSet
+	all.AddRange(1, 0)
+	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-Id"}}
+	fc := w.c.Fetch(all, &imap.FetchOptions{UID: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{sec}})
+	sizes := map[uint32]int64{}
+	var noID []uint32
+	for m := fc.Next(); m != nil; m = fc.Next() {
+		buf, err := m.Collect()
+		if err != nil {
+			fc.Close()
+			return nil, fmt.Errorf("listing what %q holds: %w", w.server, err)
+		}
+		if buf.UID == 0 {
+			continue
+		}
+		var hdr []byte
+		for _, bs := range buf.BodySection {
+			hdr = bs.Bytes
+		}
+		id, _ := headerIDs(hdr)
+		u := uint32(buf.UID)
+		if id == "" {
+			noID = append(noID, u)
+			sizes[u] = buf.RFC822Size
+			continue
+		}
+		k := w.s.Key(&Message{MessageID: id, Size: buf.RFC822Size})
+		out[k] = append(out[k], Held{UID: u})
+	}
+	if err := fc.Close(); err != nil {
+		var ie *imap.Error
+		if !errors.As(err, &ie) {
+			return nil, fmt.Errorf("listing what %q holds: %w", w.server, err)
+		}
+		// gluon answers NO to a FETCH in an empty folder
+	}
+	if len(noID) > 0 {
+		hashes, err := headerHashes(w.c, noID)
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range noID {
+			k := KeyOf(&Message{HeaderHash: hashes[u], Size: sizes[u]})
+			out[k] = append(out[k], Held{UID: u})
+		}
+	}
+	return out, nil
+}
+
+// Settle waits until the folder's message count has not moved for two
+// seconds (at most 30 s), as import does after an interrupted run.
+func (w *imapWriter) Settle(ctx context.Context) {
+	count := func() int64 {
+		sd, err := w.c.Status(w.server, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil || sd.NumMessages == nil {
+			return -1
+		}
+		return int64(*sd.NumMessages)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	last, still := count(), 0
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		n := count()
+		if n != last {
+			last, still = n, 0
+			continue
+		}
+		if still++; still == 2 {
+			return
+		}
+	}
+}
+
+// Store adds and removes flags.
+func (w *imapWriter) Store(uids []uint32, add, remove []string) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	set := uidSet(uids)
+	if a := w.allowed(add); len(a) > 0 {
+		if err := w.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: a}, nil).Close(); err != nil {
+			return fmt.Errorf("STORE +FLAGS in %q: %w", w.server, err)
+		}
+	}
+	var rm []imap.Flag
+	for _, f := range remove {
+		if validFlag(f) {
+			rm = append(rm, imap.Flag(f))
+		}
+	}
+	if len(rm) > 0 {
+		if err := w.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsDel, Silent: true, Flags: rm}, nil).Close(); err != nil {
+			return fmt.Errorf("STORE -FLAGS in %q: %w", w.server, err)
+		}
+	}
+	return nil
+}
+
+func validFlag(f string) bool {
+	return imports.ValidKeyword(strings.TrimPrefix(f, `\`))
+}
+
+// Delete flags the messages \Deleted and expunges them (UID EXPUNGE where
+// the server has UIDPLUS, so that nothing else goes).
+func (w *imapWriter) Delete(uids []uint32) error {
+	set := uidSet(uids)
+	if err := w.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		return fmt.Errorf("STORE +FLAGS \\Deleted in %q: %w", w.server, err)
+	}
+	if !w.c.Caps().Has(imap.CapUIDPlus) {
+		return fmt.Errorf("the target has no UIDPLUS: the messages to delete in %q are flagged \\Deleted, not expunged", w.server)
+	}
+	if err := w.c.UIDExpunge(set).Close(); err != nil {
+		return fmt.Errorf("UID EXPUNGE in %q: %w", w.server, err)
+	}
+	return nil
+}
+
+// Put appends a message, streaming it.
+func (w *imapWriter) Put(ctx context.Context, m *Message, body io.Reader, done PutFunc) error {
+	size := m.Size
+	if w.s.bridge {
+		var why string
+		body, size, why = w.bridgeCheck(m, body)
+		if why != "" {
+			io.Copy(io.Discard, body)
+			done(0, 0, &RefusedError{why})
+			return nil
+		}
+	}
+	if !w.s.bridge && !w.s.noMA && w.ma == nil {
+		ma, err := w.s.Account.DialAppender(ctx)
+		switch {
+		case err == nil:
+			w.ma = ma
+			w.window = make(chan inflight, inFlight)
+			w.stopped = make(chan struct{})
+			go w.collect()
+		case errors.Is(err, account.ErrNoMultiAppend):
+			w.s.mu.Lock()
+			w.s.noMA = true
+			w.s.mu.Unlock()
+		default:
+			return err
+		}
+	}
+	if w.ma == nil {
+		return w.putOne(m, body, size, done)
+	}
+	msg := account.AppendMsg{Size: size, Flags: w.allowed(m.Flags), Date: m.InternalDate}
+	if size > streamThreshold {
+		// straight from the FETCH literal into an APPEND literal
+		if err := w.sendBatch(); err != nil {
+			return err
+		}
+		msg.Open = func() (io.ReadCloser, error) { return io.NopCloser(body), nil }
+		res, err := w.ma.AppendBatch(w.server, []account.AppendMsg{msg})
+		if err != nil {
+			return err
+		}
+		return w.enqueue(inflight{res, []pendingMsg{{done}}})
+	}
+	if w.arena == nil {
+		w.s.mu.Lock()
+		if n := len(w.s.arenas); n > 0 {
+			w.arena = w.s.arenas[n-1][:0]
+			w.s.arenas = w.s.arenas[:n-1]
+		}
+		w.s.mu.Unlock()
+		if w.arena == nil {
+			w.arena = make([]byte, 0, batchBytes+streamThreshold)
+		}
+	}
+	at := len(w.arena)
+	w.arena = w.arena[:at+int(size)]
+	buf := w.arena[at : at+int(size)]
+	if _, err := io.ReadFull(body, buf); err != nil {
+		w.arena = w.arena[:at]
+		return err
+	}
+	msg.Open = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	w.batch = append(w.batch, msg)
+	w.pending = append(w.pending, pendingMsg{done})
+	w.bytes += size
+	if len(w.batch) >= batchMessages || w.bytes >= batchBytes {
+		return w.sendBatch()
+	}
+	return nil
+}
+
+func (w *imapWriter) sendBatch() error {
+	if len(w.batch) == 0 {
+		return nil
+	}
+	res, err := w.ma.AppendBatch(w.server, w.batch)
+	msgs := w.pending
+	// the bytes are in the connection's buffer or sent: the arena is free
+	w.batch, w.pending, w.bytes, w.arena = nil, nil, 0, w.arena[:0]
+	if err != nil {
+		return err
+	}
+	return w.enqueue(inflight{res, msgs})
+}
+
+func (w *imapWriter) enqueue(f inflight) error {
+	w.wg.Add(1)
+	select {
+	case w.window <- f:
+		return nil
+	default:
+	}
+	// the collector waits on answers to what is still buffered
+	if err := w.ma.Flush(); err != nil {
+		w.wg.Done()
+		return err
+	}
+	w.window <- f
+	return nil
+}
+
+// collect takes the server's answers to the batches, in order.
+func (w *imapWriter) collect() {
+	defer close(w.stopped)
+	for f := range w.window {
+		w.ma.Wait(f.res)
+		err := f.res.Err
+		var ie *imap.Error
+		for i, p := range f.msgs {
+			switch {
+			case err == nil:
+				var uid uint32
+				if len(f.res.UIDs) == len(f.msgs) {
+					uid = f.res.UIDs[i]
+				}
+				p.done(uid, f.res.UIDValidity, nil)
+			case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
+				p.done(0, 0, &FatalError{fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again; it goes on where it stopped", ie.Text)})
+			case errors.As(err, &ie) && len(f.msgs) > 1:
+				p.done(0, 0, ErrBatchRefused)
+			case errors.As(err, &ie):
+				p.done(0, 0, &RefusedError{ie.Text})
+			default:
+				p.done(0, 0, err)
+			}
+		}
+		w.wg.Done()
+	}
+}
+
+// Flush sends what is held and waits for every answer.
+func (w *imapWriter) Flush() error {
+	if w.ma != nil {
+		err := w.sendBatch()
+		if ferr := w.ma.Flush(); err == nil {
+			err = ferr
+		}
+		w.wg.Wait()
+		return err
+	}
+	w.wg.Wait()
+	return nil
+}
+
+// putOne appends with go-imap (one APPEND per message, pipelined: the next
+// goes out while the server works on this one).
+func (w *imapWriter) putOne(m *Message, body io.Reader, size int64, done PutFunc) error {
+	if w.apWin == nil {
+		w.apWin = make(chan apInflight, 32)
+		w.stopped = make(chan struct{})
+		go func() {
+			defer close(w.stopped)
+			for f := range w.apWin {
+				data, err := f.ap.Wait()
+				var ie *imap.Error
+				switch {
+				case err == nil:
+					var uid, uv uint32
+					if data != nil {
+						uid, uv = uint32(data.UID), data.UIDValidity
+					}
+					f.done(uid, uv, nil)
+				case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
+					f.done(0, 0, &FatalError{fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again", ie.Text)})
+				case errors.As(err, &ie):
+					f.done(0, 0, &RefusedError{ie.Text})
+				default:
+					f.done(0, 0, err)
+				}
+				w.wg.Done()
+			}
+		}()
+	}
+	opts := &imap.AppendOptions{Flags: w.allowed(m.Flags)}
+	if !m.InternalDate.IsZero() {
+		opts.Time = m.InternalDate
+	}
+	ap := w.c.Append(w.server, size, opts)
+	n, err := io.Copy(ap, io.LimitReader(body, size))
+	if err == nil && n != size {
+		err = fmt.Errorf("the message gave %d bytes, not %d", n, size)
+	}
+	if err != nil {
+		// a literal cut short: the connection goes, the server never
+		// appends it
+		w.c.Close()
+		ap.Close()
+		return err
+	}
+	if err := ap.Close(); err != nil {
+		return err
+	}
+	w.wg.Add(1)
+	w.apWin <- apInflight{ap, done}
+	return nil
+}
+
+// bridgeCheck applies Bridge's rules as a target to a message whose
+// header is read first (at most 1 MiB is held): a From and a Date header
+// (except in Drafts), at most 70 MiB, and no X-Pm-Gluon-Id field (Bridge's
+// own, from a message that came out of a Bridge). It returns the stream to
+// send and its size.
+func (w *imapWriter) bridgeCheck(m *Message, body io.Reader) (io.Reader, int64, string) {
+	if m.Size > bridgeMaxSize {
+		return body, m.Size, fmt.Sprintf("%d MiB is over Proton's import limit of 70 MiB", m.Size>>20)
+	}
+	br := bufio.NewReaderSize(body, 64<<10)
+	var hdr, kept bytes.Buffer
+	hasFrom, hasDate, dropping := false, false, false
+	for hdr.Len() < 1<<20 {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			hdr.Write(line)
+			kept.Write(line)
+			continue
+		}
+		hdr.Write(line)
+		t := strings.TrimRight(string(line), "\r\n")
+		if t == "" || err != nil {
+			kept.Write(line)
+			break
+		}
+		if t[0] == ' ' || t[0] == '\t' {
+			if !dropping {
+				kept.Write(line)
+			}
+			continue
+		}
+		name, _, _ := strings.Cut(t, ":")
+		name = strings.ToLower(strings.TrimSpace(name))
+		dropping = name == "x-pm-gluon-id"
+		hasFrom = hasFrom || name == "from"
+		hasDate = hasDate || name == "date"
+		if !dropping {
+			kept.Write(line)
+		}
+	}
+	rest := io.MultiReader(bytes.NewReader(kept.Bytes()), br)
+	size := m.Size - int64(hdr.Len()-kept.Len())
+	if !w.drafts && (!hasFrom || !hasDate) {
+		return rest, size, "Proton Mail Bridge needs a From and a Date header (except in Drafts)"
+	}
+	return rest, size, ""
+}

@@ -1,0 +1,531 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/export"
+	"github.com/mailmove/mailmove/message"
+)
+
+// IMAPSource reads an IMAP account, never changing it (EXAMINE,
+// BODY.PEEK), with go-imap's traps guarded (account's literal length check
+// and idle timeout; every UID asked for is accounted for). On Proton Mail
+// Bridge it follows export's rules: each Proton message once in each of its
+// folders, labels from the Labels/... and Starred views, and All Mail's
+// messages that are in no folder, decided after complete passes over every
+// folder.
+type IMAPSource struct {
+	// Account is the source account.
+	Account *account.Config
+	// Conn, if set, is a logged-in connection to use first.
+	Conn *account.Conn
+	// Include and Exclude are folder globs as for export.
+	Include, Exclude []string
+	// Labels is what happens to Proton labels.
+	LabelMode LabelMode
+
+	mu        sync.Mutex
+	pool      []*account.Conn
+	bridge    bool
+	labels    map[string][]string // X-Pm-Internal-Id -> labels
+	real      []*account.Folder   // Bridge folders that are not views
+	sel       map[*account.Folder]bool
+	condstore bool
+}
+
+var _ Source = (*IMAPSource)(nil)
+
+func (s *IMAPSource) conn(ctx context.Context) (*account.Conn, error) {
+	s.mu.Lock()
+	for len(s.pool) > 0 {
+		c := s.pool[len(s.pool)-1]
+		s.pool = s.pool[:len(s.pool)-1]
+		select {
+		case <-c.Closed():
+			c.Close()
+			continue
+		default:
+		}
+		s.mu.Unlock()
+		return c, nil
+	}
+	s.mu.Unlock()
+	return s.Account.Dial(ctx)
+}
+
+func (s *IMAPSource) release(c *account.Conn, err error) {
+	if err != nil && export.IsConnErr(c, err) {
+		c.Close()
+		return
+	}
+	if err != nil && !isIMAPError(err) {
+		c.Close()
+		return
+	}
+	s.mu.Lock()
+	s.pool = append(s.pool, c)
+	s.mu.Unlock()
+}
+
+func isIMAPError(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie)
+}
+
+// Bridge reports whether the source is Proton Mail Bridge.
+func (s *IMAPSource) Bridge() bool { return s.bridge }
+
+// Labels returns the labels of a Proton message.
+func (s *IMAPSource) Labels(pmID string) []string {
+	if pmID == "" {
+		return nil
+	}
+	return s.labels[pmID]
+}
+
+// Close logs out.
+func (s *IMAPSource) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.pool {
+		c.Logout().Wait()
+		c.Close()
+	}
+	s.pool = nil
+	return nil
+}
+
+var roles = []imap.MailboxAttr{imap.MailboxAttrSent, imap.MailboxAttrDrafts, imap.MailboxAttrTrash, imap.MailboxAttrJunk, imap.MailboxAttrArchive, imap.MailboxAttrAll, imap.MailboxAttrFlagged}
+
+// Folders lists the folders to copy (export's plan), and on Bridge reads
+// the labels.
+func (s *IMAPSource) Folders(ctx context.Context) ([]*Folder, error) {
+	c := s.Conn
+	s.Conn = nil
+	if c == nil {
+		var err error
+		if c, err = s.Account.Dial(ctx); err != nil {
+			return nil, err
+		}
+	}
+	defer func() { s.release(c, nil) }()
+	s.bridge = s.Account.URL.Bridge || c.IsBridge()
+	s.condstore = c.Caps().Has(imap.CapCondStore)
+	list, err := c.ListFolders()
+	if err != nil {
+		return nil, fmt.Errorf("listing folders: %w", err)
+	}
+	mode := export.LabelsAsMetadata
+	if s.LabelMode == LabelsFolders {
+		mode = export.LabelsAsFolders
+	}
+	var out []*Folder
+	s.sel = map[*account.Folder]bool{}
+	for _, p := range export.PlanFolders(list, s.bridge, mode, s.Include, s.Exclude) {
+		f := &Folder{Name: p.Name, AllMail: p.AllMail, Handle: p.Folder}
+		s.sel[p.Folder] = true
+		for _, a := range roles {
+			if p.Folder.Has(a) {
+				f.Role = string(a)
+			}
+		}
+		if st := p.Folder.Status; st != nil {
+			if st.NumMessages != nil {
+				f.Messages = *st.NumMessages
+			}
+			if st.Size != nil {
+				f.Bytes = *st.Size
+			}
+			f.UIDValidity, f.UIDNext, f.ModSeq = st.UIDValidity, uint32(st.UIDNext), st.HighestModSeq
+		}
+		out = append(out, f)
+	}
+	if s.bridge {
+		s.labels = map[string][]string{}
+		for _, f := range list {
+			if !f.Selectable() {
+				continue
+			}
+			segs := f.Segments
+			isView := f.Has(imap.MailboxAttrAll) || f.Name == "All Mail"
+			isLabel := f.Has(imap.MailboxAttrFlagged) || f.Name == "Starred" || f.Name == "Scheduled" || (len(segs) > 1 && segs[0] == "Labels")
+			if !isView && !isLabel {
+				s.real = append(s.real, f)
+			}
+			if !isLabel || f.Name == "Scheduled" || (s.LabelMode == LabelsSkip && f.Name != "Starred" && !f.Has(imap.MailboxAttrFlagged)) {
+				continue
+			}
+			sel, err := c.Examine(f.Name)
+			if err != nil {
+				return nil, err
+			}
+			var ids map[uint32]string
+			if sel.NumMessages > 0 {
+				if ids, err = c.FetchHeaderField("X-Pm-Internal-Id"); err != nil {
+					return nil, fmt.Errorf("reading the labels of %q: %w", f.Name, err)
+				}
+			}
+			label := f.Path()
+			if len(segs) > 1 && segs[0] == "Labels" {
+				label = strings.Join(segs[1:], "/")
+			}
+			if f.Has(imap.MailboxAttrFlagged) {
+				label = "Starred"
+			}
+			for _, id := range ids {
+				if id != "" {
+					s.labels[id] = append(s.labels[id], label)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// Open examines a folder.
+func (s *IMAPSource) Open(ctx context.Context, f *Folder) (FolderReader, error) {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	af := f.Handle.(*account.Folder)
+	sel, err := c.Examine(af.Name)
+	if err != nil {
+		s.release(c, err)
+		if isIMAPError(err) {
+			return nil, FolderError(fmt.Errorf("the source refused to open %q: %w", af.Name, err))
+		}
+		return nil, err
+	}
+	return &imapReader{s: s, c: c, f: f, af: af, sel: sel}, nil
+}
+
+type imapReader struct {
+	s   *IMAPSource
+	c   *account.Conn
+	f   *Folder
+	af  *account.Folder
+	sel *imap.SelectData
+}
+
+func (r *imapReader) State() (uint32, uint64) {
+	if !r.s.condstore {
+		return r.sel.UIDValidity, 0
+	}
+	if r.sel.HighestModSeq == 0 && r.sel.UIDValidity == r.f.UIDValidity {
+		// EXAMINE says HIGHESTMODSEQ only once CONDSTORE is enabled; the
+		// STATUS of the listing (earlier, so never newer) does
+		return r.sel.UIDValidity, r.f.ModSeq
+	}
+	return r.sel.UIDValidity, r.sel.HighestModSeq
+}
+
+func (r *imapReader) Close(err error) { r.s.release(r.c, err) }
+
+// UIDs lists the folder's UIDs (SEARCH SINCE/BEFORE for a date range). On
+// Bridge's All Mail, only those of messages in no folder.
+func (r *imapReader) UIDs(ctx context.Context, sel Select) ([]uint32, error) {
+	if r.sel.NumMessages == 0 {
+		return nil, nil
+	}
+	var uids []uint32
+	var err error
+	if sel == (Select{}) {
+		uids, err = r.c.UIDsAbove(0)
+	} else {
+		crit := &imap.SearchCriteria{Since: sel.Since, Before: sel.Before}
+		var sd *imap.SearchData
+		sd, err = r.c.UIDSearch(crit, nil).Wait()
+		if err == nil {
+			for _, u := range sd.AllUIDs() {
+				uids = append(uids, uint32(u))
+			}
+		}
+	}
+	if err != nil || !r.f.AllMail {
+		return uids, err
+	}
+	return r.orphans(ctx, uids)
+}
+
+// orphans keeps the All Mail UIDs whose messages are in no folder, from a
+// complete pass over every folder (selected or not); a message in an
+// excluded folder only is left out.
+func (r *imapReader) orphans(ctx context.Context, uids []uint32) ([]uint32, error) {
+	c := r.c
+	ids, err := export.IDsOf(c, r.af.Name, uids)
+	if err != nil {
+		return nil, err
+	}
+	inFolders := map[string]bool{}
+	for _, f := range r.s.real {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sel, err := c.Examine(f.Name)
+		if err != nil {
+			return nil, err
+		}
+		if sel.NumMessages == 0 {
+			continue
+		}
+		all, err := c.UIDsAbove(0)
+		if err != nil {
+			return nil, err
+		}
+		got, err := export.IDsOf(c, f.Name, all)
+		if err != nil {
+			return nil, err
+		}
+		for _, id := range got {
+			if id != "" {
+				inFolders[id] = inFolders[id] || r.s.sel[f]
+			}
+		}
+	}
+	sel, err := c.Examine(r.af.Name)
+	if err != nil {
+		return nil, err
+	}
+	if sel.UIDValidity != r.sel.UIDValidity {
+		return nil, &export.UnaccountedError{Mailbox: r.af.Name, UIDs: uids}
+	}
+	var out []uint32
+	for _, u := range uids {
+		id, there := ids[u]
+		if !there {
+			continue
+		}
+		if _, in := inFolders[id]; id != "" && in {
+			continue
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func (r *imapReader) Flags(ctx context.Context, changedSince uint64) (map[uint32][]string, error) {
+	out := map[uint32][]string{}
+	if r.sel.NumMessages == 0 {
+		return out, nil
+	}
+	var set imap.UIDSet
+	set.AddRange(1, 0)
+	fo := &imap.FetchOptions{UID: true, Flags: true}
+	if changedSince != 0 {
+		fo.ChangedSince = changedSince
+	}
+	fc := r.c.Fetch(set, fo)
+	for m := fc.Next(); m != nil; m = fc.Next() {
+		buf, err := m.Collect()
+		if err != nil {
+			fc.Close()
+			return nil, fmt.Errorf("UID FETCH (FLAGS): %w", err)
+		}
+		if buf.UID == 0 {
+			continue
+		}
+		flags := []string{}
+		for _, f := range buf.Flags {
+			if !strings.EqualFold(string(f), `\Recent`) {
+				flags = append(flags, string(f))
+			}
+		}
+		out[uint32(buf.UID)] = flags
+	}
+	if err := fc.Close(); err != nil {
+		return nil, fmt.Errorf("UID FETCH (FLAGS): %w", err)
+	}
+	return out, nil
+}
+
+// Meta fetches flags, date, size and Message-ID (and X-Pm-Internal-Id)
+// of uids; for messages without Message-ID, the SHA-256 of the header.
+func (r *imapReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*Message, error) {
+	out := map[uint32]*Message{}
+	if len(uids) == 0 {
+		return out, nil
+	}
+	for i := 0; i < len(uids); i += 2000 {
+		part := uids[i:min(i+2000, len(uids))]
+		if err := r.meta(part, out); err != nil {
+			return nil, err
+		}
+	}
+	var missing []uint32
+	for _, u := range uids {
+		if _, ok := out[u]; !ok {
+			missing = append(missing, u)
+		}
+	}
+	if len(missing) > 0 {
+		// expunged since the SEARCH, or left out by the server: asked once more
+		still, err := r.c.UIDsIn(missing)
+		if err != nil {
+			return nil, err
+		}
+		if err := r.meta(still, out); err != nil {
+			return nil, err
+		}
+		for _, u := range still {
+			if _, ok := out[u]; !ok {
+				return nil, fmt.Errorf("the server did not describe UID %d of %q (flags, date, size)", u, r.af.Name)
+			}
+		}
+	}
+	var noID []uint32
+	for u, m := range out {
+		if m.MessageID == "" {
+			noID = append(noID, u)
+		}
+	}
+	if len(noID) > 0 {
+		hashes, err := headerHashes(r.c, noID)
+		if err != nil {
+			return nil, err
+		}
+		for u, h := range hashes {
+			out[u].HeaderHash = h
+		}
+	}
+	return out, nil
+}
+
+func (r *imapReader) meta(uids []uint32, out map[uint32]*Message) error {
+	if len(uids) == 0 {
+		return nil
+	}
+	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-Id", "X-Pm-Internal-Id"}}
+	fc := r.c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{sec}})
+	for m := fc.Next(); m != nil; m = fc.Next() {
+		buf, err := m.Collect()
+		if err != nil {
+			fc.Close()
+			return fmt.Errorf("UID FETCH (FLAGS INTERNALDATE RFC822.SIZE): %w", err)
+		}
+		if buf.UID == 0 {
+			continue
+		}
+		msg := &Message{Folder: r.f.Name, UIDValidity: r.sel.UIDValidity, UID: uint32(buf.UID), Size: buf.RFC822Size, InternalDate: buf.InternalDate, Flags: []string{}}
+		for _, f := range buf.Flags {
+			if !strings.EqualFold(string(f), `\Recent`) {
+				msg.Flags = append(msg.Flags, string(f))
+			}
+		}
+		var hdr []byte
+		for _, bs := range buf.BodySection {
+			hdr = bs.Bytes
+		}
+		msg.MessageID, msg.PMID = headerIDs(hdr)
+		out[msg.UID] = msg
+	}
+	if err := fc.Close(); err != nil {
+		return fmt.Errorf("UID FETCH (FLAGS INTERNALDATE RFC822.SIZE): %w", err)
+	}
+	return nil
+}
+
+func headerIDs(hdr []byte) (id, pm string) {
+	h := string(hdr)
+	if !strings.HasSuffix(h, "\r\n\r\n") && !strings.HasSuffix(h, "\n\n") {
+		h += "\r\n\r\n"
+	}
+	id, pm, _ = message.HeaderFields(bufioReader(h))
+	return id, pm
+}
+
+// headerHashes returns the SHA-256 of the header (BODY.PEEK[HEADER]) of
+// uids in the selected folder.
+func headerHashes(c *account.Conn, uids []uint32) (map[uint32]string, error) {
+	out := map[uint32]string{}
+	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader}
+	fc := c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{sec}})
+	for m := fc.Next(); m != nil; m = fc.Next() {
+		var uid uint32
+		for it := m.Next(); it != nil; it = m.Next() {
+			switch it := it.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = uint32(it.UID)
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil {
+					continue
+				}
+				h := sha256.New()
+				if _, err := io.Copy(h, it.Literal); err != nil {
+					fc.Close()
+					return nil, err
+				}
+				if uid != 0 {
+					out[uid] = hex.EncodeToString(h.Sum(nil))
+				}
+			}
+		}
+	}
+	if err := fc.Close(); err != nil {
+		return nil, fmt.Errorf("UID FETCH BODY.PEEK[HEADER]: %w", err)
+	}
+	return out, nil
+}
+
+// Fetch streams BODY.PEEK[] of uids (account.FetchBodies: the literal's
+// length is checked), asking by sequence number for what a server answered
+// in a shape go-imap drops.
+func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn BodyFunc) (map[uint32]bool, error) {
+	done := map[uint32]bool{}
+	for i := 0; i < len(uids); i += 1000 {
+		part := uids[i:min(i+1000, len(uids))]
+		got, err := r.c.FetchBodies(part, account.BodyFunc(fn))
+		for u := range got {
+			done[u] = true
+		}
+		if err != nil {
+			return done, err
+		}
+		var rest []uint32
+		for _, u := range part {
+			if !got[u] {
+				rest = append(rest, u)
+			}
+		}
+		if len(rest) > 0 {
+			// go-imap drops an answer whose UID comes after the body: ask
+			// by sequence number
+			meta, err := r.c.FetchMeta(rest)
+			if err != nil {
+				return done, err
+			}
+			seqs := map[uint32]uint32{}
+			for u, m := range meta {
+				if m.Seq != 0 {
+					seqs[m.Seq] = u
+				}
+			}
+			more, err := r.c.FetchBodiesBySeq(seqs, account.BodyFunc(fn))
+			for u := range more {
+				done[u] = true
+			}
+			if err != nil {
+				return done, err
+			}
+		}
+	}
+	return done, nil
+}
+
+func uidSet(uids []uint32) imap.UIDSet {
+	var set imap.UIDSet
+	for _, u := range uids {
+		set.AddNum(imap.UID(u))
+	}
+	return set
+}

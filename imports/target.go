@@ -1,0 +1,37 @@
+package imports
+
+import (
+	"github.com/emersion/go-imap/v2"
+	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/message"
+)
+
+// TargetFolder decides the target folder ("/"-separated) of a source
+// folder src whose special use is role ("\\Sent", ... or empty), with the
+// same rules as an import: --folder, --map, --prefix, special use on the
+// target, and Proton Mail Bridge's rules when bridge is set. A non-empty
+// second result says why the folder cannot be a target.
+func (o *Options) TargetFolder(src, role string, folders []*account.Folder, bridge bool) (string, string) {
+	return o.targetFor(&Item{Meta: message.Meta{Folder: src}, Role: role}, folders, bridge)
+}
+
+// AllowedFlags keeps the flags a folder with these PERMANENTFLAGS can store
+// (see the import's rules: never \Recent, the system flags always, keywords
+// where \* or the keyword is listed, all when PERMANENTFLAGS was not sent).
+func AllowedFlags(flags []string, perm []string) []string {
+	var p []imap.Flag
+	if perm != nil {
+		p = make([]imap.Flag, len(perm))
+		for i, f := range perm {
+			p[i] = imap.Flag(f)
+		}
+	}
+	out := []string{}
+	for _, f := range allowedFlags(flags, p) {
+		out = append(out, string(f))
+	}
+	return out
+}
+
+// ValidKeyword reports whether s can be sent as an IMAP keyword (an atom).
+func ValidKeyword(s string) bool { return s != "" && s[0] != '\\' && validFlag(s) }
