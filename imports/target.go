@@ -2,18 +2,7 @@ package imports
 
 import (
 	"github.com/emersion/go-imap/v2"
-	"github.com/mailmove/mailmove/account"
-	"github.com/mailmove/mailmove/message"
 )
-
-// TargetFolder decides the target folder ("/"-separated) of a source
-// folder src whose special use is role ("\\Sent", ... or empty), with the
-// same rules as an import: --folder, --map, --prefix, special use on the
-// target, and Proton Mail Bridge's rules when bridge is set. A non-empty
-// second result says why the folder cannot be a target.
-func (o *Options) TargetFolder(src, role string, folders []*account.Folder, bridge bool) (string, string) {
-	return o.targetFor(&Item{Meta: message.Meta{Folder: src}, Role: role}, folders, bridge)
-}
 
 // AllowedFlags keeps the flags a folder with these PERMANENTFLAGS can store
 // (see the import's rules: never \Recent, the system flags always, keywords
