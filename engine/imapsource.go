@@ -45,6 +45,21 @@ type IMAPSource struct {
 
 var _ Source = (*IMAPSource)(nil)
 
+// GmailSourceError is a Gmail account (X-GM-EXT-1) given as the source of
+// a copy that would take every label as a folder: each message would arrive
+// once per label, and again from All Mail. The engine does not yet follow
+// Gmail's model (each message once, labels kept); export and import do.
+type GmailSourceError struct {
+	// Account is the source account's URL.
+	Account string
+}
+
+func (e *GmailSourceError) Error() string {
+	return fmt.Sprintf("%s is a Gmail account: migrate would copy each message once per label (and again from All Mail), so it stops before copying anything. "+
+		"Take each message once, with its labels as keywords, in two steps: mailmove export --from %s --to eml --out DIR, then mailmove import --to TARGET DIR "+
+		"(both can be run again for what is new). Or give --labels folders to copy every label as a folder, duplicates included", e.Account, e.Account)
+}
+
 func (s *IMAPSource) conn(ctx context.Context) (*account.Conn, error) {
 	s.mu.Lock()
 	for len(s.pool) > 0 {
@@ -120,6 +135,9 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*Folder, error) {
 	}
 	defer func() { s.release(c, nil) }()
 	s.bridge = s.Account.URL.Bridge || c.IsBridge()
+	if !s.bridge && c.IsGmail() && s.LabelMode != LabelsFolders {
+		return nil, &GmailSourceError{Account: s.Account.URL.String()}
+	}
 	s.condstore = c.Caps().Has(imap.CapCondStore)
 	list, err := c.ListFolders()
 	if err != nil {

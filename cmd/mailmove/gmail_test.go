@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mailmove/mailmove/internal/gmailstub"
+	"github.com/mailmove/mailmove/internal/testmail"
 )
 
 func gmailSeed(s *gmailstub.Server) {
@@ -198,5 +199,23 @@ func TestGmailOAuthExport(t *testing.T) {
 		"--from-oauth-token-cmd", "echo wrong-token", "--to", "eml", "--out", t.TempDir())
 	if code != exitFailed {
 		t.Fatalf("wrong token: exit %d: %s", code, stderr)
+	}
+}
+
+// TestGmailMigrateRefused: migrate from a Gmail account (which the copy
+// engine would take label by label) stops before copying anything, exit 2,
+// and says how to take each message once (export, then import).
+func TestGmailMigrateRefused(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	gmailSeed(s)
+	dst := testmail.Mem(t)
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password, "MAILMOVE_TO_PASSWORD=secret"}
+	_, stderr, code := runCmdEnv(t, env, "migrate", "--from", "imaps://alice@gmail.com@"+s.Addr, "--from-ca-file", s.CAFile,
+		"--to", "imap://alice@"+dst.Addr+"?tls=none")
+	if code != exitUsage || !strings.Contains(stderr, "is a Gmail account") || !strings.Contains(stderr, "mailmove export --from") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if held := testmail.Held(t, testmail.MemConfig(t, dst.Addr)); len(held) != 0 {
+		t.Fatalf("the target got messages: %v", held)
 	}
 }

@@ -35,6 +35,7 @@ import (
 	"syscall"
 
 	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/engine"
 	"github.com/mailmove/mailmove/formats/archive"
 )
 
@@ -183,7 +184,8 @@ func errorExit(stderr io.Writer, err error) int {
 	var ie *archive.IdentityError
 	var se *archive.SealingError
 	var me *archive.IdentityFileModeError
-	if errors.As(err, &ue) || errors.As(err, &pe) || errors.As(err, &ee) || errors.As(err, &ie) || errors.As(err, &se) || errors.As(err, &me) {
+	var ge *engine.GmailSourceError
+	if errors.As(err, &ue) || errors.As(err, &pe) || errors.As(err, &ee) || errors.As(err, &ie) || errors.As(err, &se) || errors.As(err, &me) || errors.As(err, &ge) {
 		fmt.Fprintf(stderr, "mailmove: %v\n", err)
 		return exitUsage
 	}
