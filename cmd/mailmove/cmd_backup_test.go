@@ -548,6 +548,18 @@ func TestBackupEncrypted(t *testing.T) {
 			if o, e, code := runCmd(t, "verify", "--from", from, "--to", out); code != exitUsage || !strings.Contains(e, "--identity") {
 				t.Fatalf("verify without --identity: exit %d %s %s", code, o, e)
 			}
+			// a message on the server that is not in the archive yet: verify names it (exit 4);
+			// the next backup takes it, and verify is clean again
+			testmail.Put(t, testmail.MemConfig(t, srv.Addr), []testmail.Msg{{Folder: "Sent", Raw: []byte("From: n@example.org\r\nSubject: new\r\nMessage-ID: <new@example.org>\r\n\r\nnew\r\n")}})
+			if o, e, code := runCmd(t, "verify", "--from", from, "--to", out, "--identity", idFile); code != exitDiffers || !strings.Contains(o, "missing: <new@example.org>") {
+				t.Fatalf("verify with a message not backed up: exit %d %s %s", code, o, e)
+			}
+			if _, e, code := runCmdEnv(t, nil, "backup", "--config", cfg); code != 0 {
+				t.Fatalf("backup: exit %d %s", code, e)
+			}
+			if o, e, code := runCmd(t, "verify", "--from", from, "--to", out, "--identity", idFile, "--deep"); code != 0 {
+				t.Fatalf("verify after the backup: exit %d %s %s", code, o, e)
+			}
 			want := map[string]bool{}
 			for _, ms := range testmail.Held(t, testmail.MemConfig(t, srv.Addr)) {
 				for _, m := range ms {
@@ -580,13 +592,13 @@ func TestBackupEncrypted(t *testing.T) {
 			if _, e, code := runCmdEnv(t, nil, "backup", "--config", cfg); code != 0 {
 				t.Fatalf("backup after the deletion: exit %d %s", code, e)
 			}
-			if o, e, code := runCmd(t, "check", "--identity", idFile, out); code != 0 || !strings.Contains(o, "40 messages") {
+			if o, e, code := runCmd(t, "check", "--identity", idFile, out); code != 0 || !strings.Contains(o, "41 messages") {
 				t.Fatalf("check --identity after --mirror: exit %d %s %s", code, o, e)
 			}
 			if o, e, code := runCmd(t, "check", out); code != 0 {
 				t.Fatalf("check without the identity after --mirror: exit %d %s %s", code, o, e)
 			}
-			// restore: all 40 messages (a backup keeps the deleted one), exactly
+			// restore: all 41 messages (a backup keeps the deleted one), exactly
 			dst := testmail.Mem(t)
 			if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--identity", idFile, "--to", "imap://alice@"+dst.Addr+"?tls=none", out); code != 0 {
 				t.Fatalf("import --identity: exit %d %s", code, e)
