@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
+	"os"
 	"path"
 	"slices"
 	"sort"
@@ -1551,6 +1553,8 @@ func isConnErr(c *account.Conn, err error) bool {
 	case <-time.After(200 * time.Millisecond):
 	}
 	var re *account.ReadError
-	return errors.As(err, &re) || errors.Is(err, account.ErrShortLiteral) || strings.Contains(err.Error(), "EOF") ||
-		strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "timeout") || strings.Contains(err.Error(), "reset")
+	var ne net.Error
+	return errors.As(err, &re) || errors.Is(err, account.ErrShortLiteral) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED) || (errors.As(err, &ne) && ne.Timeout())
 }

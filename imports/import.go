@@ -1315,7 +1315,9 @@ func (im *importer) create(c *account.Conn, segs []string) error {
 		if err := c.Create(name, nil).Wait(); err != nil {
 			var ie *imap.Error
 			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
-				if !strings.Contains(strings.ToLower(err.Error()), "exist") {
+				// A server without the ALREADYEXISTS code: the folder is
+				// fine if LIST shows it now (made by another connection).
+				if l, lerr := c.List("", name, nil).Collect(); lerr != nil || len(l) == 0 {
 					return fmt.Errorf("creating folder %q: %w", name, err)
 				}
 			}
