@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -119,13 +120,20 @@ func (a *Archive) unsealDeleted(del []Deleted) ([]Deleted, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s: folder %s UID %d has no sealed record in the folder's index: the deleted area's index was changed or damaged", DeletedIndex, d.Folder, d.UID)
 		}
-		if f.Offset != d.Offset || f.Length != d.Length || f.Size != d.Size || (f.File != d.File && f.File != strings.TrimPrefix(d.File, DeletedDir+"/"+d.DeletedAt.UTC().Format("2006-01-02")+"/")) {
+		if f.Offset != d.Offset || f.Length != d.Length || f.Size != d.Size || (f.File != d.File && !movedFrom(d.File, f.File)) {
 			return nil, fmt.Errorf("%s: folder %s UID %d: the clear line and the sealed record differ: the index was changed or damaged", DeletedIndex, d.Folder, d.UID)
 		}
 		f.File, f.FileSize, f.Tag, f.FlagsSum = d.File, d.FileSize, d.Tag, d.FlagsSum
 		del[i].Record = f
 	}
 	return del, nil
+}
+
+// movedFrom reports whether moved is file moved to the deleted area:
+// DeletedDir/YYYY-MM-DD/file.
+func movedFrom(moved, file string) bool {
+	day, rest, ok := strings.Cut(strings.TrimPrefix(moved, DeletedDir+"/"), "/")
+	return ok && strings.HasPrefix(moved, DeletedDir+"/") && deletedDay.MatchString(day) && rest == file
 }
 
 // clearDeleted is what the deleted area of an encrypted archive keeps of
@@ -189,17 +197,24 @@ func (a *Archive) MoveDeleted(folder string, gone []Record, when time.Time) (int
 		if a.Header.Format == EML && !r.Alias && !used[r.File] && localPath(r.File) {
 			rel := path.Join(DeletedDir, day, r.File)
 			src := filepath.Join(a.Root, filepath.FromSlash(r.File))
-			dst := filepath.Join(a.Root, filepath.FromSlash(rel))
-			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-				return 0, err
-			}
-			if err := os.Rename(src, dst); err != nil {
-				// moved by a run that stopped before its index lines
-				if _, serr := os.Stat(dst); !errors.Is(err, fs.ErrNotExist) || serr != nil {
+			if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
+				// moved by a run that stopped before its index lines,
+				// maybe on an earlier day
+				prev := a.movedEarlier(r.File)
+				if prev == "" {
+					return 0, fmt.Errorf("moving %s to %s: %w", r.File, DeletedDir, err)
+				}
+				rel = prev
+			} else {
+				dst := filepath.Join(a.Root, filepath.FromSlash(rel))
+				if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+					return 0, err
+				}
+				if err := os.Rename(src, dst); err != nil {
 					return 0, fmt.Errorf("moving %s to %s: %w", r.File, rel, err)
 				}
+				dirs[filepath.Dir(src)], dirs[filepath.Dir(dst)] = true, true
 			}
-			dirs[filepath.Dir(src)], dirs[filepath.Dir(dst)] = true, true
 			d.File = rel
 		}
 		if a.Encrypted() {
@@ -255,6 +270,26 @@ func (a *Archive) MoveDeleted(folder string, gone []Record, when time.Time) (int
 	a.mu.Unlock()
 	return len(gone), nil
 }
+
+// movedEarlier returns where, under DeletedDir/YYYY-MM-DD/, an earlier
+// run moved the message file file (with "/"), or "" when none did.
+func (a *Archive) movedEarlier(file string) string {
+	days, _ := os.ReadDir(filepath.Join(a.Root, DeletedDir))
+	for i := len(days) - 1; i >= 0; i-- {
+		d := days[i]
+		if !d.IsDir() || !deletedDay.MatchString(d.Name()) {
+			continue
+		}
+		rel := path.Join(DeletedDir, d.Name(), file)
+		if fi, err := os.Lstat(filepath.Join(a.Root, filepath.FromSlash(rel))); err == nil && fi.Mode().IsRegular() {
+			return rel
+		}
+	}
+	return ""
+}
+
+// deletedDay is the name of a day's folder in the deleted area.
+var deletedDay = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
 
 // appendSync appends b to the file at p and makes it durable.
 func appendSync(p string, b []byte) error {

@@ -269,3 +269,69 @@ func TestDeletedSealedDamage(t *testing.T) {
 		t.Fatalf("check: %+v %v", res, err)
 	}
 }
+
+// A run that moved an .eml file and was killed before its index lines is
+// finished by the next one even on a later day (as a nightly backup's
+// next run is): the file is found where the first run put it.
+func TestMoveDeletedNextDay(t *testing.T) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, enc := range []bool{false, true} {
+		t.Run(fmt.Sprintf("enc=%v", enc), func(t *testing.T) {
+			var seal Sealing
+			if enc {
+				seal.Recipients = []age.Recipient{id.Recipient()}
+			}
+			root := filepath.Join(t.TempDir(), "a")
+			a, err := OpenSealed(root, EML, false, "", "test", seal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, _ := a.OpenFolder("INBOX", []string{"INBOX"})
+			for i := 1; i <= 3; i++ {
+				m := &message.Meta{UIDValidity: 7, UID: uint32(i), Flags: []string{}, InternalDate: time.Unix(1700000000+int64(i), 0)}
+				if _, err := w.Put(m, strings.NewReader(sealedMessage(i)), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.Close()
+			a.Close()
+			ip := filepath.Join(root, StateDir, "index", indexName("INBOX"))
+			fi, _ := os.Stat(ip)
+			day1 := time.Date(2026, 12, 3, 23, 0, 0, 0, time.UTC)
+			move := func(when time.Time) *Archive {
+				a, err := OpenSealed(root, EML, false, "", "test", seal)
+				if err != nil {
+					t.Fatal(err)
+				}
+				recs, _ := a.Records("INBOX")
+				if n, err := a.MoveDeleted("INBOX", recs[1:2], when); err != nil || n != 1 {
+					t.Fatalf("MoveDeleted: %d %v", n, err)
+				}
+				return a
+			}
+			crash(move(day1))
+			// killed after the move, before any index line
+			os.Remove(filepath.Join(root, filepath.FromSlash(DeletedIndex)))
+			os.Truncate(ip, fi.Size())
+			if err := move(day1.Add(24 * time.Hour)).Close(); err != nil {
+				t.Fatal(err)
+			}
+			ro, err := OpenReadOnly(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ro.Close()
+			ro.SetIdentities([]age.Identity{id})
+			del, err := ro.DeletedRecords()
+			if err != nil || len(del) != 1 || !strings.HasPrefix(del[0].File, DeletedDir+"/2026-12-03/INBOX/") || !del[0].DeletedAt.Equal(day1.Add(24*time.Hour)) {
+				t.Fatalf("deleted %+v %v", del, err)
+			}
+			if res, err := ro.Check(); err != nil || len(res.Problems) != 0 || res.Messages != 3 {
+				t.Fatalf("check %+v %v", res, err)
+			}
+		})
+	}
+}
