@@ -218,6 +218,40 @@ func TestBackupMirrorSealed(t *testing.T) {
 				if len(flatten(restored)) != len(flatten(after)) {
 					t.Errorf("restored %d messages, the server holds %d", len(flatten(restored)), len(flatten(after)))
 				}
+				// the deleted area of an .eml archive imports back: each
+				// deleted message in its folder, once
+				if format == "eml" {
+					dst := testmail.Mem(t)
+					args := []string{"import", "--to", "imap://alice@" + dst.Addr + "?tls=none", filepath.Join(out, ".deleted")}
+					if ident != "" {
+						if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, args...); code != exitUsage || !strings.Contains(e, "--identity") {
+							t.Fatalf("import of an encrypted .deleted without --identity: exit %d %s", code, e)
+						}
+						args = append([]string{"import", "--identity", ident}, args[1:]...)
+					}
+					if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, args...); code != 0 {
+						t.Fatalf("import of .deleted: exit %d %s", code, e)
+					}
+					got := serverIDs(t, dst.Addr)
+					for f, ids := range before {
+						var want []string
+						kept := map[string]bool{}
+						for _, m := range after[f] {
+							kept[m] = true
+						}
+						for _, m := range ids {
+							if !kept[m] {
+								want = append(want, m)
+							}
+						}
+						if strings.Join(got[f], " ") != strings.Join(want, " ") {
+							t.Errorf("restored from .deleted, folder %s: %v, want %v", f, got[f], want)
+						}
+					}
+					if len(flatten(got)) != len(deleted) {
+						t.Errorf("restored %d from .deleted, want %d", len(flatten(got)), len(deleted))
+					}
+				}
 				// nothing more to move
 				if o, e, code := runCmdEnv(t, nil, "backup", "--config", cfg, "--mirror", "--json"); code != 0 || !strings.Contains(o, `"moved_to_deleted": 0`) {
 					t.Fatalf("another --mirror run: exit %d %s %s", code, o, e)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -726,14 +727,34 @@ func TestBackupMirror(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(out, filepath.FromSlash(del[0].File))); err != nil {
 					t.Fatal(err)
 				}
-				// the deleted area imports as a folder of .eml files (README)
+			}
+			// the deleted area of an .eml archive imports (README):
+			// OUT/.deleted is read through deleted.jsonl, into its folder or
+			// the one --folder names, with its flags (an mbox archive has no
+			// .deleted folder: the bytes stay in the mbox)
+			for _, folder := range []string{"Restored", ""} {
+				if format != "eml" {
+					break
+				}
 				dst := testmail.Mem(t)
-				if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", "imap://alice@"+dst.Addr+"?tls=none", "--folder", "Restored", filepath.Join(out, ".deleted")); code != 0 {
+				args := []string{"import", "--to", "imap://alice@" + dst.Addr + "?tls=none", filepath.Join(out, ".deleted")}
+				if folder != "" {
+					args = append(args, "--folder", folder)
+				}
+				if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, args...); code != 0 {
 					t.Fatalf("import of .deleted: %d %s", code, e)
 				}
+				want := folder
+				if want == "" {
+					want = "INBOX"
+				}
 				held := testmail.Held(t, testmail.MemConfig(t, dst.Addr))
-				if len(held["Restored"]) != 1 || !strings.Contains(string(held["Restored"][0].Raw), "k4@example.org") {
-					t.Fatalf("restored from .deleted: %v", held)
+				n := 0
+				for _, ms := range held {
+					n += len(ms)
+				}
+				if n != 1 || len(held[want]) != 1 || !strings.Contains(string(held[want][0].Raw), "k4@example.org") || !slices.Contains(held[want][0].Flags, imap.FlagSeen) || !held[want][0].Date.Equal(time.Unix(1700000000+4*60, 0)) {
+					t.Fatalf("restored from .deleted: %+v", held)
 				}
 			}
 			// every byte still checks, the moved message included
