@@ -191,9 +191,6 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	if o.Mirror && o.Archive.Encrypted() {
-		return nil, archive.ErrMirrorEncrypted
-	}
 	e := &engine{o: o, sum: &Summary{}}
 	first := o.Conn
 	if first == nil {

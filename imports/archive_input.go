@@ -114,6 +114,84 @@ func scanArchive(root string, labelsAsFolders bool, ids []age.Identity, fn func(
 	return nil
 }
 
+// scanDeleted reads the deleted area of a mailmove archive (the messages
+// that export --mirror moved out of their folders) through its index,
+// .mailmove/deleted.jsonl: each message goes back to its folder with its
+// flags and arrival date, read and checked as scanArchive reads a folder's
+// messages. In an encrypted archive it needs the identities, as the
+// archive does.
+func scanDeleted(root string, labelsAsFolders bool, ids []age.Identity, fn func(*Item) error, bad func(error)) error {
+	a, err := archive.OpenReadOnly(root)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if err := a.SetIdentities(ids); err != nil {
+		return err
+	}
+	if err := a.NeedIdentity(); err != nil {
+		return err
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	del, err := a.DeletedRecords()
+	if err != nil {
+		return err
+	}
+	var stored map[string]archive.Record
+	for _, d := range del {
+		rec := d.Record
+		if rec.LabelCopy {
+			continue
+		}
+		id := fmt.Sprintf("%s@%d", rec.File, rec.Offset)
+		if rec.Alias {
+			// its bytes are another record's: in a folder, or moved too
+			if stored == nil {
+				if stored, err = storedRecords(a); err != nil {
+					return err
+				}
+				for _, o := range del {
+					if !o.Alias {
+						stored[fmt.Sprintf("%s@%d", o.File, o.Offset)] = o.Record
+					}
+				}
+			}
+			s, ok := stored[id]
+			if !ok {
+				continue // points to nothing stored: nothing to read
+			}
+			rec.Size, rec.SHA256 = s.Size, s.SHA256
+			rec.StatusAt, rec.StatusLen, rec.LFRawFrom, rec.Length = s.StatusAt, s.StatusLen, s.LFRawFrom, s.Length
+		}
+		id += fmt.Sprintf(" deleted from %s uid %d/%d", rec.Folder, rec.UIDValidity, rec.UID)
+		src := rec.File
+		if rec.Length > 0 {
+			src = fmt.Sprintf("%s at byte %d", rec.File, rec.Offset)
+		}
+		if why := outsideArchive(rec.File); why != "" {
+			bad(&InputError{File: src, Msg: "the archive's deleted area index (" + archive.DeletedIndex + ") points " + why + "; refused, not read"})
+			continue
+		}
+		role := ""
+		for _, at := range a.State(rec.Folder).Attrs {
+			if roleAttr(at) != "" {
+				role = roleAttr(at)
+			}
+		}
+		it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: id}
+		it.open = func() (io.ReadCloser, error) { return openArchived(r, a, rec) }
+		for _, x := range gmailArchiveItems(it, labelsAsFolders) { // gmail.go
+			if err := fn(x); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // storedRecords maps "file@offset" of every message stored in an archive
 // to its record.
 func storedRecords(a *archive.Archive) (map[string]archive.Record, error) {

@@ -97,6 +97,12 @@ func Scan(path string, format Format, labelsAsFolders bool, fn func(*Item) error
 // ScanWith is Scan with the identities that decrypt an encrypted mailmove
 // archive; without them, such an archive is an archive.EncryptedError.
 func ScanWith(path string, format Format, labelsAsFolders bool, ids []age.Identity, fn func(*Item) error, bad func(error)) error {
+	if root := filepath.Dir(filepath.Clean(path)); filepath.Base(filepath.Clean(path)) == archive.DeletedDir && (format == FormatAuto || format == FormatArchive) {
+		if _, err := os.Stat(filepath.Join(root, archive.StateDir, "archive.json")); err == nil {
+			// OUT/.deleted: the deleted area of the archive OUT (--mirror)
+			return scanDeleted(root, labelsAsFolders, ids, fn, bad)
+		}
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err

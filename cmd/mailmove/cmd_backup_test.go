@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -501,13 +502,13 @@ func TestBackupNoPassword(t *testing.T) {
 	}
 }
 
-// TestBackupEncryptionRefused: until this build can encrypt, a job with
 // TestBackupEncrypted: a job with encrypt_to and compress writes an
 // encrypted, compressed archive (no message text, subject or address in any
-// file of it), check passes with the identity, --mirror is refused on it
-// (the writer holds no private key to seal the move with) and the message
-// deleted on the server stays, and import with the identity gives every
-// message back exactly.
+// file of it), check passes with the identity; --mirror (the writer holding
+// only the recipients) moves the message deleted on the server to the
+// deleted area without writing anything of it in clear, check passes with
+// and without the identity, and import with the identity gives back
+// exactly the messages still on the server.
 func TestBackupEncrypted(t *testing.T) {
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
@@ -525,18 +526,22 @@ func TestBackupEncrypted(t *testing.T) {
 			if _, e, code := runCmdEnv(t, nil, "backup", "--config", cfg); code != 0 {
 				t.Fatalf("backup: exit %d %s", code, e)
 			}
-			filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
-				if err != nil || fi.IsDir() {
-					return err
-				}
-				b, _ := os.ReadFile(p)
-				for _, marker := range []string{"k7@example.org", "s7@example.org", "From a body line", "Subject: m7"} {
-					if bytes.Contains(b, []byte(marker)) {
-						t.Errorf("%s holds %q in clear", p, marker)
+			noPlaintext := func() {
+				t.Helper()
+				filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
+					if err != nil || fi.IsDir() {
+						return err
 					}
-				}
-				return nil
-			})
+					b, _ := os.ReadFile(p)
+					for _, marker := range []string{"k7@example.org", "s7@example.org", "k4@example.org", "s4@example.org", "From a body line", "Subject: m7"} {
+						if bytes.Contains(b, []byte(marker)) {
+							t.Errorf("%s holds %q in clear", p, marker)
+						}
+					}
+					return nil
+				})
+			}
+			noPlaintext()
 			if o, e, code := runCmd(t, "check", "--identity", idFile, out); code != 0 || !strings.Contains(o, "40 messages") {
 				t.Fatalf("check --identity: exit %d %s %s", code, o, e)
 			}
@@ -560,12 +565,6 @@ func TestBackupEncrypted(t *testing.T) {
 			if o, e, code := runCmd(t, "verify", "--from", from, "--to", out, "--identity", idFile, "--deep"); code != 0 {
 				t.Fatalf("verify after the backup: exit %d %s %s", code, o, e)
 			}
-			want := map[string]bool{}
-			for _, ms := range testmail.Held(t, testmail.MemConfig(t, srv.Addr)) {
-				for _, m := range ms {
-					want[m.Folder+"\x00"+string(m.Raw)] = true
-				}
-			}
 			// delete k4 on the server, then --mirror
 			u, _ := account.ParseURL("imap://alice@" + srv.Addr + "?tls=none")
 			c, err := (&account.Config{URL: u, Password: account.PasswordSource{Env: "MAILMOVE_SEED_PW"}}).Dial(context.Background())
@@ -586,19 +585,64 @@ func TestBackupEncrypted(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.Close()
-			if o, e, code := runCmdEnv(t, nil, "backup", "--config", cfg, "--mirror", "--json"); code != exitFailed || !strings.Contains(e, "cannot move messages in an encrypted archive") {
+			// --mirror moves it to the deleted area, with only the recipients
+			if o, e, code := runCmdEnv(t, nil, "backup", "--config", cfg, "--mirror", "--json"); code != 0 || !strings.Contains(o, `"moved_to_deleted": 1`) {
 				t.Fatalf("--mirror on an encrypted archive: exit %d %s %s", code, o, e)
 			}
-			if _, e, code := runCmdEnv(t, nil, "backup", "--config", cfg); code != 0 {
-				t.Fatalf("backup after the deletion: exit %d %s", code, e)
+			noPlaintext()
+			if ids := archivedIDs(t, out); len(ids["INBOX"]) == 0 {
+				t.Fatal("INBOX is empty in the archive")
 			}
+			a, err := archive.OpenReadOnly(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if recs, _ := a.Records("INBOX"); len(recs) == 0 || recs[0].MessageID != "" {
+				t.Fatalf("without the identity: %+v", recs)
+			}
+			ids, _ := archive.ReadIdentityFile(idFile)
+			if err := a.SetIdentities(ids); err != nil {
+				t.Fatal(err)
+			}
+			del, err := a.DeletedRecords()
+			recs, _ := a.Records("INBOX")
+			a.Close()
+			if err != nil || len(del) != 1 || del[0].MessageID != "k4@example.org" || time.Since(del[0].DeletedAt) > time.Hour {
+				t.Fatalf("deleted area: %v %+v", err, del)
+			}
+			for _, r := range recs {
+				if r.MessageID == "k4@example.org" {
+					t.Fatal("--mirror left the deleted message in INBOX")
+				}
+			}
+			if format == "eml" && !strings.HasPrefix(del[0].File, ".deleted/"+time.Now().UTC().Format("2006-01-02")+"/INBOX/") {
+				t.Fatalf("moved to %s", del[0].File)
+			}
+			// a second run moves nothing more
+			if o, e, code := runCmdEnv(t, nil, "backup", "--config", cfg, "--mirror", "--json"); code != 0 || strings.Contains(o, `"moved_to_deleted": 1`) {
+				t.Fatalf("second --mirror run: exit %d %s %s", code, o, e)
+			}
+			// check counts the deleted area too: 40 in folders, 1 moved
 			if o, e, code := runCmd(t, "check", "--identity", idFile, out); code != 0 || !strings.Contains(o, "41 messages") {
 				t.Fatalf("check --identity after --mirror: exit %d %s %s", code, o, e)
 			}
 			if o, e, code := runCmd(t, "check", out); code != 0 {
 				t.Fatalf("check without the identity after --mirror: exit %d %s %s", code, o, e)
 			}
-			// restore: all 41 messages (a backup keeps the deleted one), exactly
+			if o, e, code := runCmd(t, "verify", "--from", from, "--to", out, "--identity", idFile, "--deep"); code != 0 {
+				t.Fatalf("verify after --mirror: exit %d %s %s", code, o, e)
+			}
+			want := map[string]bool{}
+			for _, ms := range testmail.Held(t, testmail.MemConfig(t, srv.Addr)) {
+				for _, m := range ms {
+					want[m.Folder+"\x00"+string(m.Raw)] = true
+				}
+			}
+			if len(want) != 40 {
+				t.Fatalf("the server holds %d messages", len(want))
+			}
+			// restore: the 40 messages still on the server (the deleted area is
+			// left out, as for a plain archive), exactly
 			dst := testmail.Mem(t)
 			if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--identity", idFile, "--to", "imap://alice@"+dst.Addr+"?tls=none", out); code != 0 {
 				t.Fatalf("import --identity: exit %d %s", code, e)
@@ -683,14 +727,34 @@ func TestBackupMirror(t *testing.T) {
 				if _, err := os.Stat(filepath.Join(out, filepath.FromSlash(del[0].File))); err != nil {
 					t.Fatal(err)
 				}
-				// the deleted area imports as a folder of .eml files (README)
+			}
+			// the deleted area of an .eml archive imports (README):
+			// OUT/.deleted is read through deleted.jsonl, into its folder or
+			// the one --folder names, with its flags (an mbox archive has no
+			// .deleted folder: the bytes stay in the mbox)
+			for _, folder := range []string{"Restored", ""} {
+				if format != "eml" {
+					break
+				}
 				dst := testmail.Mem(t)
-				if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "import", "--to", "imap://alice@"+dst.Addr+"?tls=none", "--folder", "Restored", filepath.Join(out, ".deleted")); code != 0 {
+				args := []string{"import", "--to", "imap://alice@" + dst.Addr + "?tls=none", filepath.Join(out, ".deleted")}
+				if folder != "" {
+					args = append(args, "--folder", folder)
+				}
+				if _, e, code := runCmdEnv(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, args...); code != 0 {
 					t.Fatalf("import of .deleted: %d %s", code, e)
 				}
+				want := folder
+				if want == "" {
+					want = "INBOX"
+				}
 				held := testmail.Held(t, testmail.MemConfig(t, dst.Addr))
-				if len(held["Restored"]) != 1 || !strings.Contains(string(held["Restored"][0].Raw), "k4@example.org") {
-					t.Fatalf("restored from .deleted: %v", held)
+				n := 0
+				for _, ms := range held {
+					n += len(ms)
+				}
+				if n != 1 || len(held[want]) != 1 || !strings.Contains(string(held[want][0].Raw), "k4@example.org") || !slices.Contains(held[want][0].Flags, imap.FlagSeen) || !held[want][0].Date.Equal(time.Unix(1700000000+4*60, 0)) {
+					t.Fatalf("restored from .deleted: %+v", held)
 				}
 			}
 			// every byte still checks, the moved message included

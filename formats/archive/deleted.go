@@ -9,6 +9,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/mailmove/mailmove/message"
@@ -40,6 +42,14 @@ type Deleted struct {
 
 // DeletedRecords returns the records of the deleted area, one per message
 // (a record written twice by a run that stopped half way is given once).
+//
+// In an encrypted archive the lines of deleted.jsonl are clear records
+// (see Archive.clearRecord): the writer that moved the messages holds no
+// private key, so it never knew their secrets. With the archive's
+// identities each is given its secrets back from the sealed record of the
+// same message in its folder's index (which stays there, taken out of the
+// folder by a gone line): a line with no such record, or one that differs
+// from it, is damage. Without them the records keep their clear fields.
 func (a *Archive) DeletedRecords() ([]Deleted, error) {
 	b, err := os.ReadFile(filepath.Join(a.Root, filepath.FromSlash(DeletedIndex)))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -72,7 +82,69 @@ func (a *Archive) DeletedRecords() ([]Deleted, error) {
 			out = append(out, d)
 		}
 	}
+	if a.Encrypted() && len(a.identities) > 0 {
+		return a.unsealDeleted(out)
+	}
 	return out, nil
+}
+
+// unsealDeleted gives the clear records of an encrypted archive's deleted
+// area their secrets back from the sealed records of their folders'
+// indexes.
+func (a *Archive) unsealDeleted(del []Deleted) ([]Deleted, error) {
+	full := map[string]map[[2]uint32]Record{}
+	for i, d := range del {
+		m, ok := full[d.Folder]
+		if !ok {
+			recs, _, err := readIndex(a.indexPath(d.Folder), 0)
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+			if recs, err = a.unseal(recs); err != nil {
+				return nil, err
+			}
+			// the records as they were before the gone lines took them out
+			kept := recs[:0]
+			for _, r := range recs {
+				if !r.Gone {
+					kept = append(kept, r)
+				}
+			}
+			m = map[[2]uint32]Record{}
+			for _, r := range Merge(kept) {
+				m[[2]uint32{r.UIDValidity, r.UID}] = r
+			}
+			full[d.Folder] = m
+		}
+		f, ok := m[[2]uint32{d.UIDValidity, d.UID}]
+		if !ok {
+			return nil, fmt.Errorf("%s: folder %s UID %d has no sealed record in the folder's index: the deleted area's index was changed or damaged", DeletedIndex, d.Folder, d.UID)
+		}
+		if f.Offset != d.Offset || f.Length != d.Length || f.Size != d.Size || (f.File != d.File && !movedFrom(d.File, f.File)) {
+			return nil, fmt.Errorf("%s: folder %s UID %d: the clear line and the sealed record differ: the index was changed or damaged", DeletedIndex, d.Folder, d.UID)
+		}
+		f.File, f.FileSize, f.Tag, f.FlagsSum = d.File, d.FileSize, d.Tag, d.FlagsSum
+		del[i].Record = f
+	}
+	return del, nil
+}
+
+// movedFrom reports whether moved is file moved to the deleted area:
+// DeletedDir/YYYY-MM-DD/file.
+func movedFrom(moved, file string) bool {
+	day, rest, ok := strings.Cut(strings.TrimPrefix(moved, DeletedDir+"/"), "/")
+	return ok && strings.HasPrefix(moved, DeletedDir+"/") && deletedDay.MatchString(day) && rest == file
+}
+
+// clearDeleted is what the deleted area of an encrypted archive keeps of
+// r: its clear record (r itself when it is one already, as a writer
+// without the private key reads it).
+func (a *Archive) clearDeleted(r Record) Record {
+	if r.SHA256 != "" {
+		return a.clearRecord(r)
+	}
+	r.Flags, r.Labels, r.MessageID = nil, nil, ""
+	return r
 }
 
 // MoveDeleted moves the messages of folder recorded by gone (records of
@@ -83,15 +155,12 @@ func (a *Archive) DeletedRecords() ([]Deleted, error) {
 // step is durable before the next, and a run that stops half way is
 // finished by the next one that finds the same messages gone. It returns
 // how many messages were moved. No folder writer of folder may be open.
-// ErrMirrorEncrypted is MoveDeleted on an encrypted archive: its index
-// lines are sealed for readers with the private key, which the writer does
-// not hold, so a message cannot yet be moved to the deleted area there.
-var ErrMirrorEncrypted = errors.New("mirror (--mirror, mirror = true) cannot move messages in an encrypted archive yet: messages deleted on the server stay in their folder, which is what a backup does without it; run without --mirror for this archive")
-
+//
+// In an encrypted archive it needs only the recipients: the gone lines are
+// sealed as an index commit is (a sealed line, then their clear lines) and
+// deleted.jsonl gets clear records, whose secrets stay in the sealed
+// records of the folder's index (see DeletedRecords).
 func (a *Archive) MoveDeleted(folder string, gone []Record, when time.Time) (int, error) {
-	if a.Encrypted() {
-		return 0, ErrMirrorEncrypted
-	}
 	if len(gone) == 0 {
 		return 0, nil
 	}
@@ -117,48 +186,78 @@ func (a *Archive) MoveDeleted(folder string, gone []Record, when time.Time) (int
 		}
 	}
 	day := when.UTC().Format("2006-01-02")
-	var lines, marks bytes.Buffer
+	if a.Encrypted() && len(a.recipients) == 0 {
+		return 0, errors.New("the encrypted archive was opened without its recipients")
+	}
+	var lines bytes.Buffer
+	var marks []Record
 	dirs := map[string]bool{}
 	for _, r := range gone {
 		d := Deleted{Record: r, DeletedAt: when.UTC()}
 		if a.Header.Format == EML && !r.Alias && !used[r.File] && localPath(r.File) {
 			rel := path.Join(DeletedDir, day, r.File)
 			src := filepath.Join(a.Root, filepath.FromSlash(r.File))
-			dst := filepath.Join(a.Root, filepath.FromSlash(rel))
-			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-				return 0, err
-			}
-			if err := os.Rename(src, dst); err != nil {
-				// moved by a run that stopped before its index lines
-				if _, serr := os.Stat(dst); !errors.Is(err, fs.ErrNotExist) || serr != nil {
+			if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
+				// moved by a run that stopped before its index lines,
+				// maybe on an earlier day
+				prev := a.movedEarlier(r.File)
+				if prev == "" {
+					return 0, fmt.Errorf("moving %s to %s: %w", r.File, DeletedDir, err)
+				}
+				rel = prev
+			} else {
+				dst := filepath.Join(a.Root, filepath.FromSlash(rel))
+				if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+					return 0, err
+				}
+				if err := os.Rename(src, dst); err != nil {
 					return 0, fmt.Errorf("moving %s to %s: %w", r.File, rel, err)
 				}
+				dirs[filepath.Dir(src)], dirs[filepath.Dir(dst)] = true, true
 			}
-			dirs[filepath.Dir(src)], dirs[filepath.Dir(dst)] = true, true
 			d.File = rel
+		}
+		if a.Encrypted() {
+			d.Record = a.clearDeleted(d.Record)
 		}
 		b, err := json.Marshal(&d)
 		if err != nil {
 			return 0, err
 		}
 		lines.Write(append(b, '\n'))
-		m, _ := json.Marshal(&Record{Meta: message.Meta{Folder: r.Folder, UIDValidity: r.UIDValidity, UID: r.UID}, File: r.File, Gone: true})
-		marks.Write(append(m, '\n'))
+		marks = append(marks, Record{Meta: message.Meta{Folder: r.Folder, UIDValidity: r.UIDValidity, UID: r.UID}, File: r.File, Gone: true})
+	}
+	var markLines bytes.Buffer
+	if a.Encrypted() {
+		b, err := a.sealLines(marks)
+		if err != nil {
+			return 0, err
+		}
+		markLines.Write(b)
+	} else {
+		for i := range marks {
+			m, _ := json.Marshal(&marks[i])
+			markLines.Write(append(m, '\n'))
+		}
 	}
 	for d := range dirs {
 		if err := syncDir(d); err != nil {
 			return 0, err
 		}
 	}
-	if err := appendSync(filepath.Join(a.Root, filepath.FromSlash(DeletedIndex)), lines.Bytes()); err != nil {
+	dp := filepath.Join(a.Root, filepath.FromSlash(DeletedIndex))
+	if err := cutTornLine(dp); err != nil {
 		return 0, err
 	}
-	if err := appendSync(a.indexPath(folder), marks.Bytes()); err != nil {
+	if err := appendSync(dp, lines.Bytes()); err != nil {
+		return 0, err
+	}
+	if err := appendSync(a.indexPath(folder), markLines.Bytes()); err != nil {
 		return 0, err
 	}
 	a.mu.Lock()
 	if st, ok := a.folders[folder]; ok {
-		st.IndexSize += int64(marks.Len())
+		st.IndexSize += int64(markLines.Len())
 		a.dirty = true
 	}
 	if a.pmIDs != nil {
@@ -171,6 +270,26 @@ func (a *Archive) MoveDeleted(folder string, gone []Record, when time.Time) (int
 	a.mu.Unlock()
 	return len(gone), nil
 }
+
+// movedEarlier returns where, under DeletedDir/YYYY-MM-DD/, an earlier
+// run moved the message file file (with "/"), or "" when none did.
+func (a *Archive) movedEarlier(file string) string {
+	days, _ := os.ReadDir(filepath.Join(a.Root, DeletedDir))
+	for i := len(days) - 1; i >= 0; i-- {
+		d := days[i]
+		if !d.IsDir() || !deletedDay.MatchString(d.Name()) {
+			continue
+		}
+		rel := path.Join(DeletedDir, d.Name(), file)
+		if fi, err := os.Lstat(filepath.Join(a.Root, filepath.FromSlash(rel))); err == nil && fi.Mode().IsRegular() {
+			return rel
+		}
+	}
+	return ""
+}
+
+// deletedDay is the name of a day's folder in the deleted area.
+var deletedDay = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`)
 
 // appendSync appends b to the file at p and makes it durable.
 func appendSync(p string, b []byte) error {
@@ -187,4 +306,49 @@ func appendSync(p string, b []byte) error {
 		return err
 	}
 	return f.Close()
+}
+
+// cutTornLine cuts what follows the last newline of the file at p: a line
+// torn by a run that stopped while appending it (the messages it recorded
+// are still in their folders, and are moved again). A missing file is
+// left missing.
+func cutTornLine(p string) error {
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return err
+	}
+	// Look back for the last newline, a block at a time.
+	end := fi.Size()
+	buf := make([]byte, 4096)
+	for pos := end; pos > 0; {
+		n := int64(len(buf))
+		if pos < n {
+			n = pos
+		}
+		pos -= n
+		if _, err := f.ReadAt(buf[:n], pos); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			if cut := pos + int64(i) + 1; cut < end {
+				if err := f.Truncate(cut); err != nil {
+					return err
+				}
+				return f.Sync()
+			}
+			return nil
+		}
+	}
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	return f.Sync()
 }

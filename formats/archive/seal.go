@@ -294,6 +294,9 @@ func (a *Archive) RecordFlagsTag(r *Record) string {
 // clear: the secrets (flags, labels, Message-ID, SHA-256) are left out and
 // tags stand in for what a writer compares.
 func (a *Archive) clearRecord(r Record) Record {
+	if r.Gone {
+		return r // a gone line holds no secret (see MoveDeleted)
+	}
 	c := r
 	if !r.FlagsUpdate {
 		c.Tag = a.RecordKey(&r)
