@@ -269,7 +269,12 @@ func (e *engine) runGmail(ctx context.Context, folders []*account.Folder, start 
 		targets[name] = m.target
 		counts[name]++
 		if r, ok := have[strconv.FormatUint(m.MsgID, 10)]; ok {
-			if o.RefreshFlags && (!sameFlags(r.Flags, m.Flags) || !sameFlags(r.GmailLabels, m.Labels)) {
+			changed := !sameFlags(r.Flags, m.Flags) || !sameFlags(r.GmailLabels, m.Labels)
+			if o.Archive.Encrypted() {
+				// the clear index keeps only a keyed hash of flags and labels
+				changed = o.Archive.FlagsTag(m.Flags, archive.TagLabels(nil, m.Labels)) != o.Archive.RecordFlagsTag(&r)
+			}
+			if o.RefreshFlags && changed {
 				m.UID, m.uidValidity = r.UID, r.UIDValidity // where the index has it
 				updates[r.Folder] = append(updates[r.Folder], m)
 			}

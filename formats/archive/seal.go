@@ -282,12 +282,24 @@ func (a *Archive) FlagsTag(flags, labels []string) string {
 	return a.tag("flags", strings.Join(f, "\x00")+"\x01"+strings.Join(l, "\x00"))
 }
 
-// RecordFlagsTag is r's FlagsTag (its clear one when r is not unsealed).
+// RecordFlagsTag is r's FlagsTag (its clear one when r is not unsealed),
+// over its flags, its Proton labels and its Gmail labels (TagLabels).
 func (a *Archive) RecordFlagsTag(r *Record) string {
 	if r.FlagsSum != "" {
 		return r.FlagsSum
 	}
-	return a.FlagsTag(r.Flags, r.Labels)
+	return a.FlagsTag(r.Flags, TagLabels(r.Labels, r.GmailLabels))
+}
+
+// TagLabels is the label list FlagsTag covers for a record with Proton
+// labels and Gmail labels (gm_labels), the latter marked so that the two
+// never stand for each other.
+func TagLabels(labels, gmailLabels []string) []string {
+	out := append([]string(nil), labels...)
+	for _, l := range gmailLabels {
+		out = append(out, "gm:"+l)
+	}
+	return out
 }
 
 // clearRecord is what the index of an encrypted archive keeps of r in
@@ -301,8 +313,12 @@ func (a *Archive) clearRecord(r Record) Record {
 	if !r.FlagsUpdate {
 		c.Tag = a.RecordKey(&r)
 	}
-	c.FlagsSum = a.FlagsTag(r.Flags, r.Labels)
+	c.FlagsSum = a.FlagsTag(r.Flags, TagLabels(r.Labels, r.GmailLabels))
 	c.Flags, c.Labels, c.MessageID, c.SHA256 = nil, nil, "", ""
+	// Gmail's labels name what the mail is about, and its thread id links
+	// messages: sealed too (its X-GM-MSGID stays, as Proton's id does: the
+	// writer, which holds no private key, knows by it what it has).
+	c.GmailLabels, c.GmailThrID = nil, ""
 	return c
 }
 
