@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mailmove/mailmove/message"
 
 	"github.com/mailmove/mailmove/internal/gmailstub"
 	"github.com/mailmove/mailmove/internal/testmail"
@@ -202,20 +209,132 @@ func TestGmailOAuthExport(t *testing.T) {
 	}
 }
 
-// TestGmailMigrateRefused: migrate from a Gmail account (which the copy
-// engine would take label by label) stops before copying anything, exit 2,
-// and says how to take each message once (export, then import).
-func TestGmailMigrateRefused(t *testing.T) {
+// gmailHeld is what a target holds, by Message-ID: folders, flags (sorted)
+// and the SHA-256 of each copy's bytes.
+type gmailHeldMsg struct {
+	folders []string
+	flags   []string
+	sums    [][32]byte
+}
+
+func heldByID(t *testing.T, held map[string][]testmail.Msg) map[string]*gmailHeldMsg {
+	t.Helper()
+	out := map[string]*gmailHeldMsg{}
+	for f, msgs := range held {
+		for _, m := range msgs {
+			id, _, _ := message.HeaderFields(bufio.NewReader(bytes.NewReader(m.Raw)))
+			h := out[id]
+			if h == nil {
+				h = &gmailHeldMsg{}
+				out[id] = h
+			}
+			h.folders = append(h.folders, f)
+			h.sums = append(h.sums, sha256.Sum256(m.Raw))
+			h.flags = nil
+			for _, x := range m.Flags {
+				h.flags = append(h.flags, string(x))
+			}
+			sort.Strings(h.flags)
+		}
+	}
+	return out
+}
+
+func has(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestGmailMigrateToDovecot: migrate from the Gmail stand-in into Dovecot
+// takes each message once (by X-GM-MSGID), into the folder export's rule
+// chooses, byte for byte, its labels as keywords (\Important as
+// $Important, \Starred as \Flagged). A re-run copies nothing; a new
+// message and a label changed on Gmail (one that would choose another
+// folder now) are brought by the next run: the new one copied, the
+// changed one's keywords updated on its one copy, nothing copied twice.
+func TestGmailMigrateToDovecot(t *testing.T) {
 	s := gmailstub.StartT(t, gmailstub.Options{})
 	gmailSeed(s)
-	dst := testmail.Mem(t)
-	env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password, "MAILMOVE_TO_PASSWORD=secret"}
-	_, stderr, code := runCmdEnv(t, env, "migrate", "--from", "imaps://alice@gmail.com@"+s.Addr, "--from-ca-file", s.CAFile,
-		"--to", "imap://alice@"+dst.Addr+"?tls=none")
-	if code != exitUsage || !strings.Contains(stderr, "is a Gmail account") || !strings.Contains(stderr, "mailmove export --from") {
-		t.Fatalf("exit %d: %s", code, stderr)
+	starred := s.Add(gmailstub.Mail("c7@x", "starred", 3000), time.Date(2025, 4, 8, 10, 0, 0, 0, time.UTC), 0, []string{`\Inbox`, `\Starred`, "Big Project"}, `\Seen`)
+	d := testmail.StartDovecot(t)
+	state := "XDG_STATE_HOME=" + t.TempDir()
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password, "MAILMOVE_TO_PASSWORD=pw", state}
+	args := []string{"migrate", "--from", "imaps://alice@gmail.com@" + s.Addr, "--from-ca-file", s.CAFile,
+		"--to", "imaps://dst@" + d.TLSAddr, "--to-ca-file", filepath.Join(d.Dir, "cert.pem"), "--json"}
+	o, e, code := runCmdEnv(t, env, args...)
+	var v migrateJSON
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || v.Copied != 7 {
+		t.Fatalf("migrate: exit %d %v %s %s", code, err, o, e)
 	}
-	if held := testmail.Held(t, testmail.MemConfig(t, dst.Addr)); len(held) != 0 {
-		t.Fatalf("the target got messages: %v", held)
+	dst := d.Config(t, "imaps", "dst")
+	held := heldByID(t, testmail.Held(t, dst))
+	want := map[string]string{"c1@x": "INBOX", "c2@x": "Sent", "c3@x": "Alpha", "c4@x": "Archive", "c5@x": "Junk", "c6@x": "Trash", "c7@x": "INBOX"}
+	if len(held) != len(want) {
+		t.Fatalf("%d messages at the target, want %d: %v", len(held), len(want), held)
+	}
+	src := map[string][32]byte{}
+	for _, m := range s.Messages() {
+		id, _, _ := message.HeaderFields(bufio.NewReader(bytes.NewReader(m.Body)))
+		src[id] = sha256.Sum256(m.Body)
+	}
+	for id, f := range want {
+		h := held[id]
+		if h == nil || len(h.folders) != 1 || h.folders[0] != f {
+			t.Fatalf("%s: at the target in %v, want once in %s", id, h, f)
+		}
+		if h.sums[0] != src[id] {
+			t.Errorf("%s: the copy differs from Gmail's bytes", id)
+		}
+	}
+	if f := held["c1@x"].flags; !has(f, "Work") || !has(f, "$Important") || has(f, "INBOX") {
+		t.Errorf("c1 flags %v, want the keywords Work and $Important", f)
+	}
+	if f := held["c3@x"].flags; !has(f, "Work") || has(f, "Alpha") {
+		t.Errorf("c3 (in Alpha) flags %v, want Work only as a keyword", f)
+	}
+	if f := held["c7@x"].flags; !has(f, `\Flagged`) || !has(f, `\Seen`) || !has(f, "Big_Project") {
+		t.Errorf("c7 flags %v, want \\Flagged \\Seen Big_Project", f)
+	}
+	// a re-run copies nothing
+	o, e, code = runCmdEnv(t, env, args...)
+	v = migrateJSON{}
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || v.Copied != 0 || v.FlagsUpdated != 0 {
+		t.Fatalf("re-run: exit %d %v %s %s", code, err, o, e)
+	}
+	// new mail, and labels changed: c3 gets "Aardvark" (which sorts first:
+	// export's rule would choose it now), c7 is unstarred
+	s.Add(gmailstub.Mail("c8@x", "new", 2000), time.Date(2025, 4, 9, 10, 0, 0, 0, time.UTC), 0, []string{`\Inbox`})
+	for _, m := range s.Messages() {
+		if strings.Contains(string(m.Body), "<c3@x>") {
+			s.Relabel(m.MsgID, []string{"Work", "Alpha", "Aardvark"})
+		}
+	}
+	s.Relabel(starred, []string{`\Inbox`, "Big Project"}, `\Seen`)
+	o, e, code = runCmdEnv(t, env, args...)
+	v = migrateJSON{}
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || v.Copied != 1 || v.FlagsUpdated != 2 {
+		t.Fatalf("third run: exit %d %v %s %s", code, err, o, e)
+	}
+	held = heldByID(t, testmail.Held(t, dst))
+	if len(held) != 8 {
+		t.Fatalf("%d messages at the target, want 8", len(held))
+	}
+	if h := held["c3@x"]; len(h.folders) != 1 || h.folders[0] != "Alpha" || !has(h.flags, "Aardvark") || !has(h.flags, "Work") {
+		t.Errorf("c3 after its new label: %v %v", h.folders, h.flags)
+	}
+	if h := held["c7@x"]; len(h.folders) != 1 || has(h.flags, `\Flagged`) || !has(h.flags, "Big_Project") {
+		t.Errorf("c7 after unstarring: %v %v", h.folders, h.flags)
+	}
+	if h := held["c8@x"]; h == nil || h.folders[0] != "INBOX" {
+		t.Errorf("c8 not in INBOX: %v", h)
+	}
+	for id, n := range s.Stats().Served {
+		if n != 1 {
+			t.Errorf("message %d served %d times", id, n)
+		}
 	}
 }
