@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -337,4 +338,143 @@ func TestGmailMigrateToDovecot(t *testing.T) {
 			t.Errorf("message %d served %d times", id, n)
 		}
 	}
+}
+
+// TestGmailMigrateBridgeToGmail: migrate from the Proton Mail Bridge
+// stand-in into the Gmail stand-in: each copy is one APPEND into its
+// mapped folder, the Proton labels (Important, Travel) and Starred are set
+// with UID STORE +X-GM-LABELS (from APPENDUID), never copied into label
+// folders; a re-run appends nothing.
+func TestGmailMigrateBridgeToGmail(t *testing.T) {
+	br := testmail.StartBridge(t, 16)
+	g := gmailstub.StartT(t, gmailstub.Options{})
+	state := "XDG_STATE_HOME=" + t.TempDir()
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + testmail.BridgePassword, "MAILMOVE_TO_PASSWORD=" + gmailstub.Password, state}
+	args := []string{"migrate", "--from", "bridge://me@proton.test@" + br.Addr, "--from-ca-file", filepath.Join(br.Dir, "cert.pem"),
+		"--to", "imaps://alice@gmail.com@" + g.Addr, "--to-ca-file", g.CAFile, "--json"}
+	o, e, code := runCmdEnv(t, env, args...)
+	var v migrateJSON
+	if err := json.Unmarshal([]byte(o), &v); err != nil || (code != 0 && code != 3) || v.Copied == 0 || len(v.Failed) != 0 {
+		t.Fatalf("migrate: exit %d %v %s %s", code, err, o, e)
+	}
+	var expected []struct {
+		PMID    string   `json:"pm_id"`
+		Folder  string   `json:"folder"`
+		Labels  []string `json:"labels"`
+		Starred bool     `json:"starred"`
+	}
+	b, err := os.ReadFile(filepath.Join(br.Dir, "expected.json"))
+	if err != nil || json.Unmarshal(b, &expected) != nil {
+		t.Fatalf("expected.json: %v", err)
+	}
+	byID := map[string]gmailstub.Message{}
+	for _, m := range g.Messages() {
+		id, _, _ := message.HeaderFields(bufio.NewReader(bytes.NewReader(m.Body)))
+		byID[id] = m
+	}
+	if len(byID) != len(expected) || len(g.Messages()) != len(expected) {
+		t.Fatalf("%d messages (%d Message-IDs) on Gmail, want %d", len(g.Messages()), len(byID), len(expected))
+	}
+	for _, x := range expected {
+		m, ok := byID[x.PMID+"@protonmail.internalid"]
+		if !ok {
+			t.Fatalf("%s is not on Gmail", x.PMID)
+		}
+		for _, l := range x.Labels {
+			if l == "Starred" {
+				l = `\Starred`
+			}
+			if !m.Labels[l] {
+				t.Errorf("%s (%s): labels %v, want %s", x.PMID, x.Folder, m.Labels, l)
+			}
+		}
+		if x.Folder == "INBOX" && !m.Labels[`\Inbox`] {
+			t.Errorf("%s: not in the Inbox: %v", x.PMID, m.Labels)
+		}
+	}
+	st := g.Stats()
+	if st.LabelStores == 0 {
+		t.Fatal("no UID STORE +X-GM-LABELS")
+	}
+	// a re-run appends nothing
+	o, e, code = runCmdEnv(t, env, args...)
+	v = migrateJSON{}
+	if err := json.Unmarshal([]byte(o), &v); err != nil || (code != 0 && code != 3) || v.Copied != 0 {
+		t.Fatalf("re-run: exit %d %v %s %s", code, err, o, e)
+	}
+	if g.Stats().Appends != st.Appends {
+		t.Fatalf("the re-run appended %d messages", g.Stats().Appends-st.Appends)
+	}
+}
+
+// TestGmailMigrateCapResume: Gmail's daily download cap met mid-migrate
+// ([OVERQUOTA] on a FETCH, or a BYE about bandwidth that go-imap sees as a
+// closed connection) stops the run cleanly with exit 6; the next day's run
+// completes, nothing fetched or copied twice.
+func TestGmailMigrateCapResume(t *testing.T) {
+	for _, bye := range []bool{false, true} {
+		t.Run(fmt.Sprint("bye=", bye), func(t *testing.T) {
+			s := gmailstub.StartT(t, gmailstub.Options{DownloadCap: 7000, ByeOnCap: bye})
+			gmailSeed(s)
+			dst := testmail.Mem(t)
+			state := "XDG_STATE_HOME=" + t.TempDir()
+			env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password, "MAILMOVE_TO_PASSWORD=secret", state}
+			args := []string{"migrate", "--from", "imaps://alice@gmail.com@" + s.Addr, "--from-ca-file", s.CAFile,
+				"--to", "imap://alice@" + dst.Addr + "?tls=none", "--connections", "1"}
+			_, e, code := runCmdEnv(t, env, args...)
+			if code != exitDailyCap || !strings.Contains(e, "daily download cap") {
+				t.Fatalf("exit %d, want %d: %s", code, exitDailyCap, e)
+			}
+			if n := len(heldByID(t, testmail.Held(t, testmail.MemConfig(t, dst.Addr)))); n == 0 || n >= 6 {
+				t.Fatalf("%d messages copied before the cap", n)
+			}
+			s.SetCaps(0, 0)
+			if _, e, code = runCmdEnv(t, env, args...); code != 0 {
+				t.Fatalf("re-run: exit %d: %s", code, e)
+			}
+			held := heldByID(t, testmail.Held(t, testmail.MemConfig(t, dst.Addr)))
+			if len(held) != 6 {
+				t.Fatalf("%d messages at the target, want 6", len(held))
+			}
+			for id, h := range held {
+				if len(h.folders) != 1 {
+					t.Errorf("%s at the target %d times: %v", id, len(h.folders), h.folders)
+				}
+			}
+			for id, n := range s.Stats().Served {
+				if n != 1 {
+					t.Errorf("message %d served %d times", id, n)
+				}
+			}
+		})
+	}
+}
+
+// TestGmailMigrateKillResume: migrate from Gmail killed (SIGKILL) at random
+// moments, then run to the end: every message at the target exactly once.
+func TestGmailMigrateKillResume(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	labels := [][]string{{`\Inbox`}, {`\Sent`}, {"Work"}, {"Work", "Alpha"}, nil, {`\Inbox`, `\Starred`}}
+	for i := 0; i < 600; i++ {
+		s.Add(gmailstub.Mail(fmt.Sprintf("k%d@x", i), fmt.Sprint("kill ", i), 2000+i*7), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i)*time.Hour), 0, labels[i%len(labels)])
+	}
+	dst := testmail.MemStrict(t)
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password, "MAILMOVE_TO_PASSWORD=secret", "XDG_STATE_HOME=" + t.TempDir()}
+	args := []string{"migrate", "--from", "imaps://alice@gmail.com@" + s.Addr, "--from-ca-file", s.CAFile,
+		"--to", "imap://alice@" + slowProxy(t, dst.Addr) + "?tls=none"}
+	kills := killRuns(t, 8, 5, env, args...)
+	before := len(heldByID(t, testmail.Held(t, testmail.MemConfig(t, dst.Addr))))
+	if _, e, code := runCmdEnv(t, env, args...); code != 0 {
+		t.Fatalf("final run: exit %d: %s", code, e)
+	}
+	held := heldByID(t, testmail.Held(t, testmail.MemConfig(t, dst.Addr)))
+	if len(held) != 600 {
+		t.Fatalf("%d messages at the target, want 600 (after %d kills)", len(held), kills)
+	}
+	for id, h := range held {
+		if len(h.folders) != 1 {
+			t.Errorf("%s at the target %d times: %v", id, len(h.folders), h.folders)
+		}
+	}
+	t.Logf("%d runs killed, %d messages copied by them", kills, before)
 }
