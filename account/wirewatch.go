@@ -14,8 +14,10 @@ import (
 // tagged OK, so the connection go-imap speaks on is watched (wireWatch,
 // above TLS): after a THROTTLED answer the next command waits before it
 // is sent, ThrottleWait at first, twice as long for each THROTTLED answer
-// in a row (at most a minute); a clean OK ends the series. After
-// ThrottleLimit THROTTLED answers in a row, Conn.Throttled returns a
+// of the series (at most a minute); ThrottleClean clean OKs in a row end
+// the series (a cheap command answered OK between two throttled FETCHes
+// does not). After ThrottleLimit THROTTLED answers in one series,
+// Conn.Throttled returns a
 // *CapError and the run stops cleanly like at a daily cap (exit 6; the
 // next run goes on). The watch also keeps an untagged BYE, so that a BYE
 // about bandwidth seen by go-imap (which only reports a closed connection)
@@ -29,13 +31,18 @@ var ThrottleWait = 2 * time.Second
 // run stops as at a daily cap.
 const ThrottleLimit = 6
 
+// ThrottleClean is the number of clean tagged OKs in a row that end a
+// series of THROTTLED answers.
+const ThrottleClean = 8
+
 // wireWatch reads the server's responses as they pass (literals skipped).
 type wireWatch struct {
 	mu        sync.Mutex
 	line      []byte // the start of the current line
 	tail      []byte // its last bytes
 	literal   int64
-	inRow     int  // THROTTLED answers in a row
+	inRow     int  // THROTTLED answers of the series
+	clean     int  // clean OKs since the last THROTTLED
 	waitDue   bool // the next command waits
 	total     int
 	bye       *ByeError
@@ -129,12 +136,16 @@ func (w *wireWatch) endLine() {
 	}
 	if bytes.HasPrefix(up, []byte("OK [THROTTLED]")) {
 		w.inRow++
+		w.clean = 0
 		w.total++
 		w.waitDue = true
 		w.lastThrot = string(rest)
 		return
 	}
-	w.inRow, w.waitDue = 0, false
+	w.waitDue = false
+	if w.clean++; w.clean >= ThrottleClean {
+		w.inRow = 0
+	}
 }
 
 // Bye returns the BYE the server sent on this connection (nil if none).
@@ -148,7 +159,7 @@ func (c *Conn) Bye() *ByeError {
 }
 
 // Throttled returns a *CapError once the server answered ThrottleLimit
-// commands in a row with OK [THROTTLED] (nil before).
+// commands of one series with OK [THROTTLED] (nil before).
 func (c *Conn) Throttled() *CapError {
 	if c.watch == nil {
 		return nil
@@ -158,7 +169,7 @@ func (c *Conn) Throttled() *CapError {
 	if c.watch.inRow < ThrottleLimit {
 		return nil
 	}
-	return &CapError{Direction: "download or upload", Server: c.watch.lastThrot + " (" + strconv.Itoa(c.watch.inRow) + " answers in a row)"}
+	return &CapError{Direction: "download or upload", Server: c.watch.lastThrot + " (" + strconv.Itoa(c.watch.inRow) + " times, the client waiting longer each time)"}
 }
 
 // ThrottledAnswers counts the OK [THROTTLED] answers seen on this
