@@ -307,17 +307,22 @@ func TestGmailMigrateToDovecot(t *testing.T) {
 		t.Fatalf("re-run: exit %d %v %s %s", code, err, o, e)
 	}
 	// new mail, and labels changed: c3 gets "Aardvark" (which sorts first:
-	// export's rule would choose it now), c7 is unstarred
+	// export's rule would choose it now), c7 is unstarred, c2 is moved to
+	// the Trash (found there under another UID): each stays where it was
+	// copied, with its keywords brought up to date
 	s.Add(gmailstub.Mail("c8@x", "new", 2000), time.Date(2025, 4, 9, 10, 0, 0, 0, time.UTC), 0, []string{`\Inbox`})
 	for _, m := range s.Messages() {
 		if strings.Contains(string(m.Body), "<c3@x>") {
 			s.Relabel(m.MsgID, []string{"Work", "Alpha", "Aardvark"})
 		}
+		if strings.Contains(string(m.Body), "<c2@x>") {
+			s.Relabel(m.MsgID, []string{`\Trash`})
+		}
 	}
 	s.Relabel(starred, []string{`\Inbox`, "Big Project"}, `\Seen`)
 	o, e, code = runCmdEnv(t, env, args...)
 	v = migrateJSON{}
-	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || v.Copied != 1 || v.FlagsUpdated != 2 {
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || v.Copied != 1 || v.FlagsUpdated != 3 {
 		t.Fatalf("third run: exit %d %v %s %s", code, err, o, e)
 	}
 	held = heldByID(t, testmail.Held(t, dst))
@@ -329,6 +334,9 @@ func TestGmailMigrateToDovecot(t *testing.T) {
 	}
 	if h := held["c7@x"]; len(h.folders) != 1 || has(h.flags, `\Flagged`) || !has(h.flags, "Big_Project") {
 		t.Errorf("c7 after unstarring: %v %v", h.folders, h.flags)
+	}
+	if h := held["c2@x"]; len(h.folders) != 1 || h.folders[0] != "Sent" || has(h.flags, "Work") {
+		t.Errorf("c2 after its move to the Trash: %v %v", h.folders, h.flags)
 	}
 	if h := held["c8@x"]; h == nil || h.folders[0] != "INBOX" {
 		t.Errorf("c8 not in INBOX: %v", h)
@@ -477,4 +485,33 @@ func TestGmailMigrateKillResume(t *testing.T) {
 		}
 	}
 	t.Logf("%d runs killed, %d messages copied by them", kills, before)
+}
+
+// TestGmailMigrateGmailToGmail: from one Gmail account into another: one
+// APPEND per message into its folder, its other labels (\Important and
+// user labels) set with UID STORE +X-GM-LABELS: the target ends with the
+// source's labels, each message once.
+func TestGmailMigrateGmailToGmail(t *testing.T) {
+	src := gmailstub.StartT(t, gmailstub.Options{})
+	gmailSeed(src)
+	dst := gmailstub.StartT(t, gmailstub.Options{})
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password, "MAILMOVE_TO_PASSWORD=" + gmailstub.Password, "XDG_STATE_HOME=" + t.TempDir()}
+	args := []string{"migrate", "--from", "imaps://alice@gmail.com@" + src.Addr, "--from-ca-file", src.CAFile,
+		"--to", "imaps://alice@gmail.com@" + dst.Addr, "--to-ca-file", dst.CAFile}
+	if _, e, code := runCmdEnv(t, env, args...); code != 0 {
+		t.Fatalf("migrate: exit %d: %s", code, e)
+	}
+	want := map[string]bool{}
+	for _, m := range src.Messages() {
+		want[fmt.Sprint(len(m.Body), m.Labels)] = true
+	}
+	got := dst.Messages()
+	if len(got) != len(want) || dst.Stats().Appends != len(want) {
+		t.Fatalf("%d messages, %d APPENDs on the target, want %d", len(got), dst.Stats().Appends, len(want))
+	}
+	for _, m := range got {
+		if !want[fmt.Sprint(len(m.Body), m.Labels)] {
+			t.Errorf("message of %d bytes with labels %v is not the source's", len(m.Body), m.Labels)
+		}
+	}
 }
