@@ -151,7 +151,7 @@ func (s *IMAPSink) Close() error {
 // Target maps a source folder as an import maps an archive's folder.
 func (s *IMAPSink) Target(f *Folder) (string, string) {
 	o := imports.Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder}
-	if s.gmail && f.Role == `\All` && s.Map[f.Name] == "" && s.Folder == "" && s.Prefix == "" {
+	if s.gmail && (f.Role == `\All` || f.AllMail) && s.Map[f.Name] == "" && s.Folder == "" && s.Prefix == "" {
 		// Gmail: archived mail is mail in All Mail alone
 		for _, t := range s.folders {
 			if t.Has(imap.MailboxAttrAll) {

@@ -399,6 +399,9 @@ func TestGmailMigrateBridgeToGmail(t *testing.T) {
 		if x.Folder == "INBOX" && !m.Labels[`\Inbox`] {
 			t.Errorf("%s: not in the Inbox: %v", x.PMID, m.Labels)
 		}
+		if x.Folder == "All Mail" && len(m.Labels) != 0 {
+			t.Errorf("%s (only in All Mail): labels %v, want none (Gmail's All Mail)", x.PMID, m.Labels)
+		}
 	}
 	st := g.Stats()
 	if st.LabelStores == 0 {
