@@ -76,7 +76,7 @@ func (w *wireWatch) due() time.Duration {
 		return 0
 	}
 	w.waitDue = false
-	d := ThrottleWait << min(w.inRow-1, 10)
+	d := ThrottleWait << min(max(w.inRow-1, 0), 10)
 	return min(d, time.Minute)
 }
 
@@ -142,9 +142,8 @@ func (w *wireWatch) endLine() {
 		w.lastThrot = string(rest)
 		return
 	}
-	w.waitDue = false
 	if w.clean++; w.clean >= ThrottleClean {
-		w.inRow = 0
+		w.inRow, w.waitDue = 0, false
 	}
 }
 

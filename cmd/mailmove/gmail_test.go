@@ -518,3 +518,38 @@ func TestGmailMigrateGmailToGmail(t *testing.T) {
 		}
 	}
 }
+
+// TestGmailMigrateUploadCapAndAppendLimit: into Gmail, the daily upload
+// cap met mid-migrate ([OVERQUOTA] on an APPEND) stops with exit 6 and the
+// next run appends only what is missing (no APPEND twice); a message over
+// the target's APPENDLIMIT is reported (exit 3) and never sent.
+func TestGmailMigrateUploadCapAndAppendLimit(t *testing.T) {
+	src := gmailstub.StartT(t, gmailstub.Options{})
+	gmailSeed(src)
+	src.Add(gmailstub.Mail("big@x", "big", 9000), time.Date(2025, 4, 7, 10, 0, 0, 0, time.UTC), 0, []string{`\Inbox`})
+	dst := gmailstub.StartT(t, gmailstub.Options{UploadCap: 7000, AppendLimit: 8000})
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password, "MAILMOVE_TO_PASSWORD=" + gmailstub.Password, "XDG_STATE_HOME=" + t.TempDir()}
+	args := []string{"migrate", "--from", "imaps://alice@gmail.com@" + src.Addr, "--from-ca-file", src.CAFile,
+		"--to", "imaps://alice@gmail.com@" + dst.Addr, "--to-ca-file", dst.CAFile, "--connections", "1"}
+	_, e, code := runCmdEnv(t, env, args...)
+	if code != exitDailyCap || !strings.Contains(e, "daily upload cap") {
+		t.Fatalf("exit %d, want %d: %s", code, exitDailyCap, e)
+	}
+	first := dst.Stats().Appends
+	if first == 0 || first >= 6 {
+		t.Fatalf("%d APPENDs before the cap", first)
+	}
+	dst.SetCaps(0, 0)
+	_, e, code = runCmdEnv(t, env, args...)
+	if code != exitPartial || !strings.Contains(e, "APPENDLIMIT") {
+		t.Fatalf("re-run: exit %d, want %d (the big one reported): %s", code, exitPartial, e)
+	}
+	if n := dst.Stats().Appends; n != 6 || len(dst.Messages()) != 6 {
+		t.Fatalf("%d APPENDs in all, %d messages on the target; want 6 each", n, len(dst.Messages()))
+	}
+	for _, m := range dst.Messages() {
+		if len(m.Body) > 8000 {
+			t.Fatal("the message over APPENDLIMIT was sent")
+		}
+	}
+}
