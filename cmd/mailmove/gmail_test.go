@@ -553,3 +553,42 @@ func TestGmailMigrateUploadCapAndAppendLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestGmailMigrateLabelModes: --dry-run from Gmail shows the folders and
+// copies nothing; --labels skip leaves the labels behind (\Flagged kept);
+// --labels folders copies every label's mailbox as a folder.
+func TestGmailMigrateLabelModes(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	gmailSeed(s)
+	s.Add(gmailstub.Mail("c7@x", "starred", 3000), time.Date(2025, 4, 8, 10, 0, 0, 0, time.UTC), 0, []string{`\Inbox`, `\Starred`, "Work"})
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password, "MAILMOVE_TO_PASSWORD=secret", "XDG_STATE_HOME=" + t.TempDir()}
+	from := []string{"migrate", "--from", "imaps://alice@gmail.com@" + s.Addr, "--from-ca-file", s.CAFile}
+	dst := testmail.Mem(t)
+	to := []string{"--to", "imap://alice@" + dst.Addr + "?tls=none"}
+	o, e, code := runCmdEnv(t, env, append(append(from, to...), "--dry-run")...)
+	if code != 0 || !strings.Contains(o, "INBOX") || !strings.Contains(o, "Alpha") {
+		t.Fatalf("dry run: exit %d %s %s", code, o, e)
+	}
+	if n := len(heldByID(t, testmail.Held(t, testmail.MemConfig(t, dst.Addr)))); n != 0 {
+		t.Fatalf("the dry run copied %d messages", n)
+	}
+	if _, e, code = runCmdEnv(t, env, append(append(from, to...), "--labels", "skip")...); code != 0 {
+		t.Fatalf("--labels skip: exit %d %s", code, e)
+	}
+	held := heldByID(t, testmail.Held(t, testmail.MemConfig(t, dst.Addr)))
+	if f := held["c1@x"].flags; has(f, "Work") || has(f, "$Important") {
+		t.Errorf("--labels skip: c1 has %v", f)
+	}
+	if f := held["c7@x"].flags; !has(f, `\Flagged`) || has(f, "Work") {
+		t.Errorf("--labels skip: c7 has %v, want \\Flagged alone", f)
+	}
+	dst2 := testmail.Mem(t)
+	to2 := []string{"--to", "imap://alice@" + dst2.Addr + "?tls=none", "--labels", "folders"}
+	if _, e, code = runCmdEnv(t, env, append(from, to2...)...); code != 0 {
+		t.Fatalf("--labels folders: exit %d %s", code, e)
+	}
+	held = heldByID(t, testmail.Held(t, testmail.MemConfig(t, dst2.Addr)))
+	if h := held["c3@x"]; h == nil || !has(h.folders, "Work") || !has(h.folders, "Alpha") {
+		t.Errorf("--labels folders: c3 in %v, want Work and Alpha among them", h)
+	}
+}
