@@ -77,3 +77,42 @@ func TestGmailSourceThrottled(t *testing.T) {
 		t.Fatalf("%d messages at the target, want 12", n)
 	}
 }
+
+// TestGmailToGmailEngine: the engine from one Gmail stand-in into another
+// (several folders at once): one APPEND per message, labels by STORE, the
+// target's labels the source's; a second run copies nothing.
+func TestGmailToGmailEngine(t *testing.T) {
+	src := gmailstub.StartT(t, gmailstub.Options{})
+	for i := 0; i < 30; i++ {
+		l := [][]string{{`\Inbox`, "Work"}, {"Work", fmt.Sprint("P", i%3)}, {`\Sent`, `\Important`}, {`\Starred`}, nil}[i%5]
+		src.Add(gmailstub.Mail(fmt.Sprintf("g%d@x", i), "g", 1200+i), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), 0, l)
+	}
+	dst := gmailstub.StartT(t, gmailstub.Options{})
+	jpath := filepath.Join(t.TempDir(), "j")
+	for run := 0; run < 2; run++ {
+		s := &IMAPSource{Account: src.Config(t)}
+		k := &IMAPSink{Account: dst.Config(t)}
+		if err := k.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		sum, err := Run(context.Background(), Options{Source: s, Sink: k, JournalPath: jpath, Log: t.Logf})
+		s.Close()
+		k.Close()
+		if err != nil || len(sum.Failed) != 0 || len(k.Unlabelled) != 0 || (run == 1 && sum.Copied != 0) {
+			t.Fatalf("run %d: %v %+v %v", run, err, sum, k.Unlabelled)
+		}
+	}
+	want := map[string]bool{}
+	for _, m := range src.Messages() {
+		want[fmt.Sprint(len(m.Body), m.Labels, m.Flags)] = true
+	}
+	got := dst.Messages()
+	if len(got) != 30 || dst.Stats().Appends != 30 {
+		t.Fatalf("%d messages, %d APPENDs", len(got), dst.Stats().Appends)
+	}
+	for _, m := range got {
+		if !want[fmt.Sprint(len(m.Body), m.Labels, m.Flags)] {
+			t.Errorf("%d bytes, labels %v flags %v: not the source's", len(m.Body), m.Labels, m.Flags)
+		}
+	}
+}
