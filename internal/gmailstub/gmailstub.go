@@ -74,6 +74,9 @@ type Options struct {
 	// "OK [THROTTLED]" (the command done, the client asked to slow down);
 	// -1: all of them.
 	Throttle int
+	// ThrottleMeta is the same for the FETCHes of X-GM-MSGID (the
+	// metadata pass).
+	ThrottleMeta int
 }
 
 // Message is one message of the store.
@@ -1026,6 +1029,13 @@ func (ss *session) fetch(tag string, args []tok) {
 		}
 	}
 	ss.bw.Flush()
+	if isMeta(items) && s.o.ThrottleMeta != 0 {
+		if s.o.ThrottleMeta > 0 {
+			s.o.ThrottleMeta--
+		}
+		ss.out(tag + " OK [THROTTLED] Success")
+		return
+	}
 	if lit := litNames(items); lit && s.o.Throttle != 0 {
 		if s.o.Throttle > 0 {
 			s.o.Throttle--
@@ -1034,6 +1044,16 @@ func (ss *session) fetch(tag string, args []tok) {
 		return
 	}
 	ss.out(tag + " OK Success")
+}
+
+// isMeta reports whether a FETCH asks for X-GM-MSGID.
+func isMeta(items []tok) bool {
+	for _, it := range items {
+		if strings.EqualFold(it.atom, "X-GM-MSGID") {
+			return true
+		}
+	}
+	return false
 }
 
 // litNames reports whether a FETCH asks for bodies.
