@@ -65,6 +65,7 @@ type Conn struct {
 	cfg *Config
 	// ServerID is the server's answer to IMAP ID, if it has ID.
 	ServerID *imap.IDData
+	watch    *wireWatch // nil on STARTTLS connections (go-imap's TLS)
 }
 
 // IsBridge reports whether the server said it is Proton Mail Bridge (or
@@ -268,6 +269,7 @@ func (cfg *Config) dial(ctx context.Context, fresh bool) (*Conn, error) {
 		return cfg.dialOAuth(ctx, raw, conn, opts, fresh)
 	}
 	var c *imapclient.Client
+	watch := &wireWatch{}
 	switch u.Security {
 	case ImplicitTLS, StartTLS:
 		tc, err := cfg.tlsConfig()
@@ -282,8 +284,9 @@ func (cfg *Config) dial(ctx context.Context, fresh bool) (*Conn, error) {
 				raw.Close()
 				return nil, cfg.tlsError(err)
 			}
-			c = imapclient.New(tconn, opts)
+			c = imapclient.New(&watchConn{Conn: tconn, w: watch}, opts)
 		} else {
+			watch = nil
 			pc, err := cfg.greeted(ctx, raw, conn)
 			if err != nil {
 				return nil, err
@@ -306,7 +309,7 @@ func (cfg *Config) dial(ctx context.Context, fresh bool) (*Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		c = imapclient.New(pc, opts)
+		c = imapclient.New(&watchConn{Conn: pc, w: watch}, opts)
 	}
 	if err := c.WaitGreeting(); err != nil {
 		c.Close()
@@ -321,12 +324,12 @@ func (cfg *Config) dial(ctx context.Context, fresh bool) (*Conn, error) {
 		}
 		return nil, &ConnectError{Op: "login to", Addr: u.Addr(), Err: err, Hint: hint}
 	}
-	return cfg.loggedIn(c), nil
+	return cfg.loggedIn(c, watch), nil
 }
 
 // loggedIn wraps a signed-in client and sends ID.
-func (cfg *Config) loggedIn(c *imapclient.Client) *Conn {
-	cn := &Conn{Client: c, cfg: cfg}
+func (cfg *Config) loggedIn(c *imapclient.Client, watch *wireWatch) *Conn {
+	cn := &Conn{Client: c, cfg: cfg, watch: watch}
 	if c.Caps().Has(imap.CapID) {
 		id, err := c.ID(&imap.IDData{Name: "mailmove", Version: cfg.Version}).Wait()
 		if err == nil {
@@ -409,12 +412,13 @@ func (cfg *Config) dialOAuth(ctx context.Context, raw, conn net.Conn, opts *imap
 	if err := cfg.oauthLogin(ctx, rc, fresh); err != nil {
 		return fail(err)
 	}
-	c := imapclient.New(preauthConn(sc, rc), opts)
+	watch := &wireWatch{}
+	c := imapclient.New(&watchConn{Conn: preauthConn(sc, rc), w: watch}, opts)
 	if err := c.WaitGreeting(); err != nil {
 		c.Close()
 		return nil, &ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err}
 	}
-	return cfg.loggedIn(c), nil
+	return cfg.loggedIn(c, watch), nil
 }
 
 // ErrNoStartTLS says the server refused STARTTLS (imap:// requires it).

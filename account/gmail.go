@@ -35,6 +35,9 @@ type GmailConn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	n    int
+	// throttled counts the OK [THROTTLED] answers in a row: the next
+	// command waits first (see wirewatch.go).
+	throttled int
 }
 
 // GmailMeta is what the metadata pass of a Gmail export learns of a message.
@@ -167,6 +170,9 @@ func (e *ByeError) Error() string { return "the server closed the connection: " 
 // cmd sends one command and reads its answer; each untagged response is
 // handed to fn, parsed. A NO or BAD is an *imap.Error.
 func (g *GmailConn) cmd(c string, fn func([]gtok)) error {
+	if g.throttled > 0 {
+		time.Sleep(min(ThrottleWait<<min(g.throttled-1, 10), time.Minute))
+	}
 	g.n++
 	tag := "G" + strconv.Itoa(g.n)
 	if _, err := g.bw.WriteString(tag + " " + c + "\r\n"); err != nil {
@@ -183,6 +189,11 @@ func (g *GmailConn) cmd(c string, fn func([]gtok)) error {
 		t, rest, _ := strings.Cut(line, " ")
 		switch {
 		case t == tag:
+			if strings.HasPrefix(strings.ToUpper(rest), "OK [THROTTLED]") {
+				g.throttled++
+			} else {
+				g.throttled = 0
+			}
 			return parseStatus(rest)
 		case t == "*" && len(toks) > 0 && strings.EqualFold(toks[0].atom, "BYE") && !strings.HasPrefix(c, "LOGOUT"):
 			_, text, _ := strings.Cut(rest, " ")

@@ -35,6 +35,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, fmt.Errorf("opening the journal: %w", err)
 	}
 	defer jr.Close()
+	if pl, ok := o.Source.(Placer); ok {
+		pl.Place(jr.placed)
+	}
 	folders, err := o.Source.Folders(ctx)
 	if err != nil {
 		return nil, err
@@ -268,16 +271,47 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		}
 	}
 	// the flags the target should have: the source's, and labels
-	desired := func(flags []string, pm string) []string {
-		if pm == "" {
+	mode := o.Labels
+	if ls, ok := o.Sink.(LabelSink); ok && ls.TakesLabels() {
+		mode = LabelsSkip // the sink sets the labels themselves
+	}
+	desired := func(flags []string, key string) []string {
+		if key == "" {
 			return union(flags, nil)
 		}
-		return union(flags, Keywords(o.Source.Labels(pm), o.Labels))
+		return union(flags, Keywords(o.Source.Labels(key), mode))
 	}
 	for _, m := range meta {
-		m.Labels = o.Source.Labels(m.PMID)
-		m.Flags = desired(m.Flags, m.PMID)
+		m.Labels = o.Source.Labels(LabelKey(m.PMID, m.GmailID))
+		m.Flags = desired(m.Flags, LabelKey(m.PMID, m.GmailID))
 	}
+	// a Gmail message recorded under another UID (it moved between All
+	// Mail, Spam and Trash, or All Mail was renumbered) into this target
+	// folder: the record follows it, nothing is copied again
+	var rest []uint32
+	for _, u := range fresh {
+		m := meta[u]
+		if m == nil || m.GmailID == "" {
+			rest = append(rest, u)
+			continue
+		}
+		k0, e0 := jr.byGmail(m.GmailID)
+		if e0 == nil || e0.tf != j.target {
+			rest = append(rest, u)
+			continue
+		}
+		if !o.DryRun {
+			jr.write(jline{T: "g", SF: k0.folder, UV: k0.uv, UID: k0.uid})
+			jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: u, TF: e0.tf, TUV: e0.tuv, TUID: e0.tuid, Key: e0.key, PM: e0.pm, GM: m.GmailID, Flags: e0.flags})
+		}
+		known[u] = e0
+		if flagsNow == nil {
+			flagsNow = map[uint32][]string{}
+		}
+		flagsNow[u] = meta[u].Flags
+		delete(meta, u)
+	}
+	fresh = rest
 	create := !o.DryRun && len(fresh) > 0
 	w, err := o.Sink.Open(ctx, j.target, create)
 	if err != nil {
@@ -345,8 +379,8 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 				break
 			}
 		}
-		jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: tuid, Key: o.Sink.Key(m), PM: m.PMID, Flags: m.Flags})
-		known[m.UID] = &entry{tf: j.target, tuv: tuv, tuid: tuid, key: k, pm: m.PMID, flags: []string{}}
+		jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: tuid, Key: o.Sink.Key(m), PM: m.PMID, GM: m.GmailID, Flags: m.Flags})
+		known[m.UID] = &entry{tf: j.target, tuv: tuv, tuid: tuid, key: k, pm: m.PMID, gm: m.GmailID, flags: []string{}}
 		if flagsNow == nil {
 			flagsNow = map[uint32][]string{}
 		}
@@ -371,7 +405,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		if !ok || !live[u] || e.tf != j.target {
 			continue
 		}
-		want := desired(now, e.pm)
+		want := desired(now, LabelKey(e.pm, e.gm))
 		add, remove := diff(e.flags, want)
 		if len(add)+len(remove) == 0 {
 			continue
@@ -410,7 +444,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 			if e.tuv != tuv || e.tuid == 0 {
 				continue // not at the target: the check below says so
 			}
-			add, remove := diff([]string{}, desired(flagsNow[u], e.pm))
+			add, remove := diff([]string{}, desired(flagsNow[u], LabelKey(e.pm, e.gm)))
 			// the copy's flags are not known: set them all
 			remove = nil
 			ck := "=" + strings.Join(add, " ")
@@ -432,7 +466,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		}
 		for _, u := range us {
 			e := known[u]
-			jr.write(jline{T: "f", SF: j.f.Name, UV: uv, UID: u, TUV: e.tuv, TUID: e.tuid, Flags: desired(flagsNow[u], e.pm)})
+			jr.write(jline{T: "f", SF: j.f.Name, UV: uv, UID: u, TUV: e.tuv, TUID: e.tuid, Flags: desired(flagsNow[u], LabelKey(e.pm, e.gm))})
 		}
 		fs.FlagsUpdated += len(us)
 		r.mu.Lock()
@@ -444,6 +478,9 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		var gone []uint32
 		var goneSrc []uint32
 		for u, e := range known {
+			if pl, ok := o.Source.(Placer); ok && e.gm != "" && pl.Holds(e.gm) {
+				continue // a Gmail message that moved: not gone
+			}
 			if !live[u] && e.tf == j.target && e.tuv == tuv && e.tuid != 0 {
 				gone = append(gone, e.tuid)
 				goneSrc = append(goneSrc, u)
@@ -548,7 +585,7 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 			var fe *FatalError
 			switch {
 			case err == nil:
-				jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: uid, Key: o.Sink.Key(m), PM: m.PMID, Flags: m.Flags})
+				jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: uid, Key: o.Sink.Key(m), PM: m.PMID, GM: m.GmailID, Flags: m.Flags})
 				r.mu.Lock()
 				r.sum.Copied++
 				r.sum.Bytes += m.Size

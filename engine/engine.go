@@ -49,6 +49,21 @@ type Message struct {
 	HeaderHash string
 	// PMID is Proton's X-Pm-Internal-Id (Bridge).
 	PMID string
+	// GmailID is Gmail's X-GM-MSGID (a Gmail source): the message is
+	// copied once whatever mailbox or labels it has.
+	GmailID string
+}
+
+// LabelKey is the key by which a Source knows a message's labels: its
+// X-Pm-Internal-Id (Bridge), "gm:" and its X-GM-MSGID (Gmail), or "".
+func LabelKey(pm, gm string) string {
+	if pm != "" {
+		return pm
+	}
+	if gm != "" {
+		return "gm:" + gm
+	}
+	return ""
 }
 
 // Folder is a source folder to copy.
@@ -85,13 +100,35 @@ type Source interface {
 	Folders(ctx context.Context) ([]*Folder, error)
 	// Open opens a folder for reading (read-only).
 	Open(ctx context.Context, f *Folder) (FolderReader, error)
-	// Labels returns the Proton labels of a message by its X-Pm-Internal-Id
-	// (nil for other sources).
-	Labels(pmID string) []string
+	// Labels returns the labels of a message by its LabelKey: Proton labels
+	// (Bridge) or Gmail labels (nil for other sources).
+	Labels(key string) []string
 	// Bridge reports whether the source is Proton Mail Bridge.
 	Bridge() bool
 	// Close releases the source's connections.
 	Close() error
+}
+
+// Placer is a Source that places each message in a folder itself (Gmail:
+// a message is one X-GM-MSGID, found in All Mail, Spam or Trash). Before
+// Folders, the engine tells it where earlier runs put messages, so that a
+// message copied once stays where it was copied (its new labels and flags
+// are brought to that copy) instead of being copied again when its labels
+// change.
+type Placer interface {
+	// Place gives the source folder an earlier run put the message with
+	// this X-GM-MSGID in ("" when none).
+	Place(placed func(gmailID string) string)
+	// Holds reports whether the source still holds the message (for
+	// Delete: a message that moved is not gone).
+	Holds(gmailID string) bool
+}
+
+// LabelSink is a Sink that stores labels itself (Gmail, with STORE
+// +X-GM-LABELS): messages are given to Put with their labels, and labels
+// do not become keywords.
+type LabelSink interface {
+	TakesLabels() bool
 }
 
 // FolderReader reads one open source folder.

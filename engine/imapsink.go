@@ -48,15 +48,21 @@ type IMAPSink struct {
 	Map    map[string]string
 	Prefix string
 	Folder string
+	// Budget, if set, is --max-bytes-per-day (upload).
+	Budget *account.DailyBudget
 
-	mu      sync.Mutex
-	pool    []*account.Conn
-	bridge  bool
-	delim   rune
-	folders []*account.Folder
-	byPath  map[string]*account.Folder
-	noMA    bool
-	arenas  [][]byte // batch buffers free for the next folder
+	mu    sync.Mutex
+	gmail bool
+	limit int64 // APPENDLIMIT, 0: none
+	// Unlabelled are the messages stored whose Gmail labels could not be set.
+	Unlabelled []Failure
+	pool       []*account.Conn
+	bridge     bool
+	delim      rune
+	folders    []*account.Folder
+	byPath     map[string]*account.Folder
+	noMA       bool
+	arenas     [][]byte // batch buffers free for the next folder
 }
 
 var _ Sink = (*IMAPSink)(nil)
@@ -72,6 +78,10 @@ func (s *IMAPSink) Start(ctx context.Context) error {
 		}
 	}
 	s.bridge = s.Account.URL.Bridge || c.IsBridge()
+	s.gmail = !s.bridge && c.IsGmail()
+	if l, ok := c.Caps().AppendLimit(); ok && l != nil {
+		s.limit = int64(*l)
+	}
 	list, err := c.ListFolders()
 	if err != nil {
 		c.Close()
@@ -92,6 +102,11 @@ func (s *IMAPSink) Start(ctx context.Context) error {
 
 // Bridge reports whether the target is Proton Mail Bridge.
 func (s *IMAPSink) Bridge() bool { return s.bridge }
+
+// TakesLabels reports whether the target is Gmail (X-GM-EXT-1): a message
+// is appended once, into its folder, and its labels are set with UID STORE
+// +X-GM-LABELS (from APPENDUID) instead of keywords.
+func (s *IMAPSink) TakesLabels() bool { return s.gmail }
 
 func (s *IMAPSink) conn(ctx context.Context) (*account.Conn, error) {
 	s.mu.Lock()
@@ -136,6 +151,14 @@ func (s *IMAPSink) Close() error {
 // Target maps a source folder as an import maps an archive's folder.
 func (s *IMAPSink) Target(f *Folder) (string, string) {
 	o := imports.Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder}
+	if s.gmail && (f.Role == `\All` || f.AllMail) && s.Map[f.Name] == "" && s.Folder == "" && s.Prefix == "" {
+		// Gmail: archived mail is mail in All Mail alone
+		for _, t := range s.folders {
+			if t.Has(imap.MailboxAttrAll) {
+				return t.Path(), ""
+			}
+		}
+	}
 	name := f.Name
 	if f.AllMail {
 		name = "All Mail"
@@ -253,6 +276,10 @@ type imapWriter struct {
 	stopped chan struct{}
 	// go-imap APPENDs (no MULTIAPPEND)
 	apWin chan apInflight
+	// Gmail: labels set after each APPEND, on a connection of its own
+	gm    *account.GmailConn
+	gmMu  sync.Mutex
+	gmCap error
 }
 
 type pendingMsg struct {
@@ -288,6 +315,10 @@ func (w *imapWriter) Close(err error) {
 	}
 	if w.ma != nil && err == nil {
 		w.ma.Close()
+	}
+	if w.gm != nil {
+		w.gm.Close()
+		w.gm = nil
 	}
 	if w.arena != nil {
 		w.s.mu.Lock()
@@ -464,6 +495,22 @@ func (w *imapWriter) Delete(uids []uint32) error {
 // Put appends a message, streaming it.
 func (w *imapWriter) Put(ctx context.Context, m *Message, body io.Reader, done PutFunc) error {
 	size := m.Size
+	if w.s.limit > 0 && size > w.s.limit {
+		io.Copy(io.Discard, body)
+		done(0, 0, &RefusedError{fmt.Sprintf("%d bytes is over the target's APPENDLIMIT of %d bytes; not sent", size, w.s.limit)})
+		return nil
+	}
+	if err := w.s.Budget.Take(size); err != nil {
+		return &FatalError{err}
+	}
+	if w.s.gmail {
+		if err := w.gmailCapErr(); err != nil {
+			return err
+		}
+		if labels := gmailTargetLabels(m, w.name); len(labels) > 0 {
+			done = w.labelAfter(ctx, m, labels, done)
+		}
+	}
 	if w.s.bridge {
 		var why string
 		body, size, why = w.bridgeCheck(m, body)
@@ -578,6 +625,8 @@ func (w *imapWriter) collect() {
 					uid = f.res.UIDs[i]
 				}
 				p.done(uid, f.res.UIDValidity, nil)
+			case w.s.gmail && account.AsCapError(err, "upload", true) != nil:
+				p.done(0, 0, &FatalError{account.AsCapError(err, "upload", true)})
 			case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
 				p.done(0, 0, &FatalError{fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again; it goes on where it stopped", ie.Text)})
 			case errors.As(err, &ie) && len(f.msgs) > 1:
@@ -600,9 +649,18 @@ func (w *imapWriter) Flush() error {
 			err = ferr
 		}
 		w.wg.Wait()
+		if err == nil {
+			err = w.gmailCapErr()
+		}
 		return err
 	}
 	w.wg.Wait()
+	if err := w.gmailCapErr(); err != nil {
+		return err
+	}
+	if ce := w.c.Throttled(); ce != nil {
+		return &FatalError{ce}
+	}
 	return nil
 }
 
@@ -624,8 +682,12 @@ func (w *imapWriter) putOne(m *Message, body io.Reader, size int64, done PutFunc
 						uid, uv = uint32(data.UID), data.UIDValidity
 					}
 					f.done(uid, uv, nil)
+				case w.s.gmail && account.AsCapError(err, "upload", true) != nil:
+					f.done(0, 0, &FatalError{account.AsCapError(err, "upload", true)})
 				case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
 					f.done(0, 0, &FatalError{fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again", ie.Text)})
+				case w.s.gmail && w.c.Bye() != nil && account.AsCapError(w.c.Bye(), "upload", true) != nil:
+					f.done(0, 0, &FatalError{account.AsCapError(w.c.Bye(), "upload", true)})
 				case errors.As(err, &ie):
 					f.done(0, 0, &RefusedError{ie.Text})
 				default:
@@ -705,4 +767,91 @@ func (w *imapWriter) bridgeCheck(m *Message, body io.Reader) (io.Reader, int64, 
 		return rest, size, "Proton Mail Bridge needs a From and a Date header (except in Drafts)"
 	}
 	return rest, size, ""
+}
+
+// gmailTargetLabels are the labels to set on a message appended into
+// folder of a Gmail target, from the source's labels (Proton's or
+// Gmail's): "Starred" is the \Flagged of the APPEND (or \Starred when the
+// message is not flagged), "$Important" is \Important, the label the
+// folder gives is left out, the others are set by name.
+func gmailTargetLabels(m *Message, folder string) []string {
+	flagged := false
+	for _, f := range m.Flags {
+		flagged = flagged || strings.EqualFold(f, `\Flagged`)
+	}
+	var out []string
+	for _, l := range m.Labels {
+		switch {
+		case l == "Starred":
+			if !flagged {
+				out = append(out, `\Starred`)
+			}
+		case l == "$Important":
+			out = append(out, `\Important`)
+		case l == folder, l == "":
+		default:
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// labelAfter wraps done: once the APPEND is answered with its UID
+// (APPENDUID), the labels are set (UID STORE +X-GM-LABELS) before the
+// copy is recorded. A daily cap met there stops the run after this
+// message (recorded: it is at the target); another refusal is reported in
+// Unlabelled.
+func (w *imapWriter) labelAfter(ctx context.Context, m *Message, labels []string, done PutFunc) PutFunc {
+	return func(uid, uv uint32, err error) {
+		if err == nil {
+			lerr := errors.New("the target did not say the message's UID (no APPENDUID)")
+			if uid != 0 {
+				lerr = w.addLabels(ctx, uid, labels)
+			}
+			if lerr != nil {
+				if ce := account.AsCapError(lerr, "upload", true); ce != nil {
+					w.gmMu.Lock()
+					if w.gmCap == nil {
+						w.gmCap = &FatalError{ce}
+					}
+					w.gmMu.Unlock()
+				} else {
+					w.s.mu.Lock()
+					w.s.Unlabelled = append(w.s.Unlabelled, Failure{Folder: m.Folder, UID: m.UID, Error: fmt.Sprintf("stored in %s, but its labels %q could not be set: %v", w.name, labels, lerr)})
+					w.s.mu.Unlock()
+				}
+			}
+		}
+		done(uid, uv, err)
+	}
+}
+
+func (w *imapWriter) addLabels(ctx context.Context, uid uint32, labels []string) error {
+	w.gmMu.Lock()
+	defer w.gmMu.Unlock()
+	if w.gm == nil {
+		g, err := w.s.Account.DialGmail(ctx)
+		if err != nil {
+			return err
+		}
+		if err := g.Select(w.server); err != nil {
+			g.Close()
+			return err
+		}
+		w.gm = g
+	}
+	err := w.gm.AddLabels(uid, labels)
+	var ie *imap.Error
+	if err != nil && !errors.As(err, &ie) {
+		w.gm.Close() // a broken connection: a new one for the next
+		w.gm = nil
+	}
+	return err
+}
+
+// gmailCapErr is the daily cap met while labelling, if any.
+func (w *imapWriter) gmailCapErr() error {
+	w.gmMu.Lock()
+	defer w.gmMu.Unlock()
+	return w.gmCap
 }

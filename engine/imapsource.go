@@ -31,8 +31,12 @@ type IMAPSource struct {
 	Conn *account.Conn
 	// Include and Exclude are folder globs as for export.
 	Include, Exclude []string
-	// Labels is what happens to Proton labels.
+	// Labels is what happens to Proton and Gmail labels.
 	LabelMode LabelMode
+	// Budget, if set, is --max-bytes-per-day (download) on a Gmail source.
+	Budget *account.DailyBudget
+	// Log, if set, receives warnings.
+	Log func(format string, a ...any)
 
 	mu        sync.Mutex
 	pool      []*account.Conn
@@ -41,24 +45,13 @@ type IMAPSource struct {
 	real      []*account.Folder   // Bridge folders that are not views
 	sel       map[*account.Folder]bool
 	condstore bool
+	// Gmail (X-GM-EXT-1, gmailsource.go)
+	placed   func(string) string
+	gmLabels map[string][]string // "gm:"+X-GM-MSGID -> labels
+	gmHeld   map[string]bool
 }
 
 var _ Source = (*IMAPSource)(nil)
-
-// GmailSourceError is a Gmail account (X-GM-EXT-1) given as the source of
-// a copy that would take every label as a folder: each message would arrive
-// once per label, and again from All Mail. The engine does not yet follow
-// Gmail's model (each message once, labels kept); export and import do.
-type GmailSourceError struct {
-	// Account is the source account's URL.
-	Account string
-}
-
-func (e *GmailSourceError) Error() string {
-	return fmt.Sprintf("%s is a Gmail account: migrate would copy each message once per label (and again from All Mail), so it stops before copying anything. "+
-		"Take each message once, with its labels as keywords, in two steps: mailmove export --from %s --to eml --out DIR, then mailmove import --to TARGET DIR "+
-		"(both can be run again for what is new). Or give --labels folders to copy every label as a folder, duplicates included", e.Account, e.Account)
-}
 
 func (s *IMAPSource) conn(ctx context.Context) (*account.Conn, error) {
 	s.mu.Lock()
@@ -100,12 +93,16 @@ func isIMAPError(err error) bool {
 // Bridge reports whether the source is Proton Mail Bridge.
 func (s *IMAPSource) Bridge() bool { return s.bridge }
 
-// Labels returns the labels of a Proton message.
-func (s *IMAPSource) Labels(pmID string) []string {
-	if pmID == "" {
+// Labels returns the labels of a Proton message (by X-Pm-Internal-Id) or
+// of a Gmail message (by LabelKey).
+func (s *IMAPSource) Labels(key string) []string {
+	if key == "" {
 		return nil
 	}
-	return s.labels[pmID]
+	if strings.HasPrefix(key, "gm:") {
+		return s.gmLabels[key]
+	}
+	return s.labels[key]
 }
 
 // Close logs out.
@@ -135,13 +132,13 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*Folder, error) {
 	}
 	defer func() { s.release(c, nil) }()
 	s.bridge = s.Account.URL.Bridge || c.IsBridge()
-	if !s.bridge && c.IsGmail() && s.LabelMode != LabelsFolders {
-		return nil, &GmailSourceError{Account: s.Account.URL.String()}
-	}
 	s.condstore = c.Caps().Has(imap.CapCondStore)
 	list, err := c.ListFolders()
 	if err != nil {
 		return nil, fmt.Errorf("listing folders: %w", err)
+	}
+	if !s.bridge && c.IsGmail() && s.LabelMode != LabelsFolders {
+		return s.gmailFolders(ctx, list)
 	}
 	mode := export.LabelsAsMetadata
 	if s.LabelMode == LabelsFolders {
@@ -215,6 +212,9 @@ func (s *IMAPSource) Open(ctx context.Context, f *Folder) (FolderReader, error) 
 	c, err := s.conn(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if g, ok := f.Handle.(*gmailGroup); ok {
+		return s.openGmail(c, f, g)
 	}
 	af := f.Handle.(*account.Folder)
 	sel, err := c.Examine(af.Name)

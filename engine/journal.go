@@ -27,6 +27,7 @@ type jline struct {
 	TUID  uint32   `json:"tuid,omitempty"`
 	Key   string   `json:"key,omitempty"`
 	PM    string   `json:"pm,omitempty"`
+	GM    string   `json:"gm,omitempty"`
 	Flags []string `json:"flags,omitempty"`
 	// folder state ("st")
 	UIDNext  uint32 `json:"uidnext,omitempty"`
@@ -48,6 +49,7 @@ type entry struct {
 	tuid  uint32
 	key   string
 	pm    string
+	gm    string
 	flags []string
 }
 
@@ -64,13 +66,14 @@ type journal struct {
 	w          *bufio.Writer
 	n          int
 	msgs       map[srcKey]*entry
+	gm         map[string]srcKey // X-GM-MSGID -> where it is recorded
 	states     map[string]folderState
 	unfinished map[string]bool
 	err        error
 }
 
 func openJournal(path string) (*journal, error) {
-	j := &journal{msgs: map[srcKey]*entry{}, states: map[string]folderState{}, unfinished: map[string]bool{}}
+	j := &journal{msgs: map[srcKey]*entry{}, gm: map[string]srcKey{}, states: map[string]folderState{}, unfinished: map[string]bool{}}
 	if path == "" {
 		return j, nil
 	}
@@ -101,7 +104,10 @@ func (j *journal) apply(l jline) {
 	k := srcKey{l.SF, l.UV, l.UID}
 	switch l.T {
 	case "m":
-		j.msgs[k] = &entry{tf: l.TF, tuv: l.TUV, tuid: l.TUID, key: l.Key, pm: l.PM, flags: l.Flags}
+		j.msgs[k] = &entry{tf: l.TF, tuv: l.TUV, tuid: l.TUID, key: l.Key, pm: l.PM, gm: l.GM, flags: l.Flags}
+		if l.GM != "" {
+			j.gm[l.GM] = k
+		}
 	case "f":
 		if e := j.msgs[k]; e != nil {
 			e.flags = l.Flags
@@ -110,6 +116,9 @@ func (j *journal) apply(l jline) {
 			}
 		}
 	case "g":
+		if e := j.msgs[k]; e != nil && e.gm != "" && j.gm[e.gm] == k {
+			delete(j.gm, e.gm)
+		}
 		delete(j.msgs, k)
 	case "s":
 		j.unfinished[l.TF] = true
@@ -158,6 +167,27 @@ func (j *journal) folder(name string, uv uint32) map[uint32]*entry {
 		}
 	}
 	return out
+}
+
+// byGmail returns where a Gmail message (X-GM-MSGID) is recorded.
+func (j *journal) byGmail(id string) (srcKey, *entry) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	k, ok := j.gm[id]
+	if !ok || j.msgs[k] == nil {
+		return srcKey{}, nil
+	}
+	c := *j.msgs[k]
+	return k, &c
+}
+
+// placed returns the source folder a Gmail message was recorded in.
+func (j *journal) placed(id string) string {
+	k, e := j.byGmail(id)
+	if e == nil {
+		return ""
+	}
+	return k.folder
 }
 
 func (j *journal) state(name string) (folderState, bool) {

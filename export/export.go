@@ -424,6 +424,13 @@ func (e *engine) plan(folders []*account.Folder) (jobs []*job, labelBoxes []*acc
 	return jobs, labelBoxes, allMail, real
 }
 
+// Selected reports whether folder p is selected by --folder globs include
+// and --exclude globs exclude, as export selects folders.
+func Selected(p string, include, exclude []string) bool {
+	e := &engine{o: Options{Include: include, Exclude: exclude}}
+	return e.selected(p)
+}
+
 func (e *engine) selected(p string) bool {
 	match := func(pats []string) bool {
 		for _, pat := range pats {

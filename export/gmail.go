@@ -636,3 +636,41 @@ func isNetErr(err error) bool {
 	var oe *net.OpError
 	return errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
+
+// GmailMessage is one message of a Gmail account as the metadata pass
+// found it: its X-GM-* data, the mailbox it was found in (All Mail, Spam or
+// Trash) with that mailbox's UIDVALIDITY, and the one folder export's rule
+// chooses for it (GmailTarget).
+type GmailMessage struct {
+	account.GmailMeta
+	// Source is the mailbox the message was found in, UIDValidity its
+	// UIDVALIDITY (UID is the message's UID there).
+	Source      *account.Folder
+	UIDValidity uint32
+	// Folder is the folder the message goes into.
+	Folder *account.Folder
+}
+
+// ScanGmail runs export's metadata pass on a Gmail account (each
+// X-GM-MSGID once, from All Mail, Spam and Trash, on a connection of its
+// own, again on a new one when it drops), with the folder each message goes
+// into. folders is the account's LIST (with special use). A daily cap is
+// returned as a *account.CapError.
+func ScanGmail(ctx context.Context, cfg *account.Config, folders []*account.Folder, log func(string, ...any)) ([]GmailMessage, error) {
+	if log == nil {
+		log = func(string, ...any) {}
+	}
+	e := &engine{o: Options{Account: cfg, Log: log}}
+	msgs, err := e.gmailScanRetry(ctx, gmailRolesOf(folders))
+	if err != nil {
+		if ce := account.AsCapError(err, "download", true); ce != nil {
+			return nil, ce
+		}
+		return nil, fmt.Errorf("reading Gmail's labels: %w", err)
+	}
+	out := make([]GmailMessage, len(msgs))
+	for i, m := range msgs {
+		out[i] = GmailMessage{GmailMeta: m.GmailMeta, Source: m.src, UIDValidity: m.uidValidity, Folder: m.target}
+	}
+	return out, nil
+}

@@ -621,6 +621,10 @@ func (o *Options) targetFor(it *Item, folders []*account.Folder, bridge bool) (s
 		if role != "" && name != "INBOX" {
 			if f := findRole(folders, role); f != nil {
 				name = strings.Join(f.Segments, "/")
+			} else if std := stdRoleNames[role]; std != "" && (strings.HasPrefix(src, "[Gmail]/") || strings.HasPrefix(src, "[Google Mail]/")) {
+				// Gmail's system mailboxes on a target without them:
+				// the usual names, not [Gmail]/...
+				name = std
 			}
 		}
 	}
@@ -632,6 +636,9 @@ func (o *Options) targetFor(it *Item, folders []*account.Folder, bridge bool) (s
 	}
 	return name, ""
 }
+
+// stdRoleNames are the usual folder names of special-use roles.
+var stdRoleNames = map[string]string{`\Sent`: "Sent", `\Drafts`: "Drafts", `\Junk`: "Junk", `\Trash`: "Trash", `\Archive`: "Archive"}
 
 func findRole(folders []*account.Folder, role string) *account.Folder {
 	for _, f := range folders {

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/engine"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/message"
@@ -30,6 +31,7 @@ type migrateOptions struct {
 	since, before          string
 	keepArchive            string
 	journalDir             string
+	maxPerDay              int64
 }
 
 // cmdMigrate copies one account into another, streamed: each message goes
@@ -50,7 +52,8 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.BoolVar(&o.dry, "dry-run", false, "show the folder mapping with counts and sizes, and what would be copied; change nothing")
 	fs.BoolVar(&o.jsonOut, "json", false, "print a machine-readable summary on stdout")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors, even on a terminal")
-	fs.StringVar(&o.labels, "labels", "keywords", "Proton labels: `keywords` on the message's copy, folders (Labels/... copied as folders), or skip")
+	fs.StringVar(&o.labels, "labels", "keywords", "Proton and Gmail labels: `keywords` on the message's copy (Gmail as a target: its labels), folders (every label copied as a folder), or skip")
+	fs.Int64Var(&o.maxPerDay, "max-bytes-per-day", 0, "stop cleanly before `n` bytes are downloaded from the source or uploaded to the target in one day (UTC), counting every run of the day (Gmail's daily IMAP caps: about 2 500 MB down, 500 MB up); 0: no limit")
 	fs.BoolVar(&o.del, "delete", false, "delete at the target the messages this tool copied that are gone from the source")
 	fs.StringVar(&o.since, "since", "", "copy only messages that arrived on or after `DATE` (YYYY-MM-DD, INTERNALDATE)")
 	fs.StringVar(&o.before, "before", "", "copy only messages that arrived before `DATE` (YYYY-MM-DD, INTERNALDATE)")
@@ -121,9 +124,23 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	st := newStatusLine(stderr, tty, "connecting to "+src.URL.Addr())
 	defer st.clear()
 	src.Status, dst.Status = st.set, st.set
+	if o.maxPerDay < 0 {
+		fmt.Fprintln(stderr, "mailmove migrate: --max-bytes-per-day must be 0 (no limit) or more")
+		return exitUsage
+	}
 	source := &engine.IMAPSource{Account: src, Include: o.include, Exclude: o.exclude, LabelMode: mode}
 	defer source.Close()
 	sink := &engine.IMAPSink{Account: dst, Map: m, Prefix: o.prefix}
+	if o.maxPerDay > 0 && !o.dry {
+		if source.Budget, err = account.NewDailyBudget(dailyDir(), src.URL.String(), "download", o.maxPerDay); err != nil {
+			return errorExit(stderr, err)
+		}
+		if sink.Budget, err = account.NewDailyBudget(dailyDir(), dst.URL.String(), "upload", o.maxPerDay); err != nil {
+			return errorExit(stderr, err)
+		}
+		defer source.Budget.Save()
+		defer sink.Budget.Save()
+	}
 	defer sink.Close()
 	eo := engine.Options{Source: source, Sink: sink, JournalPath: journal, Labels: mode, Delete: o.del, DryRun: o.dry,
 		Select: sel, Connections: o.conns}
@@ -133,6 +150,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		prog.status = st
 		eo.Progress = prog
 		eo.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
+		source.Log = eo.Log
 	}
 	var keep *keptArchive
 	if o.keepArchive != "" && !o.dry {
@@ -152,6 +170,9 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if err == nil {
 		esum, err = engine.Run(ctx, eo)
+		if esum != nil {
+			esum.Failed = append(esum.Failed, sink.Unlabelled...)
+		}
 	}
 	st.clear()
 	if prog != nil {

@@ -35,7 +35,6 @@ import (
 	"syscall"
 
 	"github.com/mailmove/mailmove/account"
-	"github.com/mailmove/mailmove/engine"
 	"github.com/mailmove/mailmove/formats/archive"
 )
 
@@ -184,8 +183,7 @@ func errorExit(stderr io.Writer, err error) int {
 	var ie *archive.IdentityError
 	var se *archive.SealingError
 	var me *archive.IdentityFileModeError
-	var ge *engine.GmailSourceError
-	if errors.As(err, &ue) || errors.As(err, &pe) || errors.As(err, &ee) || errors.As(err, &ie) || errors.As(err, &se) || errors.As(err, &me) || errors.As(err, &ge) {
+	if errors.As(err, &ue) || errors.As(err, &pe) || errors.As(err, &ee) || errors.As(err, &ie) || errors.As(err, &se) || errors.As(err, &me) {
 		fmt.Fprintf(stderr, "mailmove: %v\n", err)
 		return exitUsage
 	}

@@ -66,6 +66,17 @@ type Options struct {
 	// "NO [OVERQUOTA] ..." once that many body bytes were served; UploadCap
 	// the same for APPEND.
 	DownloadCap, UploadCap int64
+	// ByeOnCap makes a download cap end the connection with an untagged
+	// "BYE ... bandwidth ..." instead of the NO [OVERQUOTA] answer (as
+	// Gmail sometimes does).
+	ByeOnCap bool
+	// Throttle is how many UID FETCH commands of bodies are answered
+	// "OK [THROTTLED]" (the command done, the client asked to slow down);
+	// -1: all of them.
+	Throttle int
+	// ThrottleMeta is the same for the FETCHes of X-GM-MSGID (the
+	// metadata pass).
+	ThrottleMeta int
 }
 
 // Message is one message of the store.
@@ -272,6 +283,13 @@ func (s *Server) SetCaps(download, upload int64) {
 	defer s.mu.Unlock()
 	s.o.DownloadCap, s.o.UploadCap = download, upload
 	s.bytesServed, s.bytesAppended = 0, 0
+}
+
+// SetThrottle changes Options.Throttle.
+func (s *Server) SetThrottle(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.o.Throttle = n
 }
 
 // mailboxes lists the views, in LIST order, and assigns UIDs.
@@ -970,6 +988,12 @@ func (ss *session) fetch(tag string, args []tok) {
 				parts = append(parts, "X-GM-LABELS "+labelsOf(m))
 			case name == "BODY.PEEK[]" || name == "BODY[]" || name == "RFC822":
 				if s.o.DownloadCap > 0 && s.bytesServed+int64(len(m.Body)) > s.o.DownloadCap {
+					if s.o.ByeOnCap {
+						ss.bw.Flush()
+						ss.out("* BYE [UNAVAILABLE] Account exceeded its bandwidth limits. Try again later.")
+						ss.c.Close()
+						return
+					}
 					ss.out(tag + " " + quota)
 					return
 				}
@@ -1005,7 +1029,42 @@ func (ss *session) fetch(tag string, args []tok) {
 		}
 	}
 	ss.bw.Flush()
+	if isMeta(items) && s.o.ThrottleMeta != 0 {
+		if s.o.ThrottleMeta > 0 {
+			s.o.ThrottleMeta--
+		}
+		ss.out(tag + " OK [THROTTLED] Success")
+		return
+	}
+	if lit := litNames(items); lit && s.o.Throttle != 0 {
+		if s.o.Throttle > 0 {
+			s.o.Throttle--
+		}
+		ss.out(tag + " OK [THROTTLED] Success")
+		return
+	}
 	ss.out(tag + " OK Success")
+}
+
+// isMeta reports whether a FETCH asks for X-GM-MSGID.
+func isMeta(items []tok) bool {
+	for _, it := range items {
+		if strings.EqualFold(it.atom, "X-GM-MSGID") {
+			return true
+		}
+	}
+	return false
+}
+
+// litNames reports whether a FETCH asks for bodies.
+func litNames(items []tok) bool {
+	for _, it := range items {
+		switch strings.ToUpper(it.atom) {
+		case "BODY.PEEK[]", "BODY[]", "RFC822":
+			return true
+		}
+	}
+	return false
 }
 
 func header(body []byte) []byte {
