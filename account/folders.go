@@ -1,6 +1,7 @@
 package account
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -491,4 +492,35 @@ func (c *Conn) FetchFlags(last uint32) (map[uint32][]string, error) {
 		return nil, fmt.Errorf("UID FETCH (FLAGS): %w", err)
 	}
 	return out, nil
+}
+
+// WaitSettled waits until mailbox's message count has not moved for two
+// seconds (at most 30 s), or ctx ends: after an interrupted append run the
+// server may still be saving what that run sent, and counting what the
+// folder holds before then would append it twice.
+func (c *Conn) WaitSettled(ctx context.Context, mailbox string) {
+	count := func() int64 {
+		sd, err := c.Status(mailbox, &imap.StatusOptions{NumMessages: true}).Wait()
+		if err != nil || sd.NumMessages == nil {
+			return -1
+		}
+		return int64(*sd.NumMessages)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	last, still := count(), 0
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		n := count()
+		if n != last {
+			last, still = n, 0
+			continue
+		}
+		if still++; still == 2 {
+			return // unchanged for two seconds
+		}
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -421,30 +420,7 @@ func (w *imapWriter) Inventory(ctx context.Context) (map[string][]Held, error) {
 // Settle waits until the folder's message count has not moved for two
 // seconds (at most 30 s), as import does after an interrupted run.
 func (w *imapWriter) Settle(ctx context.Context) {
-	count := func() int64 {
-		sd, err := w.c.Status(w.server, &imap.StatusOptions{NumMessages: true}).Wait()
-		if err != nil || sd.NumMessages == nil {
-			return -1
-		}
-		return int64(*sd.NumMessages)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	last, still := count(), 0
-	for time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		n := count()
-		if n != last {
-			last, still = n, 0
-			continue
-		}
-		if still++; still == 2 {
-			return
-		}
-	}
+	w.c.WaitSettled(ctx, w.server)
 }
 
 // Store adds and removes flags.

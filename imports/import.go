@@ -1098,30 +1098,7 @@ func (im *importer) result(t *target, p prep, data *imap.AppendData, err error) 
 // would append it twice.
 func (im *importer) settle(ctx context.Context, c *account.Conn, server string) {
 	im.o.Log("%s: an earlier import stopped while appending here; waiting for the server to settle", server)
-	count := func() int64 {
-		sd, err := c.Status(server, &imap.StatusOptions{NumMessages: true}).Wait()
-		if err != nil || sd.NumMessages == nil {
-			return -1
-		}
-		return int64(*sd.NumMessages)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	last, still := count(), 0
-	for time.Now().Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		n := count()
-		if n != last {
-			last, still = n, 0
-			continue
-		}
-		if still++; still == 2 {
-			return // unchanged for two seconds
-		}
-	}
+	c.WaitSettled(ctx, server)
 }
 
 // failf reports a label that could not be set (not a message refused).
