@@ -250,8 +250,12 @@ type source struct {
 	role    string
 	folder  *account.Folder // account side
 	allMail bool            // Bridge: only the messages in no folder
-	target  string
-	items   []*imports.Item // local side
+	// gmail: on a Gmail account exported the Gmail way, the messages whose
+	// folder this is, by the mailbox they are read from (All Mail, Spam,
+	// Trash) and their UIDs there
+	gmail  map[*account.Folder][]uint32
+	target string
+	items  []*imports.Item // local side
 }
 
 // store is one side, opened.
@@ -262,6 +266,7 @@ type store struct {
 	ownConn bool // dialed by Compare: logged out at the end
 	folders []*account.Folder
 	bridge  bool
+	gmail   bool // a Gmail account (X-GM-EXT-1): export's Gmail plan, each message once
 	// labels by X-Pm-Internal-Id (Bridge, with Options.Flags)
 	labels map[string][]string
 	// local side
@@ -479,6 +484,7 @@ func openStore(ctx context.Context, s Side, label string) (*store, error) {
 		}
 		st.conn = c
 		st.bridge = s.Account.URL.Bridge || c.IsBridge()
+		st.gmail = !st.bridge && c.IsGmail()
 		var err error
 		if st.folders, err = c.ListFolders(); err != nil {
 			st.close()
@@ -533,6 +539,35 @@ func (st *store) close() {
 // folders of the input; both selected by Include and Exclude.
 func (st *store) sources(ctx context.Context, o Options) ([]*source, error) {
 	var out []*source
+	if st.conn != nil && st.gmail {
+		// as export stores a Gmail account: each message once, in the
+		// folder export's rule chooses (a source compared as a target is
+		// read folder by folder, label folders included)
+		msgs, err := export.ScanGmail(ctx, st.side.Account, st.folders, o.Log)
+		if err != nil {
+			return nil, err
+		}
+		byName := map[string]*source{}
+		for _, m := range msgs {
+			name := m.Folder.Path()
+			if !export.Selected(name, o.Include, o.Exclude) {
+				continue
+			}
+			src := byName[name]
+			if src == nil {
+				attrs := make([]string, len(m.Folder.Attrs))
+				for i, a := range m.Folder.Attrs {
+					attrs[i] = string(a)
+				}
+				src = &source{name: name, role: imports.FolderRole(attrs), folder: m.Folder, gmail: map[*account.Folder][]uint32{}}
+				byName[name] = src
+				out = append(out, src)
+			}
+			src.gmail[m.Source] = append(src.gmail[m.Source], m.UID)
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+		return out, nil
+	}
 	if st.conn != nil {
 		for _, p := range export.PlanFolders(st.folders, st.bridge, export.LabelsAsMetadata, o.Include, o.Exclude) {
 			attrs := make([]string, len(p.Folder.Attrs))
@@ -579,6 +614,18 @@ func (st *store) readSource(ctx context.Context, s *source, needHash func(*entry
 	if st.conn == nil {
 		es, probs := st.readLocal(ctx, s.name, s.items, needHash)
 		return es, probs, ctx.Err()
+	}
+	if s.gmail != nil {
+		var all []*entry
+		var probs []Problem
+		for f, uids := range s.gmail {
+			es, p, err := st.readAccount(ctx, f, s.name, uids, needHash)
+			all, probs = append(all, es...), append(probs, p...)
+			if err != nil {
+				return all, probs, err
+			}
+		}
+		return all, probs, nil
 	}
 	var uids []uint32
 	if s.allMail {

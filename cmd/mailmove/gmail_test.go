@@ -592,3 +592,28 @@ func TestGmailMigrateLabelModes(t *testing.T) {
 		t.Errorf("--labels folders: c3 in %v, want Work and Alpha among them", h)
 	}
 }
+
+// TestGmailVerify: verify compares a Gmail account with its export the
+// way export stores it (each message once, in the folder its labels
+// choose), so a complete export verifies clean, cheap and deep; a message
+// on Gmail that is not in the archive yet is named.
+func TestGmailVerify(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	gmailSeed(s)
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + gmailstub.Password}
+	from := []string{"--from", "imaps://alice@gmail.com@" + s.Addr, "--from-ca-file", s.CAFile}
+	out := t.TempDir()
+	if _, stderr, code := runCmdEnv(t, env, append([]string{"export", "--to", "eml", "--out", out}, from...)...); code != 0 {
+		t.Fatalf("export: exit %d: %s", code, stderr)
+	}
+	for _, extra := range [][]string{nil, {"--deep"}} {
+		if o, e, code := runCmdEnv(t, env, append(append([]string{"verify", "--to", out}, from...), extra...)...); code != 0 || !strings.Contains(o, "6 matched") {
+			t.Fatalf("verify %v: exit %d %s %s", extra, code, o, e)
+		}
+	}
+	// a message on Gmail that the archive does not have yet is named
+	s.Add(gmailstub.Mail("c7@x", "new", 3000), time.Date(2025, 4, 8, 10, 0, 0, 0, time.UTC), 0, []string{"Zeta"})
+	if o, e, code := runCmdEnv(t, env, append([]string{"verify", "--to", out}, from...)...); code != exitDiffers || !strings.Contains(o, "missing: <c7@x>") {
+		t.Fatalf("verify with a message not exported yet: exit %d %s %s", code, o, e)
+	}
+}
