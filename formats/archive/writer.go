@@ -41,6 +41,7 @@ type FolderWriter struct {
 	mboxRel  string
 	mf       *os.File
 	bw       *bufio.Writer
+	mbr      *bufio.Reader // reads each message as it is written
 	off      int64
 	seg      *segment // the open segment of an encrypted mbox folder
 
@@ -164,7 +165,14 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 			out = zenc
 		}
 		mw := mbox.NewWriter(out, w.a.Header.LF)
-		br := bufio.NewReaderSize(r, 64<<10)
+		// one reader for every message of the folder (64 KiB each would be
+		// allocated per message otherwise)
+		if w.mbr == nil {
+			w.mbr = bufio.NewReaderSize(r, 64<<10)
+		} else {
+			w.mbr.Reset(r)
+		}
+		br := w.mbr
 		hdr := sniffHeader(br)
 		_, _, sender := message.HeaderFields(bufio.NewReader(bytes.NewReader(hdr)))
 		at, ins := -1, []byte(nil)

@@ -251,7 +251,16 @@ type quoter struct {
 	cr        bool   // lf mode: a '\r' was held back
 	in        int64  // input bytes passed on (held ones not yet)
 	rawFrom   int64  // lf mode: input offset of the first bare LF, from which bytes are kept as they are; -1 if none
+	spare     [16]byte
 }
+
+// The one-byte writes of the quoter, allocated once (a literal passed to
+// an io.Writer would be allocated on every line).
+var (
+	gtByte = []byte{'>'}
+	lfByte = []byte{'\n'}
+	crByte = []byte{'\r'}
+)
 
 func (q *quoter) Write(p []byte) (int, error) {
 	n := len(p)
@@ -261,7 +270,7 @@ func (q *quoter) Write(p []byte) (int, error) {
 			c := p[0]
 			q.lineStart = false
 			if q.held == nil {
-				q.held = make([]byte, 0, 16)
+				q.held = q.spare[:0] // not nil: a line start is being held
 			}
 			gt := 0
 			for gt < len(q.held) && q.held[gt] == '>' {
@@ -277,7 +286,7 @@ func (q *quoter) Write(p []byte) (int, error) {
 				q.held = append(q.held, c)
 				p = p[1:]
 				if matched+1 == len(fromPrefix) {
-					if _, err := q.w.Write([]byte{'>'}); err != nil {
+					if _, err := q.w.Write(gtByte); err != nil {
 						return 0, err
 					}
 					if err := q.flushHeld(); err != nil {
@@ -332,10 +341,10 @@ func (q *quoter) body(b []byte) error {
 		if len(b) > 0 && b[0] == '\n' {
 			// a CRLF split between two writes
 			q.in++
-			_, err := q.w.Write([]byte{'\n'})
+			_, err := q.w.Write(lfByte)
 			return err
 		}
-		if _, err := q.w.Write([]byte{'\r'}); err != nil {
+		if _, err := q.w.Write(crByte); err != nil {
 			return err
 		}
 	}
@@ -348,7 +357,7 @@ func (q *quoter) body(b []byte) error {
 		_, err = q.w.Write(b[:n-1])
 	case b[n-1] == '\n' && n >= 2 && b[n-2] == '\r':
 		if _, err = q.w.Write(b[:n-2]); err == nil {
-			_, err = q.w.Write([]byte{'\n'})
+			_, err = q.w.Write(lfByte)
 		}
 	case b[n-1] == '\n':
 		// a bare LF: reading back could not tell it from a converted CRLF,
@@ -368,7 +377,7 @@ func (q *quoter) flush() error {
 	}
 	if q.cr {
 		q.cr = false
-		_, err := q.w.Write([]byte{'\r'})
+		_, err := q.w.Write(crByte)
 		return err
 	}
 	return nil
