@@ -51,6 +51,7 @@ type FolderWriter struct {
 	tmpDir string
 	files  []string      // written since the last commit, for platforms without syncfs
 	ebw    *bufio.Writer // reused for every .eml file: few, large writes
+	cbuf   []byte        // the copy buffer, reused for every .eml file
 	tmps   *tmpMaker     // creates the next temporary files ahead
 	ages   *ageMaker     // makes the next age headers ahead (encrypted)
 
@@ -242,7 +243,10 @@ func (w *FolderWriter) Put(meta *message.Meta, r io.Reader, dedup Dedup) (stored
 			ss, err = w.a.newStream(w.ebw, pre, w.a.Encrypted(), w.a.Compressed())
 		}
 		if ss != nil {
-			n, err = io.Copy(io.MultiWriter(ss.w, h, &sn), r)
+			if w.cbuf == nil {
+				w.cbuf = make([]byte, 32<<10)
+			}
+			n, err = io.CopyBuffer(io.MultiWriter(ss.w, h, &sn), r, w.cbuf)
 			if cerr := ss.Close(); err == nil {
 				err = cerr
 			}
