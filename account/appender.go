@@ -3,7 +3,6 @@ package account
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -70,7 +69,7 @@ func (cfg *Config) DialAppender(ctx context.Context) (*Appender, error) {
 
 func (cfg *Config) dialAppender(ctx context.Context, fresh bool) (*Appender, error) {
 	u := cfg.URL
-	raw, conn, pw, err := cfg.connect(ctx)
+	raw, conn, br, pw, err := cfg.dialRaw(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -78,28 +77,7 @@ func (cfg *Config) dialAppender(ctx context.Context, fresh bool) (*Appender, err
 		raw.Close()
 		return nil, err
 	}
-	var tc *tls.Config
-	if u.Security != Plaintext {
-		if tc, err = cfg.tlsConfig(); err != nil {
-			return fail(err)
-		}
-	}
-	if u.Security == ImplicitTLS {
-		t := tls.Client(conn, tc)
-		if err := t.HandshakeContext(ctx); err != nil {
-			return fail(cfg.tlsError(err))
-		}
-		conn = t
-	}
-	br := bufio.NewReader(conn)
 	bw := bufio.NewWriterSize(conn, 256<<10)
-	greeting, err := br.ReadString('\n')
-	if err != nil {
-		return fail(err)
-	}
-	if !strings.HasPrefix(greeting, "* OK") {
-		return fail(fmt.Errorf("unexpected greeting %q", strings.TrimSpace(greeting)))
-	}
 	cmd := func(c string) ([]string, error) {
 		if _, err := bw.WriteString("M " + c + "\r\n"); err != nil {
 			return nil, err
@@ -122,23 +100,6 @@ func (cfg *Config) dialAppender(ctx context.Context, fresh bool) (*Appender, err
 			}
 			untagged = append(untagged, l)
 		}
-	}
-	if u.Security == StartTLS {
-		if _, err := cmd("STARTTLS"); err != nil {
-			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: err})
-		}
-		if br.Buffered() > 0 {
-			// Bytes after the STARTTLS answer, before the handshake, were not
-			// protected by TLS: someone on the path may have put them there.
-			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: errors.New("the server sent data after its STARTTLS answer, before TLS began; refusing the connection (something on the path may be tampering with it)")})
-		}
-		t := tls.Client(conn, tc)
-		if err := t.HandshakeContext(ctx); err != nil {
-			return fail(cfg.tlsError(err))
-		}
-		conn = t
-		br = bufio.NewReader(conn)
-		bw = bufio.NewWriterSize(conn, 256<<10)
 	}
 	if u.Auth.IsOAuth() {
 		if err := cfg.oauthLogin(ctx, &rawIMAP{br: br, w: bw}, fresh); err != nil {

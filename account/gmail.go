@@ -3,7 +3,6 @@ package account
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -61,7 +60,7 @@ func (cfg *Config) DialGmail(ctx context.Context) (*GmailConn, error) {
 
 func (cfg *Config) dialGmail(ctx context.Context, fresh bool) (*GmailConn, error) {
 	u := cfg.URL
-	raw, conn, pw, err := cfg.connect(ctx)
+	raw, conn, br, pw, err := cfg.dialRaw(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -69,43 +68,8 @@ func (cfg *Config) dialGmail(ctx context.Context, fresh bool) (*GmailConn, error
 		raw.Close()
 		return nil, err
 	}
-	var tc *tls.Config
-	if u.Security != Plaintext {
-		if tc, err = cfg.tlsConfig(); err != nil {
-			return fail(err)
-		}
-	}
-	if u.Security == ImplicitTLS {
-		t := tls.Client(conn, tc)
-		if err := t.HandshakeContext(ctx); err != nil {
-			return fail(cfg.tlsError(err))
-		}
-		conn = t
-	}
 	g := &GmailConn{conn: conn}
-	g.wire(cfg, conn)
-	greeting, err := g.br.ReadString('\n')
-	if err != nil {
-		return fail(err)
-	}
-	if !strings.HasPrefix(greeting, "* OK") {
-		return fail(fmt.Errorf("unexpected greeting %q", strings.TrimSpace(greeting)))
-	}
-	if u.Security == StartTLS {
-		if err := g.simple("STARTTLS"); err != nil {
-			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: err})
-		}
-		if g.br.Buffered() > 0 {
-			// bytes after the STARTTLS answer, before TLS: not protected
-			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: errors.New("the server sent data after its STARTTLS answer, before TLS began; refusing the connection (something on the path may be tampering with it)")})
-		}
-		t := tls.Client(conn, tc)
-		if err := t.HandshakeContext(ctx); err != nil {
-			return fail(cfg.tlsError(err))
-		}
-		g.conn = t
-		g.wire(cfg, t)
-	}
+	g.wire(cfg, br, conn)
 	if u.Auth.IsOAuth() {
 		// the token goes to the connection itself, never through the debug tee
 		if err := cfg.oauthLogin(ctx, &rawIMAP{br: g.br, w: g.conn}, fresh); err != nil {
@@ -129,13 +93,12 @@ func (g *GmailConn) login(u *URL, pw string) error {
 	return nil
 }
 
-// wire sets up reading and writing on c, logged (credentials redacted) to
+// wire sets up reading (from r, which reads c) and writing on c, logged (credentials redacted) to
 // cfg.Debug when set (--debug-imap).
-func (g *GmailConn) wire(cfg *Config, c net.Conn) {
-	var r io.Reader = c
+func (g *GmailConn) wire(cfg *Config, r io.Reader, c net.Conn) {
 	var w io.Writer = c
 	if cfg.Debug != nil {
-		r = io.TeeReader(c, &redactor{w: cfg.Debug})
+		r = io.TeeReader(r, &redactor{w: cfg.Debug})
 		w = io.MultiWriter(c, &redactor{w: cfg.Debug})
 	}
 	g.br, g.bw = bufio.NewReader(r), bufio.NewWriter(w)

@@ -3,6 +3,7 @@ package account
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -284,4 +285,55 @@ func (cfg *Config) oauthLogin(ctx context.Context, rc *rawIMAP, fresh bool) erro
 // then what the server sends next, including what rawIMAP buffered.
 func preauthConn(conn net.Conn, rc *rawIMAP) net.Conn {
 	return &replayConn{Conn: conn, r: io.MultiReader(strings.NewReader("* PREAUTH [mailmove] signed in with OAuth2\r\n"), rc.br)}
+}
+
+// dialRaw connects and secures a connection that mailmove speaks IMAP on
+// itself (the APPEND connection, Gmail's metadata connection): implicit
+// TLS, or STARTTLS, refused when the server sends anything between its
+// STARTTLS answer and the handshake (those bytes would not be protected).
+// It reads the greeting and returns the TCP connection (to close), the
+// secured one, a reader on it past the greeting, and the password (empty
+// for an OAuth2 account). Signing in is the caller's.
+func (cfg *Config) dialRaw(ctx context.Context) (raw, sc net.Conn, br *bufio.Reader, pw string, err error) {
+	u := cfg.URL
+	raw, conn, pw, err := cfg.connect(ctx)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	fail := func(err error) (net.Conn, net.Conn, *bufio.Reader, string, error) {
+		raw.Close()
+		return nil, nil, nil, "", err
+	}
+	var tc *tls.Config
+	if u.Security != Plaintext {
+		if tc, err = cfg.tlsConfig(); err != nil {
+			return fail(err)
+		}
+	}
+	if u.Security == ImplicitTLS {
+		t := tls.Client(conn, tc)
+		if err := t.HandshakeContext(ctx); err != nil {
+			return fail(cfg.tlsError(err))
+		}
+		conn = t
+	}
+	rc := newRawIMAP(conn, conn, cfg.Debug)
+	if err := rc.greeting(); err != nil {
+		return fail(&ConnectError{Op: "greeting from", Addr: u.Addr(), Err: err})
+	}
+	if u.Security == StartTLS {
+		if _, err := rc.command("STARTTLS"); err != nil {
+			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: err})
+		}
+		if rc.br.Buffered() > 0 {
+			return fail(&ConnectError{Op: "STARTTLS with", Addr: u.Addr(), Err: errors.New("the server sent data after its STARTTLS answer, before TLS began; refusing the connection (something on the path may be tampering with it)")})
+		}
+		t := tls.Client(conn, tc)
+		if err := t.HandshakeContext(ctx); err != nil {
+			return fail(cfg.tlsError(err))
+		}
+		conn = t
+		rc.br = bufio.NewReader(conn)
+	}
+	return raw, conn, rc.br, pw, nil
 }

@@ -55,7 +55,7 @@ type IMAPSink struct {
 	limit int64 // APPENDLIMIT, 0: none
 	// Unlabelled are the messages stored whose Gmail labels could not be set.
 	Unlabelled []Failure
-	pool       []*account.Conn
+	pool       connPool
 	bridge     bool
 	delim      rune
 	folders    []*account.Folder
@@ -108,21 +108,7 @@ func (s *IMAPSink) Bridge() bool { return s.bridge }
 func (s *IMAPSink) TakesLabels() bool { return s.gmail }
 
 func (s *IMAPSink) conn(ctx context.Context) (*account.Conn, error) {
-	s.mu.Lock()
-	for len(s.pool) > 0 {
-		c := s.pool[len(s.pool)-1]
-		s.pool = s.pool[:len(s.pool)-1]
-		select {
-		case <-c.Closed():
-			c.Close()
-			continue
-		default:
-		}
-		s.mu.Unlock()
-		return c, nil
-	}
-	s.mu.Unlock()
-	return s.Account.Dial(ctx)
+	return s.pool.get(ctx, s.Account)
 }
 
 func (s *IMAPSink) release(c *account.Conn, err error) {
@@ -130,20 +116,12 @@ func (s *IMAPSink) release(c *account.Conn, err error) {
 		c.Close()
 		return
 	}
-	s.mu.Lock()
-	s.pool = append(s.pool, c)
-	s.mu.Unlock()
+	s.pool.put(c)
 }
 
 // Close logs out.
 func (s *IMAPSink) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.pool {
-		c.Logout().Wait()
-		c.Close()
-	}
-	s.pool = nil
+	s.pool.closeAll()
 	return nil
 }
 

@@ -39,7 +39,7 @@ type IMAPSource struct {
 	Log func(format string, a ...any)
 
 	mu        sync.Mutex
-	pool      []*account.Conn
+	pool      connPool
 	bridge    bool
 	labels    map[string][]string // X-Pm-Internal-Id -> labels
 	real      []*account.Folder   // Bridge folders that are not views
@@ -54,21 +54,7 @@ type IMAPSource struct {
 var _ Source = (*IMAPSource)(nil)
 
 func (s *IMAPSource) conn(ctx context.Context) (*account.Conn, error) {
-	s.mu.Lock()
-	for len(s.pool) > 0 {
-		c := s.pool[len(s.pool)-1]
-		s.pool = s.pool[:len(s.pool)-1]
-		select {
-		case <-c.Closed():
-			c.Close()
-			continue
-		default:
-		}
-		s.mu.Unlock()
-		return c, nil
-	}
-	s.mu.Unlock()
-	return s.Account.Dial(ctx)
+	return s.pool.get(ctx, s.Account)
 }
 
 func (s *IMAPSource) release(c *account.Conn, err error) {
@@ -80,9 +66,7 @@ func (s *IMAPSource) release(c *account.Conn, err error) {
 		c.Close()
 		return
 	}
-	s.mu.Lock()
-	s.pool = append(s.pool, c)
-	s.mu.Unlock()
+	s.pool.put(c)
 }
 
 func isIMAPError(err error) bool {
@@ -107,13 +91,7 @@ func (s *IMAPSource) Labels(key string) []string {
 
 // Close logs out.
 func (s *IMAPSource) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, c := range s.pool {
-		c.Logout().Wait()
-		c.Close()
-	}
-	s.pool = nil
+	s.pool.closeAll()
 	return nil
 }
 
