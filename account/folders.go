@@ -1,7 +1,10 @@
 package account
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +13,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/mailmove/mailmove/message"
 )
 
 // Folder is a mailbox on the server.
@@ -155,7 +160,7 @@ func (c *Conn) UIDsIn(uids []uint32) ([]uint32, error) {
 	if len(uids) == 0 {
 		return nil, nil
 	}
-	set := uidSet(uids)
+	set := UIDSet(uids)
 	var found []imap.UID
 	sd, err := c.UIDSearch(&imap.SearchCriteria{UID: []imap.UIDSet{set}}, nil).Wait()
 	if err == nil {
@@ -201,7 +206,8 @@ type Meta struct {
 	Size         int64
 }
 
-func uidSet(uids []uint32) imap.UIDSet {
+// UIDSet makes an IMAP UID set of uids.
+func UIDSet(uids []uint32) imap.UIDSet {
 	var set imap.UIDSet
 	for i := 0; i < len(uids); {
 		j := i
@@ -221,7 +227,7 @@ func (c *Conn) FetchMeta(uids []uint32) (map[uint32]*Meta, error) {
 	if len(uids) == 0 {
 		return out, nil
 	}
-	fc := c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
+	fc := c.Fetch(UIDSet(uids), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true})
 	err := eachMessage(fc, func(buf *imapclient.FetchMessageBuffer) {
 		if buf.UID == 0 {
 			return
@@ -270,7 +276,7 @@ func (c *Conn) FetchBodies(uids []uint32, fn BodyFunc) (done map[uint32]bool, er
 	if len(uids) == 0 {
 		return map[uint32]bool{}, nil
 	}
-	return c.fetchBodies(uidSet(uids), nil, fn)
+	return c.fetchBodies(UIDSet(uids), nil, fn)
 }
 
 // FetchBodiesBySeq is FetchBodies by sequence number (seq -> UID, from
@@ -370,7 +376,7 @@ func (c *Conn) FetchHeaderFieldOf(field string, uids []uint32) (map[uint32]strin
 	if len(uids) == 0 {
 		return map[uint32]string{}, nil
 	}
-	return c.fetchHeaderField(field, uidSet(uids))
+	return c.fetchHeaderField(field, UIDSet(uids))
 }
 
 func (c *Conn) fetchHeaderField(field string, all imap.UIDSet) (map[uint32]string, error) {
@@ -523,4 +529,55 @@ func (c *Conn) WaitSettled(ctx context.Context, mailbox string) {
 			return // unchanged for two seconds
 		}
 	}
+}
+
+// IsIMAPError reports whether err is the server's answer (NO or BAD) to a
+// command: the connection is still good.
+func IsIMAPError(err error) bool {
+	var ie *imap.Error
+	return errors.As(err, &ie)
+}
+
+// HeaderIDs returns the Message-ID (without <>) and Proton's
+// X-Pm-Internal-Id of a message header.
+func HeaderIDs(hdr []byte) (id, pm string) {
+	h := string(hdr)
+	if !strings.HasSuffix(h, "\r\n\r\n") && !strings.HasSuffix(h, "\n\n") {
+		h += "\r\n\r\n"
+	}
+	id, pm, _ = message.HeaderFields(bufio.NewReader(strings.NewReader(h)))
+	return id, pm
+}
+
+// HeaderHashes returns the SHA-256 of the header (BODY.PEEK[HEADER]) of
+// uids in the selected folder.
+func (c *Conn) HeaderHashes(uids []uint32) (map[uint32]string, error) {
+	out := map[uint32]string{}
+	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader}
+	fc := c.Fetch(UIDSet(uids), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{sec}})
+	for m := fc.Next(); m != nil; m = fc.Next() {
+		var uid uint32
+		for it := m.Next(); it != nil; it = m.Next() {
+			switch it := it.(type) {
+			case imapclient.FetchItemDataUID:
+				uid = uint32(it.UID)
+			case imapclient.FetchItemDataBodySection:
+				if it.Literal == nil {
+					continue
+				}
+				h := sha256.New()
+				if _, err := io.Copy(h, it.Literal); err != nil {
+					fc.Close()
+					return nil, err
+				}
+				if uid != 0 {
+					out[uid] = hex.EncodeToString(h.Sum(nil))
+				}
+			}
+		}
+	}
+	if err := fc.Close(); err != nil {
+		return nil, fmt.Errorf("UID FETCH BODY.PEEK[HEADER]: %w", err)
+	}
+	return out, nil
 }

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"context"
@@ -20,27 +20,31 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/engine"
+	"github.com/mailmove/mailmove/export"
+	"github.com/mailmove/mailmove/imports"
 	"github.com/mailmove/mailmove/internal/testmail"
 )
 
-func init() { firstBackoff = 20 * time.Millisecond }
+func init() { *engine.FirstBackoff = 20 * time.Millisecond }
 
 // copyRun runs the engine from src to dst with the journal at jpath.
-func copyRun(t *testing.T, src, dst *account.Config, jpath string, mod func(*Options, *IMAPSource, *IMAPSink)) *Summary {
+func copyRun(t *testing.T, src, dst *account.Config, jpath string, mod func(*engine.Options, *export.IMAPSource, *imports.IMAPSink)) *engine.Summary {
 	t.Helper()
-	s := &IMAPSource{Account: src}
-	k := &IMAPSink{Account: dst}
+	s := &export.IMAPSource{Account: src}
+	k := &imports.IMAPSink{Account: dst}
 	defer s.Close()
 	defer k.Close()
-	o := Options{Source: s, Sink: k, JournalPath: jpath, Log: t.Logf}
+	o := engine.Options{Source: s, Sink: k, JournalPath: jpath, Log: t.Logf}
 	if mod != nil {
 		mod(&o, s, k)
 	}
 	if err := k.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := Run(context.Background(), o)
+	sum, err := engine.Run(context.Background(), o)
 	if err != nil {
 		t.Fatalf("copy: %v", err)
 	}
@@ -155,7 +159,7 @@ func TestDovecotToDovecot(t *testing.T) {
 	}
 	c.Logout().Wait()
 	testmail.Put(t, src, testmail.Gen(5, []string{"INBOX", "Sent"}, 77))
-	sum = copyRun(t, src, dst, jpath, func(o *Options, _ *IMAPSource, _ *IMAPSink) { o.Delete = true })
+	sum = copyRun(t, src, dst, jpath, func(o *engine.Options, _ *export.IMAPSource, _ *imports.IMAPSink) { o.Delete = true })
 	if sum.Copied != 5 || sum.FlagsUpdated != 3 || sum.Deleted != 1 {
 		t.Fatalf("re-run: copied %d (want 5), flags %d (want 3), deleted %d (want 1)", sum.Copied, sum.FlagsUpdated, sum.Deleted)
 	}
@@ -214,7 +218,7 @@ func hashOf(s string) string {
 
 // Without a journal (a new state folder, or a source renumbered) nothing
 // is copied twice: what the target holds is found by key, and messages
-// without Message-ID by their header.
+// without engine.Message-ID by their header.
 func TestNoJournalNoDuplicates(t *testing.T) {
 	d := testmail.StartDovecot(t)
 	src, dst := d.Config(t, "imaps", "src"), d.Config(t, "imaps", "dst")
@@ -235,8 +239,8 @@ func TestSelectAndDryRun(t *testing.T) {
 	msgs := testmail.Gen(48, []string{"Lists"}, 9) // one an hour from 2020-01-01 00:00 +01:00
 	testmail.Put(t, src, msgs)
 	jpath := filepath.Join(t.TempDir(), "j.jsonl")
-	sum := copyRun(t, src, dst, jpath, func(o *Options, _ *IMAPSource, _ *IMAPSink) { o.DryRun = true })
-	var lists *FolderSummary
+	sum := copyRun(t, src, dst, jpath, func(o *engine.Options, _ *export.IMAPSource, _ *imports.IMAPSink) { o.DryRun = true })
+	var lists *engine.FolderSummary
 	for _, f := range sum.Folders {
 		if f.Source == "Lists" {
 			lists = f
@@ -249,8 +253,8 @@ func TestSelectAndDryRun(t *testing.T) {
 		t.Fatalf("the dry run copied %d messages", n)
 	}
 	day := time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC)
-	sum = copyRun(t, src, dst, jpath, func(o *Options, _ *IMAPSource, _ *IMAPSink) {
-		o.Select = Select{Since: day, Before: day.AddDate(0, 0, 1)}
+	sum = copyRun(t, src, dst, jpath, func(o *engine.Options, _ *export.IMAPSource, _ *imports.IMAPSink) {
+		o.Select = engine.Select{Since: day, Before: day.AddDate(0, 0, 1)}
 	})
 	// SEARCH SINCE/BEFORE compare dates without time of day, in a zone
 	// the server picks: the day's 24 messages, give or take the zone
@@ -357,7 +361,7 @@ func TestCutConnections(t *testing.T) {
 				} else {
 					to = viaProxy(t, dst, p.ln.Addr().String())
 				}
-				sum := copyRun(t, from, to, filepath.Join(t.TempDir(), "j.jsonl"), func(o *Options, _ *IMAPSource, _ *IMAPSink) { o.Connections = 2 })
+				sum := copyRun(t, from, to, filepath.Join(t.TempDir(), "j.jsonl"), func(o *engine.Options, _ *export.IMAPSource, _ *imports.IMAPSink) { o.Connections = 2 })
 				if p.cuts.Load() == 0 {
 					t.Fatal("the proxy cut nothing")
 				}
@@ -384,7 +388,7 @@ func heldByPMID(t *testing.T, cfg *account.Config) map[string]map[string][]testm
 	for f, msgs := range testmail.Held(t, cfg) {
 		out[f] = map[string][]testmail.Msg{}
 		for _, m := range msgs {
-			_, pm := headerIDs(m.Raw[:min(len(m.Raw), 8192)])
+			_, pm := account.HeaderIDs(m.Raw[:min(len(m.Raw), 8192)])
 			out[f][pm] = append(out[f][pm], m)
 		}
 	}
@@ -539,7 +543,7 @@ func TestDovecotToBridge(t *testing.T) {
 	msgs = append(msgs, testmail.Msg{Folder: "INBOX", Raw: []byte("Subject: no from\r\nDate: Mon, 06 Jan 2025 09:15:00 +0100\r\nMessage-ID: <nofrom@example.org>\r\n\r\nx\r\n"), Date: time.Now()})
 	testmail.Put(t, src, msgs)
 	jpath := filepath.Join(t.TempDir(), "j.jsonl")
-	sum := copyRun(t, src, dst, jpath, func(o *Options, _ *IMAPSource, _ *IMAPSink) { o.Connections = 2 })
+	sum := copyRun(t, src, dst, jpath, func(o *engine.Options, _ *export.IMAPSource, _ *imports.IMAPSink) { o.Connections = 2 })
 	if sum.Copied != 12 || len(sum.Failed) != 1 || !strings.Contains(sum.Failed[0].Error, "From") {
 		t.Fatalf("copied %d, failed %+v", sum.Copied, sum.Failed)
 	}
@@ -598,7 +602,7 @@ func TestSourceRenumbered(t *testing.T) {
 	if err != nil || after.UIDValidity == before.UIDValidity {
 		t.Fatalf("UIDVALIDITY %d, was %d (%v)", after.UIDValidity, before.UIDValidity, err)
 	}
-	sum := copyRun(t, src, dst, jpath, func(o *Options, _ *IMAPSource, _ *IMAPSink) { o.Delete = true })
+	sum := copyRun(t, src, dst, jpath, func(o *engine.Options, _ *export.IMAPSource, _ *imports.IMAPSink) { o.Delete = true })
 	if sum.Copied != 0 || sum.Deleted != 0 || sum.AlreadyThere != len(msgs) {
 		t.Fatalf("after renumbering: copied %d, deleted %d, found %d of %d", sum.Copied, sum.Deleted, sum.AlreadyThere, len(msgs))
 	}
@@ -617,10 +621,10 @@ func TestBridgeLabelModes(t *testing.T) {
 	if err := json.Unmarshal(b, &want); err != nil {
 		t.Fatal(err)
 	}
-	for i, mode := range []LabelMode{LabelsFolders, LabelsSkip} {
+	for i, mode := range []engine.LabelMode{engine.LabelsFolders, engine.LabelsSkip} {
 		user := []string{"src", "dst"}[i]
 		dst := d.Config(t, "imaps", user)
-		copyRun(t, src, dst, filepath.Join(t.TempDir(), "j.jsonl"), func(o *Options, s *IMAPSource, _ *IMAPSink) {
+		copyRun(t, src, dst, filepath.Join(t.TempDir(), "j.jsonl"), func(o *engine.Options, s *export.IMAPSource, _ *imports.IMAPSink) {
 			o.Labels, s.LabelMode = mode, mode
 		})
 		got := heldByPMID(t, dst)
@@ -647,8 +651,8 @@ func TestBridgeLabelModes(t *testing.T) {
 			for _, ms := range got["Labels/"+l] {
 				copies += len(ms)
 			}
-			if mode == LabelsFolders && copies != n || mode == LabelsSkip && copies != 0 {
-				t.Errorf("%s: Labels/%s holds %d, want %d", mode, l, copies, map[bool]int{true: n}[mode == LabelsFolders])
+			if mode == engine.LabelsFolders && copies != n || mode == engine.LabelsSkip && copies != 0 {
+				t.Errorf("%s: Labels/%s holds %d, want %d", mode, l, copies, map[bool]int{true: n}[mode == engine.LabelsFolders])
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/engine"
+	"github.com/mailmove/mailmove/export"
+	"github.com/mailmove/mailmove/imports"
 	"github.com/mailmove/mailmove/internal/gmailstub"
 	"github.com/mailmove/mailmove/internal/testmail"
 )
@@ -28,15 +31,15 @@ func TestGmailSourceThrottled(t *testing.T) {
 			s.Add(gmailstub.Mail(fmt.Sprintf("t%d@x", i), "t", 1500), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), 0, l)
 		}
 	}
-	run := func(src *gmailstub.Server, dst *account.Config, jpath string) (*Summary, error) {
-		s := &IMAPSource{Account: src.Config(t)}
-		k := &IMAPSink{Account: dst}
+	run := func(src *gmailstub.Server, dst *account.Config, jpath string) (*engine.Summary, error) {
+		s := &export.IMAPSource{Account: src.Config(t)}
+		k := &imports.IMAPSink{Account: dst}
 		defer s.Close()
 		defer k.Close()
 		if err := k.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		return Run(context.Background(), Options{Source: s, Sink: k, JournalPath: jpath, Connections: 1, Log: t.Logf})
+		return engine.Run(context.Background(), engine.Options{Source: s, Sink: k, JournalPath: jpath, Connections: 1, Log: t.Logf})
 	}
 	// a few: slower, complete
 	src := gmailstub.StartT(t, gmailstub.Options{Throttle: 2})
@@ -90,12 +93,12 @@ func TestGmailToGmailEngine(t *testing.T) {
 	dst := gmailstub.StartT(t, gmailstub.Options{})
 	jpath := filepath.Join(t.TempDir(), "j")
 	for run := 0; run < 2; run++ {
-		s := &IMAPSource{Account: src.Config(t)}
-		k := &IMAPSink{Account: dst.Config(t)}
+		s := &export.IMAPSource{Account: src.Config(t)}
+		k := &imports.IMAPSink{Account: dst.Config(t)}
 		if err := k.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		sum, err := Run(context.Background(), Options{Source: s, Sink: k, JournalPath: jpath, Log: t.Logf})
+		sum, err := engine.Run(context.Background(), engine.Options{Source: s, Sink: k, JournalPath: jpath, Log: t.Logf})
 		s.Close()
 		k.Close()
 		if err != nil || len(sum.Failed) != 0 || len(k.Unlabelled) != 0 || (run == 1 && sum.Copied != 0) {

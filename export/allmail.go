@@ -18,7 +18,7 @@ import (
 // UIDVALIDITY in uidValidity. It only EXAMINEs and FETCHes header fields:
 // nothing on the server changes.
 func AllMailOnlyUIDs(ctx context.Context, c *account.Conn, folders []*account.Folder, labels LabelMode, include, exclude []string) (uids []uint32, uidValidity uint32, err error) {
-	e := &engine{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: true}
+	e := &exporter{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: true}
 	_, _, allMail, real := e.plan(folders)
 	if allMail == nil {
 		return nil, 0, nil
@@ -58,7 +58,7 @@ func AllMailOnlyUIDs(ctx context.Context, c *account.Conn, folders []*account.Fo
 // EXAMINEs each label mailbox and fetches one header field: nothing on the
 // server changes.
 func LabelsByID(ctx context.Context, c *account.Conn, folders []*account.Folder) (map[string][]string, error) {
-	e := &engine{o: Options{Labels: LabelsAsMetadata}, bridge: true}
+	e := &exporter{o: Options{Labels: LabelsAsMetadata}, bridge: true}
 	_, boxes, _, _ := e.plan(folders)
 	out := map[string][]string{}
 	for _, b := range boxes {

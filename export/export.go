@@ -191,7 +191,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if o.Log == nil {
 		o.Log = func(string, ...any) {}
 	}
-	e := &engine{o: o, sum: &Summary{}}
+	e := &exporter{o: o, sum: &Summary{}}
 	first := o.Conn
 	if first == nil {
 		var err error
@@ -310,7 +310,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	return e.sum, ctx.Err()
 }
 
-type engine struct {
+type exporter struct {
 	o      Options
 	sum    *Summary
 	bridge bool
@@ -363,7 +363,7 @@ type Planned struct {
 // PlanFolders lists the folders that will be exported, with their archive
 // names, INBOX first, then sorted by server name.
 func PlanFolders(folders []*account.Folder, bridge bool, labels LabelMode, include, exclude []string) []Planned {
-	e := &engine{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: bridge}
+	e := &exporter{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: bridge}
 	jobs, _, allMail, _ := e.plan(folders)
 	var out []Planned
 	for _, j := range jobs {
@@ -385,7 +385,7 @@ func PlanFolders(folders []*account.Folder, bridge bool, labels LabelMode, inclu
 // plan decides which folders are exported, under which names; for Bridge it
 // also returns the label mailboxes, All Mail, and every folder that is not
 // a view (exported or not).
-func (e *engine) plan(folders []*account.Folder) (jobs []*job, labelBoxes []*account.Folder, allMail *job, real []realFolder) {
+func (e *exporter) plan(folders []*account.Folder) (jobs []*job, labelBoxes []*account.Folder, allMail *job, real []realFolder) {
 	for _, f := range folders {
 		if !f.Selectable() {
 			continue
@@ -427,11 +427,11 @@ func (e *engine) plan(folders []*account.Folder) (jobs []*job, labelBoxes []*acc
 // Selected reports whether folder p is selected by --folder globs include
 // and --exclude globs exclude, as export selects folders.
 func Selected(p string, include, exclude []string) bool {
-	e := &engine{o: Options{Include: include, Exclude: exclude}}
+	e := &exporter{o: Options{Include: include, Exclude: exclude}}
 	return e.selected(p)
 }
 
-func (e *engine) selected(p string) bool {
+func (e *exporter) selected(p string) bool {
 	match := func(pats []string) bool {
 		for _, pat := range pats {
 			if ok, _ := path.Match(pat, p); ok {
@@ -453,7 +453,7 @@ func (e *engine) selected(p string) bool {
 // loadLabels reads X-Pm-Internal-Id of every message in Bridge's label
 // mailboxes (Labels/..., Starred), so that each exported message can carry
 // its labels.
-func (e *engine) loadLabels(ctx context.Context, boxes []*account.Folder) error {
+func (e *exporter) loadLabels(ctx context.Context, boxes []*account.Folder) error {
 	e.labels = map[string][]string{}
 	done := 0
 	return e.withRetry(ctx, "reading the labels", func(c *account.Conn) (int, error) {
@@ -486,7 +486,7 @@ func (e *engine) loadLabels(ctx context.Context, boxes []*account.Folder) error 
 // withRetry runs fn on a connection, and again on a new one when the
 // connection drops, with backoff, as long as fn makes progress (its first
 // result grows) or has not failed more than 6 times in a row.
-func (e *engine) withRetry(ctx context.Context, what string, fn func(c *account.Conn) (int, error)) error {
+func (e *exporter) withRetry(ctx context.Context, what string, fn func(c *account.Conn) (int, error)) error {
 	backoff := firstBackoff
 	attempts, mark := 0, -1
 	for {
@@ -520,7 +520,7 @@ func (e *engine) withRetry(ctx context.Context, what string, fn func(c *account.
 }
 
 // conn takes a connection from the pool, dialing a new one if needed.
-func (e *engine) conn(ctx context.Context) (*account.Conn, error) {
+func (e *exporter) conn(ctx context.Context) (*account.Conn, error) {
 	e.mu.Lock()
 	if n := len(e.pool); n > 0 {
 		c := e.pool[n-1]
@@ -538,7 +538,7 @@ func (e *engine) conn(ctx context.Context) (*account.Conn, error) {
 	return e.o.Account.Dial(ctx)
 }
 
-func (e *engine) release(c *account.Conn) {
+func (e *exporter) release(c *account.Conn) {
 	if c == nil {
 		return
 	}
@@ -554,7 +554,7 @@ func (e *engine) release(c *account.Conn) {
 }
 
 // runJobs exports folders with up to Connections workers.
-func (e *engine) runJobs(ctx context.Context, jobs []*job) error {
+func (e *exporter) runJobs(ctx context.Context, jobs []*job) error {
 	ch := make(chan *job)
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
@@ -614,7 +614,7 @@ func (f fatal) Unwrap() error { return f.err }
 
 // folder exports one folder, reconnecting with backoff when the connection
 // drops and resuming after the last message written.
-func (e *engine) folder(ctx context.Context, j *job) error {
+func (e *exporter) folder(ctx context.Context, j *job) error {
 	w, err := e.o.Archive.OpenFolder(j.name, j.segs)
 	if err != nil {
 		return e.folderFailed(j, err)
@@ -705,7 +705,7 @@ func (e *engine) folder(ctx context.Context, j *job) error {
 // other folders go on; the folder's state is left as it was, so the next
 // run tries it again. A failure no folder could escape (disk full, quota,
 // a read-only file system) stops the run instead.
-func (e *engine) folderFailed(j *job, err error) error {
+func (e *exporter) folderFailed(j *job, err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS) {
 		return fmt.Errorf("folder %s: writing to the archive: %w", j.name, err)
 	}
@@ -719,7 +719,7 @@ func (e *engine) folderFailed(j *job, err error) error {
 
 // folderRun is the state of one folder's export across reconnects.
 type folderRun struct {
-	e       *engine
+	e       *exporter
 	j       *job
 	w       *archive.FolderWriter
 	tries   map[uint32]int
@@ -1314,7 +1314,7 @@ func (e *UnaccountedError) Error() string {
 }
 
 // excludes reports whether --folder/--exclude leave out a Bridge folder.
-func (e *engine) excludes() bool {
+func (e *exporter) excludes() bool {
 	for _, rf := range e.real {
 		if !rf.selected {
 			return true
@@ -1390,7 +1390,7 @@ func (fr *folderRun) sortOut(ctx context.Context, c *account.Conn, uidValidity u
 // folders is exported. It is built once per run, folder by folder (a
 // folder whose pass was cut is read again), and only from passes in which
 // every UID of the folder was accounted for.
-func (e *engine) folderIDs(ctx context.Context, c *account.Conn) (map[string]bool, error) {
+func (e *exporter) folderIDs(ctx context.Context, c *account.Conn) (map[string]bool, error) {
 	e.idMu.Lock()
 	defer e.idMu.Unlock()
 	if e.ids != nil {
@@ -1427,7 +1427,7 @@ func (e *engine) folderIDs(ctx context.Context, c *account.Conn) (map[string]boo
 
 // folderIDsOf reads the X-Pm-Internal-Id of every message of one folder:
 // from the archive for the UIDs it holds, from the server for the others.
-func (e *engine) folderIDsOf(c *account.Conn, rf realFolder) (map[uint32]string, error) {
+func (e *exporter) folderIDsOf(c *account.Conn, rf realFolder) (map[uint32]string, error) {
 	sel, err := c.Examine(rf.f.Name)
 	if err != nil {
 		return nil, err
@@ -1504,7 +1504,7 @@ func idsOf(c *account.Conn, mailbox string, uids []uint32) (map[uint32]string, e
 // the archive folder "All Mail", and those it leaves out because their
 // folders are excluded. It is 0, 0 when All Mail is not exported.
 func AllMailOnly(c *account.Conn, folders []*account.Folder, labels LabelMode, include, exclude []string) (n, excluded int, err error) {
-	e := &engine{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: true}
+	e := &exporter{o: Options{Include: include, Exclude: exclude, Labels: labels}, bridge: true}
 	_, _, allMail, real := e.plan(folders)
 	if allMail == nil {
 		return 0, 0, nil

@@ -175,7 +175,7 @@ func GmailFolders(ctx context.Context, cfg *account.Config, folders []*account.F
 	if err != nil {
 		return nil, 0, err
 	}
-	e := &engine{o: Options{Include: include, Exclude: exclude}}
+	e := &exporter{o: Options{Include: include, Exclude: exclude}}
 	at := map[string]int{}
 	for _, m := range msgs {
 		name := m.target.Path()
@@ -210,7 +210,7 @@ func sortPlanned(out []GmailPlanned) {
 // one metadata pass on a connection of its own, then the bodies of the
 // messages whose X-GM-MSGID the archive does not hold, by UID, each into
 // its one folder.
-func (e *engine) runGmail(ctx context.Context, folders []*account.Folder, start time.Time) (*Summary, error) {
+func (e *exporter) runGmail(ctx context.Context, folders []*account.Folder, start time.Time) (*Summary, error) {
 	o := e.o
 	e.sum.Gmail = true
 	roles := gmailRolesOf(folders)
@@ -416,7 +416,7 @@ feed:
 // reconnecting when the connection drops. A daily cap (the server's or
 // --max-bytes-per-day) stops it with a *account.CapError after what
 // arrived is committed.
-func (e *engine) gmailGroup(ctx context.Context, w *archive.FolderWriter, src *account.Folder, uv uint32, target *account.Folder, msgs []gmailMsg) error {
+func (e *exporter) gmailGroup(ctx context.Context, w *archive.FolderWriter, src *account.Folder, uv uint32, target *account.Folder, msgs []gmailMsg) error {
 	name := target.Path()
 	byUID := map[uint32]gmailMsg{}
 	var todo []uint32
@@ -530,7 +530,7 @@ func isThrottle(err error) bool {
 
 // gmailFetch fetches the bodies of uids from src on c, in chunks, each
 // message taken from the daily budget first.
-func (e *engine) gmailFetch(ctx context.Context, c *account.Conn, src *account.Folder, uv uint32, uids []uint32, byUID map[uint32]gmailMsg, put func(uint32, io.Reader, int64) error) error {
+func (e *exporter) gmailFetch(ctx context.Context, c *account.Conn, src *account.Folder, uv uint32, uids []uint32, byUID map[uint32]gmailMsg, put func(uint32, io.Reader, int64) error) error {
 	sel, err := c.Examine(src.Name)
 	if err != nil {
 		return err
@@ -567,7 +567,7 @@ func (e *engine) gmailFetch(ctx context.Context, c *account.Conn, src *account.F
 
 // gmailRefresh records the new flags and labels of archived messages
 // (--refresh-flags), one index line each, in the folder that holds it.
-func (e *engine) gmailRefresh(updates map[string][]gmailMsg) error {
+func (e *exporter) gmailRefresh(updates map[string][]gmailMsg) error {
 	names := make([]string, 0, len(updates))
 	for n := range updates {
 		names = append(names, n)
@@ -594,7 +594,7 @@ func (e *engine) gmailRefresh(updates map[string][]gmailMsg) error {
 
 // gmailScanRetry runs the metadata pass on a connection of its own, again
 // on a new one when the connection drops (up to 6 times, with backoff).
-func (e *engine) gmailScanRetry(ctx context.Context, roles *gmailRoles) ([]gmailMsg, error) {
+func (e *exporter) gmailScanRetry(ctx context.Context, roles *gmailRoles) ([]gmailMsg, error) {
 	backoff := firstBackoff
 	for attempt := 0; ; attempt++ {
 		g, err := e.o.Account.DialGmail(ctx)
@@ -660,7 +660,7 @@ func ScanGmail(ctx context.Context, cfg *account.Config, folders []*account.Fold
 	if log == nil {
 		log = func(string, ...any) {}
 	}
-	e := &engine{o: Options{Account: cfg, Log: log}}
+	e := &exporter{o: Options{Account: cfg, Log: log}}
 	msgs, err := e.gmailScanRetry(ctx, gmailRolesOf(folders))
 	if err != nil {
 		if ce := account.AsCapError(err, "download", true); ce != nil {

@@ -37,7 +37,7 @@ func gmailStatePath(a *archive.Archive) string {
 	return filepath.Join(a.Root, archive.StateDir, "gmail.json")
 }
 
-func (e *engine) gmailFilter() string {
+func (e *exporter) gmailFilter() string {
 	return strings.Join(e.o.Include, "\x00") + "\x01" + strings.Join(e.o.Exclude, "\x00")
 }
 
@@ -60,7 +60,7 @@ func gmailNow(r *gmailRoles) map[string]gmailBoxState {
 
 // gmailUnchanged reports whether nothing moved since the last complete run,
 // and the folder count it had.
-func (e *engine) gmailUnchanged(r *gmailRoles) (bool, int) {
+func (e *exporter) gmailUnchanged(r *gmailRoles) (bool, int) {
 	if e.o.RefreshFlags {
 		return false, 0
 	}
@@ -83,7 +83,7 @@ func (e *engine) gmailUnchanged(r *gmailRoles) (bool, int) {
 
 // saveGmailState records the run's view when it finished cleanly, and
 // removes an older record otherwise.
-func (e *engine) saveGmailState(r *gmailRoles, clean bool) error {
+func (e *exporter) saveGmailState(r *gmailRoles, clean bool) error {
 	p := gmailStatePath(e.o.Archive)
 	now := gmailNow(r)
 	if !clean || now == nil {

@@ -16,7 +16,9 @@ import (
 
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/engine"
+	"github.com/mailmove/mailmove/export"
 	"github.com/mailmove/mailmove/formats/archive"
+	"github.com/mailmove/mailmove/imports"
 	"github.com/mailmove/mailmove/message"
 )
 
@@ -128,9 +130,9 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "mailmove migrate: --max-bytes-per-day must be 0 (no limit) or more")
 		return exitUsage
 	}
-	source := &engine.IMAPSource{Account: src, Include: o.include, Exclude: o.exclude, LabelMode: mode}
+	source := &export.IMAPSource{Account: src, Include: o.include, Exclude: o.exclude, LabelMode: mode}
 	defer source.Close()
-	sink := &engine.IMAPSink{Account: dst, Map: m, Prefix: o.prefix}
+	sink := &imports.IMAPSink{Account: dst, Map: m, Prefix: o.prefix}
 	if o.maxPerDay > 0 && !o.dry {
 		if source.Budget, err = account.NewDailyBudget(dailyDir(), src.URL.String(), "download", o.maxPerDay); err != nil {
 			return errorExit(stderr, err)

@@ -1,20 +1,15 @@
-package engine
+package export
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/mailmove/mailmove/account"
-	"github.com/mailmove/mailmove/export"
-	"github.com/mailmove/mailmove/message"
+	"github.com/mailmove/mailmove/engine"
 )
 
 // IMAPSource reads an IMAP account, never changing it (EXAMINE,
@@ -29,17 +24,17 @@ type IMAPSource struct {
 	Account *account.Config
 	// Conn, if set, is a logged-in connection to use first.
 	Conn *account.Conn
-	// Include and Exclude are folder globs as for export.
+	// Include and Exclude are folder globs as for
 	Include, Exclude []string
 	// Labels is what happens to Proton and Gmail labels.
-	LabelMode LabelMode
+	LabelMode engine.LabelMode
 	// Budget, if set, is --max-bytes-per-day (download) on a Gmail source.
 	Budget *account.DailyBudget
 	// Log, if set, receives warnings.
 	Log func(format string, a ...any)
 
 	mu        sync.Mutex
-	pool      connPool
+	pool      account.Pool
 	bridge    bool
 	labels    map[string][]string // X-Pm-Internal-Id -> labels
 	real      []*account.Folder   // Bridge folders that are not views
@@ -51,34 +46,29 @@ type IMAPSource struct {
 	gmHeld   map[string]bool
 }
 
-var _ Source = (*IMAPSource)(nil)
+var _ engine.Source = (*IMAPSource)(nil)
 
 func (s *IMAPSource) conn(ctx context.Context) (*account.Conn, error) {
-	return s.pool.get(ctx, s.Account)
+	return s.pool.Get(ctx, s.Account)
 }
 
 func (s *IMAPSource) release(c *account.Conn, err error) {
-	if err != nil && export.IsConnErr(c, err) {
+	if err != nil && IsConnErr(c, err) {
 		c.Close()
 		return
 	}
-	if err != nil && !isIMAPError(err) {
+	if err != nil && !account.IsIMAPError(err) {
 		c.Close()
 		return
 	}
-	s.pool.put(c)
-}
-
-func isIMAPError(err error) bool {
-	var ie *imap.Error
-	return errors.As(err, &ie)
+	s.pool.Put(c)
 }
 
 // Bridge reports whether the source is Proton Mail Bridge.
 func (s *IMAPSource) Bridge() bool { return s.bridge }
 
 // Labels returns the labels of a Proton message (by X-Pm-Internal-Id) or
-// of a Gmail message (by LabelKey).
+// of a Gmail message (by engine.LabelKey).
 func (s *IMAPSource) Labels(key string) []string {
 	if key == "" {
 		return nil
@@ -91,7 +81,7 @@ func (s *IMAPSource) Labels(key string) []string {
 
 // Close logs out.
 func (s *IMAPSource) Close() error {
-	s.pool.closeAll()
+	s.pool.CloseAll()
 	return nil
 }
 
@@ -99,7 +89,7 @@ var roles = []imap.MailboxAttr{imap.MailboxAttrSent, imap.MailboxAttrDrafts, ima
 
 // Folders lists the folders to copy (export's plan), and on Bridge reads
 // the labels.
-func (s *IMAPSource) Folders(ctx context.Context) ([]*Folder, error) {
+func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 	c := s.Conn
 	s.Conn = nil
 	if c == nil {
@@ -115,17 +105,17 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*Folder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing folders: %w", err)
 	}
-	if !s.bridge && c.IsGmail() && s.LabelMode != LabelsFolders {
+	if !s.bridge && c.IsGmail() && s.LabelMode != engine.LabelsFolders {
 		return s.gmailFolders(ctx, list)
 	}
-	mode := export.LabelsAsMetadata
-	if s.LabelMode == LabelsFolders {
-		mode = export.LabelsAsFolders
+	mode := LabelsAsMetadata
+	if s.LabelMode == engine.LabelsFolders {
+		mode = LabelsAsFolders
 	}
-	var out []*Folder
+	var out []*engine.Folder
 	s.sel = map[*account.Folder]bool{}
-	for _, p := range export.PlanFolders(list, s.bridge, mode, s.Include, s.Exclude) {
-		f := &Folder{Name: p.Name, AllMail: p.AllMail, Handle: p.Folder}
+	for _, p := range PlanFolders(list, s.bridge, mode, s.Include, s.Exclude) {
+		f := &engine.Folder{Name: p.Name, AllMail: p.AllMail, Handle: p.Folder}
 		s.sel[p.Folder] = true
 		for _, a := range roles {
 			if p.Folder.Has(a) {
@@ -155,7 +145,7 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*Folder, error) {
 			if !isView && !isLabel {
 				s.real = append(s.real, f)
 			}
-			if !isLabel || f.Name == "Scheduled" || (s.LabelMode == LabelsSkip && f.Name != "Starred" && !f.Has(imap.MailboxAttrFlagged)) {
+			if !isLabel || f.Name == "Scheduled" || (s.LabelMode == engine.LabelsSkip && f.Name != "Starred" && !f.Has(imap.MailboxAttrFlagged)) {
 				continue
 			}
 			sel, err := c.Examine(f.Name)
@@ -186,7 +176,7 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*Folder, error) {
 }
 
 // Open examines a folder.
-func (s *IMAPSource) Open(ctx context.Context, f *Folder) (FolderReader, error) {
+func (s *IMAPSource) Open(ctx context.Context, f *engine.Folder) (engine.FolderReader, error) {
 	c, err := s.conn(ctx)
 	if err != nil {
 		return nil, err
@@ -198,8 +188,8 @@ func (s *IMAPSource) Open(ctx context.Context, f *Folder) (FolderReader, error) 
 	sel, err := c.Examine(af.Name)
 	if err != nil {
 		s.release(c, err)
-		if isIMAPError(err) {
-			return nil, FolderError(fmt.Errorf("the source refused to open %q: %w", af.Name, err))
+		if account.IsIMAPError(err) {
+			return nil, engine.FolderError(fmt.Errorf("the source refused to open %q: %w", af.Name, err))
 		}
 		return nil, err
 	}
@@ -209,7 +199,7 @@ func (s *IMAPSource) Open(ctx context.Context, f *Folder) (FolderReader, error) 
 type imapReader struct {
 	s   *IMAPSource
 	c   *account.Conn
-	f   *Folder
+	f   *engine.Folder
 	af  *account.Folder
 	sel *imap.SelectData
 }
@@ -230,13 +220,13 @@ func (r *imapReader) Close(err error) { r.s.release(r.c, err) }
 
 // UIDs lists the folder's UIDs (SEARCH SINCE/BEFORE for a date range). On
 // Bridge's All Mail, only those of messages in no folder.
-func (r *imapReader) UIDs(ctx context.Context, sel Select) ([]uint32, error) {
+func (r *imapReader) UIDs(ctx context.Context, sel engine.Select) ([]uint32, error) {
 	if r.sel.NumMessages == 0 {
 		return nil, nil
 	}
 	var uids []uint32
 	var err error
-	if sel == (Select{}) {
+	if sel == (engine.Select{}) {
 		uids, err = r.c.UIDsAbove(0)
 	} else {
 		crit := &imap.SearchCriteria{Since: sel.Since, Before: sel.Before}
@@ -259,7 +249,7 @@ func (r *imapReader) UIDs(ctx context.Context, sel Select) ([]uint32, error) {
 // excluded folder only is left out.
 func (r *imapReader) orphans(ctx context.Context, uids []uint32) ([]uint32, error) {
 	c := r.c
-	ids, err := export.IDsOf(c, r.af.Name, uids)
+	ids, err := IDsOf(c, r.af.Name, uids)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +269,7 @@ func (r *imapReader) orphans(ctx context.Context, uids []uint32) ([]uint32, erro
 		if err != nil {
 			return nil, err
 		}
-		got, err := export.IDsOf(c, f.Name, all)
+		got, err := IDsOf(c, f.Name, all)
 		if err != nil {
 			return nil, err
 		}
@@ -294,7 +284,7 @@ func (r *imapReader) orphans(ctx context.Context, uids []uint32) ([]uint32, erro
 		return nil, err
 	}
 	if sel.UIDValidity != r.sel.UIDValidity {
-		return nil, &export.UnaccountedError{Mailbox: r.af.Name, UIDs: uids}
+		return nil, &UnaccountedError{Mailbox: r.af.Name, UIDs: uids}
 	}
 	var out []uint32
 	for _, u := range uids {
@@ -345,10 +335,10 @@ func (r *imapReader) Flags(ctx context.Context, changedSince uint64) (map[uint32
 	return out, nil
 }
 
-// Meta fetches flags, date, size and Message-ID (and X-Pm-Internal-Id)
-// of uids; for messages without Message-ID, the SHA-256 of the header.
-func (r *imapReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*Message, error) {
-	out := map[uint32]*Message{}
+// Meta fetches flags, date, size and engine.Message-ID (and X-Pm-Internal-Id)
+// of uids; for messages without engine.Message-ID, the SHA-256 of the header.
+func (r *imapReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engine.Message, error) {
+	out := map[uint32]*engine.Message{}
 	if len(uids) == 0 {
 		return out, nil
 	}
@@ -386,7 +376,7 @@ func (r *imapReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*Messa
 		}
 	}
 	if len(noID) > 0 {
-		hashes, err := headerHashes(r.c, noID)
+		hashes, err := r.c.HeaderHashes(noID)
 		if err != nil {
 			return nil, err
 		}
@@ -397,12 +387,12 @@ func (r *imapReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*Messa
 	return out, nil
 }
 
-func (r *imapReader) meta(uids []uint32, out map[uint32]*Message) error {
+func (r *imapReader) meta(uids []uint32, out map[uint32]*engine.Message) error {
 	if len(uids) == 0 {
 		return nil
 	}
 	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Message-Id", "X-Pm-Internal-Id"}}
-	fc := r.c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{sec}})
+	fc := r.c.Fetch(account.UIDSet(uids), &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{sec}})
 	for m := fc.Next(); m != nil; m = fc.Next() {
 		buf, err := m.Collect()
 		if err != nil {
@@ -412,7 +402,7 @@ func (r *imapReader) meta(uids []uint32, out map[uint32]*Message) error {
 		if buf.UID == 0 {
 			continue
 		}
-		msg := &Message{Folder: r.f.Name, UIDValidity: r.sel.UIDValidity, UID: uint32(buf.UID), Size: buf.RFC822Size, InternalDate: buf.InternalDate, Flags: []string{}}
+		msg := &engine.Message{Folder: r.f.Name, UIDValidity: r.sel.UIDValidity, UID: uint32(buf.UID), Size: buf.RFC822Size, InternalDate: buf.InternalDate, Flags: []string{}}
 		for _, f := range buf.Flags {
 			if !strings.EqualFold(string(f), `\Recent`) {
 				msg.Flags = append(msg.Flags, string(f))
@@ -422,7 +412,7 @@ func (r *imapReader) meta(uids []uint32, out map[uint32]*Message) error {
 		for _, bs := range buf.BodySection {
 			hdr = bs.Bytes
 		}
-		msg.MessageID, msg.PMID = headerIDs(hdr)
+		msg.MessageID, msg.PMID = account.HeaderIDs(hdr)
 		out[msg.UID] = msg
 	}
 	if err := fc.Close(); err != nil {
@@ -431,52 +421,10 @@ func (r *imapReader) meta(uids []uint32, out map[uint32]*Message) error {
 	return nil
 }
 
-func headerIDs(hdr []byte) (id, pm string) {
-	h := string(hdr)
-	if !strings.HasSuffix(h, "\r\n\r\n") && !strings.HasSuffix(h, "\n\n") {
-		h += "\r\n\r\n"
-	}
-	id, pm, _ = message.HeaderFields(bufioReader(h))
-	return id, pm
-}
-
-// headerHashes returns the SHA-256 of the header (BODY.PEEK[HEADER]) of
-// uids in the selected folder.
-func headerHashes(c *account.Conn, uids []uint32) (map[uint32]string, error) {
-	out := map[uint32]string{}
-	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader}
-	fc := c.Fetch(uidSet(uids), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{sec}})
-	for m := fc.Next(); m != nil; m = fc.Next() {
-		var uid uint32
-		for it := m.Next(); it != nil; it = m.Next() {
-			switch it := it.(type) {
-			case imapclient.FetchItemDataUID:
-				uid = uint32(it.UID)
-			case imapclient.FetchItemDataBodySection:
-				if it.Literal == nil {
-					continue
-				}
-				h := sha256.New()
-				if _, err := io.Copy(h, it.Literal); err != nil {
-					fc.Close()
-					return nil, err
-				}
-				if uid != 0 {
-					out[uid] = hex.EncodeToString(h.Sum(nil))
-				}
-			}
-		}
-	}
-	if err := fc.Close(); err != nil {
-		return nil, fmt.Errorf("UID FETCH BODY.PEEK[HEADER]: %w", err)
-	}
-	return out, nil
-}
-
 // Fetch streams BODY.PEEK[] of uids (account.FetchBodies: the literal's
 // length is checked), asking by sequence number for what a server answered
 // in a shape go-imap drops.
-func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn BodyFunc) (map[uint32]bool, error) {
+func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFunc) (map[uint32]bool, error) {
 	done := map[uint32]bool{}
 	for i := 0; i < len(uids); i += 1000 {
 		part := uids[i:min(i+1000, len(uids))]
@@ -516,12 +464,4 @@ func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn BodyFunc) (map
 		}
 	}
 	return done, nil
-}
-
-func uidSet(uids []uint32) imap.UIDSet {
-	var set imap.UIDSet
-	for _, u := range uids {
-		set.AddNum(imap.UID(u))
-	}
-	return set
 }

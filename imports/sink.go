@@ -1,4 +1,4 @@
-package engine
+package imports
 
 import (
 	"bufio"
@@ -12,24 +12,25 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
 	"github.com/mailmove/mailmove/account"
-	"github.com/mailmove/mailmove/imports"
+	"github.com/mailmove/mailmove/engine"
 )
 
 // Batching of appends where the target has MULTIAPPEND and LITERAL+: small
-// messages are held in one buffer per folder at work (reused, batchBytes +
-// streamThreshold at most) until a batch is full; a message above
-// streamThreshold goes straight from the source's FETCH literal into an
+// messages are held in one buffer per folder at work (reused, sinkBatchBytes +
+// sinkStreamThreshold at most) until a batch is full; a message above
+// sinkStreamThreshold goes straight from the source's FETCH literal into an
 // APPEND literal of its own, never held. Memory stays bounded whatever the
 // message sizes. Dovecot saves a batch in one transaction (one fsync), so
 // fewer, fuller batches are faster.
 const (
-	batchMessages   = 100
-	batchBytes      = 6 << 20
-	streamThreshold = 1 << 20
-	inFlight        = 4
-	// bridgeMaxSize is Proton's import limit.
-	bridgeMaxSize = 70 << 20
+	sinkBatchMessages   = 100
+	sinkBatchBytes      = 6 << 20
+	sinkStreamThreshold = 1 << 20
+	sinkInFlight        = 4
+	// sinkBridgeMaxSize is Proton's import limit.
+	sinkBridgeMaxSize = 70 << 20
 )
 
 // IMAPSink writes into an IMAP account with the import's rules: target
@@ -37,13 +38,13 @@ const (
 // allows; MULTIAPPEND batches where the server has them, else pipelined
 // APPENDs; on Proton Mail Bridge its rules as a target (folders under
 // Folders/, a From and a Date header needed, 70 MiB at most, Bridge's
-// X-Pm-Gluon-Id not sent, messages recognised by Message-ID alone).
+// X-Pm-Gluon-Id not sent, messages recognised by engine.Message-ID alone).
 type IMAPSink struct {
 	// Account is the target account.
 	Account *account.Config
 	// Conn, if set, is a logged-in connection to use first.
 	Conn *account.Conn
-	// Map, Prefix and Folder are as for import.
+	// Map, Prefix and engine.Folder are as for import.
 	Map    map[string]string
 	Prefix string
 	Folder string
@@ -54,8 +55,8 @@ type IMAPSink struct {
 	gmail bool
 	limit int64 // APPENDLIMIT, 0: none
 	// Unlabelled are the messages stored whose Gmail labels could not be set.
-	Unlabelled []Failure
-	pool       connPool
+	Unlabelled []engine.Failure
+	pool       account.Pool
 	bridge     bool
 	delim      rune
 	folders    []*account.Folder
@@ -64,7 +65,7 @@ type IMAPSink struct {
 	arenas     [][]byte // batch buffers free for the next folder
 }
 
-var _ Sink = (*IMAPSink)(nil)
+var _ engine.Sink = (*IMAPSink)(nil)
 
 // Start logs in and lists the target's folders.
 func (s *IMAPSink) Start(ctx context.Context) error {
@@ -108,26 +109,26 @@ func (s *IMAPSink) Bridge() bool { return s.bridge }
 func (s *IMAPSink) TakesLabels() bool { return s.gmail }
 
 func (s *IMAPSink) conn(ctx context.Context) (*account.Conn, error) {
-	return s.pool.get(ctx, s.Account)
+	return s.pool.Get(ctx, s.Account)
 }
 
 func (s *IMAPSink) release(c *account.Conn, err error) {
-	if err != nil && !isIMAPError(err) {
+	if err != nil && !account.IsIMAPError(err) {
 		c.Close()
 		return
 	}
-	s.pool.put(c)
+	s.pool.Put(c)
 }
 
 // Close logs out.
 func (s *IMAPSink) Close() error {
-	s.pool.closeAll()
+	s.pool.CloseAll()
 	return nil
 }
 
 // Target maps a source folder as an import maps an archive's folder.
-func (s *IMAPSink) Target(f *Folder) (string, string) {
-	o := imports.Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder}
+func (s *IMAPSink) Target(f *engine.Folder) (string, string) {
+	o := Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder}
 	if s.gmail && (f.Role == `\All` || f.AllMail) && s.Map[f.Name] == "" && s.Folder == "" && s.Prefix == "" {
 		// Gmail: archived mail is mail in All Mail alone
 		for _, t := range s.folders {
@@ -143,13 +144,13 @@ func (s *IMAPSink) Target(f *Folder) (string, string) {
 	return o.TargetFolder(name, f.Role, s.folders, s.bridge)
 }
 
-// Key is Message-ID and size (Bridge: Message-ID alone, as Bridge rebuilds
+// Key is engine.Message-ID and size (Bridge: engine.Message-ID alone, as Bridge rebuilds
 // messages).
-func (s *IMAPSink) Key(m *Message) string {
+func (s *IMAPSink) Key(m *engine.Message) string {
 	if s.bridge && m.MessageID != "" {
 		return "id:" + m.MessageID
 	}
-	return KeyOf(m)
+	return engine.KeyOf(m)
 }
 
 func (s *IMAPSink) serverName(segs []string) string {
@@ -179,8 +180,8 @@ func (s *IMAPSink) create(c *account.Conn, segs []string) error {
 		if err := c.Create(name, nil).Wait(); err != nil {
 			var ie *imap.Error
 			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
-				if isIMAPError(err) {
-					return FolderError(fmt.Errorf("the target refused to create folder %q: %w", name, err))
+				if account.IsIMAPError(err) {
+					return engine.FolderError(fmt.Errorf("the target refused to create folder %q: %w", name, err))
 				}
 				return fmt.Errorf("creating folder %q: %w", name, err)
 			}
@@ -191,7 +192,7 @@ func (s *IMAPSink) create(c *account.Conn, segs []string) error {
 }
 
 // Open selects (and creates) a target folder.
-func (s *IMAPSink) Open(ctx context.Context, name string, create bool) (FolderWriter, error) {
+func (s *IMAPSink) Open(ctx context.Context, name string, create bool) (engine.FolderWriter, error) {
 	segs := strings.Split(name, "/")
 	s.mu.Lock()
 	f, exists := s.byPath[name]
@@ -217,8 +218,8 @@ func (s *IMAPSink) Open(ctx context.Context, name string, create bool) (FolderWr
 	sel, err := c.Select(server, nil).Wait()
 	if err != nil {
 		s.release(c, err)
-		if isIMAPError(err) {
-			return nil, FolderError(fmt.Errorf("the target refused to open folder %q: %w", server, err))
+		if account.IsIMAPError(err) {
+			return nil, engine.FolderError(fmt.Errorf("the target refused to open folder %q: %w", server, err))
 		}
 		return nil, fmt.Errorf("SELECT %q: %w", server, err)
 	}
@@ -260,7 +261,7 @@ type imapWriter struct {
 }
 
 type pendingMsg struct {
-	done PutFunc
+	done engine.PutFunc
 }
 
 type inflight struct {
@@ -270,7 +271,7 @@ type inflight struct {
 
 type apInflight struct {
 	ap   *imapclient.AppendCommand
-	done PutFunc
+	done engine.PutFunc
 }
 
 func (w *imapWriter) Exists() bool        { return w.exists }
@@ -312,7 +313,7 @@ func (w *imapWriter) Unstorable(flags []string) []string {
 	if w.perm == nil {
 		return nil
 	}
-	ok := imports.AllowedFlags(flags, w.perm)
+	ok := AllowedFlags(flags, w.perm)
 	kept := map[string]bool{}
 	for _, f := range ok {
 		kept[strings.ToLower(f)] = true
@@ -328,17 +329,17 @@ func (w *imapWriter) Unstorable(flags []string) []string {
 
 func (w *imapWriter) allowed(flags []string) []imap.Flag {
 	var out []imap.Flag
-	for _, f := range imports.AllowedFlags(flags, w.perm) {
+	for _, f := range AllowedFlags(flags, w.perm) {
 		out = append(out, imap.Flag(f))
 	}
 	return out
 }
 
 // Inventory lists the folder's messages by key: one FETCH of RFC822.SIZE
-// and the Message-ID field, and the header's SHA-256 for messages without
-// Message-ID.
-func (w *imapWriter) Inventory(ctx context.Context) (map[string][]Held, error) {
-	out := map[string][]Held{}
+// and the engine.Message-ID field, and the header's SHA-256 for messages without
+// engine.Message-ID.
+func (w *imapWriter) Inventory(ctx context.Context) (map[string][]engine.Held, error) {
+	out := map[string][]engine.Held{}
 	if !w.exists {
 		return out, nil
 	}
@@ -365,15 +366,15 @@ func (w *imapWriter) Inventory(ctx context.Context) (map[string][]Held, error) {
 		for _, bs := range buf.BodySection {
 			hdr = bs.Bytes
 		}
-		id, _ := headerIDs(hdr)
+		id, _ := account.HeaderIDs(hdr)
 		u := uint32(buf.UID)
 		if id == "" {
 			noID = append(noID, u)
 			sizes[u] = buf.RFC822Size
 			continue
 		}
-		k := w.s.Key(&Message{MessageID: id, Size: buf.RFC822Size})
-		out[k] = append(out[k], Held{UID: u})
+		k := w.s.Key(&engine.Message{MessageID: id, Size: buf.RFC822Size})
+		out[k] = append(out[k], engine.Held{UID: u})
 	}
 	if err := fc.Close(); err != nil {
 		var ie *imap.Error
@@ -383,13 +384,13 @@ func (w *imapWriter) Inventory(ctx context.Context) (map[string][]Held, error) {
 		// gluon answers NO to a FETCH in an empty folder
 	}
 	if len(noID) > 0 {
-		hashes, err := headerHashes(w.c, noID)
+		hashes, err := w.c.HeaderHashes(noID)
 		if err != nil {
 			return nil, err
 		}
 		for _, u := range noID {
-			k := KeyOf(&Message{HeaderHash: hashes[u], Size: sizes[u]})
-			out[k] = append(out[k], Held{UID: u})
+			k := engine.KeyOf(&engine.Message{HeaderHash: hashes[u], Size: sizes[u]})
+			out[k] = append(out[k], engine.Held{UID: u})
 		}
 	}
 	return out, nil
@@ -406,7 +407,7 @@ func (w *imapWriter) Store(uids []uint32, add, remove []string) error {
 	if len(uids) == 0 {
 		return nil
 	}
-	set := uidSet(uids)
+	set := account.UIDSet(uids)
 	if a := w.allowed(add); len(a) > 0 {
 		if err := w.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: a}, nil).Close(); err != nil {
 			return fmt.Errorf("STORE +FLAGS in %q: %w", w.server, err)
@@ -414,7 +415,7 @@ func (w *imapWriter) Store(uids []uint32, add, remove []string) error {
 	}
 	var rm []imap.Flag
 	for _, f := range remove {
-		if validFlag(f) {
+		if sinkValidFlag(f) {
 			rm = append(rm, imap.Flag(f))
 		}
 	}
@@ -426,14 +427,14 @@ func (w *imapWriter) Store(uids []uint32, add, remove []string) error {
 	return nil
 }
 
-func validFlag(f string) bool {
-	return imports.ValidKeyword(strings.TrimPrefix(f, `\`))
+func sinkValidFlag(f string) bool {
+	return ValidKeyword(strings.TrimPrefix(f, `\`))
 }
 
 // Delete flags the messages \Deleted and expunges them (UID EXPUNGE where
 // the server has UIDPLUS, so that nothing else goes).
 func (w *imapWriter) Delete(uids []uint32) error {
-	set := uidSet(uids)
+	set := account.UIDSet(uids)
 	if err := w.c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
 		return fmt.Errorf("STORE +FLAGS \\Deleted in %q: %w", w.server, err)
 	}
@@ -447,15 +448,15 @@ func (w *imapWriter) Delete(uids []uint32) error {
 }
 
 // Put appends a message, streaming it.
-func (w *imapWriter) Put(ctx context.Context, m *Message, body io.Reader, done PutFunc) error {
+func (w *imapWriter) Put(ctx context.Context, m *engine.Message, body io.Reader, done engine.PutFunc) error {
 	size := m.Size
 	if w.s.limit > 0 && size > w.s.limit {
 		io.Copy(io.Discard, body)
-		done(0, 0, &RefusedError{fmt.Sprintf("%d bytes is over the target's APPENDLIMIT of %d bytes; not sent", size, w.s.limit)})
+		done(0, 0, &engine.RefusedError{Reason: fmt.Sprintf("%d bytes is over the target's APPENDLIMIT of %d bytes; not sent", size, w.s.limit)})
 		return nil
 	}
 	if err := w.s.Budget.Take(size); err != nil {
-		return &FatalError{err}
+		return &engine.FatalError{Err: err}
 	}
 	if w.s.gmail {
 		if err := w.gmailCapErr(); err != nil {
@@ -470,7 +471,7 @@ func (w *imapWriter) Put(ctx context.Context, m *Message, body io.Reader, done P
 		body, size, why = w.bridgeCheck(m, body)
 		if why != "" {
 			io.Copy(io.Discard, body)
-			done(0, 0, &RefusedError{why})
+			done(0, 0, &engine.RefusedError{Reason: why})
 			return nil
 		}
 	}
@@ -479,7 +480,7 @@ func (w *imapWriter) Put(ctx context.Context, m *Message, body io.Reader, done P
 		switch {
 		case err == nil:
 			w.ma = ma
-			w.window = make(chan inflight, inFlight)
+			w.window = make(chan inflight, sinkInFlight)
 			w.stopped = make(chan struct{})
 			go w.collect()
 		case errors.Is(err, account.ErrNoMultiAppend):
@@ -494,7 +495,7 @@ func (w *imapWriter) Put(ctx context.Context, m *Message, body io.Reader, done P
 		return w.putOne(m, body, size, done)
 	}
 	msg := account.AppendMsg{Size: size, Flags: w.allowed(m.Flags), Date: m.InternalDate}
-	if size > streamThreshold {
+	if size > sinkStreamThreshold {
 		// straight from the FETCH literal into an APPEND literal
 		if err := w.sendBatch(); err != nil {
 			return err
@@ -514,7 +515,7 @@ func (w *imapWriter) Put(ctx context.Context, m *Message, body io.Reader, done P
 		}
 		w.s.mu.Unlock()
 		if w.arena == nil {
-			w.arena = make([]byte, 0, batchBytes+streamThreshold)
+			w.arena = make([]byte, 0, sinkBatchBytes+sinkStreamThreshold)
 		}
 	}
 	at := len(w.arena)
@@ -528,7 +529,7 @@ func (w *imapWriter) Put(ctx context.Context, m *Message, body io.Reader, done P
 	w.batch = append(w.batch, msg)
 	w.pending = append(w.pending, pendingMsg{done})
 	w.bytes += size
-	if len(w.batch) >= batchMessages || w.bytes >= batchBytes {
+	if len(w.batch) >= sinkBatchMessages || w.bytes >= sinkBatchBytes {
 		return w.sendBatch()
 	}
 	return nil
@@ -580,13 +581,13 @@ func (w *imapWriter) collect() {
 				}
 				p.done(uid, f.res.UIDValidity, nil)
 			case w.s.gmail && account.AsCapError(err, "upload", true) != nil:
-				p.done(0, 0, &FatalError{account.AsCapError(err, "upload", true)})
+				p.done(0, 0, &engine.FatalError{Err: account.AsCapError(err, "upload", true)})
 			case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
-				p.done(0, 0, &FatalError{fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again; it goes on where it stopped", ie.Text)})
+				p.done(0, 0, &engine.FatalError{Err: fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again; it goes on where it stopped", ie.Text)})
 			case errors.As(err, &ie) && len(f.msgs) > 1:
-				p.done(0, 0, ErrBatchRefused)
+				p.done(0, 0, engine.ErrBatchRefused)
 			case errors.As(err, &ie):
-				p.done(0, 0, &RefusedError{ie.Text})
+				p.done(0, 0, &engine.RefusedError{Reason: ie.Text})
 			default:
 				p.done(0, 0, err)
 			}
@@ -613,14 +614,14 @@ func (w *imapWriter) Flush() error {
 		return err
 	}
 	if ce := w.c.Throttled(); ce != nil {
-		return &FatalError{ce}
+		return &engine.FatalError{Err: ce}
 	}
 	return nil
 }
 
 // putOne appends with go-imap (one APPEND per message, pipelined: the next
 // goes out while the server works on this one).
-func (w *imapWriter) putOne(m *Message, body io.Reader, size int64, done PutFunc) error {
+func (w *imapWriter) putOne(m *engine.Message, body io.Reader, size int64, done engine.PutFunc) error {
 	if w.apWin == nil {
 		w.apWin = make(chan apInflight, 32)
 		w.stopped = make(chan struct{})
@@ -637,13 +638,13 @@ func (w *imapWriter) putOne(m *Message, body io.Reader, size int64, done PutFunc
 					}
 					f.done(uid, uv, nil)
 				case w.s.gmail && account.AsCapError(err, "upload", true) != nil:
-					f.done(0, 0, &FatalError{account.AsCapError(err, "upload", true)})
+					f.done(0, 0, &engine.FatalError{Err: account.AsCapError(err, "upload", true)})
 				case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
-					f.done(0, 0, &FatalError{fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again", ie.Text)})
+					f.done(0, 0, &engine.FatalError{Err: fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again", ie.Text)})
 				case w.s.gmail && w.c.Bye() != nil && account.AsCapError(w.c.Bye(), "upload", true) != nil:
-					f.done(0, 0, &FatalError{account.AsCapError(w.c.Bye(), "upload", true)})
+					f.done(0, 0, &engine.FatalError{Err: account.AsCapError(w.c.Bye(), "upload", true)})
 				case errors.As(err, &ie):
-					f.done(0, 0, &RefusedError{ie.Text})
+					f.done(0, 0, &engine.RefusedError{Reason: ie.Text})
 				default:
 					f.done(0, 0, err)
 				}
@@ -680,8 +681,8 @@ func (w *imapWriter) putOne(m *Message, body io.Reader, size int64, done PutFunc
 // (except in Drafts), at most 70 MiB, and no X-Pm-Gluon-Id field (Bridge's
 // own, from a message that came out of a Bridge). It returns the stream to
 // send and its size.
-func (w *imapWriter) bridgeCheck(m *Message, body io.Reader) (io.Reader, int64, string) {
-	if m.Size > bridgeMaxSize {
+func (w *imapWriter) bridgeCheck(m *engine.Message, body io.Reader) (io.Reader, int64, string) {
+	if m.Size > sinkBridgeMaxSize {
 		return body, m.Size, fmt.Sprintf("%d MiB is over Proton's import limit of 70 MiB", m.Size>>20)
 	}
 	br := bufio.NewReaderSize(body, 64<<10)
@@ -728,7 +729,7 @@ func (w *imapWriter) bridgeCheck(m *Message, body io.Reader) (io.Reader, int64, 
 // Gmail's): "Starred" is the \Flagged of the APPEND (or \Starred when the
 // message is not flagged), "$Important" is \Important, the label the
 // folder gives is left out, the others are set by name.
-func gmailTargetLabels(m *Message, folder string) []string {
+func gmailTargetLabels(m *engine.Message, folder string) []string {
 	flagged := false
 	for _, f := range m.Flags {
 		flagged = flagged || strings.EqualFold(f, `\Flagged`)
@@ -755,7 +756,7 @@ func gmailTargetLabels(m *Message, folder string) []string {
 // copy is recorded. A daily cap met there stops the run after this
 // message (recorded: it is at the target); another refusal is reported in
 // Unlabelled.
-func (w *imapWriter) labelAfter(ctx context.Context, m *Message, labels []string, done PutFunc) PutFunc {
+func (w *imapWriter) labelAfter(ctx context.Context, m *engine.Message, labels []string, done engine.PutFunc) engine.PutFunc {
 	return func(uid, uv uint32, err error) {
 		if err == nil {
 			lerr := errors.New("the target did not say the message's UID (no APPENDUID)")
@@ -766,12 +767,12 @@ func (w *imapWriter) labelAfter(ctx context.Context, m *Message, labels []string
 				if ce := account.AsCapError(lerr, "upload", true); ce != nil {
 					w.gmMu.Lock()
 					if w.gmCap == nil {
-						w.gmCap = &FatalError{ce}
+						w.gmCap = &engine.FatalError{Err: ce}
 					}
 					w.gmMu.Unlock()
 				} else {
 					w.s.mu.Lock()
-					w.s.Unlabelled = append(w.s.Unlabelled, Failure{Folder: m.Folder, UID: m.UID, Error: fmt.Sprintf("stored in %s, but its labels %q could not be set: %v", w.name, labels, lerr)})
+					w.s.Unlabelled = append(w.s.Unlabelled, engine.Failure{Folder: m.Folder, UID: m.UID, Error: fmt.Sprintf("stored in %s, but its labels %q could not be set: %v", w.name, labels, lerr)})
 					w.s.mu.Unlock()
 				}
 			}

@@ -1,4 +1,4 @@
-package engine
+package export
 
 import (
 	"context"
@@ -8,17 +8,17 @@ import (
 	"strings"
 
 	"github.com/mailmove/mailmove/account"
-	"github.com/mailmove/mailmove/export"
+	"github.com/mailmove/mailmove/engine"
 )
 
-// A Gmail source (X-GM-EXT-1, unless LabelsFolders) follows export's
-// model: one metadata pass (export.ScanGmail) over All Mail, Spam and
+// A Gmail source (X-GM-EXT-1, unless engine.LabelsFolders) follows export's
+// model: one metadata pass (ScanGmail) over All Mail, Spam and
 // Trash gives every message once, keyed by X-GM-MSGID, with the one folder
 // export's rule chooses for it (INBOX > Sent > Drafts > Spam > Trash > its
 // first user label in sorted order > All Mail). The source's folders are
 // those folders, each read from the mailbox its messages were found in
 // (All Mail, Spam or Trash), by UID. A message copied by an earlier run
-// stays in the folder it was copied into (Placer): a label added later
+// stays in the folder it was copied into (engine.Placer): a label added later
 // does not copy it again, its labels and flags are brought to that copy.
 // Its labels are given as Labels: \Starred as "Starred" (\Flagged),
 // \Important as "$Important", user labels by name (the one that is its
@@ -31,10 +31,10 @@ type gmailGroup struct {
 	src   *account.Folder
 	uv    uint32
 	uids  []uint32
-	byUID map[uint32]*export.GmailMessage
+	byUID map[uint32]*GmailMessage
 }
 
-var _ Placer = (*IMAPSource)(nil)
+var _ engine.Placer = (*IMAPSource)(nil)
 
 // Place is told where earlier runs put Gmail messages.
 func (s *IMAPSource) Place(placed func(string) string) { s.placed = placed }
@@ -60,8 +60,8 @@ func gmailLabels(labels []string, folder string) []string {
 	return out
 }
 
-func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) ([]*Folder, error) {
-	msgs, err := export.ScanGmail(ctx, s.Account, list, s.Log)
+func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) ([]*engine.Folder, error) {
+	msgs, err := ScanGmail(ctx, s.Account, list, s.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -71,8 +71,8 @@ func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) (
 	}
 	s.gmLabels, s.gmHeld = map[string][]string{}, map[string]bool{}
 	type gk struct{ src, name string }
-	groups := map[gk]*Folder{}
-	var out []*Folder
+	groups := map[gk]*engine.Folder{}
+	var out []*engine.Folder
 	for i := range msgs {
 		m := &msgs[i]
 		id := strconv.FormatUint(m.MsgID, 10)
@@ -83,14 +83,14 @@ func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) (
 				name, folder = p, byPath[p]
 			}
 		}
-		if !export.Selected(name, s.Include, s.Exclude) {
+		if !Selected(name, s.Include, s.Exclude) {
 			continue
 		}
 		s.gmLabels["gm:"+id] = gmailLabels(m.Labels, name)
 		k := gk{m.Source.Name, name}
 		f := groups[k]
 		if f == nil {
-			f = &Folder{Name: name, UIDValidity: m.UIDValidity, Handle: &gmailGroup{src: m.Source, uv: m.UIDValidity, byUID: map[uint32]*export.GmailMessage{}}}
+			f = &engine.Folder{Name: name, UIDValidity: m.UIDValidity, Handle: &gmailGroup{src: m.Source, uv: m.UIDValidity, byUID: map[uint32]*GmailMessage{}}}
 			if folder != nil {
 				for _, a := range roles {
 					if folder.Has(a) {
@@ -111,18 +111,18 @@ func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) (
 	return out, nil
 }
 
-func (s *IMAPSource) openGmail(c *account.Conn, f *Folder, g *gmailGroup) (FolderReader, error) {
+func (s *IMAPSource) openGmail(c *account.Conn, f *engine.Folder, g *gmailGroup) (engine.FolderReader, error) {
 	sel, err := c.Examine(g.src.Name)
 	if err != nil {
 		s.release(c, err)
-		if isIMAPError(err) {
-			return nil, FolderError(fmt.Errorf("the source refused to open %q: %w", g.src.Name, err))
+		if account.IsIMAPError(err) {
+			return nil, engine.FolderError(fmt.Errorf("the source refused to open %q: %w", g.src.Name, err))
 		}
 		return nil, err
 	}
 	if sel.UIDValidity != g.uv {
 		s.release(c, nil)
-		return nil, FolderError(fmt.Errorf("%s was renumbered during the run (UIDVALIDITY %d, was %d): run again", g.src.Name, sel.UIDValidity, g.uv))
+		return nil, engine.FolderError(fmt.Errorf("%s was renumbered during the run (UIDVALIDITY %d, was %d): run again", g.src.Name, sel.UIDValidity, g.uv))
 	}
 	return &gmailReader{imapReader: imapReader{s: s, c: c, f: f, af: g.src, sel: sel}, g: g}, nil
 }
@@ -136,7 +136,7 @@ type gmailReader struct {
 
 func (r *gmailReader) State() (uint32, uint64) { return r.g.uv, 0 }
 
-func (r *gmailReader) UIDs(ctx context.Context, sel Select) ([]uint32, error) {
+func (r *gmailReader) UIDs(ctx context.Context, sel engine.Select) ([]uint32, error) {
 	var out []uint32
 	for _, u := range r.g.uids {
 		d := r.g.byUID[u].InternalDate
@@ -157,11 +157,11 @@ func (r *gmailReader) Flags(ctx context.Context, changedSince uint64) (map[uint3
 	return out, nil
 }
 
-func (r *gmailReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*Message, error) {
+func (r *gmailReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engine.Message, error) {
 	out, err := r.imapReader.Meta(ctx, uids)
 	if err != nil {
 		if ce := account.AsCapError(err, "download", true); ce != nil {
-			return nil, &FatalError{ce}
+			return nil, &engine.FatalError{Err: ce}
 		}
 		return nil, err
 	}
@@ -174,9 +174,9 @@ func (r *gmailReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*Mess
 }
 
 // Fetch streams the bodies, each taken from the daily budget first
-// (--max-bytes-per-day); a daily cap stops the run (a *FatalError holding
+// (--max-bytes-per-day); a daily cap stops the run (a *engine.FatalError holding
 // the *account.CapError) after what was served.
-func (r *gmailReader) Fetch(ctx context.Context, uids []uint32, fn BodyFunc) (map[uint32]bool, error) {
+func (r *gmailReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFunc) (map[uint32]bool, error) {
 	var capErr error
 	for i, u := range uids {
 		size := int64(0)
@@ -193,16 +193,16 @@ func (r *gmailReader) Fetch(ctx context.Context, uids []uint32, fn BodyFunc) (ma
 		err = capErr
 	}
 	if ce := account.AsCapError(err, "download", true); ce != nil {
-		return done, &FatalError{ce}
+		return done, &engine.FatalError{Err: ce}
 	}
 	if err == nil {
 		if ce := r.c.Throttled(); ce != nil {
-			return done, &FatalError{ce}
+			return done, &engine.FatalError{Err: ce}
 		}
 	}
 	if err != nil && r.c.Bye() != nil {
 		if ce := account.AsCapError(r.c.Bye(), "download", true); ce != nil {
-			return done, &FatalError{ce}
+			return done, &engine.FatalError{Err: ce}
 		}
 	}
 	return done, err
