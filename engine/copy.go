@@ -49,7 +49,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	var plannedBytes int64
 	for _, f := range folders {
 		t, why := o.Sink.Target(f)
-		fs := &FolderSummary{Source: f.Name, Target: t, Messages: int(f.Messages), Bytes: f.Bytes}
+		fs := &FolderSummary{Source: f.Name, Target: t, Messages: int(f.Messages), Bytes: f.Bytes, UIDValidity: f.UIDValidity, UIDNext: f.UIDNext}
 		sum.Folders = append(sum.Folders, fs)
 		if why != "" {
 			sum.Failed = append(sum.Failed, Failure{Folder: f.Name, Error: why})

@@ -283,6 +283,11 @@ type FolderSummary struct {
 	FlagsUpdated int  `json:"flags_updated"`
 	Deleted      int  `json:"deleted"`
 	Unchanged    bool `json:"unchanged"`
+	// UIDValidity and UIDNext are the source folder's, when the run
+	// listed it (0 when the source does not say): a message with a UID
+	// from UIDNext on arrived during the run.
+	UIDValidity uint32 `json:"-"`
+	UIDNext     uint32 `json:"-"`
 }
 
 // Check is the cheap check at the end: every source message's content key

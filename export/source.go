@@ -40,6 +40,7 @@ type IMAPSource struct {
 	real      []*account.Folder   // Bridge folders that are not views
 	sel       map[*account.Folder]bool
 	condstore bool
+	gmail     bool
 	// Gmail (X-GM-EXT-1, gmailsource.go)
 	placed   func(string) string
 	gmLabels map[string][]string // "gm:"+X-GM-MSGID -> labels
@@ -63,6 +64,10 @@ func (s *IMAPSource) release(c *account.Conn, err error) {
 	}
 	s.pool.Put(c)
 }
+
+// Gmail reports whether the source was read with Gmail's model (each
+// message once, placed by X-GM-MSGID; see gmailsource.go).
+func (s *IMAPSource) Gmail() bool { return s.gmail }
 
 // Bridge reports whether the source is Proton Mail Bridge.
 func (s *IMAPSource) Bridge() bool { return s.bridge }
@@ -106,6 +111,7 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 		return nil, fmt.Errorf("listing folders: %w", err)
 	}
 	if !s.bridge && c.IsGmail() && s.LabelMode != engine.LabelsFolders {
+		s.gmail = true
 		return s.gmailFolders(ctx, list)
 	}
 	mode := LabelsAsMetadata

@@ -96,6 +96,10 @@ type Options struct {
 	// and --exclude do (glob patterns, "/" between levels; a plain name
 	// also selects its subfolders).
 	Include, Exclude []string
+	// Only, if not nil, keeps only these source folders (exact names, "/"
+	// between levels) of those Include and Exclude select: migrate checks
+	// the folders its run looked at.
+	Only []string
 	// Prefix and Map place the source folders on the target as import
 	// does (--prefix, --map SRC=DST); on an account target, special-use
 	// folders (Sent, Trash, ...) go where the target's special use says.
@@ -538,6 +542,20 @@ func (st *store) close() {
 // folders, All Mail for the messages in no folder only); locally, the
 // folders of the input; both selected by Include and Exclude.
 func (st *store) sources(ctx context.Context, o Options) ([]*source, error) {
+	out, err := st.selectSources(ctx, o)
+	if err != nil || o.Only == nil {
+		return out, err
+	}
+	kept := out[:0]
+	for _, s := range out {
+		if slices.Contains(o.Only, s.name) {
+			kept = append(kept, s)
+		}
+	}
+	return kept, nil
+}
+
+func (st *store) selectSources(ctx context.Context, o Options) ([]*source, error) {
 	var out []*source
 	if st.conn != nil && st.gmail {
 		// as export stores a Gmail account: each message once, in the

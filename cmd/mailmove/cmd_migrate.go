@@ -20,6 +20,7 @@ import (
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/imports"
 	"github.com/mailmove/mailmove/message"
+	"github.com/mailmove/mailmove/verify"
 )
 
 // migrateOptions are migrate's flags.
@@ -176,6 +177,19 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			esum.Failed = append(esum.Failed, sink.Unlabelled...)
 		}
 	}
+	var check *verify.Report
+	if err == nil && esum != nil && !o.dry && !source.Gmail() && !sink.TakesLabels() {
+		// (a Gmail side keeps the engine's own check: a message copied
+		// from Gmail stays in the folder it was first copied into, and a
+		// Gmail target holds copies in its label folders)
+		// the closing check: verify's cheap form on the folders this run
+		// looked at (the others are unchanged since a run that checked them)
+		check, err = migrateCheck(ctx, verify.Side{Account: src}, verify.Side{Account: dst}, esum,
+			verify.Options{Include: o.include, Exclude: o.exclude, Prefix: o.prefix, Map: m, AllowExtra: true}, sel)
+		if err != nil {
+			err = fmt.Errorf("checking the target after the copy (the copy itself is done and recorded; run `mailmove verify` to check again): %w", err)
+		}
+	}
 	st.clear()
 	if prog != nil {
 		prog.finish()
@@ -193,12 +207,13 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			From  string `json:"from"`
 			To    string `json:"to"`
 			*engine.Summary
-			Seconds float64 `json:"seconds"`
-		}{header: newHeader("migrate"), From: src.URL.String(), To: dst.URL.String(), Summary: esum, Seconds: time.Since(start).Seconds()}
+			Verify  *verify.Report `json:"verify,omitempty"`
+			Seconds float64        `json:"seconds"`
+		}{header: newHeader("migrate"), From: src.URL.String(), To: dst.URL.String(), Summary: esum, Verify: check, Seconds: time.Since(start).Seconds()}
 		if err != nil {
 			v.Error = err.Error()
 		}
-		v.OK = err == nil && esum != nil && len(esum.Failed) == 0 && len(esum.Undecryptable) == 0 && len(esum.Check.Missing) == 0 && len(esum.Unstorable) == 0
+		v.OK = err == nil && esum != nil && len(esum.Failed) == 0 && len(esum.Undecryptable) == 0 && len(esum.Check.Missing) == 0 && len(esum.Unstorable) == 0 && (check == nil || check.OK())
 		writeJSON(stdout, v)
 	}
 	partial := false
@@ -206,7 +221,10 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if o.dry && !o.jsonOut {
 			printMigratePlan(stdout, esum)
 		}
-		partial = printMigrateProblems(stderr, esum)
+		partial = printMigrateProblems(stderr, esum, check != nil)
+	}
+	if check != nil && printCheckProblems(stderr, check) {
+		partial = true
 	}
 	if err != nil {
 		if esum != nil && esum.Copied > 0 {
@@ -224,7 +242,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		} else {
 			fmt.Fprintf(stderr, "%s -> %s: %d messages copied (%s), %d already there, %d with new flags, %d deleted, in %s\n%s\n",
 				src.URL, dst.URL, esum.Copied, humanBytes(esum.Bytes), esum.AlreadyThere, esum.FlagsUpdated, esum.Deleted,
-				time.Since(start).Round(10*time.Millisecond), checkLine(esum))
+				time.Since(start).Round(10*time.Millisecond), checkLine(esum, check))
 		}
 	}
 	if partial {
@@ -233,17 +251,91 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return exitOK
 }
 
-// checkLine states the check at the end of migrate.
-func checkLine(s *engine.Summary) string {
-	c := s.Check
-	if len(c.Missing) > 0 {
-		return fmt.Sprintf("check: %d source messages are NOT at the target (see above)", len(c.Missing))
+// migrateCheck is migrate's closing check: verify.Compare, cheap form
+// (count and multiset of (Message-ID, size) per folder), through the same
+// folder mapping, on the source folders this run looked at. A source
+// message that arrived during the run (its UID at or above the UIDNEXT the
+// run listed) is not counted missing: the next run copies it. With
+// --since/--before (verify does not select by date) there is no such
+// check, only the engine's own (every copied message's key at the target).
+// Returns nil when there was nothing to check.
+func migrateCheck(ctx context.Context, from, to verify.Side, esum *engine.Summary, vo verify.Options, sel engine.Select) (*verify.Report, error) {
+	if sel != (engine.Select{}) {
+		return nil, nil
 	}
-	line := fmt.Sprintf("check: every one of the %d source messages of %d folders is at the target (Message-ID and size)", c.Messages, c.Folders)
+	vo.Only = []string{}
+	next := map[string]uint32{}
+	for _, f := range esum.Folders {
+		if f.Target != "" && !f.Unchanged {
+			vo.Only = append(vo.Only, f.Source)
+			next[f.Source] = f.UIDNext
+		}
+	}
+	if len(vo.Only) == 0 {
+		return nil, nil
+	}
+	rep, err := verify.Compare(ctx, from, to, vo)
+	if err != nil {
+		return nil, err
+	}
+	// messages that arrived during the run are not missing yet
+	for i := range rep.Folders {
+		fr := &rep.Folders[i]
+		kept := fr.Missing[:0]
+		for _, e := range fr.Missing {
+			if n := next[e.Folder]; n != 0 && e.UID >= n {
+				rep.Missing--
+				fr.Messages--
+				rep.Messages--
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s UID %d arrived during the run: the next run copies it", e.Folder, e.UID))
+				continue
+			}
+			kept = append(kept, e)
+		}
+		fr.Missing = kept
+	}
+	return rep, nil
+}
+
+// checkLine states the check at the end of migrate.
+func checkLine(s *engine.Summary, rep *verify.Report) string {
+	c := s.Check
+	if len(c.Missing) > 0 || (rep != nil && !rep.OK()) {
+		return "check: source messages are NOT all at the target (see above)"
+	}
+	if rep == nil && c.Folders == 0 {
+		return fmt.Sprintf("check: nothing changed in the %d folders since the run that checked them", c.Unchanged)
+	}
+	var line string
+	if rep != nil {
+		line = fmt.Sprintf("check (verify, cheap form: count and Message-ID and size per folder): every one of the %d source messages of the %d folders this run looked at is at the target", rep.Messages, len(rep.Folders))
+	} else {
+		line = fmt.Sprintf("check: every one of the %d source messages of %d folders is at the target (Message-ID and size; --since/--before: the messages of the dates only)", c.Messages, c.Folders)
+	}
 	if c.Unchanged > 0 {
 		line += fmt.Sprintf("; %d folders unchanged since the run that checked them", c.Unchanged)
 	}
 	return line
+}
+
+// printCheckProblems prints what the closing check found missing or could
+// not read, by folder and Message-ID; it reports whether there was any.
+func printCheckProblems(stderr io.Writer, rep *verify.Report) bool {
+	bad := false
+	for _, fr := range rep.Folders {
+		for _, e := range fr.Missing {
+			bad = true
+			fmt.Fprintf(stderr, "mailmove: check: %s: missing at the target (%s): %s\n", fr.Folder, strings.Join(fr.From, ", "), describeEntry(e))
+		}
+	}
+	for _, p := range rep.Problems {
+		bad = true
+		fmt.Fprintf(stderr, "mailmove: check: could not read %s folder %s: %s\n", p.Side, p.Folder, p.Error)
+	}
+	if bad {
+		fmt.Fprintln(stderr, "mailmove: run migrate again to copy what is missing; `mailmove verify --from ... --to ...` compares the two in full")
+	}
+	return bad
 }
 
 // printMigratePlan prints the folder mapping of a dry run.
@@ -267,8 +359,9 @@ func printMigratePlan(w io.Writer, s *engine.Summary) {
 }
 
 // printMigrateProblems reports what did not go as it should, on stderr; it
-// reports whether there was anything (exit 3).
-func printMigrateProblems(stderr io.Writer, s *engine.Summary) bool {
+// reports whether there was anything (exit 3). With verified, what the
+// engine's own check found missing is left to the closing check's report.
+func printMigrateProblems(stderr io.Writer, s *engine.Summary, verified bool) bool {
 	bad := false
 	for _, f := range s.Failed {
 		bad = true
@@ -288,6 +381,9 @@ func printMigrateProblems(stderr io.Writer, s *engine.Summary) bool {
 	}
 	for _, f := range s.Check.Missing {
 		bad = true
+		if verified {
+			continue // the closing check (verify) names them
+		}
 		fmt.Fprintf(stderr, "mailmove: check: %s: %s\n", f.Folder, f.Error)
 	}
 	return bad

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailmove/mailmove/internal/testmail"
 )
 
@@ -242,5 +244,69 @@ func TestMigrateKeepArchive(t *testing.T) {
 	}
 	if got := messageIDs(t, dst.Addr); len(got["INBOX"])+len(got["Sent"]) != 20 {
 		t.Fatalf("target: %v", got)
+	}
+}
+
+// migrate ends with verify's cheap check on the folders its run looked at:
+// a copy lost at the target (the journal says it was copied, so the run
+// does not copy it again) is named by folder and Message-ID, exit 3.
+func TestMigrateClosingCheck(t *testing.T) {
+	src := testmail.Mem(t)
+	testmail.Put(t, testmail.MemConfig(t, src.Addr), testmail.Gen(10, []string{"INBOX", "Sent"}, 5))
+	dst := testmail.Mem(t)
+	state := "XDG_STATE_HOME=" + t.TempDir()
+	env := []string{"MAILMOVE_FROM_PASSWORD=secret", "MAILMOVE_TO_PASSWORD=secret", state}
+	args := []string{"migrate", "--json", "--from", "imap://alice@" + src.Addr + "?tls=none", "--to", "imap://alice@" + dst.Addr + "?tls=none"}
+	o, e, code := runCmdEnv(t, env, args...)
+	var v struct {
+		OK     bool `json:"ok"`
+		Verify *struct {
+			Messages int `json:"messages"`
+			Matched  int `json:"matched"`
+			Missing  int `json:"missing"`
+		} `json:"verify"`
+	}
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != 0 || !v.OK || v.Verify == nil || v.Verify.Matched != 10 || v.Verify.Missing != 0 {
+		t.Fatalf("first run: exit %d, %v, %+v %s", code, err, v.Verify, e)
+	}
+	// lose one copy at the target
+	c, err := testmail.MemConfig(t, dst.Addr).Dial(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("Sent", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Logout().Wait()
+	// (EXPUNGE also took the copies flagged \Deleted)
+	var lost []string
+	have := map[string]bool{}
+	for _, id := range messageIDs(t, dst.Addr)["Sent"] {
+		have[id] = true
+	}
+	for _, id := range messageIDs(t, src.Addr)["Sent"] {
+		if !have[id] {
+			lost = append(lost, id)
+		}
+	}
+	if len(lost) == 0 {
+		t.Fatal("nothing lost at the target")
+	}
+	testmail.Put(t, testmail.MemConfig(t, src.Addr), testmail.Gen(1, []string{"Sent"}, 77))
+	o, e, code = runCmdEnv(t, env, args...)
+	v.Verify = nil
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != exitPartial || v.OK || v.Verify == nil || v.Verify.Missing != len(lost) {
+		t.Fatalf("second run: exit %d, %v, %+v %s", code, err, v.Verify, e)
+	}
+	for _, id := range lost {
+		if !strings.Contains(e, "check: Sent: missing at the target (Sent): <"+id+">") {
+			t.Fatalf("the lost copy %s is not named: %s", id, e)
+		}
 	}
 }
