@@ -93,12 +93,19 @@ func (c *Conn) Seed(corpus fs.FS) error {
 		return fmt.Errorf("manifest.json: %w", err)
 	}
 	created := map[string]bool{"INBOX": true}
+	have, err := c.ListFolders()
+	if err != nil {
+		return err
+	}
+	for _, f := range have {
+		created[f.Path()] = true
+	}
 	for _, m := range msgs {
 		segs := strings.Split(m.Folder, "/")
 		for i := range segs {
 			p := strings.Join(segs[:i+1], "/")
 			if !created[p] {
-				if err := c.Create(p, nil).Wait(); err != nil && !strings.Contains(strings.ToLower(err.Error()), "exist") {
+				if err := c.Create(p, nil).Wait(); err != nil {
 					return fmt.Errorf("CREATE %q: %w", p, err)
 				}
 				created[p] = true
