@@ -55,7 +55,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			sum.Failed = append(sum.Failed, Failure{Folder: f.Name, Error: why})
 			continue
 		}
-		j := &job{f: f, target: t, fs: fs}
+		j := &job{f: f, target: t, fs: fs, copied: map[srcKey]bool{}}
 		if f.AllMail {
 			later = append(later, j)
 		} else {
@@ -113,6 +113,9 @@ type job struct {
 	f      *Folder
 	target string
 	fs     *FolderSummary
+	// copied are the messages copied in this run (guarded by run.mu): a
+	// later pass finds them in the journal, but they count as copied
+	copied map[srcKey]bool
 }
 
 func (r *run) jobs(ctx context.Context, jobs []*job) error {
@@ -404,7 +407,15 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		}
 	}
 	fs.Copy = len(send)
-	fs.Present = len(known) + len(present)
+	fs.Known = 0
+	r.mu.Lock()
+	for u := range known {
+		if live[u] && !j.copied[sk(u)] {
+			fs.Known++
+		}
+	}
+	r.mu.Unlock()
+	fs.Present = fs.Known + len(present)
 	if o.DryRun {
 		return nil
 	}
@@ -638,6 +649,11 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 			case err == nil:
 				jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: uid, Key: o.Sink.Key(m), PM: m.PMID, GM: m.GmailID, ID: ids[m.UID], Flags: m.Flags})
 				r.mu.Lock()
+				if ids != nil {
+					j.copied[srcKey{j.f.Name, uv, 0, ids[m.UID]}] = true
+				} else {
+					j.copied[srcKey{j.f.Name, uv, m.UID, ""}] = true
+				}
 				r.sum.Copied++
 				r.sum.Bytes += m.Size
 				j.fs.Copied++

@@ -304,7 +304,10 @@ type FolderSummary struct {
 	CopyBytes int64 `json:"copy_bytes"`
 	Copied    int   `json:"copied"`
 	// Present are messages found at the target or in the journal.
-	Present      int  `json:"already_there"`
+	Present int `json:"already_there"`
+	// Known are those of Present the journal knew (the others were found
+	// at the target).
+	Known        int  `json:"-"`
 	FlagsUpdated int  `json:"flags_updated"`
 	Deleted      int  `json:"deleted"`
 	Unchanged    bool `json:"unchanged"`

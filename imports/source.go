@@ -51,8 +51,12 @@ type FilesSource struct {
 	// folders (one copy each) instead of keywords.
 	LabelsAsFolders bool
 	// NoLabelKeywords leaves out of the flags the keywords that labels
-	// became (--labels skip; a Gmail target, which is given the labels).
+	// became (--labels skip).
 	NoLabelKeywords bool
+	// GmailTarget: the target is Gmail, which is given the labels
+	// themselves (a Gmail archive's, Proton's): Labels are those, and the
+	// keywords a Gmail archive's labels became are left out of the flags.
+	GmailTarget bool
 	// Stdin is read for "-" (os.Stdin when nil).
 	Stdin io.Reader
 
@@ -64,6 +68,7 @@ type FilesSource struct {
 	folders   []*engine.Folder
 	byName    map[string]*filesFolder
 	labels    map[string][]string
+	gmLabels  map[string][]string // the labels for a Gmail target
 	bad       []Failure
 
 	mu     sync.Mutex
@@ -125,6 +130,7 @@ func (s *FilesSource) Scan(ctx context.Context) error {
 	s.items = len(items)
 	s.byName = map[string]*filesFolder{}
 	s.labels = map[string][]string{}
+	s.gmLabels = map[string][]string{}
 	s.failed = map[string]map[uint32]Failure{}
 	for _, it := range items {
 		name := it.Meta.Folder
@@ -140,6 +146,9 @@ func (s *FilesSource) Scan(ctx context.Context) error {
 		ff.ids = append(ff.ids, id)
 		if ls := fileLabels(it); len(ls) > 0 {
 			s.labels[engine.LabelKeyOf("", "", id)] = ls
+		}
+		if ls := gmailTargetLabelsOf(it); len(ls) > 0 {
+			s.gmLabels[engine.LabelKeyOf("", "", id)] = ls
 		}
 	}
 	for _, f := range s.folders {
@@ -218,6 +227,35 @@ func fileLabels(it *Item) []string {
 	return out
 }
 
+// gmailTargetLabelsOf are the labels of a message for a Gmail target: a
+// Gmail archive's (less \Spam and \Trash, mailboxes there, and \Starred
+// when the message is \Flagged, which gives it), or the Proton labels of
+// a Proton message (less Starred, its \Flagged).
+func gmailTargetLabelsOf(it *Item) []string {
+	flagged := false
+	for _, f := range it.Meta.Flags {
+		flagged = flagged || strings.EqualFold(f, `\Flagged`)
+	}
+	var out []string
+	switch {
+	case len(it.Meta.GmailLabels) > 0:
+		for _, l := range it.Meta.GmailLabels {
+			if strings.EqualFold(l, `\Spam`) || strings.EqualFold(l, `\Trash`) || flagged && strings.EqualFold(l, `\Starred`) {
+				continue
+			}
+			out = append(out, l)
+		}
+	case it.Meta.PMInternalID != "":
+		for _, l := range it.Meta.Labels {
+			if l != "Starred" {
+				out = append(out, l)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Identity names the input for a journal: its resolved path and what it
 // is (device and inode), or "-" for standard input. Valid after Scan.
 func (s *FilesSource) Identity() string {
@@ -281,6 +319,20 @@ func (s *FilesSource) EngineFailures() []engine.Failure {
 	return out
 }
 
+// failedMap returns a copy of the message failures, by folder and UID.
+func (s *FilesSource) failedMap() map[string]map[uint32]Failure {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]map[uint32]Failure{}
+	for n, m := range s.failed {
+		out[n] = map[uint32]Failure{}
+		for u, f := range m {
+			out[n][u] = f
+		}
+	}
+	return out
+}
+
 // FailedIn returns how many messages of a source folder could not be read.
 func (s *FilesSource) FailedIn(folder string) int {
 	s.mu.Lock()
@@ -316,7 +368,12 @@ func (s *FilesSource) Open(ctx context.Context, f *engine.Folder) (engine.Folder
 }
 
 // Labels returns the labels of a message by its key (engine.LabelKeyOf).
-func (s *FilesSource) Labels(key string) []string { return s.labels[key] }
+func (s *FilesSource) Labels(key string) []string {
+	if s.GmailTarget {
+		return s.gmLabels[key]
+	}
+	return s.labels[key]
+}
 
 // Bridge reports false: files are not Proton Mail Bridge.
 func (s *FilesSource) Bridge() bool { return false }
@@ -392,14 +449,19 @@ func (r *filesReader) IDs(ctx context.Context, uids []uint32) (map[uint32]string
 func (r *filesReader) flags(u uint32) []string {
 	it := r.item(u)
 	fl := append([]string{}, it.Meta.Flags...)
-	if !r.s.NoLabelKeywords {
-		return fl
-	}
-	drop := map[string]bool{"$important": true}
-	for _, l := range r.s.labels[engine.LabelKeyOf("", "", r.f.ids[u-1])] {
-		if l != "Starred" {
-			drop[strings.ToLower(keyword(l))] = true
+	drop := map[string]bool{}
+	switch {
+	case r.s.GmailTarget && len(it.Meta.GmailLabels) > 0:
+		drop["$important"] = true
+	case r.s.NoLabelKeywords:
+		drop["$important"] = true
+		for _, l := range r.s.labels[engine.LabelKeyOf("", "", r.f.ids[u-1])] {
+			if l != "Starred" {
+				drop[strings.ToLower(keyword(l))] = true
+			}
 		}
+	default:
+		return fl
 	}
 	for _, l := range it.Meta.GmailLabels {
 		drop[strings.ToLower(keyword(l))] = true

@@ -166,7 +166,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		defer imapSource.Close()
 		source = imapSource
 	}
-	sink := &imports.IMAPSink{Account: dst, Map: m, Prefix: o.prefix}
+	sink := &imports.IMAPSink{Account: dst, Map: m, Prefix: o.prefix, Verb: "migrate"}
 	if o.maxPerDay > 0 && !o.dry {
 		if imapSource != nil {
 			if imapSource.Budget, err = account.NewDailyBudget(dailyDir(), src.URL.String(), "download", o.maxPerDay); err != nil {
@@ -211,7 +211,8 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err == nil {
 		if files != nil {
 			// labels are keywords unless skipped; Gmail is given the labels
-			files.NoLabelKeywords = mode == engine.LabelsSkip || sink.TakesLabels()
+			files.NoLabelKeywords = mode == engine.LabelsSkip
+			files.GmailTarget = sink.TakesLabels()
 		}
 		esum, err = engine.Run(ctx, eo)
 		if esum != nil {
