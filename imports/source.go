@@ -333,13 +333,6 @@ func (s *FilesSource) failedMap() map[string]map[uint32]Failure {
 	return out
 }
 
-// FailedIn returns how many messages of a source folder could not be read.
-func (s *FilesSource) FailedIn(folder string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.failed[folder])
-}
-
 // ItemOf returns the scanned item of a message (folder and UID of this
 // run), nil when there is none.
 func (s *FilesSource) ItemOf(folder string, uid uint32) *Item {
@@ -514,7 +507,9 @@ func (r *filesReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engi
 // measureItem reads a message as it goes on the wire: its size, its
 // Message-ID (as a target's inventory reads it) and the SHA-256 of its
 // header (up to and with the empty line). Foreign input that IMAP cannot
-// carry is refused (see measure).
+// carry is refused: a zip archive, NUL bytes. Anything else goes to the
+// server as it is, with or without a header: mailmove is never stricter
+// than the target server, which says no if it minds.
 func measureItem(it *Item) (int64, string, string, error) {
 	r, err := it.Open()
 	if err != nil {
