@@ -394,6 +394,13 @@ func (s *FilesSource) fail(folder string, uid uint32, it *Item, err error) {
 	s.failed[folder][uid] = Failure{Source: it.Source, Folder: folder, Kind: KindMessage, Messages: 1, Error: msg}
 }
 
+// unfail forgets a failure of a message read well in a later pass.
+func (s *FilesSource) unfail(folder string, uid uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.failed[folder], uid)
+}
+
 // filesReader reads one folder of the input.
 type filesReader struct {
 	s *FilesSource
@@ -498,6 +505,7 @@ func (r *filesReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engi
 			continue
 		}
 		r.sizes[u] = size
+		r.s.unfail(r.f.name, u)
 		out[u] = &engine.Message{Folder: r.f.name, UIDValidity: 1, UID: u, Size: size, Flags: r.flags(u),
 			InternalDate: it.Meta.InternalDate, MessageID: id, HeaderHash: hh, ID: r.f.ids[u-1]}
 	}
