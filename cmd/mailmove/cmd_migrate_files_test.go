@@ -306,3 +306,20 @@ func sameFlags(t *testing.T, a, b *account.Config) {
 		}
 	}
 }
+
+// Local input mailmove cannot send (NUL bytes) or that is not mail is
+// listed, with exit 3; the rest is copied.
+func TestMigrateFromFilesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "good.eml"), []byte("From: a@example.org\r\nSubject: good\r\nMessage-ID: <good@example.org>\r\n\r\nfine\r\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "nul.eml"), []byte("From: a@example.org\r\nSubject: nul\r\n\r\na\x00b\r\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "zip.eml"), []byte("PK\x03\x04\x14\x00\x00\x00\x08\x00rest of a zip"), 0o600)
+	dst := testmail.Mem(t)
+	v, e, code := migrateRun(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "--from", dir, "--to", "imap://alice@"+dst.Addr+"?tls=none", "--journal-dir", t.TempDir())
+	if code != exitPartial || v.OK || v.Copied != 1 || len(v.Failed) != 2 || !strings.Contains(e, "NUL") || !strings.Contains(e, "zip") {
+		t.Fatalf("%d %+v %s", code, v, e)
+	}
+	if got := messageIDs(t, dst.Addr); len(got["INBOX"]) != 1 || got["INBOX"][0] != "good@example.org" {
+		t.Fatalf("INBOX holds %v", got)
+	}
+}
