@@ -194,7 +194,7 @@ func (s *IMAPSink) Close() error {
 
 // Target maps a source folder as an import maps an archive's folder.
 func (s *IMAPSink) Target(f *engine.Folder) (string, string) {
-	o := Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder}
+	o := Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder, gmail: s.gmail}
 	if s.gmail && (f.Role == `\All` || f.AllMail) && s.Map[f.Name] == "" && s.Folder == "" && s.Prefix == "" {
 		// Gmail: archived mail is mail in All Mail alone
 		for _, t := range s.folders {
