@@ -323,3 +323,33 @@ func TestMigrateFromFilesBadInput(t *testing.T) {
 		t.Fatalf("INBOX holds %v", got)
 	}
 }
+
+// --delete with local input: a message gone from the file is deleted at
+// the target; messages that only moved within the file (an mbox rewritten
+// in place by its mail program: other offsets) keep their one copy.
+func TestMigrateFromMboxDelete(t *testing.T) {
+	dst := testmail.Mem(t)
+	file := filepath.Join(t.TempDir(), "box.mbox")
+	msgs := testmail.Gen(6, []string{"INBOX"}, 41)
+	writeMbox(t, file, msgs)
+	env := []string{"MAILMOVE_TO_PASSWORD=secret"}
+	args := []string{"--from", file, "--to", "imap://alice@" + dst.Addr + "?tls=none", "--journal-dir", t.TempDir(), "--delete"}
+	if v, e, code := migrateRun(t, env, args...); code != 0 || v.Copied != 6 {
+		t.Fatalf("first run: %d %+v %s", code, v, e)
+	}
+	// the first two deleted by the mail program, which rewrote the file in
+	// place (the same file: a file renamed over it is another source)
+	if err := os.Truncate(file, 0); err != nil {
+		t.Fatal(err)
+	}
+	writeMbox(t, file, msgs[2:])
+	v, e, code := migrateRun(t, env, args...)
+	if code != 0 || !v.OK || v.Copied != 0 || v.Deleted != 2 {
+		t.Fatalf("after the rewrite: %d %+v %s", code, v, e)
+	}
+	want := map[string][]string{}
+	for _, m := range msgs[2:] {
+		want["INBOX"] = append(want["INBOX"], messageID(m.Raw))
+	}
+	exactlyOnce(t, want, messageIDs(t, dst.Addr))
+}
