@@ -59,6 +59,9 @@ type FilesSource struct {
 	GmailTarget bool
 	// Stdin is read for "-" (os.Stdin when nil).
 	Stdin io.Reader
+	// Only, if set, selects the source folders to read (migrate's
+	// --folder and --exclude); the others are left out, as if not there.
+	Only func(folder string) bool
 
 	scanned   bool
 	canonical string
@@ -127,13 +130,17 @@ func (s *FilesSource) Scan(ctx context.Context) error {
 		return err
 	}
 	s.scanned = true
-	s.items = len(items)
 	s.byName = map[string]*filesFolder{}
 	s.labels = map[string][]string{}
 	s.gmLabels = map[string][]string{}
 	s.failed = map[string]map[uint32]Failure{}
+	n := 0
 	for _, it := range items {
 		name := it.Meta.Folder
+		if s.Only != nil && !s.Only(name) {
+			continue
+		}
+		n++
 		ff := s.byName[name]
 		if ff == nil {
 			ff = &filesFolder{name: name}
@@ -151,6 +158,7 @@ func (s *FilesSource) Scan(ctx context.Context) error {
 			s.gmLabels[engine.LabelKeyOf("", "", id)] = ls
 		}
 	}
+	s.items = n
 	for _, f := range s.folders {
 		ff := f.Handle.(*filesFolder)
 		f.Messages = uint32(len(ff.items))

@@ -294,10 +294,6 @@ func localSource(ctx context.Context, path string, o migrateOptions, mode engine
 		fmt.Fprintf(stderr, "mailmove migrate: --format %s: want mailmove, mbox, eml, maildir or takeout\n", o.format)
 		return nil, exitUsage, false
 	}
-	if len(o.include) > 0 || len(o.exclude) > 0 {
-		fmt.Fprintln(stderr, "mailmove migrate: --folder and --exclude select folders of an account; with local input, give the folder (or file) to copy as --from")
-		return nil, exitUsage, false
-	}
 	if path != "-" {
 		if _, err := os.Stat(path); err != nil {
 			fmt.Fprintf(stderr, "mailmove migrate: --from: %v (give an account URL such as imaps://me@example.org@imap.example.org, or local input: a path or -)\n", err)
@@ -310,6 +306,9 @@ func localSource(ctx context.Context, path string, o migrateOptions, mode engine
 		return nil, exitUsage, false
 	}
 	f := &imports.FilesSource{Path: path, Format: imports.Format(o.format), Identities: ids, LabelsAsFolders: mode == engine.LabelsFolders}
+	if len(o.include) > 0 || len(o.exclude) > 0 {
+		f.Only = func(folder string) bool { return export.Selected(folder, o.include, o.exclude) }
+	}
 	if err := f.Scan(ctx); err != nil {
 		f.Close()
 		return nil, errorExit(stderr, err), false

@@ -353,3 +353,32 @@ func TestMigrateFromMboxDelete(t *testing.T) {
 	}
 	exactlyOnce(t, want, messageIDs(t, dst.Addr))
 }
+
+// --folder and --exclude select the folders of local input as they
+// select an account's.
+func TestMigrateFromFilesFolderGlobs(t *testing.T) {
+	src := seedServer(t, 40)
+	arch := filepath.Join(t.TempDir(), "arch")
+	if _, e, code := runCmd(t, "export", "--from", "imap://alice@"+src.Addr+"?tls=none", "--to", "eml", "--out", arch); code != 0 {
+		t.Fatalf("export: %d %s", code, e)
+	}
+	all := messageIDs(t, src.Addr)
+	dst := testmail.Mem(t)
+	env := []string{"MAILMOVE_TO_PASSWORD=secret"}
+	base := []string{"--from", arch, "--to", "imap://alice@" + dst.Addr + "?tls=none", "--journal-dir", t.TempDir()}
+	v, e, code := migrateRun(t, env, append(base, "--exclude", "Archive", "--exclude", "Sent")...)
+	if code != 0 || !v.OK {
+		t.Fatalf("--exclude: %d %+v %s", code, v, e)
+	}
+	got := messageIDs(t, dst.Addr)
+	if len(got["Sent"]) != 0 || len(got["Archive/2024"]) != 0 || len(got["INBOX"]) != len(all["INBOX"]) || len(all["Sent"]) == 0 || len(all["Archive/2024"]) == 0 {
+		t.Fatalf("after --exclude Archive --exclude Sent the target holds %v (source %v)", got, all)
+	}
+	if v, e, code = migrateRun(t, env, append(base, "--folder", "Archive")...); code != 0 || v.Copied != len(all["Archive/2024"]) {
+		t.Fatalf("--folder Archive: %d %+v %s", code, v, e)
+	}
+	got = messageIDs(t, dst.Addr)
+	if len(got["Archive/2024"]) != len(all["Archive/2024"]) || len(got["Sent"]) != 0 {
+		t.Fatalf("after --folder Archive the target holds %v", got)
+	}
+}
