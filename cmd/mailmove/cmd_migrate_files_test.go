@@ -382,3 +382,58 @@ func TestMigrateFromFilesFolderGlobs(t *testing.T) {
 		t.Fatalf("after --folder Archive the target holds %v", got)
 	}
 }
+
+// Takeout's labels follow --labels: keywords on the one copy (Starred is
+// \Flagged, Important $Important), one copy per label folder, or left
+// behind (Starred still \Flagged).
+func TestMigrateFromTakeoutLabels(t *testing.T) {
+	takeout := filepath.Join(testmail.Root(), "testdata", "import", "takeout.mbox")
+	for _, mode := range []string{"keywords", "folders", "skip"} {
+		t.Run(mode, func(t *testing.T) {
+			dst := testmail.Mem(t)
+			v, e, code := migrateRun(t, []string{"MAILMOVE_TO_PASSWORD=secret"}, "--from", takeout, "--to", "imap://alice@"+dst.Addr+"?tls=none", "--journal-dir", t.TempDir(), "--labels", mode)
+			if code != 0 || !v.OK {
+				t.Fatalf("%d %+v %s", code, v, e)
+			}
+			where := map[string][]string{} // Message-ID -> "folder: flags"
+			for f, msgs := range testmail.Held(t, testmail.MemConfig(t, dst.Addr)) {
+				for _, m := range msgs {
+					var fl []string
+					for _, x := range m.Flags {
+						fl = append(fl, string(x))
+					}
+					where[messageID(m.Raw)] = append(where[messageID(m.Raw)], f+": "+strings.Join(sortedStrings(fl), " "))
+				}
+			}
+			has := func(id, want string) bool { // keywords: the server may change their case
+				for _, w := range where[id] {
+					if strings.Contains(strings.ToLower(w), strings.ToLower(want)) {
+						return true
+					}
+				}
+				return false
+			}
+			if _, chat := where["g4@example.org"]; chat || len(where) != 4 {
+				t.Fatalf("messages at the target: %v", where)
+			}
+			if !has("g5@example.org", `\Flagged`) || !has("g1@example.org", "INBOX") {
+				t.Errorf("starred or inbox lost: %v", where)
+			}
+			copies := len(where["g3@example.org"])
+			switch mode {
+			case "keywords":
+				if !has("g3@example.org", "Travel") || !has("g1@example.org", "$Important") || copies != 1 {
+					t.Errorf("keywords: %v", where)
+				}
+			case "folders":
+				if !has("g3@example.org", "Travel:") || !has("g3@example.org", "Projects, 2024:") || copies != 2 || has("g3@example.org", " Travel") {
+					t.Errorf("folders: %v", where)
+				}
+			case "skip":
+				if has("g3@example.org", "Travel") || has("g1@example.org", "$Important") || copies != 1 {
+					t.Errorf("skip: %v", where)
+				}
+			}
+		})
+	}
+}
