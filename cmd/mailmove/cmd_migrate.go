@@ -180,6 +180,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		defer sink.Budget.Save()
 	}
 	defer sink.Close()
+	defer context.AfterFunc(ctx, sink.Abort)() // Ctrl-C: the target's connections close at once
 	eo := engine.Options{Source: source, Sink: sink, JournalPath: journal, Labels: mode, Delete: o.del, DryRun: o.dry,
 		Select: sel, Connections: o.conns}
 	var prog *progress
