@@ -55,14 +55,14 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			sum.Failed = append(sum.Failed, Failure{Folder: f.Name, Error: why})
 			continue
 		}
-		j := &job{f: f, target: t, fs: fs}
+		j := &job{f: f, target: t, fs: fs, copied: map[srcKey]bool{}}
 		if f.AllMail {
 			later = append(later, j)
 		} else {
 			first = append(first, j)
 		}
 		// what the journal does not know yet, at most
-		n := int(f.Messages) - len(jr.folder(f.Name, f.UIDValidity))
+		n := int(f.Messages) - jr.count(f.Name, f.UIDValidity)
 		if n > 0 {
 			planned += n
 			plannedBytes += f.Bytes * int64(n) / int64(f.Messages)
@@ -113,6 +113,9 @@ type job struct {
 	f      *Folder
 	target string
 	fs     *FolderSummary
+	// copied are the messages copied in this run (guarded by run.mu): a
+	// later pass finds them in the journal, but they count as copied
+	copied map[srcKey]bool
 }
 
 func (r *run) jobs(ctx context.Context, jobs []*job) error {
@@ -245,6 +248,43 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		return err
 	}
 	known := jr.folder(j.f.Name, uv)
+	// ids are the messages' IDs where the source has no stable UIDs
+	// (IDReader): the journal knows its messages by ID, the UIDs of this
+	// pass are mapped to them
+	var ids map[uint32]string
+	if idr, ok := src.(IDReader); ok {
+		if ids, err = idr.IDs(ctx, uids); err != nil {
+			return err
+		}
+		known = map[uint32]*entry{}
+		byID := jr.folderIDs(j.f.Name, uv)
+		var top uint32
+		for _, u := range uids {
+			top = max(top, u)
+			if e := byID[ids[u]]; e != nil && ids[u] != "" {
+				known[u] = e
+				delete(byID, ids[u])
+			}
+		}
+		// recorded messages no longer in the source: numbered past this
+		// pass's UIDs (Delete)
+		var gone []string
+		for id := range byID {
+			gone = append(gone, id)
+		}
+		sort.Strings(gone)
+		for _, id := range gone {
+			top++
+			ids[top] = id
+			known[top] = byID[id]
+		}
+	}
+	sk := func(u uint32) srcKey {
+		if ids != nil {
+			return srcKey{j.f.Name, uv, 0, ids[u]}
+		}
+		return srcKey{j.f.Name, uv, u, ""}
+	}
 	var fresh []uint32
 	live := map[uint32]bool{}
 	for _, u := range uids {
@@ -276,14 +316,17 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		mode = LabelsSkip // the sink sets the labels themselves
 	}
 	desired := func(flags []string, key string) []string {
+		if key == "id:" {
+			key = ""
+		}
 		if key == "" {
 			return union(flags, nil)
 		}
 		return union(flags, Keywords(o.Source.Labels(key), mode))
 	}
 	for _, m := range meta {
-		m.Labels = o.Source.Labels(LabelKey(m.PMID, m.GmailID))
-		m.Flags = desired(m.Flags, LabelKey(m.PMID, m.GmailID))
+		m.Labels = o.Source.Labels(LabelKeyOf(m.PMID, m.GmailID, m.ID))
+		m.Flags = desired(m.Flags, LabelKeyOf(m.PMID, m.GmailID, m.ID))
 	}
 	// a Gmail message recorded under another UID (it moved between All
 	// Mail, Spam and Trash, or All Mail was renumbered) into this target
@@ -301,8 +344,8 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 			continue
 		}
 		if !o.DryRun {
-			jr.write(jline{T: "g", SF: k0.folder, UV: k0.uv, UID: k0.uid})
-			jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: u, TF: e0.tf, TUV: e0.tuv, TUID: e0.tuid, Key: e0.key, PM: e0.pm, GM: m.GmailID, Flags: e0.flags})
+			jr.write(jline{T: "g", SF: k0.folder, UV: k0.uv, UID: k0.uid, ID: k0.id})
+			jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: u, TF: e0.tf, TUV: e0.tuv, TUID: e0.tuid, Key: e0.key, PM: e0.pm, GM: m.GmailID, ID: ids[u], Flags: e0.flags})
 		}
 		known[u] = e0
 		if flagsNow == nil {
@@ -364,7 +407,15 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		}
 	}
 	fs.Copy = len(send)
-	fs.Present = len(known) + len(present)
+	fs.Known = 0
+	r.mu.Lock()
+	for u := range known {
+		if live[u] && !j.copied[sk(u)] {
+			fs.Known++
+		}
+	}
+	r.mu.Unlock()
+	fs.Present = fs.Known + len(present)
 	if o.DryRun {
 		return nil
 	}
@@ -379,8 +430,8 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 				break
 			}
 		}
-		jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: tuid, Key: o.Sink.Key(m), PM: m.PMID, GM: m.GmailID, Flags: m.Flags})
-		known[m.UID] = &entry{tf: j.target, tuv: tuv, tuid: tuid, key: k, pm: m.PMID, gm: m.GmailID, flags: []string{}}
+		jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: tuid, Key: o.Sink.Key(m), PM: m.PMID, GM: m.GmailID, ID: ids[m.UID], Flags: m.Flags})
+		known[m.UID] = &entry{tf: j.target, tuv: tuv, tuid: tuid, key: k, pm: m.PMID, gm: m.GmailID, id: ids[m.UID], flags: []string{}}
 		if flagsNow == nil {
 			flagsNow = map[uint32][]string{}
 		}
@@ -390,7 +441,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	r.sum.AlreadyThere += len(present)
 	r.mu.Unlock()
 	if len(send) > 0 {
-		if err := r.send(ctx, j, src, w, uv, meta, send); err != nil {
+		if err := r.send(ctx, j, src, w, uv, meta, send, ids); err != nil {
 			return err
 		}
 		tuv = w.UIDValidity()
@@ -405,7 +456,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		if !ok || !live[u] || e.tf != j.target {
 			continue
 		}
-		want := desired(now, LabelKey(e.pm, e.gm))
+		want := desired(now, LabelKeyOf(e.pm, e.gm, e.id))
 		add, remove := diff(e.flags, want)
 		if len(add)+len(remove) == 0 {
 			continue
@@ -444,7 +495,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 			if e.tuv != tuv || e.tuid == 0 {
 				continue // not at the target: the check below says so
 			}
-			add, remove := diff([]string{}, desired(flagsNow[u], LabelKey(e.pm, e.gm)))
+			add, remove := diff([]string{}, desired(flagsNow[u], LabelKeyOf(e.pm, e.gm, e.id)))
 			// the copy's flags are not known: set them all
 			remove = nil
 			ck := "=" + strings.Join(add, " ")
@@ -466,7 +517,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		}
 		for _, u := range us {
 			e := known[u]
-			jr.write(jline{T: "f", SF: j.f.Name, UV: uv, UID: u, TUV: e.tuv, TUID: e.tuid, Flags: desired(flagsNow[u], LabelKey(e.pm, e.gm))})
+			jr.write(jline{T: "f", SF: j.f.Name, UV: uv, UID: u, TUV: e.tuv, TUID: e.tuid, ID: ids[u], Flags: desired(flagsNow[u], LabelKeyOf(e.pm, e.gm, e.id))})
 		}
 		fs.FlagsUpdated += len(us)
 		r.mu.Lock()
@@ -477,7 +528,18 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	if o.Delete && o.Select == (Select{}) {
 		var gone []uint32
 		var goneSrc []uint32
+		// a target copy a live message is recorded at is not deleted (a
+		// file source's message recorded again under a new ID)
+		held := map[uint32]bool{}
 		for u, e := range known {
+			if live[u] && e.tuv == tuv {
+				held[e.tuid] = true
+			}
+		}
+		for u, e := range known {
+			if held[e.tuid] {
+				continue
+			}
 			if pl, ok := o.Source.(Placer); ok && e.gm != "" && pl.Holds(e.gm) {
 				continue // a Gmail message that moved: not gone
 			}
@@ -491,7 +553,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 				return err
 			}
 			for _, u := range goneSrc {
-				jr.write(jline{T: "g", SF: j.f.Name, UV: uv, UID: u})
+				jr.write(jline{T: "g", SF: j.f.Name, UV: uv, UID: u, ID: ids[u]})
 			}
 			fs.Deleted += len(gone)
 			r.mu.Lock()
@@ -506,7 +568,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	}
 	need := map[string]int{}
 	for _, u := range uids {
-		if e := jr.get(srcKey{j.f.Name, uv, u}); e != nil {
+		if e := jr.get(sk(u)); e != nil {
 			need[e.key]++
 		} else if m := meta[u]; m != nil && !r.failedUID(j.f.Name, u) {
 			need[o.Sink.Key(m)]++ // not recorded: must be there all the same
@@ -533,7 +595,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	r.mu.Unlock()
 	journaled := 0
 	for _, u := range uids {
-		if jr.get(srcKey{j.f.Name, uv, u}) != nil {
+		if jr.get(sk(u)) != nil {
 			journaled++
 		}
 	}
@@ -571,7 +633,7 @@ func selString(s Select) string {
 // send streams the messages from the source folder into the target folder.
 // Every UID is accounted for: copied, refused (reported), or, when the
 // connection drops, left for the next pass.
-func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter, uv uint32, meta map[uint32]*Message, send []uint32) error {
+func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter, uv uint32, meta map[uint32]*Message, send []uint32, ids map[uint32]string) error {
 	o, jr := r.o, r.jr
 	if err := jr.bracket(j.target, true); err != nil {
 		return &FatalError{err}
@@ -585,8 +647,13 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 			var fe *FatalError
 			switch {
 			case err == nil:
-				jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: uid, Key: o.Sink.Key(m), PM: m.PMID, GM: m.GmailID, Flags: m.Flags})
+				jr.write(jline{T: "m", SF: j.f.Name, UV: uv, UID: m.UID, TF: j.target, TUV: tuv, TUID: uid, Key: o.Sink.Key(m), PM: m.PMID, GM: m.GmailID, ID: ids[m.UID], Flags: m.Flags})
 				r.mu.Lock()
+				if ids != nil {
+					j.copied[srcKey{j.f.Name, uv, 0, ids[m.UID]}] = true
+				} else {
+					j.copied[srcKey{j.f.Name, uv, m.UID, ""}] = true
+				}
 				r.sum.Copied++
 				r.sum.Bytes += m.Size
 				j.fs.Copied++

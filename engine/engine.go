@@ -52,6 +52,11 @@ type Message struct {
 	// GmailID is Gmail's X-GM-MSGID (a Gmail source): the message is
 	// copied once whatever mailbox or labels it has.
 	GmailID string
+	// ID is the message's stable identity in a source whose UIDs number
+	// its messages for one pass only (files: an mbox, a Maildir; see
+	// IDReader). The journal records it, and a later run recognises the
+	// message by it, whatever UID it has then.
+	ID string
 }
 
 // LabelKey is the key by which a Source knows a message's labels: its
@@ -64,6 +69,15 @@ func LabelKey(pm, gm string) string {
 		return "gm:" + gm
 	}
 	return ""
+}
+
+// LabelKeyOf is LabelKey with a third form: "id:" and the message's ID
+// for a message of an IDReader that has neither (labels read from files).
+func LabelKeyOf(pm, gm, id string) string {
+	if k := LabelKey(pm, gm); k != "" || id == "" {
+		return k
+	}
+	return "id:" + id
 }
 
 // Folder is a source folder to copy.
@@ -100,8 +114,9 @@ type Source interface {
 	Folders(ctx context.Context) ([]*Folder, error)
 	// Open opens a folder for reading (read-only).
 	Open(ctx context.Context, f *Folder) (FolderReader, error)
-	// Labels returns the labels of a message by its LabelKey: Proton labels
-	// (Bridge) or Gmail labels (nil for other sources).
+	// Labels returns the labels of a message by its LabelKeyOf: Proton
+	// labels (Bridge), Gmail labels, the labels files carry (Takeout, an
+	// archive) for an IDReader's messages (nil for other sources).
 	Labels(key string) []string
 	// Bridge reports whether the source is Proton Mail Bridge.
 	Bridge() bool
@@ -148,6 +163,16 @@ type FolderReader interface {
 	Fetch(ctx context.Context, uids []uint32, fn BodyFunc) (map[uint32]bool, error)
 	// Close gives the connection back (err == nil) or drops it.
 	Close(err error)
+}
+
+// IDReader is a FolderReader without stable UIDs (files: UIDs number the
+// messages of one pass, and a Maildir that gains a file renumbers them).
+// Each message has an ID instead: the journal records the ID, and a
+// message already copied is recognised by it in a later run. Its Meta
+// sets Message.ID.
+type IDReader interface {
+	// IDs returns the ID of each of uids.
+	IDs(ctx context.Context, uids []uint32) (map[uint32]string, error)
 }
 
 // Held is a message the sink holds.
@@ -279,7 +304,10 @@ type FolderSummary struct {
 	CopyBytes int64 `json:"copy_bytes"`
 	Copied    int   `json:"copied"`
 	// Present are messages found at the target or in the journal.
-	Present      int  `json:"already_there"`
+	Present int `json:"already_there"`
+	// Known are those of Present the journal knew (the others were found
+	// at the target).
+	Known        int  `json:"-"`
 	FlagsUpdated int  `json:"flags_updated"`
 	Deleted      int  `json:"deleted"`
 	Unchanged    bool `json:"unchanged"`

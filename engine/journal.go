@@ -29,6 +29,9 @@ type jline struct {
 	PM    string   `json:"pm,omitempty"`
 	GM    string   `json:"gm,omitempty"`
 	Flags []string `json:"flags,omitempty"`
+	// ID is the message's ID (an IDReader's message): the line is keyed
+	// by it, UID is only informative.
+	ID string `json:"id,omitempty"`
 	// folder state ("st")
 	UIDNext  uint32 `json:"uidnext,omitempty"`
 	Messages uint32 `json:"n,omitempty"`
@@ -40,6 +43,16 @@ type srcKey struct {
 	folder string
 	uv     uint32
 	uid    uint32
+	// id is the message's ID (an IDReader's message; uid is 0 then)
+	id string
+}
+
+// keyOf is the key of a journal line.
+func (l jline) keyOf() srcKey {
+	if l.ID != "" {
+		return srcKey{l.SF, l.UV, 0, l.ID}
+	}
+	return srcKey{l.SF, l.UV, l.UID, ""}
 }
 
 // entry is what the journal knows of one copied message.
@@ -50,6 +63,7 @@ type entry struct {
 	key   string
 	pm    string
 	gm    string
+	id    string
 	flags []string
 }
 
@@ -101,10 +115,10 @@ func openJournal(path string) (*journal, error) {
 }
 
 func (j *journal) apply(l jline) {
-	k := srcKey{l.SF, l.UV, l.UID}
+	k := l.keyOf()
 	switch l.T {
 	case "m":
-		j.msgs[k] = &entry{tf: l.TF, tuv: l.TUV, tuid: l.TUID, key: l.Key, pm: l.PM, gm: l.GM, flags: l.Flags}
+		j.msgs[k] = &entry{tf: l.TF, tuv: l.TUV, tuid: l.TUID, key: l.Key, pm: l.PM, gm: l.GM, id: l.ID, flags: l.Flags}
 		if l.GM != "" {
 			j.gm[l.GM] = k
 		}
@@ -161,12 +175,41 @@ func (j *journal) folder(name string, uv uint32) map[uint32]*entry {
 	defer j.mu.Unlock()
 	out := map[uint32]*entry{}
 	for k, e := range j.msgs {
-		if k.folder == name && k.uv == uv {
+		if k.folder == name && k.uv == uv && k.id == "" {
 			c := *e
 			out[k.uid] = &c
 		}
 	}
 	return out
+}
+
+// folderIDs returns the journal's entries of one source folder and
+// UIDVALIDITY recorded by ID (an IDReader's messages).
+func (j *journal) folderIDs(name string, uv uint32) map[string]*entry {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := map[string]*entry{}
+	for k, e := range j.msgs {
+		if k.folder == name && k.uv == uv && k.id != "" {
+			c := *e
+			out[k.id] = &c
+		}
+	}
+	return out
+}
+
+// count returns how many messages of a source folder and UIDVALIDITY the
+// journal records.
+func (j *journal) count(name string, uv uint32) int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	n := 0
+	for k := range j.msgs {
+		if k.folder == name && k.uv == uv {
+			n++
+		}
+	}
+	return n
 }
 
 // byGmail returns where a Gmail message (X-GM-MSGID) is recorded.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 
@@ -29,8 +30,6 @@ const (
 	sinkBatchBytes      = 6 << 20
 	sinkStreamThreshold = 1 << 20
 	sinkInFlight        = 4
-	// sinkBridgeMaxSize is Proton's import limit.
-	sinkBridgeMaxSize = 70 << 20
 )
 
 // IMAPSink writes into an IMAP account with the import's rules: target
@@ -50,6 +49,9 @@ type IMAPSink struct {
 	Folder string
 	// Budget, if set, is --max-bytes-per-day (upload).
 	Budget *account.DailyBudget
+	// Verb names the command in advice ("import", "migrate"; default
+	// "command").
+	Verb string
 
 	mu    sync.Mutex
 	gmail bool
@@ -63,7 +65,49 @@ type IMAPSink struct {
 	byPath     map[string]*account.Folder
 	noMA       bool
 	arenas     [][]byte // batch buffers free for the next folder
+	conns      connSet  // every connection made, for Abort
 }
+
+// connSet closes every connection of a run when its context ends, so that
+// Ctrl-C and SIGTERM stop a run whatever it waits for.
+type connSet struct {
+	mu     sync.Mutex
+	closed bool
+	fns    map[any]func()
+}
+
+// add registers the close function of a connection (once per key); after
+// closeAll it runs at once.
+func (s *connSet) add(key any, fn func()) {
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		if s.fns == nil {
+			s.fns = map[any]func(){}
+		}
+		s.fns[key] = fn
+	}
+	s.mu.Unlock()
+	if closed {
+		fn()
+	}
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.closed = true
+	fns := s.fns
+	s.fns = nil
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
+}
+
+// Abort closes every connection the sink made, at once, whatever they
+// wait for (Ctrl-C): what is in flight is not completed, and the run
+// stops.
+func (s *IMAPSink) Abort() { s.conns.closeAll() }
 
 var _ engine.Sink = (*IMAPSink)(nil)
 
@@ -77,6 +121,7 @@ func (s *IMAPSink) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	s.conns.add(c, func() { c.Close() })
 	s.bridge = s.Account.URL.Bridge || c.IsBridge()
 	s.gmail = !s.bridge && c.IsGmail()
 	if l, ok := c.Caps().AppendLimit(); ok && l != nil {
@@ -100,6 +145,23 @@ func (s *IMAPSink) Start(ctx context.Context) error {
 	return nil
 }
 
+// overQuota is the error that stops a run at a full target.
+func (s *IMAPSink) overQuota(ie *imap.Error) error {
+	verb := s.Verb
+	if verb == "" {
+		verb = "command"
+	}
+	return fmt.Errorf("%w (%s): free space or raise the quota, then run the same %s again; it goes on where it stopped", ErrOverQuota, ie.Text, verb)
+}
+
+// HasFolder reports whether the target holds a folder ("/" between levels).
+func (s *IMAPSink) HasFolder(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.byPath[name]
+	return ok
+}
+
 // Bridge reports whether the target is Proton Mail Bridge.
 func (s *IMAPSink) Bridge() bool { return s.bridge }
 
@@ -109,7 +171,11 @@ func (s *IMAPSink) Bridge() bool { return s.bridge }
 func (s *IMAPSink) TakesLabels() bool { return s.gmail }
 
 func (s *IMAPSink) conn(ctx context.Context) (*account.Conn, error) {
-	return s.pool.Get(ctx, s.Account)
+	c, err := s.pool.Get(ctx, s.Account)
+	if err == nil {
+		s.conns.add(c, func() { c.Close() })
+	}
+	return c, err
 }
 
 func (s *IMAPSink) release(c *account.Conn, err error) {
@@ -128,7 +194,7 @@ func (s *IMAPSink) Close() error {
 
 // Target maps a source folder as an import maps an archive's folder.
 func (s *IMAPSink) Target(f *engine.Folder) (string, string) {
-	o := Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder}
+	o := Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder, gmail: s.gmail}
 	if s.gmail && (f.Role == `\All` || f.AllMail) && s.Map[f.Name] == "" && s.Folder == "" && s.Prefix == "" {
 		// Gmail: archived mail is mail in All Mail alone
 		for _, t := range s.folders {
@@ -258,6 +324,10 @@ type imapWriter struct {
 	gm    *account.GmailConn
 	gmMu  sync.Mutex
 	gmCap error
+	// Bridge: the messages appended with Proton labels, by label; COPY
+	// into Labels/<label> labels them (see copyLabels)
+	labelMu     sync.Mutex
+	labelCopies map[string][]uint32
 }
 
 type pendingMsg struct {
@@ -344,8 +414,12 @@ func (w *imapWriter) Inventory(ctx context.Context) (map[string][]engine.Held, e
 		return out, nil
 	}
 	// a fresh view of the folder (what was appended on other connections)
-	if _, err := w.c.Select(w.server, nil).Wait(); err != nil {
+	sel, err := w.c.Select(w.server, nil).Wait()
+	if err != nil {
 		return nil, fmt.Errorf("SELECT %q: %w", w.server, err)
+	}
+	if sel.NumMessages == 0 {
+		return out, nil // an empty folder: nothing to ask
 	}
 	var all imap.UIDSet
 	all.AddRange(1, 0)
@@ -462,11 +536,14 @@ func (w *imapWriter) Put(ctx context.Context, m *engine.Message, body io.Reader,
 		if err := w.gmailCapErr(); err != nil {
 			return err
 		}
-		if labels := gmailTargetLabels(m, w.name); len(labels) > 0 {
+		if labels := gmailTargetLabels(m, w.name, w.s.gmailImplied(w.name)); len(labels) > 0 {
 			done = w.labelAfter(ctx, m, labels, done)
 		}
 	}
 	if w.s.bridge {
+		if ls := bridgeLabels(m.Labels); len(ls) > 0 {
+			done = w.labelCopyAfter(ls, done)
+		}
 		var why string
 		body, size, why = w.bridgeCheck(m, body)
 		if why != "" {
@@ -479,6 +556,7 @@ func (w *imapWriter) Put(ctx context.Context, m *engine.Message, body io.Reader,
 		ma, err := w.s.Account.DialAppender(ctx)
 		switch {
 		case err == nil:
+			w.s.conns.add(ma, func() { ma.Abort() })
 			w.ma = ma
 			w.window = make(chan inflight, sinkInFlight)
 			w.stopped = make(chan struct{})
@@ -583,7 +661,7 @@ func (w *imapWriter) collect() {
 			case w.s.gmail && account.AsCapError(err, "upload", true) != nil:
 				p.done(0, 0, &engine.FatalError{Err: account.AsCapError(err, "upload", true)})
 			case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
-				p.done(0, 0, &engine.FatalError{Err: fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again; it goes on where it stopped", ie.Text)})
+				p.done(0, 0, &engine.FatalError{Err: w.s.overQuota(ie)})
 			case errors.As(err, &ie) && len(f.msgs) > 1:
 				p.done(0, 0, engine.ErrBatchRefused)
 			case errors.As(err, &ie):
@@ -616,6 +694,82 @@ func (w *imapWriter) Flush() error {
 	if ce := w.c.Throttled(); ce != nil {
 		return &engine.FatalError{Err: ce}
 	}
+	return w.copyLabels()
+}
+
+// bridgeLabels are the Proton labels that become Labels/<label> on a
+// Bridge target (Starred is \Flagged; Proton labels cannot be nested).
+func bridgeLabels(labels []string) []string {
+	var out []string
+	for _, l := range labels {
+		if l != "Starred" && l != "" && !strings.Contains(l, "/") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// labelCopyAfter wraps done: a message appended with its UID is labelled
+// by the next copyLabels.
+func (w *imapWriter) labelCopyAfter(labels []string, done engine.PutFunc) engine.PutFunc {
+	return func(uid, uv uint32, err error) {
+		if err == nil && uid != 0 {
+			w.labelMu.Lock()
+			if w.labelCopies == nil {
+				w.labelCopies = map[string][]uint32{}
+			}
+			for _, l := range labels {
+				w.labelCopies[l] = append(w.labelCopies[l], uid)
+			}
+			w.labelMu.Unlock()
+		}
+		done(uid, uv, err)
+	}
+}
+
+// copyLabels labels the messages appended on a Bridge target: a COPY into
+// Labels/<label> labels the same Proton message. The folder is selected
+// again first, so that the session sees what was appended. A label that
+// cannot be set is reported in Unlabelled.
+func (w *imapWriter) copyLabels() error {
+	w.labelMu.Lock()
+	copies := w.labelCopies
+	w.labelCopies = nil
+	w.labelMu.Unlock()
+	if len(copies) == 0 {
+		return nil
+	}
+	if _, err := w.c.Select(w.server, nil).Wait(); err != nil {
+		return fmt.Errorf("SELECT %q: %w", w.server, err)
+	}
+	labels := make([]string, 0, len(copies))
+	for l := range copies {
+		labels = append(labels, l)
+	}
+	sort.Strings(labels)
+	for _, l := range labels {
+		uids := copies[l]
+		dest := "Labels/" + l
+		fail := func(format string, a ...any) {
+			w.s.mu.Lock()
+			w.s.Unlabelled = append(w.s.Unlabelled, engine.Failure{Folder: w.name, Error: dest + ": " + fmt.Sprintf(format, a...)})
+			w.s.mu.Unlock()
+		}
+		if err := w.s.create(w.c, []string{"Labels", l}); err != nil {
+			fail("creating the label: %v", err)
+			continue
+		}
+		cd, err := w.c.Copy(account.UIDSet(uids), w.s.serverName([]string{"Labels", l})).Wait()
+		if err != nil {
+			fail("labelling %d messages: %v", len(uids), err)
+			continue
+		}
+		if cd != nil && cd.SourceUIDs != nil {
+			if n, _ := cd.SourceUIDs.Nums(); len(n) != len(uids) {
+				fail("labelled %d of %d messages", len(n), len(uids))
+			}
+		}
+	}
 	return nil
 }
 
@@ -640,7 +794,7 @@ func (w *imapWriter) putOne(m *engine.Message, body io.Reader, size int64, done 
 				case w.s.gmail && account.AsCapError(err, "upload", true) != nil:
 					f.done(0, 0, &engine.FatalError{Err: account.AsCapError(err, "upload", true)})
 				case errors.As(err, &ie) && ie.Code == imap.ResponseCodeOverQuota:
-					f.done(0, 0, &engine.FatalError{Err: fmt.Errorf("the target is over quota (%s): free space or raise the quota, then run again", ie.Text)})
+					f.done(0, 0, &engine.FatalError{Err: w.s.overQuota(ie)})
 				case w.s.gmail && w.c.Bye() != nil && account.AsCapError(w.c.Bye(), "upload", true) != nil:
 					f.done(0, 0, &engine.FatalError{Err: account.AsCapError(w.c.Bye(), "upload", true)})
 				case errors.As(err, &ie):
@@ -682,7 +836,7 @@ func (w *imapWriter) putOne(m *engine.Message, body io.Reader, size int64, done 
 // own, from a message that came out of a Bridge). It returns the stream to
 // send and its size.
 func (w *imapWriter) bridgeCheck(m *engine.Message, body io.Reader) (io.Reader, int64, string) {
-	if m.Size > sinkBridgeMaxSize {
+	if m.Size > bridgeMaxSize {
 		return body, m.Size, fmt.Sprintf("%d MiB is over Proton's import limit of 70 MiB", m.Size>>20)
 	}
 	br := bufio.NewReaderSize(body, 64<<10)
@@ -724,12 +878,40 @@ func (w *imapWriter) bridgeCheck(m *engine.Message, body io.Reader) (io.Reader, 
 	return rest, size, ""
 }
 
+// gmailImplied is the label a message gets from the Gmail folder it is
+// appended to ("" for All Mail, Spam and Trash, which are not labels).
+func (s *IMAPSink) gmailImplied(name string) string {
+	if name == "INBOX" {
+		return `\Inbox`
+	}
+	s.mu.Lock()
+	f := s.byPath[name]
+	s.mu.Unlock()
+	if f != nil {
+		for _, a := range f.Attrs {
+			switch strings.ToLower(string(a)) {
+			case `\sent`:
+				return `\Sent`
+			case `\drafts`:
+				return `\Draft`
+			case `\important`:
+				return `\Important`
+			case `\flagged`:
+				return `\Starred`
+			case `\all`, `\junk`, `\trash`:
+				return ""
+			}
+		}
+	}
+	return name
+}
+
 // gmailTargetLabels are the labels to set on a message appended into
 // folder of a Gmail target, from the source's labels (Proton's or
 // Gmail's): "Starred" is the \Flagged of the APPEND (or \Starred when the
 // message is not flagged), "$Important" is \Important, the label the
 // folder gives is left out, the others are set by name.
-func gmailTargetLabels(m *engine.Message, folder string) []string {
+func gmailTargetLabels(m *engine.Message, folder, implied string) []string {
 	flagged := false
 	for _, f := range m.Flags {
 		flagged = flagged || strings.EqualFold(f, `\Flagged`)
@@ -743,7 +925,7 @@ func gmailTargetLabels(m *engine.Message, folder string) []string {
 			}
 		case l == "$Important":
 			out = append(out, `\Important`)
-		case l == folder, l == "":
+		case l == folder, l == "", implied != "" && strings.EqualFold(l, implied):
 		default:
 			out = append(out, l)
 		}
@@ -789,6 +971,7 @@ func (w *imapWriter) addLabels(ctx context.Context, uid uint32, labels []string)
 		if err != nil {
 			return err
 		}
+		w.s.conns.add(g, func() { g.Close() })
 		if err := g.Select(w.server); err != nil {
 			g.Close()
 			return err

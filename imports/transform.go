@@ -3,7 +3,6 @@ package imports
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"strings"
 )
@@ -155,28 +154,7 @@ func (s *headerSieve) header() []byte {
 	return append(b, '\r', '\n')
 }
 
-// measure returns the size and the header fields of a message as prepare
-// would send it. Foreign input (strict) that is not a message IMAP can
-// carry is refused: a zip archive, NUL bytes. Anything else goes to the
-// server as it is, with or without a header: mailmove is never stricter
-// than the target server, which says no if it minds.
-func measure(r io.ReadCloser, drop []string, strict bool) (int64, []byte, error) {
-	p := newPrepared(r, drop)
-	defer p.Close()
-	nul := &nulFinder{}
-	n, err := io.Copy(nul, p)
-	if err != nil {
-		return n, nil, err
-	}
-	switch {
-	case strict && bytes.HasPrefix(p.head, []byte("PK\x03\x04")):
-		return n, nil, errors.New("this is a zip archive, not a message: unzip it and import what is inside")
-	case nul.found:
-		return n, nil, errors.New("the message holds NUL bytes, which an IMAP APPEND cannot carry; skipped")
-	}
-	return n, p.sieve.header(), nil
-}
-
+// nulFinder notes whether NUL bytes went through it.
 type nulFinder struct{ found bool }
 
 func (f *nulFinder) Write(p []byte) (int, error) {

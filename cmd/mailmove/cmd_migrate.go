@@ -35,6 +35,7 @@ type migrateOptions struct {
 	keepArchive            string
 	journalDir             string
 	maxPerDay              int64
+	format, identity       string
 }
 
 // cmdMigrate copies one account into another, streamed: each message goes
@@ -63,8 +64,10 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.StringVar(&o.keepArchive, "keep-archive", "", "also write the messages copied into this archive `dir` (.eml per message)")
 	staging := fs.String("staging", "", "no longer used: migrate keeps no staging archive (`dir` ignored; kept so that old scripts run)")
 	fs.StringVar(&o.journalDir, "journal-dir", "", "where migrate journals live (default $XDG_STATE_HOME/mailmove/migrate)")
+	fs.StringVar(&o.format, "format", "", "with a local --from: input `format`: mailmove, mbox, eml, maildir or takeout (default: detected)")
+	fs.StringVar(&o.identity, "identity", "", "with a local --from: decrypt an encrypted archive with the age identity `file`")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: mailmove migrate --from URL --to URL [flags]\n\nCopies every folder of one account into another, each message streamed from the\nsource into the target (no staging copy). Run it again to copy what is new and bring\nflags up to date.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove migrate --from URL|PATH|- --to URL [flags]\n\nCopies every folder of one account into another, each message streamed from the\nsource into the target (no staging copy). Run it again to copy what is new and bring\nflags up to date. --from may also be local input, as import reads it: a mailmove\narchive, an mbox file or tree, a folder of .eml files, a Maildir, a Gmail Takeout\nmbox, or - for an mbox on standard input.\n\n")
 		fs.PrintDefaults()
 	}
 	pos, code, ok := parseArgs(fs, args, stdout)
@@ -106,11 +109,30 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "mailmove migrate: --labels %q: choose keywords, folders or skip\n", o.labels)
 		return exitUsage
 	}
-	src, stopFrom, err := from.config(ctx, stderr)
-	if err != nil {
-		return errorExit(stderr, err)
+	var src *account.Config
+	var files *imports.FilesSource
+	var fromName string
+	if isLocalInput(*from.url) {
+		f, code, ok := localSource(ctx, *from.url, o, mode, stderr)
+		if !ok {
+			return code
+		}
+		defer f.Close()
+		files, fromName = f, f.Canonical()
+	} else {
+		if o.format != "" || o.identity != "" {
+			fmt.Fprintln(stderr, "mailmove migrate: --format and --identity go with local input only (--from PATH or -)")
+			return exitUsage
+		}
+		var stopFrom func()
+		var err error
+		src, stopFrom, err = from.config(ctx, stderr)
+		if err != nil {
+			return errorExit(stderr, err)
+		}
+		defer stopFrom()
+		fromName = src.URL.String()
 	}
-	defer stopFrom()
 	dst, stopTo, err := to.config(ctx, stderr)
 	if err != nil {
 		return errorExit(stderr, err)
@@ -119,32 +141,47 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if o.journalDir == "" {
 		o.journalDir = filepath.Join(filepath.Dir(defaultJournalDir()), "migrate")
 	}
-	sum := sha256.Sum256([]byte("migrate v1\x00" + src.URL.String() + "\x00" + dst.URL.String()))
+	srcKey := fromName
+	if files != nil {
+		srcKey = "files\x00" + files.Identity()
+	}
+	sum := sha256.Sum256([]byte("migrate v1\x00" + srcKey + "\x00" + dst.URL.String()))
 	journal := filepath.Join(o.journalDir, hex.EncodeToString(sum[:8])+".jsonl")
 
 	tty := !o.quiet && isTerminal(os.Stderr)
 	start := time.Now()
-	st := newStatusLine(stderr, tty, "connecting to "+src.URL.Addr())
+	st := newStatusLine(stderr, tty, "connecting to "+dst.URL.Addr())
 	defer st.clear()
-	src.Status, dst.Status = st.set, st.set
+	dst.Status = st.set
+	if src != nil {
+		src.Status = st.set
+	}
 	if o.maxPerDay < 0 {
 		fmt.Fprintln(stderr, "mailmove migrate: --max-bytes-per-day must be 0 (no limit) or more")
 		return exitUsage
 	}
-	source := &export.IMAPSource{Account: src, Include: o.include, Exclude: o.exclude, LabelMode: mode}
-	defer source.Close()
-	sink := &imports.IMAPSink{Account: dst, Map: m, Prefix: o.prefix}
+	var source engine.Source = files
+	var imapSource *export.IMAPSource
+	if files == nil {
+		imapSource = &export.IMAPSource{Account: src, Include: o.include, Exclude: o.exclude, LabelMode: mode}
+		defer imapSource.Close()
+		source = imapSource
+	}
+	sink := &imports.IMAPSink{Account: dst, Map: m, Prefix: o.prefix, Verb: "migrate"}
 	if o.maxPerDay > 0 && !o.dry {
-		if source.Budget, err = account.NewDailyBudget(dailyDir(), src.URL.String(), "download", o.maxPerDay); err != nil {
-			return errorExit(stderr, err)
+		if imapSource != nil {
+			if imapSource.Budget, err = account.NewDailyBudget(dailyDir(), src.URL.String(), "download", o.maxPerDay); err != nil {
+				return errorExit(stderr, err)
+			}
+			defer imapSource.Budget.Save()
 		}
 		if sink.Budget, err = account.NewDailyBudget(dailyDir(), dst.URL.String(), "upload", o.maxPerDay); err != nil {
 			return errorExit(stderr, err)
 		}
-		defer source.Budget.Save()
 		defer sink.Budget.Save()
 	}
 	defer sink.Close()
+	defer context.AfterFunc(ctx, sink.Abort)() // Ctrl-C: the target's connections close at once
 	eo := engine.Options{Source: source, Sink: sink, JournalPath: journal, Labels: mode, Delete: o.del, DryRun: o.dry,
 		Select: sel, Connections: o.conns}
 	var prog *progress
@@ -153,7 +190,9 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		prog.status = st
 		eo.Progress = prog
 		eo.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
-		source.Log = eo.Log
+		if imapSource != nil {
+			imapSource.Log = eo.Log
+		}
 	}
 	var keep *keptArchive
 	if o.keepArchive != "" && !o.dry {
@@ -172,22 +211,40 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		eo.Connections = 2 // as import: Proton paces what Bridge uploads
 	}
 	if err == nil {
+		if files != nil {
+			// labels are keywords unless skipped; Gmail is given the labels
+			files.NoLabelKeywords = mode == engine.LabelsSkip
+			files.GmailTarget = sink.TakesLabels()
+		}
 		esum, err = engine.Run(ctx, eo)
 		if esum != nil {
 			esum.Failed = append(esum.Failed, sink.Unlabelled...)
+			if files != nil {
+				esum.Failed = append(esum.Failed, files.EngineFailures()...)
+			}
 		}
 	}
 	var check *verify.Report
-	if err == nil && esum != nil && !o.dry && !source.Gmail() && !sink.TakesLabels() {
-		// (a Gmail side keeps the engine's own check: a message copied
-		// from Gmail stays in the folder it was first copied into, and a
-		// Gmail target holds copies in its label folders)
+	if err == nil && esum != nil && !o.dry && !sink.TakesLabels() && (imapSource == nil || !imapSource.Gmail()) {
 		// the closing check: verify's cheap form on the folders this run
-		// looked at (the others are unchanged since a run that checked them)
-		check, err = migrateCheck(ctx, verify.Side{Account: src}, verify.Side{Account: dst}, esum,
-			verify.Options{Include: o.include, Exclude: o.exclude, Prefix: o.prefix, Map: m, AllowExtra: true}, sel)
-		if err != nil {
-			err = fmt.Errorf("checking the target after the copy (the copy itself is done and recorded; run `mailmove verify` to check again): %w", err)
+		// looked at (the others are unchanged since a run that checked
+		// them). A Gmail side keeps the engine's own check (a message
+		// copied from Gmail stays in the folder it was first copied into;
+		// a Gmail target holds copies in its label folders), as do
+		// standard input (it cannot be read twice) and labels copied as
+		// folders from local input.
+		fromSide := verify.Side{Account: src}
+		ok := true
+		if files != nil {
+			fromSide = verify.Side{Path: files.Canonical(), Format: files.Format, Identities: files.Identities}
+			ok = files.Path != "-" && mode != engine.LabelsFolders
+		}
+		if ok {
+			check, err = migrateCheck(ctx, fromSide, verify.Side{Account: dst}, esum,
+				verify.Options{Include: o.include, Exclude: o.exclude, Prefix: o.prefix, Map: m, AllowExtra: true}, sel)
+			if err != nil {
+				err = fmt.Errorf("checking the target after the copy (the copy itself is done and recorded; run `mailmove verify` to check again): %w", err)
+			}
 		}
 	}
 	st.clear()
@@ -209,7 +266,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			*engine.Summary
 			Verify  *verify.Report `json:"verify,omitempty"`
 			Seconds float64        `json:"seconds"`
-		}{header: newHeader("migrate"), From: src.URL.String(), To: dst.URL.String(), Summary: esum, Verify: check, Seconds: time.Since(start).Seconds()}
+		}{header: newHeader("migrate"), From: fromName, To: dst.URL.String(), Summary: esum, Verify: check, Seconds: time.Since(start).Seconds()}
 		if err != nil {
 			v.Error = err.Error()
 		}
@@ -238,10 +295,10 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			for _, f := range esum.Folders {
 				n += f.Copy
 			}
-			fmt.Fprintf(stderr, "%s -> %s: dry run: %d messages would be copied; nothing changed\n", src.URL, dst.URL, n)
+			fmt.Fprintf(stderr, "%s -> %s: dry run: %d messages would be copied; nothing changed\n", fromName, dst.URL, n)
 		} else {
 			fmt.Fprintf(stderr, "%s -> %s: %d messages copied (%s), %d already there, %d with new flags, %d deleted, in %s\n%s\n",
-				src.URL, dst.URL, esum.Copied, humanBytes(esum.Bytes), esum.AlreadyThere, esum.FlagsUpdated, esum.Deleted,
+				fromName, dst.URL, esum.Copied, humanBytes(esum.Bytes), esum.AlreadyThere, esum.FlagsUpdated, esum.Deleted,
 				time.Since(start).Round(10*time.Millisecond), checkLine(esum, check))
 		}
 	}
@@ -249,6 +306,43 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitPartial
 	}
 	return exitOK
+}
+
+// isLocalInput reports whether --from names local input (a path, or "-")
+// rather than an account URL.
+func isLocalInput(v string) bool {
+	return v == "-" || (v != "" && v != "demo" && !strings.Contains(v, "://"))
+}
+
+// localSource scans local input for migrate (--from PATH or -), as import
+// reads it.
+func localSource(ctx context.Context, path string, o migrateOptions, mode engine.LabelMode, stderr io.Writer) (*imports.FilesSource, int, bool) {
+	switch imports.Format(o.format) {
+	case imports.FormatAuto, imports.FormatArchive, imports.FormatMbox, imports.FormatEML, imports.FormatMaildir, imports.FormatTakeout:
+	default:
+		fmt.Fprintf(stderr, "mailmove migrate: --format %s: want mailmove, mbox, eml, maildir or takeout\n", o.format)
+		return nil, exitUsage, false
+	}
+	if path != "-" {
+		if _, err := os.Stat(path); err != nil {
+			fmt.Fprintf(stderr, "mailmove migrate: --from: %v (give an account URL such as imaps://me@example.org@imap.example.org, or local input: a path or -)\n", err)
+			return nil, exitUsage, false
+		}
+	}
+	ids, err := readIdentity(o.identity)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailmove migrate: --identity: %v\n", err)
+		return nil, exitUsage, false
+	}
+	f := &imports.FilesSource{Path: path, Format: imports.Format(o.format), Identities: ids, LabelsAsFolders: mode == engine.LabelsFolders}
+	if len(o.include) > 0 || len(o.exclude) > 0 {
+		f.Only = func(folder string) bool { return export.Selected(folder, o.include, o.exclude) }
+	}
+	if err := f.Scan(ctx); err != nil {
+		f.Close()
+		return nil, errorExit(stderr, err), false
+	}
+	return f, 0, true
 }
 
 // migrateCheck is migrate's closing check: verify.Compare, cheap form
