@@ -260,7 +260,7 @@ func run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	bridge := sink.Bridge()
 	sum.Bridge = bridge
-	o.gmail = sink.TakesLabels()
+	o.gmail = sink.Gmail()
 	sum.Gmail = o.gmail
 	src.GmailTarget = o.gmail
 	folders, err := src.Folders(ctx)

@@ -165,10 +165,15 @@ func (s *IMAPSink) HasFolder(name string) bool {
 // Bridge reports whether the target is Proton Mail Bridge.
 func (s *IMAPSink) Bridge() bool { return s.bridge }
 
-// TakesLabels reports whether the target is Gmail (X-GM-EXT-1): a message
-// is appended once, into its folder, and its labels are set with UID STORE
-// +X-GM-LABELS (from APPENDUID) instead of keywords.
-func (s *IMAPSink) TakesLabels() bool { return s.gmail }
+// TakesLabels reports whether the target sets labels itself, so that they
+// do not become keywords: Gmail (a message is appended once, into its
+// folder, and its labels are set with UID STORE +X-GM-LABELS from
+// APPENDUID) and Proton Mail Bridge (a COPY into Labels/<label>, which
+// labels the same Proton message; Bridge keeps no keywords).
+func (s *IMAPSink) TakesLabels() bool { return s.gmail || s.bridge }
+
+// Gmail reports whether the target is Gmail (X-GM-EXT-1).
+func (s *IMAPSink) Gmail() bool { return s.gmail }
 
 func (s *IMAPSink) conn(ctx context.Context) (*account.Conn, error) {
 	c, err := s.pool.Get(ctx, s.Account)

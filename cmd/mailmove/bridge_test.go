@@ -351,3 +351,25 @@ func TestBridgeMigrateToDovecot(t *testing.T) {
 		}
 	}
 }
+
+// Bridge -> Bridge: Proton labels reach the target as Labels/<label> (a
+// COPY labels the same Proton message), not as keywords Bridge cannot
+// store, so nothing is reported unstorable.
+func TestBridgeMigrateToBridge(t *testing.T) {
+	br := testmail.StartBridge(t, 40)
+	br2 := testmail.StartBridge(t, 0)
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + testmail.BridgePassword, "MAILMOVE_TO_PASSWORD=" + testmail.BridgePassword, "XDG_STATE_HOME=" + t.TempDir()}
+	args := []string{"migrate", "--json", "--from", "bridge://me@proton.test@" + br.Addr, "--from-ca-file", filepath.Join(br.Dir, "cert.pem"),
+		"--to", "bridge://me@proton.test@" + br2.Addr, "--to-ca-file", filepath.Join(br2.Dir, "cert.pem")}
+	o, e, code := runCmdEnv(t, env, args...)
+	var v migrateJSON
+	// (exit 3: the stand-in serves one message Bridge could not decrypt)
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != exitPartial || len(v.Undecryptable) != 1 || len(v.Unstorable) != 0 || len(v.Failed) != 0 {
+		t.Fatalf("migrate: exit %d, %v, unstorable %v, failed %d: %s", code, err, v.Unstorable, len(v.Failed), e)
+	}
+	time.Sleep(time.Second) // the stand-in applies labels asynchronously, as Bridge does
+	got := accountIDs(t, br2.Config(t, "bridge://me@proton.test@"+br2.Addr))
+	if len(got["Labels/Important"]) == 0 || len(got["Labels/Travel"]) == 0 {
+		t.Fatalf("labels did not arrive: Labels/Important %d, Labels/Travel %d", len(got["Labels/Important"]), len(got["Labels/Travel"]))
+	}
+}

@@ -214,7 +214,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if files != nil {
 			// labels are keywords unless skipped; Gmail is given the labels
 			files.NoLabelKeywords = mode == engine.LabelsSkip
-			files.GmailTarget = sink.TakesLabels()
+			files.GmailTarget = sink.Gmail()
 		}
 		esum, err = engine.Run(ctx, eo)
 		if esum != nil {
@@ -225,7 +225,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 	}
 	var check *verify.Report
-	if err == nil && esum != nil && !o.dry && !sink.TakesLabels() && (imapSource == nil || !imapSource.Gmail()) {
+	if err == nil && esum != nil && !o.dry && !sink.Gmail() && (imapSource == nil || !imapSource.Gmail()) {
 		// the closing check: verify's cheap form on the folders this run
 		// looked at (the others are unchanged since a run that checked
 		// them). A Gmail side keeps the engine's own check (a message
