@@ -30,7 +30,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		o.Log = func(string, ...any) {}
 	}
 	sum := &Summary{DryRun: o.DryRun, unstorable: map[string]bool{}}
-	jr, err := openJournal(o.JournalPath)
+	rec, _ := o.Sink.(Recorder)
+	path := o.JournalPath
+	if rec != nil {
+		path = "" // the sink is its own record
+	}
+	jr, err := openJournal(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening the journal: %w", err)
 	}
@@ -43,7 +48,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	sum.Bridge = o.Source.Bridge()
-	r := &run{o: o, sum: sum, jr: jr}
+	r := &run{o: o, sum: sum, jr: jr, rec: rec}
 	var first, later []*job
 	var planned int
 	var plannedBytes int64
@@ -62,7 +67,18 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			first = append(first, j)
 		}
 		// what the journal does not know yet, at most
-		n := int(f.Messages) - len(jr.folder(f.Name, f.UIDValidity))
+		var n int
+		if rec != nil {
+			n = int(f.Messages)
+			if m, ok := rec.Marked(f, t); ok {
+				jr.states[f.Name] = folderState{uv: m.UIDValidity, uidNext: m.UIDNext, messages: m.Messages, modSeq: m.ModSeq, target: t}
+				if m.UIDValidity == f.UIDValidity {
+					n -= int(m.Messages)
+				}
+			}
+		} else {
+			n = int(f.Messages) - len(jr.folder(f.Name, f.UIDValidity))
+		}
 		if n > 0 {
 			planned += n
 			plannedBytes += f.Bytes * int64(n) / int64(f.Messages)
@@ -104,6 +120,7 @@ type run struct {
 	o              Options
 	sum            *Summary
 	jr             *journal
+	rec            Recorder // the sink, when it is its own record
 	mu             sync.Mutex
 	folderFailures int
 	progress       int64
@@ -240,6 +257,11 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		r.mu.Unlock()
 		return nil
 	}
+	if r.rec != nil {
+		if err := jr.load(ctx, r.rec, j.f, j.target); err != nil {
+			return err
+		}
+	}
 	uids, err := src.UIDs(ctx, o.Select)
 	if err != nil {
 		return err
@@ -276,7 +298,8 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		mode = LabelsSkip // the sink sets the labels themselves
 	}
 	desired := func(flags []string, key string) []string {
-		if key == "" {
+		if key == "" || r.rec != nil {
+			// a Recorder records labels beside the flags
 			return union(flags, nil)
 		}
 		return union(flags, Keywords(o.Source.Labels(key), mode))
@@ -400,6 +423,12 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	stores := map[string][]uint32{}
 	changes := map[string]change{}
 	var resolve []uint32
+	if r.rec != nil {
+		if err := r.setFlags(j, w, known, flagsNow, live, tuv, uv); err != nil {
+			return err
+		}
+		flagsNow = nil // done
+	}
 	for u, e := range known {
 		now, ok := flagsNow[u]
 		if !ok || !live[u] || e.tf != j.target {
@@ -539,8 +568,52 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	}
 	if missing == 0 && !failedHere && journaled == len(uids) {
 		jr.write(jline{T: "st", SF: j.f.Name, UV: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq, Sel: selKey, TF: j.target})
+		if r.rec != nil && selKey == "" && j.f.UIDValidity == uv {
+			if err := r.rec.SetMark(j.f, j.target, Mark{UIDValidity: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq}); err != nil {
+				return &FatalError{err}
+			}
+		}
 	}
 	return jr.sync()
+}
+
+// setFlags brings the flags and labels a Recorder holds of messages copied
+// earlier up to date, comparing its FlagsSum.
+func (r *run) setFlags(j *job, w FolderWriter, known map[uint32]*entry, flagsNow map[uint32][]string, live map[uint32]bool, tuv, uv uint32) error {
+	rw, ok := w.(RecordWriter)
+	if !ok || len(flagsNow) == 0 {
+		return nil
+	}
+	us := make([]uint32, 0, len(known))
+	for u := range known {
+		us = append(us, u)
+	}
+	sort.Slice(us, func(a, b int) bool { return us[a] < us[b] })
+	n := 0
+	for _, u := range us {
+		e := known[u]
+		now, ok := flagsNow[u]
+		if !ok || !live[u] || e.tf != j.target || e.tuv != tuv || e.tuid == 0 {
+			continue
+		}
+		lk := LabelKey(e.pm, e.gm)
+		labels := r.o.Source.Labels(lk)
+		want := union(now, nil)
+		sum := r.rec.FlagsSum(want, lk, labels)
+		if sum == e.sum {
+			continue
+		}
+		if err := rw.SetFlags(e.tuid, want, lk, labels); err != nil {
+			return err
+		}
+		r.jr.write(jline{T: "f", SF: j.f.Name, UV: uv, UID: u, TUV: e.tuv, TUID: e.tuid, Flags: want, Sum: sum})
+		n++
+	}
+	j.fs.FlagsUpdated += n
+	r.mu.Lock()
+	r.sum.FlagsUpdated += n
+	r.mu.Unlock()
+	return nil
 }
 
 // failedUID reports whether a message was reported as failed in this run.
@@ -579,6 +652,14 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 	var mu sync.Mutex
 	var retry []uint32
 	var fatal, lost error
+	var keep *keeper
+	if o.Keep != nil {
+		var err error
+		if keep, err = openKeeper(ctx, o.Keep, j.f); err != nil {
+			return &FatalError{fmt.Errorf("the second copy (%s): %w", j.f.Name, err)}
+		}
+		defer keep.close()
+	}
 	done := func(m *Message, undecryptable *message.DecryptScanner) PutFunc {
 		return func(uid, tuv uint32, err error) {
 			var re *RefusedError
@@ -650,7 +731,10 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 				body = io.TeeReader(body, scan)
 			}
 			var tee *teeState
-			if o.Tee != nil {
+			if keep != nil && keep.wants(m) {
+				tee = startTee(keep.put(ctx), m)
+				body = io.TeeReader(body, tee.pw)
+			} else if o.Tee != nil {
 				tee = startTee(o.Tee, m)
 				body = io.TeeReader(body, tee.pw)
 			}
@@ -717,13 +801,87 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 			r.mu.Unlock()
 		}
 	}
+	if keep != nil {
+		if err := keep.flush(); err != nil {
+			return &FatalError{fmt.Errorf("the second copy (%s): %w", j.f.Name, err)}
+		}
+	}
 	if err := jr.bracket(j.target, false); err != nil {
 		return &FatalError{err}
 	}
 	return nil
 }
 
-// teeState copies a message to Options.Tee through a pipe, in a goroutine.
+// keeper writes a second copy of the messages copied into a folder
+// (Options.Keep).
+type keeper struct {
+	s    Sink
+	w    FolderWriter
+	inv  map[string][]Held
+	used map[string]int
+	mu   sync.Mutex
+	err  error
+}
+
+func openKeeper(ctx context.Context, s Sink, f *Folder) (*keeper, error) {
+	t, why := s.Target(f)
+	if why != "" {
+		return nil, errors.New(why)
+	}
+	w, err := s.Open(ctx, t, true)
+	if err != nil {
+		return nil, err
+	}
+	k := &keeper{s: s, w: w, used: map[string]int{}}
+	if k.inv, err = w.Inventory(ctx); err != nil {
+		w.Close(err)
+		return nil, err
+	}
+	return k, nil
+}
+
+// wants reports whether m is not in the second copy yet (and counts it in).
+func (k *keeper) wants(m *Message) bool {
+	key := k.s.Key(m)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.inv[key])-k.used[key] > 0 {
+		k.used[key]++
+		return false
+	}
+	return true
+}
+
+func (k *keeper) put(ctx context.Context) func(m *Message, body io.Reader) error {
+	return func(m *Message, body io.Reader) error {
+		return k.w.Put(ctx, m, body, func(_, _ uint32, err error) {
+			if err != nil {
+				k.mu.Lock()
+				if k.err == nil {
+					k.err = err
+				}
+				k.mu.Unlock()
+			}
+		})
+	}
+}
+
+func (k *keeper) flush() error {
+	err := k.w.Flush()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		err = k.err
+	}
+	return err
+}
+
+func (k *keeper) close() {
+	k.w.Close(k.flush())
+}
+
+// teeState copies a message to the second copy (Options.Keep) through a
+// pipe, in a goroutine.
 type teeState struct {
 	pw   *io.PipeWriter
 	errc chan error

@@ -255,7 +255,15 @@ type Options struct {
 	Progress message.Progress
 	// Log, if set, receives warnings.
 	Log func(format string, a ...any)
-	// Tee, if set, receives a copy of each message copied (--keep-archive).
+	// Keep, if set, is a second sink that receives a copy of each message
+	// copied into Sink, as it goes by (migrate --keep-archive: an
+	// archive). A message Keep already holds (by its Key) is not given to
+	// it again; flags and deletions are not brought to it. A failure of
+	// Keep stops the run.
+	Keep Sink
+	// Tee, if set, receives a copy of each message copied.
+	//
+	// Deprecated: use Keep.
 	Tee func(m *Message, body io.Reader) error
 }
 
