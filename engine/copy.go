@@ -734,9 +734,6 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 			if keep != nil && keep.wants(m) {
 				tee = startTee(keep.put(ctx), m)
 				body = io.TeeReader(body, tee.pw)
-			} else if o.Tee != nil {
-				tee = startTee(o.Tee, m)
-				body = io.TeeReader(body, tee.pw)
 			}
 			err := w.Put(ctx, m, body, done(m, scan))
 			if tee != nil {

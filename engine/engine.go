@@ -261,10 +261,6 @@ type Options struct {
 	// it again; flags and deletions are not brought to it. A failure of
 	// Keep stops the run.
 	Keep Sink
-	// Tee, if set, receives a copy of each message copied.
-	//
-	// Deprecated: use Keep.
-	Tee func(m *Message, body io.Reader) error
 }
 
 // Failure is a message or folder that could not be copied.

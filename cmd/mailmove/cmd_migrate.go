@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/mailmove/mailmove/export"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/imports"
-	"github.com/mailmove/mailmove/message"
 )
 
 // migrateOptions are migrate's flags.
@@ -32,6 +30,9 @@ type migrateOptions struct {
 	del                    bool
 	since, before          string
 	keepArchive            string
+	archiveFormat          string
+	encryptTo, encryptFile multiFlag
+	compress               string
 	journalDir             string
 	maxPerDay              int64
 }
@@ -59,7 +60,11 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.BoolVar(&o.del, "delete", false, "delete at the target the messages this tool copied that are gone from the source")
 	fs.StringVar(&o.since, "since", "", "copy only messages that arrived on or after `DATE` (YYYY-MM-DD, INTERNALDATE)")
 	fs.StringVar(&o.before, "before", "", "copy only messages that arrived before `DATE` (YYYY-MM-DD, INTERNALDATE)")
-	fs.StringVar(&o.keepArchive, "keep-archive", "", "also write the messages copied into this archive `dir` (.eml per message)")
+	fs.StringVar(&o.keepArchive, "keep-archive", "", "also write the messages copied into this archive `dir` (a mailmove archive, as export writes it)")
+	fs.StringVar(&o.archiveFormat, "archive-format", "", "a new archive (--keep-archive, or --to DIR) holds `eml` (one file per message, the default) or mbox; an existing one keeps its own")
+	fs.Var(&o.encryptTo, "encrypt-to", "a new archive (--keep-archive, --to DIR) is encrypted to this age `recipient` (repeatable; an encrypted archive takes the same recipients to be added to)")
+	fs.Var(&o.encryptFile, "encrypt-to-file", "encrypt the archive to the recipients in this `file` (one a line, as age -R; repeatable)")
+	fs.StringVar(&o.compress, "compress", "", "a new archive's messages are compressed with `zstd`")
 	staging := fs.String("staging", "", "no longer used: migrate keeps no staging archive (`dir` ignored; kept so that old scripts run)")
 	fs.StringVar(&o.journalDir, "journal-dir", "", "where migrate journals live (default $XDG_STATE_HOME/mailmove/migrate)")
 	fs.Usage = func() {
@@ -105,45 +110,86 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "mailmove migrate: --labels %q: choose keywords, folders or skip\n", o.labels)
 		return exitUsage
 	}
+	switch o.archiveFormat {
+	case "", "eml", "mbox":
+	default:
+		fmt.Fprintf(stderr, "mailmove migrate: --archive-format %s: want eml or mbox\n", o.archiveFormat)
+		return exitUsage
+	}
+	sealing, err := sealingFlags(o.encryptTo, o.encryptFile, o.compress)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailmove migrate: %v\n", err)
+		return exitUsage
+	}
+	toDir := archivePath(*to.url)
 	src, stopFrom, err := from.config(ctx, stderr)
 	if err != nil {
 		return errorExit(stderr, err)
 	}
 	defer stopFrom()
-	dst, stopTo, err := to.config(ctx, stderr)
-	if err != nil {
-		return errorExit(stderr, err)
+	var dst *account.Config
+	toName := toDir
+	if toDir == "" {
+		var stopTo func()
+		dst, stopTo, err = to.config(ctx, stderr)
+		if err != nil {
+			return errorExit(stderr, err)
+		}
+		defer stopTo()
+		toName = dst.URL.String()
 	}
-	defer stopTo()
 	if o.journalDir == "" {
 		o.journalDir = filepath.Join(filepath.Dir(defaultJournalDir()), "migrate")
 	}
-	sum := sha256.Sum256([]byte("migrate v1\x00" + src.URL.String() + "\x00" + dst.URL.String()))
+	sum := sha256.Sum256([]byte("migrate v1\x00" + src.URL.String() + "\x00" + toName))
 	journal := filepath.Join(o.journalDir, hex.EncodeToString(sum[:8])+".jsonl")
 
 	tty := !o.quiet && isTerminal(os.Stderr)
 	start := time.Now()
 	st := newStatusLine(stderr, tty, "connecting to "+src.URL.Addr())
 	defer st.clear()
-	src.Status, dst.Status = st.set, st.set
+	src.Status = st.set
+	if dst != nil {
+		dst.Status = st.set
+	}
 	if o.maxPerDay < 0 {
 		fmt.Fprintln(stderr, "mailmove migrate: --max-bytes-per-day must be 0 (no limit) or more")
 		return exitUsage
 	}
 	source := &export.IMAPSource{Account: src, Include: o.include, Exclude: o.exclude, LabelMode: mode}
 	defer source.Close()
-	sink := &imports.IMAPSink{Account: dst, Map: m, Prefix: o.prefix}
+	var sink engine.Sink
+	var imapSink *imports.IMAPSink
+	if toDir != "" {
+		if len(m) > 0 || o.prefix != "" {
+			fmt.Fprintln(stderr, "mailmove migrate: --map and --prefix are for an account as the target: an archive names its folders as export does")
+			return exitUsage
+		}
+		arch, err := openMigrateArchive(toDir, o.archiveFormat, sealing)
+		if err != nil {
+			return errorExit(stderr, fmt.Errorf("--to %s: %w", toDir, err))
+		}
+		defer arch.Close()
+		as := &export.ArchiveSink{Archive: arch, Source: source}
+		defer as.Close()
+		sink = as
+	} else {
+		imapSink = &imports.IMAPSink{Account: dst, Map: m, Prefix: o.prefix}
+		defer imapSink.Close()
+		sink = imapSink
+	}
 	if o.maxPerDay > 0 && !o.dry {
 		if source.Budget, err = account.NewDailyBudget(dailyDir(), src.URL.String(), "download", o.maxPerDay); err != nil {
 			return errorExit(stderr, err)
 		}
-		if sink.Budget, err = account.NewDailyBudget(dailyDir(), dst.URL.String(), "upload", o.maxPerDay); err != nil {
-			return errorExit(stderr, err)
-		}
 		defer source.Budget.Save()
-		defer sink.Budget.Save()
+		if imapSink != nil {
+			if imapSink.Budget, err = account.NewDailyBudget(dailyDir(), dst.URL.String(), "upload", o.maxPerDay); err != nil {
+				return errorExit(stderr, err)
+			}
+			defer imapSink.Budget.Save()
+		}
 	}
-	defer sink.Close()
 	eo := engine.Options{Source: source, Sink: sink, JournalPath: journal, Labels: mode, Delete: o.del, DryRun: o.dry,
 		Select: sel, Connections: o.conns}
 	var prog *progress
@@ -154,26 +200,29 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		eo.Log = func(format string, a ...any) { prog.log(fmt.Sprintf(format, a...)) }
 		source.Log = eo.Log
 	}
-	var keep *keptArchive
+	var keep *export.ArchiveSink
 	if o.keepArchive != "" && !o.dry {
-		arch, err := archive.Open(o.keepArchive, archive.EML, false, "mailmove "+version)
+		arch, err := openMigrateArchive(o.keepArchive, o.archiveFormat, sealing)
 		if err != nil {
 			return errorExit(stderr, fmt.Errorf("--keep-archive: %w", err))
 		}
-		keep = &keptArchive{a: arch, w: map[string]*archive.FolderWriter{}}
-		eo.Tee = keep.put
+		defer arch.Close()
+		keep = &export.ArchiveSink{Archive: arch, Source: source}
+		eo.Keep = keep
 	}
 	var esum *engine.Summary
-	err = sink.Start(ctx)
+	if imapSink != nil {
+		err = imapSink.Start(ctx)
+	}
 	connsSet := false
 	fs.Visit(func(f *flag.Flag) { connsSet = connsSet || f.Name == "connections" })
-	if err == nil && sink.Bridge() && !connsSet {
+	if err == nil && imapSink != nil && imapSink.Bridge() && !connsSet {
 		eo.Connections = 2 // as import: Proton paces what Bridge uploads
 	}
 	if err == nil {
 		esum, err = engine.Run(ctx, eo)
-		if esum != nil {
-			esum.Failed = append(esum.Failed, sink.Unlabelled...)
+		if esum != nil && imapSink != nil {
+			esum.Failed = append(esum.Failed, imapSink.Unlabelled...)
 		}
 	}
 	st.clear()
@@ -181,8 +230,13 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		prog.finish()
 	}
 	if keep != nil {
-		if kerr := keep.close(); err == nil && kerr != nil {
+		if kerr := keep.Close(); err == nil && kerr != nil {
 			err = fmt.Errorf("saving the archive (--keep-archive): %w", kerr)
+		}
+	}
+	if as, ok := sink.(*export.ArchiveSink); ok {
+		if kerr := as.Close(); err == nil && kerr != nil {
+			err = fmt.Errorf("saving the archive: %w", kerr)
 		}
 	}
 	if o.jsonOut {
@@ -194,7 +248,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			To    string `json:"to"`
 			*engine.Summary
 			Seconds float64 `json:"seconds"`
-		}{header: newHeader("migrate"), From: src.URL.String(), To: dst.URL.String(), Summary: esum, Seconds: time.Since(start).Seconds()}
+		}{header: newHeader("migrate"), From: src.URL.String(), To: toName, Summary: esum, Seconds: time.Since(start).Seconds()}
 		if err != nil {
 			v.Error = err.Error()
 		}
@@ -220,10 +274,10 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			for _, f := range esum.Folders {
 				n += f.Copy
 			}
-			fmt.Fprintf(stderr, "%s -> %s: dry run: %d messages would be copied; nothing changed\n", src.URL, dst.URL, n)
+			fmt.Fprintf(stderr, "%s -> %s: dry run: %d messages would be copied; nothing changed\n", src.URL, toName, n)
 		} else {
 			fmt.Fprintf(stderr, "%s -> %s: %d messages copied (%s), %d already there, %d with new flags, %d deleted, in %s\n%s\n",
-				src.URL, dst.URL, esum.Copied, humanBytes(esum.Bytes), esum.AlreadyThere, esum.FlagsUpdated, esum.Deleted,
+				src.URL, toName, esum.Copied, humanBytes(esum.Bytes), esum.AlreadyThere, esum.FlagsUpdated, esum.Deleted,
 				time.Since(start).Round(10*time.Millisecond), checkLine(esum))
 		}
 	}
@@ -293,50 +347,37 @@ func printMigrateProblems(stderr io.Writer, s *engine.Summary) bool {
 	return bad
 }
 
-// keptArchive writes the messages a migrate copies into an archive too
-// (--keep-archive), one folder writer per source folder.
-type keptArchive struct {
-	a  *archive.Archive
-	mu sync.Mutex
-	w  map[string]*archive.FolderWriter
+// archivePath returns v when it names a local archive folder rather than
+// an account URL (no "://"; a path with a "/", or an existing folder), else
+// "".
+func archivePath(v string) string {
+	if v == "" || v == "demo" || strings.Contains(v, "://") {
+		return ""
+	}
+	if strings.ContainsRune(v, '/') || strings.ContainsRune(v, filepath.Separator) {
+		return v
+	}
+	if fi, err := os.Stat(v); err == nil && fi.IsDir() {
+		return v
+	}
+	return ""
 }
 
-func (k *keptArchive) put(m *engine.Message, body io.Reader) error {
-	k.mu.Lock()
-	w := k.w[m.Folder]
-	if w == nil {
-		var err error
-		if w, err = k.a.OpenFolder(m.Folder, strings.Split(m.Folder, "/")); err != nil {
-			k.mu.Unlock()
-			return err
-		}
-		k.w[m.Folder] = w
+// openMigrateArchive opens the archive migrate writes (--to DIR,
+// --keep-archive): an existing one as it is, a new one in format (eml by
+// default) with sealing.
+func openMigrateArchive(dir, format string, sealing archive.Sealing) (*archive.Archive, error) {
+	f := archive.EML
+	if format == "mbox" {
+		f = archive.Mbox
 	}
-	k.mu.Unlock()
-	meta := &message.Meta{Segments: strings.Split(m.Folder, "/"), UIDValidity: m.UIDValidity, UID: m.UID,
-		Flags: append([]string{}, m.Flags...), InternalDate: m.InternalDate, Labels: m.Labels}
-	_, err := w.Put(meta, body, nil)
-	if err == nil && w.NeedCommit() {
-		err = w.Commit()
+	if _, err := os.Stat(filepath.Join(dir, archive.StateDir, "archive.json")); err == nil {
+		f = "" // as it is
 	}
-	return err
-}
-
-func (k *keptArchive) close() error {
-	var first error
-	for _, w := range k.w {
-		if err := w.Commit(); err != nil && first == nil {
-			first = err
-		}
-		if err := w.Close(); err != nil && first == nil {
-			first = err
-		}
+	a, err := archive.OpenSealed(dir, f, false, "", "mailmove "+version, sealing)
+	if err == nil && format != "" && a.Header.Format != archive.Format(format) {
+		a.Close()
+		return nil, &archive.FormatError{Root: dir, Have: a.Header.Format, Want: archive.Format(format)}
 	}
-	if err := k.a.SaveState(); err != nil && first == nil {
-		first = err
-	}
-	if err := k.a.Close(); err != nil && first == nil {
-		first = err
-	}
-	return first
+	return a, err
 }
