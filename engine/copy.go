@@ -239,16 +239,13 @@ func FolderError(err error) error { return &folderError{err} }
 // pass is one attempt at a folder.
 func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	o, jr, fs := r.o, r.jr, j.fs
-	src, err := o.Source.Open(ctx, j.f)
-	if err != nil {
-		return err
-	}
-	defer func() { src.Close(err) }()
-	uv, modSeq := src.State()
 	selKey := selString(o.Select)
 	st, hadState := jr.state(j.f.Name)
-	if hadState && !o.Delete && st.uv == uv && st.uidNext == j.f.UIDNext && j.f.UIDNext != 0 && st.messages == j.f.Messages &&
-		modSeq != 0 && st.modSeq == modSeq && st.sel == selKey && st.target == j.target && !j.f.AllMail {
+	unchanged := func(uv uint32, modSeq uint64) bool {
+		return hadState && !o.Delete && st.uv == uv && st.uidNext == j.f.UIDNext && j.f.UIDNext != 0 && st.messages == j.f.Messages &&
+			(modSeq != 0 && st.modSeq == modSeq || j.f.Messages == 0) && st.sel == selKey && st.target == j.target && !j.f.AllMail
+	}
+	skip := func() error {
 		// Nothing new, no flag changed (CONDSTORE), checked by the run
 		// that recorded this state.
 		fs.Unchanged = true
@@ -256,6 +253,20 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		r.sum.Check.Unchanged++
 		r.mu.Unlock()
 		return nil
+	}
+	if unchanged(j.f.UIDValidity, j.f.ModSeq) {
+		// the listing's STATUS says so already: the folder is not even
+		// opened (a no-op run costs the listing alone)
+		return skip()
+	}
+	src, err := o.Source.Open(ctx, j.f)
+	if err != nil {
+		return err
+	}
+	defer func() { src.Close(err) }()
+	uv, modSeq := src.State()
+	if unchanged(uv, modSeq) {
+		return skip()
 	}
 	if r.rec != nil {
 		if err := jr.load(ctx, r.rec, j.f, j.target); err != nil {
