@@ -173,6 +173,17 @@ func (s *ArchiveSink) Marked(f *engine.Folder, target string) (engine.Mark, bool
 // SetMark records the folder's state in the archive's folders.json.
 func (s *ArchiveSink) SetMark(f *engine.Folder, target string, m engine.Mark) error {
 	sf := s.folder(target)
+	if st := s.Archive.State(target); st.Count == 0 && st.IndexSize == 0 {
+		// an empty folder: made in the archive (as export makes it), so
+		// that its index file keeps the state
+		fw, err := s.Archive.OpenFolder(target, sf.segs)
+		if err != nil {
+			return err
+		}
+		if err := fw.Close(); err != nil {
+			return err
+		}
+	}
 	s.Archive.SetStatus(target, sf.segs, sf.attrs, m.UIDValidity, m.UIDNext, m.Messages, m.ModSeq, nil)
 	return s.Archive.SaveState()
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"filippo.io/age"
@@ -338,5 +339,74 @@ func TestArchiveSinkEncrypted(t *testing.T) {
 			}
 			checkArchive(t, out, id)
 		})
+	}
+}
+
+// openCounter counts the folders the engine opens on the source.
+type openCounter struct {
+	*IMAPSource
+	opens atomic.Int32
+}
+
+func (o *openCounter) Open(ctx context.Context, f *engine.Folder) (engine.FolderReader, error) {
+	o.opens.Add(1)
+	return o.IMAPSource.Open(ctx, f)
+}
+
+// Dovecot (CONDSTORE) into an archive: a no-op re-run opens no folder at
+// all (the listing's STATUS says nothing moved); a flag changed in one
+// folder opens that folder alone, and the change is recorded.
+func TestArchiveSinkNoOpOpensNothing(t *testing.T) {
+	d := testmail.StartDovecot(t)
+	cfg := d.Config(t, "imaps", "src")
+	testmail.Put(t, cfg, testmail.Gen(30, []string{"INBOX", "Sent", "Archive/2024"}, 13))
+	out := filepath.Join(t.TempDir(), "out")
+	run := func() (*engine.Summary, int32) {
+		t.Helper()
+		a, err := archive.Open(out, archive.EML, false, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := &openCounter{IMAPSource: &IMAPSource{Account: cfg}}
+		sink := &ArchiveSink{Archive: a, Source: src}
+		sum, err := engine.Run(context.Background(), engine.Options{Source: src, Sink: sink, Log: t.Logf})
+		if cerr := sink.Close(); err == nil {
+			err = cerr
+		}
+		src.Close()
+		if cerr := a.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil || len(sum.Failed) > 0 || len(sum.Check.Missing) > 0 {
+			t.Fatalf("run: %v %+v", err, sum)
+		}
+		return sum, src.opens.Load()
+	}
+	if sum, _ := run(); sum.Copied != 30 {
+		t.Fatalf("copied %d", sum.Copied)
+	}
+	if sum, opens := run(); sum.Copied != 0 || opens != 0 || sum.Check.Unchanged != len(sum.Folders) {
+		t.Fatalf("no-op run: copied %d, %d folders opened, %d of %d unchanged", sum.Copied, opens, sum.Check.Unchanged, len(sum.Folders))
+	}
+	c, err := cfg.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("Sent", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var set imap.UIDSet
+	set.AddNum(1)
+	if err := c.Store(set, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagAnswered}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Logout().Wait()
+	if sum, opens := run(); sum.FlagsUpdated != 1 || opens != 1 {
+		t.Fatalf("one flag changed: %d updated, %d folders opened", sum.FlagsUpdated, opens)
+	}
+	for _, r := range archived(t, out)["Sent"] {
+		if r.UID == 1 && !strings.Contains(normFlags(r.Flags), `\answered`) {
+			t.Fatalf("flags of Sent UID 1: %v", r.Flags)
+		}
 	}
 }
