@@ -290,6 +290,16 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		}
 	}
 	meta, err := src.Meta(ctx, fresh)
+	var ue *UndeliveredError
+	if errors.As(err, &ue) && len(ue.UIDs) > 0 {
+		// messages the source would not describe: reported, the others go on
+		r.mu.Lock()
+		for _, u := range ue.UIDs {
+			r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, UID: u, Error: "the source did not describe the message: " + ue.Error()})
+		}
+		r.mu.Unlock()
+		err = nil
+	}
 	if err != nil {
 		return err
 	}
@@ -564,25 +574,37 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	r.mu.Lock()
 	r.sum.Check.Folders++
 	r.sum.Check.Messages += len(uids)
-	failedHere := false
+	failedHere, folderFailed := false, false
+	failedUIDs := map[uint32]bool{}
 	for _, f := range r.sum.Failed {
 		if f.Folder == j.f.Name {
 			failedHere = true
+			if f.UID != 0 {
+				failedUIDs[f.UID] = true
+			} else {
+				folderFailed = true
+			}
 		}
 	}
 	r.mu.Unlock()
 	journaled := 0
+	var failedList []uint32
 	for _, u := range uids {
 		if jr.get(srcKey{j.f.Name, uv, u}) != nil {
 			journaled++
+		} else if failedUIDs[u] {
+			failedList = append(failedList, u)
 		}
 	}
 	if missing == 0 && !failedHere && journaled == len(uids) {
 		jr.write(jline{T: "st", SF: j.f.Name, UV: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq, Sel: selKey, TF: j.target})
-		if r.rec != nil && selKey == "" && j.f.UIDValidity == uv {
-			if err := r.rec.SetMark(j.f, j.target, Mark{UIDValidity: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq}); err != nil {
-				return &FatalError{err}
-			}
+	}
+	if r.rec != nil && missing == 0 && journaled+len(failedList) == len(uids) && selKey == "" && j.f.UIDValidity == uv &&
+		!folderFailed && len(failedList) == len(failedUIDs) {
+		// a Recorder keeps the UIDs that failed with the state (a pass
+		// with failures is not taken as unchanged by the next run)
+		if err := r.rec.SetMark(j.f, j.target, Mark{UIDValidity: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq, Failed: failedList}); err != nil {
+			return &FatalError{err}
 		}
 	}
 	return jr.sync()
@@ -762,6 +784,10 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 		}
 	}
 	delivered, ferr := src.Fetch(ctx, send, put(false))
+	var ue *UndeliveredError
+	if errors.As(ferr, &ue) {
+		ferr = nil // what did not come is asked for again below, alone
+	}
 	if err := w.Flush(); ferr == nil {
 		ferr = err
 	}
@@ -787,6 +813,26 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 	if len(again) > 0 {
 		sort.Slice(again, func(a, b int) bool { return again[a] < again[b] })
 		got, err := src.Fetch(ctx, again, put(true))
+		reasons := map[uint32]string{}
+		if errors.As(err, &ue) {
+			// one message refused fails the whole FETCH: each alone
+			err = nil
+			for _, u := range again {
+				if got[u] {
+					continue
+				}
+				one, err1 := src.Fetch(ctx, []uint32{u}, put(true))
+				if errors.As(err1, &ue) {
+					reasons[u], err1 = ue.Error(), nil
+				}
+				if err1 != nil {
+					return err1
+				}
+				if one[u] {
+					got[u] = true
+				}
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -798,8 +844,12 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 		}
 		for _, u := range again {
 			if !got[u] {
+				why := "the source did not deliver the message"
+				if reasons[u] != "" {
+					why += ": " + reasons[u]
+				}
 				r.mu.Lock()
-				r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, UID: u, Error: "the source did not deliver the message"})
+				r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, UID: u, Error: why})
 				r.mu.Unlock()
 			}
 		}

@@ -22,7 +22,7 @@ type Recorder interface {
 	// Recorded returns the messages of source folder f that target holds.
 	Recorded(ctx context.Context, f *Folder, target string) ([]Recorded, error)
 	// SetMark records the state after a pass over f that finished, every
-	// message of it at the target.
+	// message of it at the target but those in m.Failed.
 	SetMark(f *Folder, target string, m Mark) error
 	// FlagsSum is how the sink records a message's flags and labels
 	// (labelKey is the message's LabelKey), compared with
@@ -43,6 +43,9 @@ type RecordWriter interface {
 type Mark struct {
 	UIDValidity, UIDNext, Messages uint32
 	ModSeq                         uint64
+	// Failed are the UIDs reported as failed in the pass (every other
+	// message is at the target): the next run tries them again.
+	Failed []uint32
 }
 
 // Recorded is one message a Recorder holds.
