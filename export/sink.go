@@ -170,7 +170,8 @@ func (s *ArchiveSink) Marked(f *engine.Folder, target string) (engine.Mark, bool
 	return engine.Mark{UIDValidity: st.UIDValidity, UIDNext: st.UIDNext, Messages: st.Messages, ModSeq: st.ModSeq}, true
 }
 
-// SetMark records the folder's state in the archive's folders.json.
+// SetMark records the folder's state in the archive's folders.json, with
+// the UIDs that failed (as export records them).
 func (s *ArchiveSink) SetMark(f *engine.Folder, target string, m engine.Mark) error {
 	sf := s.folder(target)
 	if st := s.Archive.State(target); st.Count == 0 && st.IndexSize == 0 {
@@ -184,7 +185,7 @@ func (s *ArchiveSink) SetMark(f *engine.Folder, target string, m engine.Mark) er
 			return err
 		}
 	}
-	s.Archive.SetStatus(target, sf.segs, sf.attrs, m.UIDValidity, m.UIDNext, m.Messages, m.ModSeq, nil)
+	s.Archive.SetStatus(target, sf.segs, sf.attrs, m.UIDValidity, m.UIDNext, m.Messages, m.ModSeq, m.Failed)
 	return s.Archive.SaveState()
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"filippo.io/age"
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/engine"
@@ -408,5 +409,81 @@ func TestArchiveSinkNoOpOpensNothing(t *testing.T) {
 		if r.UID == 1 && !strings.Contains(normFlags(r.Flags), `\answered`) {
 			t.Fatalf("flags of Sent UID 1: %v", r.Flags)
 		}
+	}
+}
+
+// A message the source refuses to deliver (a NO to its FETCH) is asked for
+// alone, then reported with the server's words; the others are copied,
+// the run goes on (no reconnecting), and the next run tries it again.
+func TestArchiveSinkUndeliverableReported(t *testing.T) {
+	t.Run("meta", func(t *testing.T) {
+		testUndeliverable(t, func(s imapserver.Session) imapserver.Session { return &flakySession{Session: s, bad: 7} })
+	})
+	t.Run("body", func(t *testing.T) {
+		testUndeliverable(t, func(s imapserver.Session) imapserver.Session {
+			return &bodyFlakySession{flakySession{Session: s, bad: 7}}
+		})
+	})
+}
+
+// bodyFlakySession describes every message but refuses the body of one.
+type bodyFlakySession struct{ flakySession }
+
+func (s *bodyFlakySession) Fetch(w *imapserver.FetchWriter, set imap.NumSet, o *imap.FetchOptions) error {
+	whole := false
+	for _, b := range o.BodySection {
+		whole = whole || (b.Specifier == imap.PartSpecifierNone && len(b.HeaderFields) == 0)
+	}
+	if whole {
+		return s.flakySession.Fetch(w, set, o)
+	}
+	return s.Session.Fetch(w, set, o)
+}
+
+func testUndeliverable(t *testing.T, wrap func(imapserver.Session) imapserver.Session) {
+	srv, err := account.ServeMemoryWrapped("alice", "secret", nil, imap.CapSet{imap.CapIMAP4rev1: {}}, wrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ts := &testServer{srv: srv, addr: srv.Addr}
+	ts.put(t, testmail.Gen(30, []string{"INBOX", "Sent"}, 21))
+	out := filepath.Join(t.TempDir(), "out")
+	run := func() *engine.Summary {
+		t.Helper()
+		a, err := archive.Open(out, archive.Mbox, false, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := &IMAPSource{Account: ts.config(t, ts.addr)}
+		sink := &ArchiveSink{Archive: a, Source: src}
+		sum, err := engine.Run(context.Background(), engine.Options{Source: src, Sink: sink, Connections: 2, Log: t.Logf})
+		if cerr := sink.Close(); err == nil {
+			err = cerr
+		}
+		src.Close()
+		if cerr := a.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		return sum
+	}
+	sum := run()
+	if len(sum.Failed) != 1 || sum.Failed[0].Folder != "INBOX" || sum.Failed[0].UID != 7 || !strings.Contains(sum.Failed[0].Error, "temporarily unavailable") {
+		t.Fatalf("failures: %+v", sum.Failed)
+	}
+	if sum.Copied != 29 || len(archived(t, out)["INBOX"])+len(archived(t, out)["Sent"]) != 29 {
+		t.Fatalf("%d copied, want 29", sum.Copied)
+	}
+	a, _ := archive.Open(out, "", false, "test")
+	st := a.State("INBOX")
+	a.Close()
+	if len(st.Failed) != 1 || st.Failed[0] != 7 {
+		t.Fatalf("state failed UIDs %v", st.Failed)
+	}
+	if sum := run(); len(sum.Failed) != 1 || sum.Copied != 0 {
+		t.Fatalf("second run: %d copied, failures %+v", sum.Copied, sum.Failed)
 	}
 }
