@@ -30,7 +30,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		o.Log = func(string, ...any) {}
 	}
 	sum := &Summary{DryRun: o.DryRun, unstorable: map[string]bool{}}
-	jr, err := openJournal(o.JournalPath)
+	rec, _ := o.Sink.(Recorder)
+	path := o.JournalPath
+	if rec != nil {
+		path = "" // the sink is its own record
+	}
+	jr, err := openJournal(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening the journal: %w", err)
 	}
@@ -43,7 +48,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		return nil, err
 	}
 	sum.Bridge = o.Source.Bridge()
-	r := &run{o: o, sum: sum, jr: jr}
+	r := &run{o: o, sum: sum, jr: jr, rec: rec}
 	var first, later []*job
 	var planned int
 	var plannedBytes int64
@@ -62,7 +67,18 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 			first = append(first, j)
 		}
 		// what the journal does not know yet, at most
-		n := int(f.Messages) - jr.count(f.Name, f.UIDValidity)
+		var n int
+		if rec != nil {
+			n = int(f.Messages)
+			if m, ok := rec.Marked(f, t); ok {
+				jr.states[f.Name] = folderState{uv: m.UIDValidity, uidNext: m.UIDNext, messages: m.Messages, modSeq: m.ModSeq, target: t}
+				if m.UIDValidity == f.UIDValidity {
+					n -= int(m.Messages)
+				}
+			}
+		} else {
+			n = int(f.Messages) - jr.count(f.Name, f.UIDValidity)
+		}
 		if n > 0 {
 			planned += n
 			plannedBytes += f.Bytes * int64(n) / int64(f.Messages)
@@ -104,6 +120,7 @@ type run struct {
 	o              Options
 	sum            *Summary
 	jr             *journal
+	rec            Recorder // the sink, when it is its own record
 	mu             sync.Mutex
 	folderFailures int
 	progress       int64
@@ -225,16 +242,13 @@ func FolderError(err error) error { return &folderError{err} }
 // pass is one attempt at a folder.
 func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	o, jr, fs := r.o, r.jr, j.fs
-	src, err := o.Source.Open(ctx, j.f)
-	if err != nil {
-		return err
-	}
-	defer func() { src.Close(err) }()
-	uv, modSeq := src.State()
 	selKey := selString(o.Select)
 	st, hadState := jr.state(j.f.Name)
-	if hadState && !o.Delete && st.uv == uv && st.uidNext == j.f.UIDNext && j.f.UIDNext != 0 && st.messages == j.f.Messages &&
-		modSeq != 0 && st.modSeq == modSeq && st.sel == selKey && st.target == j.target && !j.f.AllMail {
+	unchanged := func(uv uint32, modSeq uint64) bool {
+		return hadState && !o.Delete && st.uv == uv && st.uidNext == j.f.UIDNext && j.f.UIDNext != 0 && st.messages == j.f.Messages &&
+			(modSeq != 0 && st.modSeq == modSeq || j.f.Messages == 0) && st.sel == selKey && st.target == j.target && !j.f.AllMail
+	}
+	skip := func() error {
 		// Nothing new, no flag changed (CONDSTORE), checked by the run
 		// that recorded this state.
 		fs.Unchanged = true
@@ -242,6 +256,25 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		r.sum.Check.Unchanged++
 		r.mu.Unlock()
 		return nil
+	}
+	if unchanged(j.f.UIDValidity, j.f.ModSeq) {
+		// the listing's STATUS says so already: the folder is not even
+		// opened (a no-op run costs the listing alone)
+		return skip()
+	}
+	src, err := o.Source.Open(ctx, j.f)
+	if err != nil {
+		return err
+	}
+	defer func() { src.Close(err) }()
+	uv, modSeq := src.State()
+	if unchanged(uv, modSeq) {
+		return skip()
+	}
+	if r.rec != nil {
+		if err := jr.load(ctx, r.rec, j.f, j.target); err != nil {
+			return err
+		}
 	}
 	uids, err := src.UIDs(ctx, o.Select)
 	if err != nil {
@@ -297,6 +330,16 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		}
 	}
 	meta, err := src.Meta(ctx, fresh)
+	var ue *UndeliveredError
+	if errors.As(err, &ue) && len(ue.UIDs) > 0 {
+		// messages the source would not describe: reported, the others go on
+		r.mu.Lock()
+		for _, u := range ue.UIDs {
+			r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, UID: u, Error: "the source did not describe the message: " + ue.Error()})
+		}
+		r.mu.Unlock()
+		err = nil
+	}
 	if err != nil {
 		return err
 	}
@@ -319,7 +362,8 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		if key == "id:" {
 			key = ""
 		}
-		if key == "" {
+		if key == "" || r.rec != nil {
+			// a Recorder records labels beside the flags
 			return union(flags, nil)
 		}
 		return union(flags, Keywords(o.Source.Labels(key), mode))
@@ -451,6 +495,12 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	stores := map[string][]uint32{}
 	changes := map[string]change{}
 	var resolve []uint32
+	if r.rec != nil {
+		if err := r.setFlags(j, w, known, flagsNow, live, tuv, uv); err != nil {
+			return err
+		}
+		flagsNow = nil // done
+	}
 	for u, e := range known {
 		now, ok := flagsNow[u]
 		if !ok || !live[u] || e.tf != j.target {
@@ -586,23 +636,79 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	r.mu.Lock()
 	r.sum.Check.Folders++
 	r.sum.Check.Messages += len(uids)
-	failedHere := false
+	failedHere, folderFailed := false, false
+	failedUIDs := map[uint32]bool{}
 	for _, f := range r.sum.Failed {
 		if f.Folder == j.f.Name {
 			failedHere = true
+			if f.UID != 0 {
+				failedUIDs[f.UID] = true
+			} else {
+				folderFailed = true
+			}
 		}
 	}
 	r.mu.Unlock()
 	journaled := 0
+	var failedList []uint32
 	for _, u := range uids {
 		if jr.get(sk(u)) != nil {
 			journaled++
+		} else if failedUIDs[u] {
+			failedList = append(failedList, u)
 		}
 	}
 	if missing == 0 && !failedHere && journaled == len(uids) {
 		jr.write(jline{T: "st", SF: j.f.Name, UV: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq, Sel: selKey, TF: j.target})
 	}
+	if r.rec != nil && missing == 0 && journaled+len(failedList) == len(uids) && selKey == "" && j.f.UIDValidity == uv &&
+		!folderFailed && len(failedList) == len(failedUIDs) {
+		// a Recorder keeps the UIDs that failed with the state (a pass
+		// with failures is not taken as unchanged by the next run)
+		if err := r.rec.SetMark(j.f, j.target, Mark{UIDValidity: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq, Failed: failedList}); err != nil {
+			return &FatalError{err}
+		}
+	}
 	return jr.sync()
+}
+
+// setFlags brings the flags and labels a Recorder holds of messages copied
+// earlier up to date, comparing its FlagsSum.
+func (r *run) setFlags(j *job, w FolderWriter, known map[uint32]*entry, flagsNow map[uint32][]string, live map[uint32]bool, tuv, uv uint32) error {
+	rw, ok := w.(RecordWriter)
+	if !ok || len(flagsNow) == 0 {
+		return nil
+	}
+	us := make([]uint32, 0, len(known))
+	for u := range known {
+		us = append(us, u)
+	}
+	sort.Slice(us, func(a, b int) bool { return us[a] < us[b] })
+	n := 0
+	for _, u := range us {
+		e := known[u]
+		now, ok := flagsNow[u]
+		if !ok || !live[u] || e.tf != j.target || e.tuv != tuv || e.tuid == 0 {
+			continue
+		}
+		lk := LabelKey(e.pm, e.gm)
+		labels := r.o.Source.Labels(lk)
+		want := union(now, nil)
+		sum := r.rec.FlagsSum(want, lk, labels)
+		if sum == e.sum {
+			continue
+		}
+		if err := rw.SetFlags(e.tuid, want, lk, labels); err != nil {
+			return err
+		}
+		r.jr.write(jline{T: "f", SF: j.f.Name, UV: uv, UID: u, TUV: e.tuv, TUID: e.tuid, Flags: want, Sum: sum})
+		n++
+	}
+	j.fs.FlagsUpdated += n
+	r.mu.Lock()
+	r.sum.FlagsUpdated += n
+	r.mu.Unlock()
+	return nil
 }
 
 // failedUID reports whether a message was reported as failed in this run.
@@ -641,6 +747,14 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 	var mu sync.Mutex
 	var retry []uint32
 	var fatal, lost error
+	var keep *keeper
+	if o.Keep != nil {
+		var err error
+		if keep, err = openKeeper(ctx, o.Keep, j.f); err != nil {
+			return &FatalError{fmt.Errorf("the second copy (%s): %w", j.f.Name, err)}
+		}
+		defer keep.close()
+	}
 	done := func(m *Message, undecryptable *message.DecryptScanner) PutFunc {
 		return func(uid, tuv uint32, err error) {
 			var re *RefusedError
@@ -717,8 +831,8 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 				body = io.TeeReader(body, scan)
 			}
 			var tee *teeState
-			if o.Tee != nil {
-				tee = startTee(o.Tee, m)
+			if keep != nil && keep.wants(m) {
+				tee = startTee(keep.put(ctx), m)
 				body = io.TeeReader(body, tee.pw)
 			}
 			err := w.Put(ctx, m, body, done(m, scan))
@@ -737,6 +851,10 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 		}
 	}
 	delivered, ferr := src.Fetch(ctx, send, put(false))
+	var ue *UndeliveredError
+	if errors.As(ferr, &ue) {
+		ferr = nil // what did not come is asked for again below, alone
+	}
 	if err := w.Flush(); ferr == nil {
 		ferr = err
 	}
@@ -762,6 +880,26 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 	if len(again) > 0 {
 		sort.Slice(again, func(a, b int) bool { return again[a] < again[b] })
 		got, err := src.Fetch(ctx, again, put(true))
+		reasons := map[uint32]string{}
+		if errors.As(err, &ue) {
+			// one message refused fails the whole FETCH: each alone
+			err = nil
+			for _, u := range again {
+				if got[u] {
+					continue
+				}
+				one, err1 := src.Fetch(ctx, []uint32{u}, put(true))
+				if errors.As(err1, &ue) {
+					reasons[u], err1 = ue.Error(), nil
+				}
+				if err1 != nil {
+					return err1
+				}
+				if one[u] {
+					got[u] = true
+				}
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -773,8 +911,12 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 		}
 		for _, u := range again {
 			if !got[u] {
+				why := "the source did not deliver the message"
+				if reasons[u] != "" {
+					why += ": " + reasons[u]
+				}
 				r.mu.Lock()
-				r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, UID: u, Error: "the source did not deliver the message"})
+				r.sum.Failed = append(r.sum.Failed, Failure{Folder: j.f.Name, UID: u, Error: why})
 				r.mu.Unlock()
 			}
 		}
@@ -784,13 +926,87 @@ func (r *run) send(ctx context.Context, j *job, src FolderReader, w FolderWriter
 			r.mu.Unlock()
 		}
 	}
+	if keep != nil {
+		if err := keep.flush(); err != nil {
+			return &FatalError{fmt.Errorf("the second copy (%s): %w", j.f.Name, err)}
+		}
+	}
 	if err := jr.bracket(j.target, false); err != nil {
 		return &FatalError{err}
 	}
 	return nil
 }
 
-// teeState copies a message to Options.Tee through a pipe, in a goroutine.
+// keeper writes a second copy of the messages copied into a folder
+// (Options.Keep).
+type keeper struct {
+	s    Sink
+	w    FolderWriter
+	inv  map[string][]Held
+	used map[string]int
+	mu   sync.Mutex
+	err  error
+}
+
+func openKeeper(ctx context.Context, s Sink, f *Folder) (*keeper, error) {
+	t, why := s.Target(f)
+	if why != "" {
+		return nil, errors.New(why)
+	}
+	w, err := s.Open(ctx, t, true)
+	if err != nil {
+		return nil, err
+	}
+	k := &keeper{s: s, w: w, used: map[string]int{}}
+	if k.inv, err = w.Inventory(ctx); err != nil {
+		w.Close(err)
+		return nil, err
+	}
+	return k, nil
+}
+
+// wants reports whether m is not in the second copy yet (and counts it in).
+func (k *keeper) wants(m *Message) bool {
+	key := k.s.Key(m)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.inv[key])-k.used[key] > 0 {
+		k.used[key]++
+		return false
+	}
+	return true
+}
+
+func (k *keeper) put(ctx context.Context) func(m *Message, body io.Reader) error {
+	return func(m *Message, body io.Reader) error {
+		return k.w.Put(ctx, m, body, func(_, _ uint32, err error) {
+			if err != nil {
+				k.mu.Lock()
+				if k.err == nil {
+					k.err = err
+				}
+				k.mu.Unlock()
+			}
+		})
+	}
+}
+
+func (k *keeper) flush() error {
+	err := k.w.Flush()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err == nil {
+		err = k.err
+	}
+	return err
+}
+
+func (k *keeper) close() {
+	k.w.Close(k.flush())
+}
+
+// teeState copies a message to the second copy (Options.Keep) through a
+// pipe, in a goroutine.
 type teeState struct {
 	pw   *io.PipeWriter
 	errc chan error

@@ -246,6 +246,23 @@ func (e *FatalError) Error() string { return e.Err.Error() }
 // Unwrap returns the cause.
 func (e *FatalError) Unwrap() error { return e.Err }
 
+// UndeliveredError is a source's refusal to deliver some of the messages
+// asked for, on a connection that still works (an IMAP NO to a FETCH):
+// they are asked for again one at a time, and those still refused are
+// reported with the source's words; the folder's other messages go on.
+type UndeliveredError struct {
+	Err error
+	// UIDs, from FolderReader.Meta, are the messages the source would not
+	// describe (the others are in its result).
+	UIDs []uint32
+}
+
+// Error returns the source's words.
+func (e *UndeliveredError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *UndeliveredError) Unwrap() error { return e.Err }
+
 // LabelMode says what happens to Proton labels.
 type LabelMode string
 
@@ -280,8 +297,12 @@ type Options struct {
 	Progress message.Progress
 	// Log, if set, receives warnings.
 	Log func(format string, a ...any)
-	// Tee, if set, receives a copy of each message copied (--keep-archive).
-	Tee func(m *Message, body io.Reader) error
+	// Keep, if set, is a second sink that receives a copy of each message
+	// copied into Sink, as it goes by (migrate --keep-archive: an
+	// archive). A message Keep already holds (by its Key) is not given to
+	// it again; flags and deletions are not brought to it. A failure of
+	// Keep stops the run.
+	Keep Sink
 }
 
 // Failure is a message or folder that could not be copied.

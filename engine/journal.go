@@ -32,6 +32,9 @@ type jline struct {
 	// ID is the message's ID (an IDReader's message): the line is keyed
 	// by it, UID is only informative.
 	ID string `json:"id,omitempty"`
+	// Sum is a Recorder's FlagsSum (never written: a Recorder keeps no
+	// journal file)
+	Sum string `json:"-"`
 	// folder state ("st")
 	UIDNext  uint32 `json:"uidnext,omitempty"`
 	Messages uint32 `json:"n,omitempty"`
@@ -65,6 +68,7 @@ type entry struct {
 	gm    string
 	id    string
 	flags []string
+	sum   string // Recorder sinks: the FlagsSum recorded
 }
 
 type folderState struct {
@@ -83,11 +87,12 @@ type journal struct {
 	gm         map[string]srcKey // X-GM-MSGID -> where it is recorded
 	states     map[string]folderState
 	unfinished map[string]bool
+	loaded     map[string]bool // Recorder sinks: source folders loaded
 	err        error
 }
 
 func openJournal(path string) (*journal, error) {
-	j := &journal{msgs: map[srcKey]*entry{}, gm: map[string]srcKey{}, states: map[string]folderState{}, unfinished: map[string]bool{}}
+	j := &journal{msgs: map[srcKey]*entry{}, gm: map[string]srcKey{}, states: map[string]folderState{}, unfinished: map[string]bool{}, loaded: map[string]bool{}}
 	if path == "" {
 		return j, nil
 	}
@@ -118,13 +123,13 @@ func (j *journal) apply(l jline) {
 	k := l.keyOf()
 	switch l.T {
 	case "m":
-		j.msgs[k] = &entry{tf: l.TF, tuv: l.TUV, tuid: l.TUID, key: l.Key, pm: l.PM, gm: l.GM, id: l.ID, flags: l.Flags}
+		j.msgs[k] = &entry{tf: l.TF, tuv: l.TUV, tuid: l.TUID, key: l.Key, pm: l.PM, gm: l.GM, id: l.ID, flags: l.Flags, sum: l.Sum}
 		if l.GM != "" {
 			j.gm[l.GM] = k
 		}
 	case "f":
 		if e := j.msgs[k]; e != nil {
-			e.flags = l.Flags
+			e.flags, e.sum = l.Flags, l.Sum
 			if l.TUID != 0 {
 				e.tuv, e.tuid = l.TUV, l.TUID
 			}

@@ -2,6 +2,7 @@ package export
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -348,15 +349,38 @@ func (r *imapReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engin
 	if len(uids) == 0 {
 		return out, nil
 	}
+	var refused []uint32
+	var refusal error
 	for i := 0; i < len(uids); i += 2000 {
 		part := uids[i:min(i+2000, len(uids))]
-		if err := r.meta(part, out); err != nil {
+		err := undelivered(r.c, r.meta(part, out))
+		var ue *engine.UndeliveredError
+		if errors.As(err, &ue) {
+			// one message the server will not describe fails the whole
+			// FETCH: each alone
+			for _, u := range part {
+				if _, ok := out[u]; ok {
+					continue
+				}
+				if err := undelivered(r.c, r.meta([]uint32{u}, out)); errors.As(err, &ue) {
+					refused, refusal = append(refused, u), ue.Err
+				} else if err != nil {
+					return nil, err
+				}
+			}
+			err = nil
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
+	isRefused := map[uint32]bool{}
+	for _, u := range refused {
+		isRefused[u] = true
+	}
 	var missing []uint32
 	for _, u := range uids {
-		if _, ok := out[u]; !ok {
+		if _, ok := out[u]; !ok && !isRefused[u] {
 			missing = append(missing, u)
 		}
 	}
@@ -389,6 +413,9 @@ func (r *imapReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engin
 		for u, h := range hashes {
 			out[u].HeaderHash = h
 		}
+	}
+	if len(refused) > 0 {
+		return out, &engine.UndeliveredError{Err: refusal, UIDs: refused}
 	}
 	return out, nil
 }
@@ -430,8 +457,9 @@ func (r *imapReader) meta(uids []uint32, out map[uint32]*engine.Message) error {
 // Fetch streams BODY.PEEK[] of uids (account.FetchBodies: the literal's
 // length is checked), asking by sequence number for what a server answered
 // in a shape go-imap drops.
-func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFunc) (map[uint32]bool, error) {
-	done := map[uint32]bool{}
+func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFunc) (done map[uint32]bool, err error) {
+	defer func() { err = undelivered(r.c, err) }()
+	done = map[uint32]bool{}
 	for i := 0; i < len(uids); i += 1000 {
 		part := uids[i:min(i+1000, len(uids))]
 		got, err := r.c.FetchBodies(part, account.BodyFunc(fn))
@@ -470,4 +498,23 @@ func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFun
 		}
 	}
 	return done, nil
+}
+
+// undelivered marks a NO to a body FETCH on a connection that still works
+// as the source refusing those messages (engine.UndeliveredError): the
+// engine asks for them again one by one and reports those still refused,
+// instead of reconnecting. A throttling answer and a daily cap stay as
+// they are.
+func undelivered(c *account.Conn, err error) error {
+	var ie *imap.Error
+	if err == nil || !errors.As(err, &ie) || ie.Type != imap.StatusResponseTypeNo {
+		return err
+	}
+	if _, ok := account.ThrottleBackoff(err); ok {
+		return err
+	}
+	if account.AsCapError(err, "download", false) != nil || IsConnErr(c, err) {
+		return err
+	}
+	return &engine.UndeliveredError{Err: err}
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/mailmove/mailmove/export"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/imports"
-	"github.com/mailmove/mailmove/message"
 	"github.com/mailmove/mailmove/verify"
 )
 
@@ -36,6 +34,9 @@ type migrateOptions struct {
 	journalDir             string
 	maxPerDay              int64
 	format, identity       string
+	archiveFormat          string
+	encryptTo, encryptFile multiFlag
+	compress               string
 }
 
 // cmdMigrate copies one account into another, streamed: each message goes
@@ -61,7 +62,11 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.BoolVar(&o.del, "delete", false, "delete at the target the messages this tool copied that are gone from the source")
 	fs.StringVar(&o.since, "since", "", "copy only messages that arrived on or after `DATE` (YYYY-MM-DD, INTERNALDATE)")
 	fs.StringVar(&o.before, "before", "", "copy only messages that arrived before `DATE` (YYYY-MM-DD, INTERNALDATE)")
-	fs.StringVar(&o.keepArchive, "keep-archive", "", "also write the messages copied into this archive `dir` (.eml per message)")
+	fs.StringVar(&o.keepArchive, "keep-archive", "", "also write the messages copied into this archive `dir` (a mailmove archive, as export writes it)")
+	fs.StringVar(&o.archiveFormat, "archive-format", "", "a new archive (--keep-archive, or --to DIR) holds `eml` (one file per message, the default) or mbox; an existing one keeps its own")
+	fs.Var(&o.encryptTo, "encrypt-to", "a new archive (--keep-archive, --to DIR) is encrypted to this age `recipient` (repeatable; an encrypted archive takes the same recipients to be added to)")
+	fs.Var(&o.encryptFile, "encrypt-to-file", "encrypt the archive to the recipients in this `file` (one a line, as age -R; repeatable)")
+	fs.StringVar(&o.compress, "compress", "", "a new archive's messages are compressed with `zstd`")
 	staging := fs.String("staging", "", "no longer used: migrate keeps no staging archive (`dir` ignored; kept so that old scripts run)")
 	fs.StringVar(&o.journalDir, "journal-dir", "", "where migrate journals live (default $XDG_STATE_HOME/mailmove/migrate)")
 	fs.StringVar(&o.format, "format", "", "with a local --from: input `format`: mailmove, mbox, eml, maildir or takeout (default: detected)")
@@ -109,6 +114,18 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "mailmove migrate: --labels %q: choose keywords, folders or skip\n", o.labels)
 		return exitUsage
 	}
+	switch o.archiveFormat {
+	case "", "eml", "mbox":
+	default:
+		fmt.Fprintf(stderr, "mailmove migrate: --archive-format %s: want eml or mbox\n", o.archiveFormat)
+		return exitUsage
+	}
+	sealing, err := sealingFlags(o.encryptTo, o.encryptFile, o.compress)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailmove migrate: %v\n", err)
+		return exitUsage
+	}
+	toDir := archivePath(*to.url)
 	var src *account.Config
 	var files *imports.FilesSource
 	var fromName string
@@ -125,7 +142,6 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return exitUsage
 		}
 		var stopFrom func()
-		var err error
 		src, stopFrom, err = from.config(ctx, stderr)
 		if err != nil {
 			return errorExit(stderr, err)
@@ -133,11 +149,17 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		defer stopFrom()
 		fromName = src.URL.String()
 	}
-	dst, stopTo, err := to.config(ctx, stderr)
-	if err != nil {
-		return errorExit(stderr, err)
+	var dst *account.Config
+	toName := toDir
+	if toDir == "" {
+		var stopTo func()
+		dst, stopTo, err = to.config(ctx, stderr)
+		if err != nil {
+			return errorExit(stderr, err)
+		}
+		defer stopTo()
+		toName = dst.URL.String()
 	}
-	defer stopTo()
 	if o.journalDir == "" {
 		o.journalDir = filepath.Join(filepath.Dir(defaultJournalDir()), "migrate")
 	}
@@ -145,14 +167,22 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if files != nil {
 		srcKey = "files\x00" + files.Identity()
 	}
-	sum := sha256.Sum256([]byte("migrate v1\x00" + srcKey + "\x00" + dst.URL.String()))
+	sum := sha256.Sum256([]byte("migrate v1\x00" + srcKey + "\x00" + toName))
 	journal := filepath.Join(o.journalDir, hex.EncodeToString(sum[:8])+".jsonl")
 
 	tty := !o.quiet && isTerminal(os.Stderr)
 	start := time.Now()
-	st := newStatusLine(stderr, tty, "connecting to "+dst.URL.Addr())
+	first := toName
+	if dst != nil {
+		first = dst.URL.Addr()
+	} else if src != nil {
+		first = src.URL.Addr()
+	}
+	st := newStatusLine(stderr, tty, "connecting to "+first)
 	defer st.clear()
-	dst.Status = st.set
+	if dst != nil {
+		dst.Status = st.set
+	}
 	if src != nil {
 		src.Status = st.set
 	}
@@ -167,7 +197,33 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		defer imapSource.Close()
 		source = imapSource
 	}
-	sink := &imports.IMAPSink{Account: dst, Map: m, Prefix: o.prefix, Verb: "migrate"}
+	var sink engine.Sink
+	var imapSink *imports.IMAPSink
+	var archSink *export.ArchiveSink
+	archClosed := false
+	if toDir != "" {
+		if len(m) > 0 || o.prefix != "" {
+			fmt.Fprintln(stderr, "mailmove migrate: --map and --prefix are for an account as the target: an archive names its folders as export does")
+			return exitUsage
+		}
+		arch, err := openMigrateArchive(toDir, o.archiveFormat, sealing)
+		if err != nil {
+			return errorExit(stderr, fmt.Errorf("--to %s: %w", toDir, err))
+		}
+		archSink = &export.ArchiveSink{Archive: arch, Source: source}
+		defer func() {
+			if !archClosed { // not closed below (an early return)
+				archSink.Close()
+				arch.Close()
+			}
+		}()
+		sink = archSink
+	} else {
+		imapSink = &imports.IMAPSink{Account: dst, Map: m, Prefix: o.prefix, Verb: "migrate"}
+		defer imapSink.Close()
+		defer context.AfterFunc(ctx, imapSink.Abort)() // Ctrl-C: the target's connections close at once
+		sink = imapSink
+	}
 	if o.maxPerDay > 0 && !o.dry {
 		if imapSource != nil {
 			if imapSource.Budget, err = account.NewDailyBudget(dailyDir(), src.URL.String(), "download", o.maxPerDay); err != nil {
@@ -175,13 +231,13 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			}
 			defer imapSource.Budget.Save()
 		}
-		if sink.Budget, err = account.NewDailyBudget(dailyDir(), dst.URL.String(), "upload", o.maxPerDay); err != nil {
-			return errorExit(stderr, err)
+		if imapSink != nil {
+			if imapSink.Budget, err = account.NewDailyBudget(dailyDir(), dst.URL.String(), "upload", o.maxPerDay); err != nil {
+				return errorExit(stderr, err)
+			}
+			defer imapSink.Budget.Save()
 		}
-		defer sink.Budget.Save()
 	}
-	defer sink.Close()
-	defer context.AfterFunc(ctx, sink.Abort)() // Ctrl-C: the target's connections close at once
 	eo := engine.Options{Source: source, Sink: sink, JournalPath: journal, Labels: mode, Delete: o.del, DryRun: o.dry,
 		Select: sel, Connections: o.conns}
 	var prog *progress
@@ -194,56 +250,38 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			imapSource.Log = eo.Log
 		}
 	}
-	var keep *keptArchive
+	var keep *export.ArchiveSink
 	if o.keepArchive != "" && !o.dry {
-		arch, err := archive.Open(o.keepArchive, archive.EML, false, "mailmove "+version)
+		arch, err := openMigrateArchive(o.keepArchive, o.archiveFormat, sealing)
 		if err != nil {
 			return errorExit(stderr, fmt.Errorf("--keep-archive: %w", err))
 		}
-		keep = &keptArchive{a: arch, w: map[string]*archive.FolderWriter{}}
-		eo.Tee = keep.put
+		defer arch.Close()
+		keep = &export.ArchiveSink{Archive: arch, Source: source}
+		eo.Keep = keep
 	}
 	var esum *engine.Summary
-	err = sink.Start(ctx)
+	if imapSink != nil {
+		err = imapSink.Start(ctx)
+	}
 	connsSet := false
 	fs.Visit(func(f *flag.Flag) { connsSet = connsSet || f.Name == "connections" })
-	if err == nil && sink.Bridge() && !connsSet {
+	if err == nil && imapSink != nil && imapSink.Bridge() && !connsSet {
 		eo.Connections = 2 // as import: Proton paces what Bridge uploads
 	}
 	if err == nil {
 		if files != nil {
 			// labels are keywords unless skipped; Gmail is given the labels
 			files.NoLabelKeywords = mode == engine.LabelsSkip
-			files.GmailTarget = sink.Gmail()
+			files.GmailTarget = imapSink != nil && imapSink.Gmail()
 		}
 		esum, err = engine.Run(ctx, eo)
 		if esum != nil {
-			esum.Failed = append(esum.Failed, sink.Unlabelled...)
+			if imapSink != nil {
+				esum.Failed = append(esum.Failed, imapSink.Unlabelled...)
+			}
 			if files != nil {
 				esum.Failed = append(esum.Failed, files.EngineFailures()...)
-			}
-		}
-	}
-	var check *verify.Report
-	if err == nil && esum != nil && !o.dry && !sink.Gmail() && (imapSource == nil || !imapSource.Gmail()) {
-		// the closing check: verify's cheap form on the folders this run
-		// looked at (the others are unchanged since a run that checked
-		// them). A Gmail side keeps the engine's own check (a message
-		// copied from Gmail stays in the folder it was first copied into;
-		// a Gmail target holds copies in its label folders), as do
-		// standard input (it cannot be read twice) and labels copied as
-		// folders from local input.
-		fromSide := verify.Side{Account: src}
-		ok := true
-		if files != nil {
-			fromSide = verify.Side{Path: files.Canonical(), Format: files.Format, Identities: files.Identities}
-			ok = files.Path != "-" && mode != engine.LabelsFolders
-		}
-		if ok {
-			check, err = migrateCheck(ctx, fromSide, verify.Side{Account: dst}, esum,
-				verify.Options{Include: o.include, Exclude: o.exclude, Prefix: o.prefix, Map: m, AllowExtra: true}, sel)
-			if err != nil {
-				err = fmt.Errorf("checking the target after the copy (the copy itself is done and recorded; run `mailmove verify` to check again): %w", err)
 			}
 		}
 	}
@@ -252,8 +290,47 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		prog.finish()
 	}
 	if keep != nil {
-		if kerr := keep.close(); err == nil && kerr != nil {
+		if kerr := keep.Close(); err == nil && kerr != nil {
 			err = fmt.Errorf("saving the archive (--keep-archive): %w", kerr)
+		}
+	}
+	if archSink != nil {
+		// closed before the check, which reads the archive (and is
+		// refused while a writer holds its lock)
+		if kerr := archSink.Close(); err == nil && kerr != nil {
+			err = fmt.Errorf("saving the archive: %w", kerr)
+		}
+		if kerr := archSink.Archive.Close(); err == nil && kerr != nil {
+			err = fmt.Errorf("saving the archive: %w", kerr)
+		}
+		archClosed = true
+	}
+	var check *verify.Report
+	if err == nil && esum != nil && !o.dry && (imapSink == nil || !imapSink.Gmail()) && (imapSource == nil || !imapSource.Gmail()) {
+		// the closing check: verify's cheap form on the folders this run
+		// looked at (the others are unchanged since a run that checked
+		// them). A Gmail side keeps the engine's own check (a message
+		// copied from Gmail stays in the folder it was first copied into;
+		// a Gmail target holds copies in its label folders), as do
+		// standard input (it cannot be read twice) and labels copied as
+		// folders from local input, and an encrypted archive as the target
+		// (reading its index needs the identity, which migrate has not).
+		fromSide, toSide := verify.Side{Account: src}, verify.Side{Account: dst}
+		ok := true
+		if archSink != nil {
+			toSide = verify.Side{Path: toDir}
+			ok = !archSink.Archive.Encrypted()
+		}
+		if files != nil {
+			fromSide = verify.Side{Path: files.Canonical(), Format: files.Format, Identities: files.Identities}
+			ok = ok && files.Path != "-" && mode != engine.LabelsFolders
+		}
+		if ok {
+			check, err = migrateCheck(ctx, fromSide, toSide, esum,
+				verify.Options{Include: o.include, Exclude: o.exclude, Prefix: o.prefix, Map: m, AllowExtra: true}, sel)
+			if err != nil {
+				err = fmt.Errorf("checking the target after the copy (the copy itself is done and recorded; run `mailmove verify` to check again): %w", err)
+			}
 		}
 	}
 	if o.jsonOut {
@@ -266,7 +343,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			*engine.Summary
 			Verify  *verify.Report `json:"verify,omitempty"`
 			Seconds float64        `json:"seconds"`
-		}{header: newHeader("migrate"), From: fromName, To: dst.URL.String(), Summary: esum, Verify: check, Seconds: time.Since(start).Seconds()}
+		}{header: newHeader("migrate"), From: fromName, To: toName, Summary: esum, Verify: check, Seconds: time.Since(start).Seconds()}
 		if err != nil {
 			v.Error = err.Error()
 		}
@@ -295,10 +372,10 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			for _, f := range esum.Folders {
 				n += f.Copy
 			}
-			fmt.Fprintf(stderr, "%s -> %s: dry run: %d messages would be copied; nothing changed\n", fromName, dst.URL, n)
+			fmt.Fprintf(stderr, "%s -> %s: dry run: %d messages would be copied; nothing changed\n", fromName, toName, n)
 		} else {
 			fmt.Fprintf(stderr, "%s -> %s: %d messages copied (%s), %d already there, %d with new flags, %d deleted, in %s\n%s\n",
-				fromName, dst.URL, esum.Copied, humanBytes(esum.Bytes), esum.AlreadyThere, esum.FlagsUpdated, esum.Deleted,
+				fromName, toName, esum.Copied, humanBytes(esum.Bytes), esum.AlreadyThere, esum.FlagsUpdated, esum.Deleted,
 				time.Since(start).Round(10*time.Millisecond), checkLine(esum, check))
 		}
 	}
@@ -483,50 +560,37 @@ func printMigrateProblems(stderr io.Writer, s *engine.Summary, verified bool) bo
 	return bad
 }
 
-// keptArchive writes the messages a migrate copies into an archive too
-// (--keep-archive), one folder writer per source folder.
-type keptArchive struct {
-	a  *archive.Archive
-	mu sync.Mutex
-	w  map[string]*archive.FolderWriter
+// archivePath returns v when it names a local archive folder rather than
+// an account URL (no "://"; a path with a "/", or an existing folder), else
+// "".
+func archivePath(v string) string {
+	if v == "" || v == "demo" || strings.Contains(v, "://") {
+		return ""
+	}
+	if strings.ContainsRune(v, '/') || strings.ContainsRune(v, filepath.Separator) {
+		return v
+	}
+	if fi, err := os.Stat(v); err == nil && fi.IsDir() {
+		return v
+	}
+	return ""
 }
 
-func (k *keptArchive) put(m *engine.Message, body io.Reader) error {
-	k.mu.Lock()
-	w := k.w[m.Folder]
-	if w == nil {
-		var err error
-		if w, err = k.a.OpenFolder(m.Folder, strings.Split(m.Folder, "/")); err != nil {
-			k.mu.Unlock()
-			return err
-		}
-		k.w[m.Folder] = w
+// openMigrateArchive opens the archive migrate writes (--to DIR,
+// --keep-archive): an existing one as it is, a new one in format (eml by
+// default) with sealing.
+func openMigrateArchive(dir, format string, sealing archive.Sealing) (*archive.Archive, error) {
+	f := archive.EML
+	if format == "mbox" {
+		f = archive.Mbox
 	}
-	k.mu.Unlock()
-	meta := &message.Meta{Segments: strings.Split(m.Folder, "/"), UIDValidity: m.UIDValidity, UID: m.UID,
-		Flags: append([]string{}, m.Flags...), InternalDate: m.InternalDate, Labels: m.Labels}
-	_, err := w.Put(meta, body, nil)
-	if err == nil && w.NeedCommit() {
-		err = w.Commit()
+	if _, err := os.Stat(filepath.Join(dir, archive.StateDir, "archive.json")); err == nil {
+		f = "" // as it is
 	}
-	return err
-}
-
-func (k *keptArchive) close() error {
-	var first error
-	for _, w := range k.w {
-		if err := w.Commit(); err != nil && first == nil {
-			first = err
-		}
-		if err := w.Close(); err != nil && first == nil {
-			first = err
-		}
+	a, err := archive.OpenSealed(dir, f, false, "", "mailmove "+version, sealing)
+	if err == nil && format != "" && a.Header.Format != archive.Format(format) {
+		a.Close()
+		return nil, &archive.FormatError{Root: dir, Have: a.Header.Format, Want: archive.Format(format)}
 	}
-	if err := k.a.SaveState(); err != nil && first == nil {
-		first = err
-	}
-	if err := k.a.Close(); err != nil && first == nil {
-		first = err
-	}
-	return first
+	return a, err
 }
