@@ -173,8 +173,9 @@ type realFolder struct {
 // firstBackoff is the wait before the first reconnect; tests shorten it.
 var firstBackoff = time.Second
 
-// Run exports the account into the archive.
-func Run(ctx context.Context, o Options) (*Summary, error) {
+// runOld exports the account into the archive with export's own engine;
+// it is left for Gmail accounts (runGmail).
+func runOld(ctx context.Context, o Options) (*Summary, error) {
 	start := time.Now()
 	if o.Connections <= 0 {
 		o.Connections = 4

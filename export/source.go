@@ -45,6 +45,54 @@ type IMAPSource struct {
 	placed   func(string) string
 	gmLabels map[string][]string // "gm:"+X-GM-MSGID -> labels
 	gmHeld   map[string]bool
+	// excluded: Bridge folder -> messages left out of its last pass
+	// because they are only in folders --folder/--exclude leave out
+	excluded map[string]int
+	allMail  *engine.Folder // Bridge's All Mail, when copied
+}
+
+// BridgeSyncing reports whether Proton Mail Bridge's All Mail holds
+// another number of messages than when the folders were listed: Bridge
+// fills its mailboxes during its first sync, for hours on a big account,
+// and a later run will find more.
+func (s *IMAPSource) BridgeSyncing(ctx context.Context) bool {
+	if !s.bridge || s.allMail == nil {
+		return false
+	}
+	af := s.allMail.Handle.(*account.Folder)
+	if af.Status == nil || af.Status.NumMessages == nil {
+		return false
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return false
+	}
+	sd, err := c.Status(af.Name, &imap.StatusOptions{NumMessages: true}).Wait()
+	s.release(c, err)
+	return err == nil && sd.NumMessages != nil && *sd.NumMessages != *af.Status.NumMessages
+}
+
+// Excluded counts the messages of Bridge's All Mail (and, with labels as
+// folders, of Labels/...) left out because they are in folders that
+// Include/Exclude leave out.
+func (s *IMAPSource) Excluded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.excluded {
+		n += c
+	}
+	return n
+}
+
+// excludes reports whether Include/Exclude leave out a Bridge folder.
+func (s *IMAPSource) excludes() bool {
+	for _, f := range s.real {
+		if !s.sel[f] {
+			return true
+		}
+	}
+	return false
 }
 
 var _ engine.Source = (*IMAPSource)(nil)
@@ -118,6 +166,9 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 	for _, p := range PlanFolders(list, s.bridge, mode, s.Include, s.Exclude) {
 		f := &engine.Folder{Name: p.Name, AllMail: p.AllMail, Handle: p.Folder}
 		s.sel[p.Folder] = true
+		if p.AllMail {
+			s.allMail = f
+		}
 		for _, a := range roles {
 			if p.Folder.Has(a) {
 				f.Role = string(a)
@@ -239,16 +290,25 @@ func (r *imapReader) UIDs(ctx context.Context, sel engine.Select) ([]uint32, err
 			}
 		}
 	}
-	if err != nil || !r.f.AllMail {
+	if err != nil {
 		return uids, err
 	}
-	return r.orphans(ctx, uids)
+	if r.f.AllMail {
+		return r.orphans(ctx, uids, false)
+	}
+	if r.s.bridge && r.s.LabelMode == engine.LabelsFolders && len(r.af.Segments) > 1 && r.af.Segments[0] == "Labels" && r.s.excludes() {
+		// a label's copies of messages only in excluded folders are
+		// left out too
+		return r.orphans(ctx, uids, true)
+	}
+	return uids, nil
 }
 
 // orphans keeps the All Mail UIDs whose messages are in no folder, from a
 // complete pass over every folder (selected or not); a message in an
-// excluded folder only is left out.
-func (r *imapReader) orphans(ctx context.Context, uids []uint32) ([]uint32, error) {
+// excluded folder only is left out (and counted). With labels (a
+// Labels/... folder copied as a folder), it keeps every UID but those.
+func (r *imapReader) orphans(ctx context.Context, uids []uint32, labels bool) ([]uint32, error) {
 	c := r.c
 	ids, err := IDsOf(c, r.af.Name, uids)
 	if err != nil {
@@ -288,16 +348,30 @@ func (r *imapReader) orphans(ctx context.Context, uids []uint32) ([]uint32, erro
 		return nil, &UnaccountedError{Mailbox: r.af.Name, UIDs: uids}
 	}
 	var out []uint32
+	excluded := 0
 	for _, u := range uids {
 		id, there := ids[u]
 		if !there {
 			continue
 		}
-		if _, in := inFolders[id]; id != "" && in {
-			continue
+		selected, in := inFolders[id]
+		switch {
+		case id == "":
+			out = append(out, u) // no Proton ID: cannot be matched, kept
+		case in && !selected:
+			excluded++
+		case in && !labels:
+			// in a folder: copied there
+		default:
+			out = append(out, u)
 		}
-		out = append(out, u)
 	}
+	r.s.mu.Lock()
+	if r.s.excluded == nil {
+		r.s.excluded = map[string]int{}
+	}
+	r.s.excluded[r.f.Name] = excluded
+	r.s.mu.Unlock()
 	return out, nil
 }
 
