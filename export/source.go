@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -421,7 +422,7 @@ func (r *imapReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engin
 	var refusal error
 	for i := 0; i < len(uids); i += 2000 {
 		part := uids[i:min(i+2000, len(uids))]
-		err := undelivered(r.c, r.meta(part, out))
+		err := undelivered(r.c, r.paced(ctx, func() error { return r.meta(part, out) }))
 		var ue *engine.UndeliveredError
 		if errors.As(err, &ue) {
 			// one message the server will not describe fails the whole
@@ -530,19 +531,26 @@ func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFun
 	done = map[uint32]bool{}
 	for i := 0; i < len(uids); i += 1000 {
 		part := uids[i:min(i+1000, len(uids))]
-		got, err := r.c.FetchBodies(part, account.BodyFunc(fn))
-		for u := range got {
-			done[u] = true
+		left := func() []uint32 {
+			var rest []uint32
+			for _, u := range part {
+				if !done[u] {
+					rest = append(rest, u)
+				}
+			}
+			return rest
 		}
+		err := r.paced(ctx, func() error {
+			got, err := r.c.FetchBodies(left(), account.BodyFunc(fn))
+			for u := range got {
+				done[u] = true
+			}
+			return err
+		})
 		if err != nil {
 			return done, err
 		}
-		var rest []uint32
-		for _, u := range part {
-			if !got[u] {
-				rest = append(rest, u)
-			}
-		}
+		rest := left()
 		if len(rest) > 0 {
 			// go-imap drops an answer whose UID comes after the body: ask
 			// by sequence number
@@ -566,6 +574,27 @@ func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFun
 		}
 	}
 	return done, nil
+}
+
+// paced runs fn again while the server throttles it (Microsoft: "Request
+// is throttled. Suggested Backoff Time: N milliseconds"), waiting as asked,
+// at most 10 times: a throttled answer is no failure of the connection.
+func (r *imapReader) paced(ctx context.Context, fn func() error) error {
+	for n := 0; ; n++ {
+		err := fn()
+		d, ok := account.ThrottleBackoff(err)
+		if !ok || n >= 10 {
+			return err
+		}
+		if r.s.Log != nil {
+			r.s.Log("folder %s: %v; waiting %v as the server asks", r.f.Name, err, d)
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // undelivered marks a NO to a body FETCH on a connection that still works
