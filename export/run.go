@@ -33,8 +33,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	bridge := o.Account.URL.Bridge || first.IsBridge()
 	gmail := !bridge && first.IsGmail()
 	if gmail && o.GmailLabels != GmailLabelsFolders {
-		o.Conn = first
-		return runOld(ctx, o)
+		return runGmailAccount(ctx, o, first)
 	}
 	mode := engine.LabelsKeywords
 	if o.Labels == LabelsAsFolders || gmail {
