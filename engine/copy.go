@@ -96,6 +96,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				sum.Failed = append(sum.Failed, Failure{Folder: j.f.Name, Error: "not copied in this run: a folder failed, and the messages only in All Mail are known only after every folder was copied; run again"})
 			}
 		} else {
+			// All Mail's messages in no folder cannot have changed when
+			// neither it nor any folder did
+			r.othersUnchanged = sum.Check.Unchanged == len(first)
 			err = r.jobs(ctx, later)
 		}
 	}
@@ -117,13 +120,15 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 }
 
 type run struct {
-	o              Options
-	sum            *Summary
-	jr             *journal
-	rec            Recorder // the sink, when it is its own record
-	mu             sync.Mutex
-	folderFailures int
-	progress       int64
+	o   Options
+	sum *Summary
+	jr  *journal
+	rec Recorder // the sink, when it is its own record
+	// othersUnchanged: every folder but All Mail was unchanged
+	othersUnchanged bool
+	mu              sync.Mutex
+	folderFailures  int
+	progress        int64
 }
 
 type job struct {
@@ -249,7 +254,8 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		// (with Delete, since a pass that deleted too: a message gone
 		// from the folder changes its count or, with one new, its UIDNEXT)
 		return hadState && (!o.Delete || st.deleted) && st.uv == uv && st.uidNext == j.f.UIDNext && j.f.UIDNext != 0 && st.messages == j.f.Messages &&
-			(modSeq != 0 && st.modSeq == modSeq || j.f.Messages == 0 || o.NoFlagSync) && st.sel == selKey && st.target == j.target && !j.f.AllMail
+			(modSeq != 0 && st.modSeq == modSeq || j.f.Messages == 0 || o.NoFlagSync) && st.sel == selKey && st.target == j.target &&
+			(!j.f.AllMail || r.othersUnchanged)
 	}
 	skip := func() error {
 		// Nothing new, no flag changed (CONDSTORE), checked by the run
