@@ -487,3 +487,25 @@ func testUndeliverable(t *testing.T, wrap func(imapserver.Session) imapserver.Se
 		t.Fatalf("second run: %d copied, failures %+v", sum.Copied, sum.Failed)
 	}
 }
+
+// Bridge, exported twice with nothing new: the second run opens no folder,
+// All Mail included (its messages in no folder cannot have changed when no
+// folder did), and writes nothing.
+func TestBridgeNoOpRun(t *testing.T) {
+	br := testmail.StartBridge(t, 40)
+	cfg := br.Config(t, "bridge://me@proton.test@"+br.Addr)
+	out := filepath.Join(t.TempDir(), "out")
+	if sum := exportWith(t, out, archive.EML, Options{Account: cfg}); sum.Messages == 0 || sum.AllMailOnly == 0 {
+		t.Fatalf("first run: %+v", sum)
+	}
+	before := indexBytes(t, out)
+	sum := exportWith(t, out, archive.EML, Options{Account: cfg})
+	if sum.Messages != 0 || sum.Examined != 0 || len(sum.Failed) != 0 {
+		t.Fatalf("no-op run: %d messages, %d of %d folders examined, failures %v", sum.Messages, sum.Examined, sum.Folders, sum.Failed)
+	}
+	for p, b := range indexBytes(t, out) {
+		if strings.HasSuffix(p, ".jsonl") && !bytes.Equal(before[p], b) {
+			t.Fatalf("the no-op run changed %s", p)
+		}
+	}
+}

@@ -50,6 +50,10 @@ type IMAPSource struct {
 	// because they are only in folders --folder/--exclude leave out
 	excluded map[string]int
 	allMail  *engine.Folder // Bridge's All Mail, when copied
+	// Bridge's label mailboxes, read by the first Open (loadLabels)
+	labelMu    sync.Mutex
+	labelBoxes []*account.Folder
+	labelsDone bool
 }
 
 // BridgeSyncing reports whether Proton Mail Bridge's All Mail holds
@@ -201,31 +205,50 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 			if !isLabel || f.Name == "Scheduled" || (s.LabelMode == engine.LabelsSkip && f.Name != "Starred" && !f.Has(imap.MailboxAttrFlagged)) {
 				continue
 			}
-			sel, err := c.Examine(f.Name)
-			if err != nil {
-				return nil, err
-			}
-			var ids map[uint32]string
-			if sel.NumMessages > 0 {
-				if ids, err = c.FetchHeaderField("X-Pm-Internal-Id"); err != nil {
-					return nil, fmt.Errorf("reading the labels of %q: %w", f.Name, err)
-				}
-			}
-			label := f.Path()
-			if len(segs) > 1 && segs[0] == "Labels" {
-				label = strings.Join(segs[1:], "/")
-			}
-			if f.Has(imap.MailboxAttrFlagged) {
-				label = "Starred"
-			}
-			for _, id := range ids {
-				if id != "" {
-					s.labels[id] = append(s.labels[id], label)
-				}
-			}
+			s.labelBoxes = append(s.labelBoxes, f)
 		}
 	}
 	return out, nil
+}
+
+// loadLabels reads, once, the X-Pm-Internal-Id of every message in
+// Bridge's label mailboxes (Labels/..., Starred): only when a folder is
+// opened, so that a run that finds every folder unchanged does not read
+// them.
+func (s *IMAPSource) loadLabels(c *account.Conn) error {
+	s.labelMu.Lock()
+	defer s.labelMu.Unlock()
+	if s.labelsDone || !s.bridge {
+		return nil
+	}
+	labels := map[string][]string{}
+	for _, f := range s.labelBoxes {
+		sel, err := c.Examine(f.Name)
+		if err != nil {
+			return err
+		}
+		var ids map[uint32]string
+		if sel.NumMessages > 0 {
+			if ids, err = c.FetchHeaderField("X-Pm-Internal-Id"); err != nil {
+				return fmt.Errorf("reading the labels of %q: %w", f.Name, err)
+			}
+		}
+		segs := f.Segments
+		label := f.Path()
+		if len(segs) > 1 && segs[0] == "Labels" {
+			label = strings.Join(segs[1:], "/")
+		}
+		if f.Has(imap.MailboxAttrFlagged) {
+			label = "Starred"
+		}
+		for _, id := range ids {
+			if id != "" {
+				labels[id] = append(labels[id], label)
+			}
+		}
+	}
+	s.labels, s.labelsDone = labels, true
+	return nil
 }
 
 // Open examines a folder.
@@ -236,6 +259,10 @@ func (s *IMAPSource) Open(ctx context.Context, f *engine.Folder) (engine.FolderR
 	}
 	if g, ok := f.Handle.(*gmailGroup); ok {
 		return s.openGmail(c, f, g)
+	}
+	if err := s.loadLabels(c); err != nil {
+		s.release(c, err)
+		return nil, err
 	}
 	af := f.Handle.(*account.Folder)
 	sel, err := c.Examine(af.Name)
