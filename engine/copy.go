@@ -540,8 +540,14 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		r.sum.FlagsUpdated += len(us)
 		r.mu.Unlock()
 	}
-	// --delete: copies of messages gone from the source
-	if o.Delete && o.Select == (Select{}) {
+	// --delete: copies of messages gone from the source; not on the word
+	// of a listing shorter than the folder's count (a server still
+	// filling the folder, an answer cut short): the next run looks again
+	if deleted && !j.f.AllMail && uv == j.f.UIDValidity && len(uids) < int(j.f.Messages) {
+		o.Log("folder %s: the source listed %d UIDs for %d messages; copies of messages gone from it are deleted next time", j.f.Name, len(uids), j.f.Messages)
+		deleted = false
+	}
+	if deleted {
 		var gone []uint32
 		var goneSrc []uint32
 		for u, e := range known {
