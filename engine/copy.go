@@ -71,7 +71,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		if rec != nil {
 			n = int(f.Messages)
 			if m, ok := rec.Marked(f, t); ok {
-				jr.states[f.Name] = folderState{uv: m.UIDValidity, uidNext: m.UIDNext, messages: m.Messages, modSeq: m.ModSeq, target: t}
+				jr.states[f.Name] = folderState{uv: m.UIDValidity, uidNext: m.UIDNext, messages: m.Messages, modSeq: m.ModSeq, target: t, deleted: m.Deleted}
 				if m.UIDValidity == f.UIDValidity {
 					n -= int(m.Messages)
 				}
@@ -96,6 +96,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				sum.Failed = append(sum.Failed, Failure{Folder: j.f.Name, Error: "not copied in this run: a folder failed, and the messages only in All Mail are known only after every folder was copied; run again"})
 			}
 		} else {
+			// All Mail's messages in no folder cannot have changed when
+			// neither it nor any folder did
+			r.othersUnchanged = sum.Check.Unchanged == len(first)
 			err = r.jobs(ctx, later)
 		}
 	}
@@ -117,13 +120,15 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 }
 
 type run struct {
-	o              Options
-	sum            *Summary
-	jr             *journal
-	rec            Recorder // the sink, when it is its own record
-	mu             sync.Mutex
-	folderFailures int
-	progress       int64
+	o   Options
+	sum *Summary
+	jr  *journal
+	rec Recorder // the sink, when it is its own record
+	// othersUnchanged: every folder but All Mail was unchanged
+	othersUnchanged bool
+	mu              sync.Mutex
+	folderFailures  int
+	progress        int64
 }
 
 type job struct {
@@ -178,7 +183,11 @@ loop:
 // folder copies one folder, reconnecting with backoff while it makes
 // progress.
 func (r *run) folder(ctx context.Context, j *job) error {
-	backoff := firstBackoff
+	first := firstBackoff
+	if r.o.FirstBackoff > 0 {
+		first = r.o.FirstBackoff
+	}
+	backoff := first
 	attempts := 0
 	mark := r.progressMark()
 	settle := r.jr.isUnfinished(j.target)
@@ -203,7 +212,7 @@ func (r *run) folder(ctx context.Context, j *job) error {
 			return nil
 		}
 		if n := r.progressMark(); n != mark {
-			mark, attempts, backoff = n, 0, firstBackoff
+			mark, attempts, backoff = n, 0, first
 		}
 		attempts++
 		if attempts > 6 {
@@ -245,8 +254,11 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	selKey := selString(o.Select)
 	st, hadState := jr.state(j.f.Name)
 	unchanged := func(uv uint32, modSeq uint64) bool {
-		return hadState && !o.Delete && st.uv == uv && st.uidNext == j.f.UIDNext && j.f.UIDNext != 0 && st.messages == j.f.Messages &&
-			(modSeq != 0 && st.modSeq == modSeq || j.f.Messages == 0) && st.sel == selKey && st.target == j.target && !j.f.AllMail
+		// (with Delete, since a pass that deleted too: a message gone
+		// from the folder changes its count or, with one new, its UIDNEXT)
+		return hadState && (!o.Delete || st.deleted) && st.uv == uv && st.uidNext == j.f.UIDNext && j.f.UIDNext != 0 && st.messages == j.f.Messages &&
+			(modSeq != 0 && st.modSeq == modSeq || j.f.Messages == 0 || o.NoFlagSync) && st.sel == selKey && st.target == j.target &&
+			(!j.f.AllMail || r.othersUnchanged)
 	}
 	skip := func() error {
 		// Nothing new, no flag changed (CONDSTORE), checked by the run
@@ -270,6 +282,11 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	uv, modSeq := src.State()
 	if unchanged(uv, modSeq) {
 		return skip()
+	}
+	deleted := o.Delete && o.Select == (Select{})
+	markModSeq := modSeq
+	if o.NoFlagSync {
+		markModSeq = 0 // flags were not compared: the next run that does compares them
 	}
 	if r.rec != nil {
 		if err := jr.load(ctx, r.rec, j.f, j.target); err != nil {
@@ -344,7 +361,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		return err
 	}
 	var flagsNow map[uint32][]string
-	if len(known) > 0 {
+	if len(known) > 0 && !o.NoFlagSync {
 		since := uint64(0)
 		if hadState && st.uv == uv && st.modSeq != 0 && modSeq != 0 {
 			since = st.modSeq
@@ -574,8 +591,14 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		r.sum.FlagsUpdated += len(us)
 		r.mu.Unlock()
 	}
-	// --delete: copies of messages gone from the source
-	if o.Delete && o.Select == (Select{}) {
+	// --delete: copies of messages gone from the source; not on the word
+	// of a listing shorter than the folder's count (a server still
+	// filling the folder, an answer cut short): the next run looks again
+	if deleted && !j.f.AllMail && uv == j.f.UIDValidity && len(uids) < int(j.f.Messages) {
+		o.Log("folder %s: the source listed %d UIDs for %d messages; copies of messages gone from it are deleted next time", j.f.Name, len(uids), j.f.Messages)
+		deleted = false
+	}
+	if deleted {
 		var gone []uint32
 		var goneSrc []uint32
 		// a target copy a live message is recorded at is not deleted (a
@@ -659,13 +682,17 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 		}
 	}
 	if missing == 0 && !failedHere && journaled == len(uids) {
-		jr.write(jline{T: "st", SF: j.f.Name, UV: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq, Sel: selKey, TF: j.target})
+		jr.write(jline{T: "st", SF: j.f.Name, UV: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: markModSeq, Sel: selKey, TF: j.target, Del: deleted})
 	}
 	if r.rec != nil && missing == 0 && journaled+len(failedList) == len(uids) && selKey == "" && j.f.UIDValidity == uv &&
 		!folderFailed && len(failedList) == len(failedUIDs) {
 		// a Recorder keeps the UIDs that failed with the state (a pass
 		// with failures is not taken as unchanged by the next run)
-		if err := r.rec.SetMark(j.f, j.target, Mark{UIDValidity: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: modSeq, Failed: failedList}); err != nil {
+		if err := r.rec.SetMark(j.f, j.target, Mark{UIDValidity: uv, UIDNext: j.f.UIDNext, Messages: j.f.Messages, ModSeq: markModSeq, Failed: failedList, Deleted: deleted}); err != nil {
+			var fl *folderError
+			if errors.As(err, &fl) {
+				return err // this folder only (the archive could not make it)
+			}
 			return &FatalError{err}
 		}
 	}

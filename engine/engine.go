@@ -287,10 +287,19 @@ type Options struct {
 	// Delete removes at the target the copies this tool made of messages
 	// that are gone from the source.
 	Delete bool
+	// NoFlagSync leaves the flags of messages copied earlier as they were
+	// copied (export without --refresh-flags): a folder whose UIDVALIDITY,
+	// UIDNEXT and message count did not move is unchanged, and its state
+	// is recorded without HIGHESTMODSEQ, so that a later run that
+	// compares flags looks at it.
+	NoFlagSync bool
 	// DryRun reads both sides and changes nothing.
 	DryRun bool
 	// Select restricts the messages copied by INTERNALDATE.
 	Select Select
+	// FirstBackoff is the wait before the first reconnect after a
+	// connection dropped (default 1s; doubled at each failed attempt).
+	FirstBackoff time.Duration
 	// Connections is how many folders are copied at once (default 4).
 	Connections int
 	// Progress, if set, is told about progress.

@@ -40,6 +40,8 @@ type jline struct {
 	Messages uint32 `json:"n,omitempty"`
 	ModSeq   uint64 `json:"modseq,omitempty"`
 	Sel      string `json:"sel,omitempty"`
+	// Del: the pass deleted at the target too (Options.Delete)
+	Del bool `json:"del,omitempty"`
 }
 
 type srcKey struct {
@@ -76,6 +78,7 @@ type folderState struct {
 	modSeq                uint64
 	sel                   string
 	target                string
+	deleted               bool
 }
 
 type journal struct {
@@ -144,7 +147,7 @@ func (j *journal) apply(l jline) {
 	case "e":
 		delete(j.unfinished, l.TF)
 	case "st":
-		j.states[l.SF] = folderState{uv: l.UV, uidNext: l.UIDNext, messages: l.Messages, modSeq: l.ModSeq, sel: l.Sel, target: l.TF}
+		j.states[l.SF] = folderState{uv: l.UV, uidNext: l.UIDNext, messages: l.Messages, modSeq: l.ModSeq, sel: l.Sel, target: l.TF, deleted: l.Del}
 	}
 }
 

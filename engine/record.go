@@ -46,6 +46,10 @@ type Mark struct {
 	// Failed are the UIDs reported as failed in the pass (every other
 	// message is at the target): the next run tries them again.
 	Failed []uint32
+	// Deleted: the pass also removed at the target the copies of messages
+	// gone from the source (Options.Delete). With Delete, a folder is
+	// unchanged only since a pass that did.
+	Deleted bool
 }
 
 // Recorded is one message a Recorder holds.

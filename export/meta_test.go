@@ -22,7 +22,11 @@ type metaDropSession struct {
 }
 
 func (s *metaDropSession) Fetch(w *imapserver.FetchWriter, set imap.NumSet, o *imap.FetchOptions) error {
-	if us, ok := set.(imap.UIDSet); ok && o.Flags && len(o.BodySection) == 0 && us.Contains(s.drop) {
+	whole := false // the metadata FETCH asks for no whole body
+	for _, b := range o.BodySection {
+		whole = whole || (b.Specifier == imap.PartSpecifierNone && len(b.HeaderFields) == 0)
+	}
+	if us, ok := set.(imap.UIDSet); ok && o.Flags && !whole && us.Contains(s.drop) {
 		s.mu.Lock()
 		first := !*s.done
 		*s.done = true

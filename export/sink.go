@@ -47,8 +47,28 @@ type ArchiveSink struct {
 	// time.Now).
 	Now func() time.Time
 
-	mu      sync.Mutex
-	folders map[string]*sinkFolder
+	mu         sync.Mutex
+	folders    map[string]*sinkFolder
+	aliases    int
+	aliasBytes int64
+	moved      int
+}
+
+// Moved returns how many messages Close moved to the deleted area.
+func (s *ArchiveSink) Moved() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.moved
+}
+
+// Aliases returns how many messages this sink recorded as aliases of
+// bytes it held already (a renumbered folder's messages, found again by
+// content), and their size: they are among those the engine counts as
+// copied.
+func (s *ArchiveSink) Aliases() (n int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.aliases, s.aliasBytes
 }
 
 var (
@@ -66,6 +86,7 @@ type sinkFolder struct {
 	loaded    bool
 	held      []*heldRec // target UID - 1 -> record
 	gone      []archive.Record
+	mark      *engine.Mark // recorded once gone is moved
 	// rescan: content keys of messages recorded under another UIDVALIDITY
 	// that no record of the current one matched yet (built on first use)
 	rescan   map[string][]archive.Record
@@ -167,7 +188,8 @@ func (s *ArchiveSink) Marked(f *engine.Folder, target string) (engine.Mark, bool
 	if st.UIDNext == 0 || len(st.Failed) > 0 || st.Rescan {
 		return engine.Mark{}, false
 	}
-	return engine.Mark{UIDValidity: st.UIDValidity, UIDNext: st.UIDNext, Messages: st.Messages, ModSeq: st.ModSeq}, true
+	return engine.Mark{UIDValidity: st.UIDValidity, UIDNext: st.UIDNext, Messages: st.Messages, ModSeq: st.ModSeq,
+		Deleted: st.MirrorUIDNext == st.UIDNext && st.MirrorMessages == st.Messages}, true
 }
 
 // SetMark records the folder's state in the archive's folders.json, with
@@ -179,14 +201,30 @@ func (s *ArchiveSink) SetMark(f *engine.Folder, target string, m engine.Mark) er
 		// that its index file keeps the state
 		fw, err := s.Archive.OpenFolder(target, sf.segs)
 		if err != nil {
-			return err
+			return folderWriteError(err)
 		}
 		if err := fw.Close(); err != nil {
-			return err
+			return folderWriteError(err)
 		}
 	}
-	s.Archive.SetStatus(target, sf.segs, sf.attrs, m.UIDValidity, m.UIDNext, m.Messages, m.ModSeq, m.Failed)
+	s.mu.Lock()
+	if m.Deleted && len(sf.gone) > 0 {
+		// recorded once the messages gone are moved (Close): a run cut
+		// before that finds the folder changed and moves them
+		sf.mark = &m
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	s.setMark(target, sf, m)
 	return s.Archive.SaveState()
+}
+
+func (s *ArchiveSink) setMark(target string, sf *sinkFolder, m engine.Mark) {
+	s.Archive.SetStatus(target, sf.segs, sf.attrs, m.UIDValidity, m.UIDNext, m.Messages, m.ModSeq, m.Failed)
+	if m.Deleted {
+		s.Archive.SetMirrored(target, m.UIDNext, m.Messages)
+	}
 }
 
 // Recorded lists the messages the archive folder holds, from its index.
@@ -233,10 +271,20 @@ func (s *ArchiveSink) Open(ctx context.Context, name string, create bool) (engin
 		return w, nil
 	}
 	if w.fw, err = s.Archive.OpenFolder(name, sf.segs); err != nil {
-		return nil, engine.FolderError(fmt.Errorf("could not be written to the archive (%w); fix the cause and run again: the next run tries this folder again", err))
+		return nil, folderWriteError(err)
 	}
 	w.fw.LabelCopies = sf.labelCopy
 	return w, nil
+}
+
+// folderWriteError is a failure to write one archive folder: the folder
+// is reported and the others go on (engine.FolderError), unless no folder
+// could escape it (disk full, quota, a read-only file system).
+func folderWriteError(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS) {
+		return &engine.FatalError{Err: fmt.Errorf("writing to the archive: %w", err)}
+	}
+	return engine.FolderError(fmt.Errorf("could not be written to the archive (%w); the other folders were exported; fix the cause and run again: the next run tries this folder again", err))
 }
 
 // Close moves the messages found deleted on the source to the archive's
@@ -255,10 +303,19 @@ func (s *ArchiveSink) Close() error {
 		if len(sf.gone) == 0 {
 			continue
 		}
-		if _, err := s.Archive.MoveDeleted(name, sf.gone, now()); err != nil && first == nil {
-			first = fmt.Errorf("folder %s: moving messages deleted on the source to %s: %w", name, archive.DeletedDir, err)
+		n, err := s.Archive.MoveDeleted(name, sf.gone, now())
+		s.moved += n
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("folder %s: moving messages deleted on the source to %s: %w", name, archive.DeletedDir, err)
+			}
+			continue
 		}
 		sf.gone = nil
+		if sf.mark != nil {
+			s.setMark(name, sf, *sf.mark)
+			sf.mark = nil
+		}
 	}
 	if err := s.Archive.SaveState(); err != nil && first == nil {
 		first = err
@@ -317,7 +374,7 @@ func (w *archiveWriter) Put(ctx context.Context, m *engine.Message, body io.Read
 		scan = &message.DecryptScanner{}
 		body = io.TeeReader(body, scan)
 	}
-	_, err := w.fw.Put(meta, body, func(meta *message.Meta, here archive.Record) (*archive.Record, error) {
+	stored, err := w.fw.Put(meta, body, func(meta *message.Meta, here archive.Record) (*archive.Record, error) {
 		if scan != nil && scan.Found {
 			meta.Undecryptable = true
 		}
@@ -344,6 +401,10 @@ func (w *archiveWriter) Put(ctx context.Context, m *engine.Message, body io.Read
 	w.s.mu.Lock()
 	sf.held = append(sf.held, &heldRec{rec: rec})
 	tuid := uint32(len(sf.held))
+	if !stored {
+		w.s.aliases++
+		w.s.aliasBytes += meta.Size
+	}
 	w.s.mu.Unlock()
 	w.answers = append(w.answers, func(err error) {
 		if err != nil {

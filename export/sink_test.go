@@ -487,3 +487,90 @@ func testUndeliverable(t *testing.T, wrap func(imapserver.Session) imapserver.Se
 		t.Fatalf("second run: %d copied, failures %+v", sum.Copied, sum.Failed)
 	}
 }
+
+// Bridge, exported twice with nothing new: the second run opens no folder,
+// All Mail included (its messages in no folder cannot have changed when no
+// folder did), and writes nothing.
+func TestBridgeNoOpRun(t *testing.T) {
+	br := testmail.StartBridge(t, 40)
+	cfg := br.Config(t, "bridge://me@proton.test@"+br.Addr)
+	out := filepath.Join(t.TempDir(), "out")
+	if sum := exportWith(t, out, archive.EML, Options{Account: cfg}); sum.Messages == 0 || sum.AllMailOnly == 0 {
+		t.Fatalf("first run: %+v", sum)
+	}
+	before := indexBytes(t, out)
+	sum := exportWith(t, out, archive.EML, Options{Account: cfg})
+	if sum.Messages != 0 || sum.Examined != 0 || len(sum.Failed) != 0 {
+		t.Fatalf("no-op run: %d messages, %d of %d folders examined, failures %v", sum.Messages, sum.Examined, sum.Folders, sum.Failed)
+	}
+	for p, b := range indexBytes(t, out) {
+		if strings.HasSuffix(p, ".jsonl") && !bytes.Equal(before[p], b) {
+			t.Fatalf("the no-op run changed %s", p)
+		}
+	}
+}
+
+// shortSearchSession answers every UID SEARCH with its last UID left out
+// while short is set: a listing shorter than the folder's count.
+type shortSearchSession struct {
+	imapserver.Session
+	short *atomic.Bool
+}
+
+func (s *shortSearchSession) Search(kind imapserver.NumKind, c *imap.SearchCriteria, o *imap.SearchOptions) (*imap.SearchData, error) {
+	sd, err := s.Session.Search(kind, c, o)
+	if err != nil || !s.short.Load() || kind != imapserver.NumKindUID {
+		return sd, err
+	}
+	all := sd.AllUIDs()
+	if len(all) == 0 {
+		return sd, nil
+	}
+	var set imap.UIDSet
+	for _, u := range all[:len(all)-1] {
+		set.AddNum(u)
+	}
+	return &imap.SearchData{All: set, Count: uint32(len(all) - 1)}, nil
+}
+
+// With Delete (export --mirror), a listing shorter than the folder's count
+// moves nothing to the deleted area; the next full listing does what is due.
+func TestArchiveSinkDeleteNotOnAShortListing(t *testing.T) {
+	var short atomic.Bool
+	srv, err := account.ServeMemoryWrapped("alice", "secret", nil, imap.CapSet{imap.CapIMAP4rev1: {}},
+		func(s imapserver.Session) imapserver.Session { return &shortSearchSession{Session: s, short: &short} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ts := &testServer{srv: srv, addr: srv.Addr}
+	ts.put(t, testmail.Gen(10, []string{"INBOX"}, 17))
+	out := filepath.Join(t.TempDir(), "out")
+	cfg := ts.config(t, ts.addr)
+	if sum := exportWith(t, out, archive.EML, Options{Account: cfg, Mirror: true}); sum.Messages != 10 {
+		t.Fatalf("first run: %d", sum.Messages)
+	}
+	// one message is deleted on the server, and the listing comes short
+	c, err := cfg.Dial(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Store(imap.UIDSetNum(3), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagDeleted}, Silent: true}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UIDExpunge(imap.UIDSetNum(3)).Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	short.Store(true)
+	if sum := exportWith(t, out, archive.EML, Options{Account: cfg, Mirror: true}); sum.Mirrored != 0 || len(archived(t, out)["INBOX"]) != 10 {
+		t.Fatalf("short listing: %d moved, %d kept", sum.Mirrored, len(archived(t, out)["INBOX"]))
+	}
+	short.Store(false)
+	if sum := exportWith(t, out, archive.EML, Options{Account: cfg, Mirror: true}); sum.Mirrored != 1 || len(archived(t, out)["INBOX"]) != 9 {
+		t.Fatalf("full listing: %d moved, %d kept", sum.Mirrored, len(archived(t, out)["INBOX"]))
+	}
+}

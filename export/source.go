@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -46,6 +47,58 @@ type IMAPSource struct {
 	placed   func(string) string
 	gmLabels map[string][]string // "gm:"+X-GM-MSGID -> labels
 	gmHeld   map[string]bool
+	// excluded: Bridge folder -> messages left out of its last pass
+	// because they are only in folders --folder/--exclude leave out
+	excluded map[string]int
+	allMail  *engine.Folder // Bridge's All Mail, when copied
+	// Bridge's label mailboxes, read by the first Open (loadLabels)
+	labelMu    sync.Mutex
+	labelBoxes []*account.Folder
+	labelsDone bool
+}
+
+// BridgeSyncing reports whether Proton Mail Bridge's All Mail holds
+// another number of messages than when the folders were listed: Bridge
+// fills its mailboxes during its first sync, for hours on a big account,
+// and a later run will find more.
+func (s *IMAPSource) BridgeSyncing(ctx context.Context) bool {
+	if !s.bridge || s.allMail == nil {
+		return false
+	}
+	af := s.allMail.Handle.(*account.Folder)
+	if af.Status == nil || af.Status.NumMessages == nil {
+		return false
+	}
+	c, err := s.conn(ctx)
+	if err != nil {
+		return false
+	}
+	sd, err := c.Status(af.Name, &imap.StatusOptions{NumMessages: true}).Wait()
+	s.release(c, err)
+	return err == nil && sd.NumMessages != nil && *sd.NumMessages != *af.Status.NumMessages
+}
+
+// Excluded counts the messages of Bridge's All Mail (and, with labels as
+// folders, of Labels/...) left out because they are in folders that
+// Include/Exclude leave out.
+func (s *IMAPSource) Excluded() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.excluded {
+		n += c
+	}
+	return n
+}
+
+// excludes reports whether Include/Exclude leave out a Bridge folder.
+func (s *IMAPSource) excludes() bool {
+	for _, f := range s.real {
+		if !s.sel[f] {
+			return true
+		}
+	}
+	return false
 }
 
 var _ engine.Source = (*IMAPSource)(nil)
@@ -124,6 +177,9 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 	for _, p := range PlanFolders(list, s.bridge, mode, s.Include, s.Exclude) {
 		f := &engine.Folder{Name: p.Name, AllMail: p.AllMail, Handle: p.Folder}
 		s.sel[p.Folder] = true
+		if p.AllMail {
+			s.allMail = f
+		}
 		for _, a := range roles {
 			if p.Folder.Has(a) {
 				f.Role = string(a)
@@ -155,31 +211,50 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 			if !isLabel || f.Name == "Scheduled" || (s.LabelMode == engine.LabelsSkip && f.Name != "Starred" && !f.Has(imap.MailboxAttrFlagged)) {
 				continue
 			}
-			sel, err := c.Examine(f.Name)
-			if err != nil {
-				return nil, err
-			}
-			var ids map[uint32]string
-			if sel.NumMessages > 0 {
-				if ids, err = c.FetchHeaderField("X-Pm-Internal-Id"); err != nil {
-					return nil, fmt.Errorf("reading the labels of %q: %w", f.Name, err)
-				}
-			}
-			label := f.Path()
-			if len(segs) > 1 && segs[0] == "Labels" {
-				label = strings.Join(segs[1:], "/")
-			}
-			if f.Has(imap.MailboxAttrFlagged) {
-				label = "Starred"
-			}
-			for _, id := range ids {
-				if id != "" {
-					s.labels[id] = append(s.labels[id], label)
-				}
-			}
+			s.labelBoxes = append(s.labelBoxes, f)
 		}
 	}
 	return out, nil
+}
+
+// loadLabels reads, once, the X-Pm-Internal-Id of every message in
+// Bridge's label mailboxes (Labels/..., Starred): only when a folder is
+// opened, so that a run that finds every folder unchanged does not read
+// them.
+func (s *IMAPSource) loadLabels(c *account.Conn) error {
+	s.labelMu.Lock()
+	defer s.labelMu.Unlock()
+	if s.labelsDone || !s.bridge {
+		return nil
+	}
+	labels := map[string][]string{}
+	for _, f := range s.labelBoxes {
+		sel, err := c.Examine(f.Name)
+		if err != nil {
+			return err
+		}
+		var ids map[uint32]string
+		if sel.NumMessages > 0 {
+			if ids, err = c.FetchHeaderField("X-Pm-Internal-Id"); err != nil {
+				return fmt.Errorf("reading the labels of %q: %w", f.Name, err)
+			}
+		}
+		segs := f.Segments
+		label := f.Path()
+		if len(segs) > 1 && segs[0] == "Labels" {
+			label = strings.Join(segs[1:], "/")
+		}
+		if f.Has(imap.MailboxAttrFlagged) {
+			label = "Starred"
+		}
+		for _, id := range ids {
+			if id != "" {
+				labels[id] = append(labels[id], label)
+			}
+		}
+	}
+	s.labels, s.labelsDone = labels, true
+	return nil
 }
 
 // Open examines a folder.
@@ -190,6 +265,10 @@ func (s *IMAPSource) Open(ctx context.Context, f *engine.Folder) (engine.FolderR
 	}
 	if g, ok := f.Handle.(*gmailGroup); ok {
 		return s.openGmail(c, f, g)
+	}
+	if err := s.loadLabels(c); err != nil {
+		s.release(c, err)
+		return nil, err
 	}
 	af := f.Handle.(*account.Folder)
 	sel, err := c.Examine(af.Name)
@@ -245,16 +324,25 @@ func (r *imapReader) UIDs(ctx context.Context, sel engine.Select) ([]uint32, err
 			}
 		}
 	}
-	if err != nil || !r.f.AllMail {
+	if err != nil {
 		return uids, err
 	}
-	return r.orphans(ctx, uids)
+	if r.f.AllMail {
+		return r.orphans(ctx, uids, false)
+	}
+	if r.s.bridge && r.s.LabelMode == engine.LabelsFolders && len(r.af.Segments) > 1 && r.af.Segments[0] == "Labels" && r.s.excludes() {
+		// a label's copies of messages only in excluded folders are
+		// left out too
+		return r.orphans(ctx, uids, true)
+	}
+	return uids, nil
 }
 
 // orphans keeps the All Mail UIDs whose messages are in no folder, from a
 // complete pass over every folder (selected or not); a message in an
-// excluded folder only is left out.
-func (r *imapReader) orphans(ctx context.Context, uids []uint32) ([]uint32, error) {
+// excluded folder only is left out (and counted). With labels (a
+// Labels/... folder copied as a folder), it keeps every UID but those.
+func (r *imapReader) orphans(ctx context.Context, uids []uint32, labels bool) ([]uint32, error) {
 	c := r.c
 	ids, err := IDsOf(c, r.af.Name, uids)
 	if err != nil {
@@ -294,16 +382,30 @@ func (r *imapReader) orphans(ctx context.Context, uids []uint32) ([]uint32, erro
 		return nil, &UnaccountedError{Mailbox: r.af.Name, UIDs: uids}
 	}
 	var out []uint32
+	excluded := 0
 	for _, u := range uids {
 		id, there := ids[u]
 		if !there {
 			continue
 		}
-		if _, in := inFolders[id]; id != "" && in {
-			continue
+		selected, in := inFolders[id]
+		switch {
+		case id == "":
+			out = append(out, u) // no Proton ID: cannot be matched, kept
+		case in && !selected:
+			excluded++
+		case in && !labels:
+			// in a folder: copied there
+		default:
+			out = append(out, u)
 		}
-		out = append(out, u)
 	}
+	r.s.mu.Lock()
+	if r.s.excluded == nil {
+		r.s.excluded = map[string]int{}
+	}
+	r.s.excluded[r.f.Name] = excluded
+	r.s.mu.Unlock()
 	return out, nil
 }
 
@@ -353,7 +455,7 @@ func (r *imapReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engin
 	var refusal error
 	for i := 0; i < len(uids); i += 2000 {
 		part := uids[i:min(i+2000, len(uids))]
-		err := undelivered(r.c, r.meta(part, out))
+		err := undelivered(r.c, r.paced(ctx, func() error { return r.meta(part, out) }))
 		var ue *engine.UndeliveredError
 		if errors.As(err, &ue) {
 			// one message the server will not describe fails the whole
@@ -462,19 +564,26 @@ func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFun
 	done = map[uint32]bool{}
 	for i := 0; i < len(uids); i += 1000 {
 		part := uids[i:min(i+1000, len(uids))]
-		got, err := r.c.FetchBodies(part, account.BodyFunc(fn))
-		for u := range got {
-			done[u] = true
+		left := func() []uint32 {
+			var rest []uint32
+			for _, u := range part {
+				if !done[u] {
+					rest = append(rest, u)
+				}
+			}
+			return rest
 		}
+		err := r.paced(ctx, func() error {
+			got, err := r.c.FetchBodies(left(), account.BodyFunc(fn))
+			for u := range got {
+				done[u] = true
+			}
+			return err
+		})
 		if err != nil {
 			return done, err
 		}
-		var rest []uint32
-		for _, u := range part {
-			if !got[u] {
-				rest = append(rest, u)
-			}
-		}
+		rest := left()
 		if len(rest) > 0 {
 			// go-imap drops an answer whose UID comes after the body: ask
 			// by sequence number
@@ -498,6 +607,27 @@ func (r *imapReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFun
 		}
 	}
 	return done, nil
+}
+
+// paced runs fn again while the server throttles it (Microsoft: "Request
+// is throttled. Suggested Backoff Time: N milliseconds"), waiting as asked,
+// at most 10 times: a throttled answer is no failure of the connection.
+func (r *imapReader) paced(ctx context.Context, fn func() error) error {
+	for n := 0; ; n++ {
+		err := fn()
+		d, ok := account.ThrottleBackoff(err)
+		if !ok || n >= 10 {
+			return err
+		}
+		if r.s.Log != nil {
+			r.s.Log("folder %s: %v; waiting %v as the server asks", r.f.Name, err, d)
+		}
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // undelivered marks a NO to a body FETCH on a connection that still works
