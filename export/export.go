@@ -64,9 +64,12 @@ type Options struct {
 	// server's and records the changes. It costs one FLAGS fetch per folder
 	// and run, so unchanged folders are no longer skipped.
 	RefreshFlags bool
-	// Retries is how often a message that failed is tried again (default 3).
+	// Retries is how often a message that failed is tried again (default
+	// 3) on a Gmail account; elsewhere the copy engine asks for it once
+	// more, alone, and reports it.
 	Retries int
-	// ChunkSize is how many messages are asked for in one UID FETCH.
+	// ChunkSize is how many messages are asked for in one UID FETCH (Gmail
+	// accounts; elsewhere 1000).
 	ChunkSize int
 	// Mirror moves the archived messages that are gone from the server
 	// (their UID is no longer in a folder whose UIDVALIDITY did not change)

@@ -328,8 +328,9 @@ type archiveWriter struct {
 	s  *ArchiveSink
 	sf *sinkFolder
 	fw *archive.FolderWriter // nil: the folder does not exist
-	// answers wait for the next commit
-	answers []func(error)
+	// answers wait for the commit of their messages: inflight for the
+	// batch being made durable in the background, answers for the next
+	answers, inflight []func(error)
 }
 
 func (w *archiveWriter) Exists() bool { return w.fw != nil }
@@ -414,7 +415,20 @@ func (w *archiveWriter) Put(ctx context.Context, m *engine.Message, body io.Read
 		done(tuid, sinkUIDValidity, nil)
 	})
 	if w.fw.NeedCommit() {
-		return w.Flush()
+		// made durable in the background while the next messages come;
+		// the batch is answered once it is (at the next commit, or Flush)
+		prev := w.inflight
+		w.inflight, w.answers = w.answers, nil
+		if err := w.fw.CommitBackground(); err != nil {
+			w.answers, w.inflight = append(w.inflight, w.answers...), nil
+			for _, a := range prev {
+				a(err)
+			}
+			return &engine.FatalError{Err: fmt.Errorf("folder %s: %w", sf.name, err)}
+		}
+		for _, a := range prev {
+			a(nil)
+		}
 	}
 	return nil
 }
@@ -489,9 +503,9 @@ func (w *archiveWriter) Flush() error {
 	if w.fw == nil {
 		return nil
 	}
-	err := w.fw.Commit()
-	answers := w.answers
-	w.answers = nil
+	err := w.fw.Commit() // waits for the background commit first
+	answers := append(w.inflight, w.answers...)
+	w.inflight, w.answers = nil, nil
 	for _, a := range answers {
 		a(err)
 	}
