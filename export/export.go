@@ -173,32 +173,6 @@ type realFolder struct {
 // firstBackoff is the wait before the first reconnect; tests shorten it.
 var firstBackoff = time.Second
 
-// runGmailAccount exports a Gmail account (X-GM-EXT-1) the Gmail way, with
-// export's own engine (runGmail, gmail.go): each message once, its labels
-// and thread in the index. first is the logged-in connection Run dialed.
-func runGmailAccount(ctx context.Context, o Options, first *account.Conn) (*Summary, error) {
-	start := time.Now()
-	if o.Retries <= 0 {
-		o.Retries = 3
-	}
-	if o.ChunkSize <= 0 {
-		o.ChunkSize = 1000
-	}
-	e := &exporter{o: o, sum: &Summary{}}
-	e.pool = append(e.pool, first)
-	defer func() {
-		for _, c := range e.pool {
-			c.Logout().Wait()
-			c.Close()
-		}
-	}()
-	folders, err := first.ListFolders()
-	if err != nil {
-		return nil, fmt.Errorf("listing folders: %w", err)
-	}
-	return e.runGmail(ctx, folders, start) // gmail.go
-}
-
 type exporter struct {
 	o      Options
 	sum    *Summary
@@ -332,77 +306,11 @@ func (e *exporter) selected(p string) bool {
 	return !match(e.o.Exclude)
 }
 
-// conn takes a connection from the pool, dialing a new one if needed.
-func (e *exporter) conn(ctx context.Context) (*account.Conn, error) {
-	e.mu.Lock()
-	if n := len(e.pool); n > 0 {
-		c := e.pool[n-1]
-		e.pool = e.pool[:n-1]
-		e.mu.Unlock()
-		select {
-		case <-c.Closed():
-			c.Close()
-			return e.o.Account.Dial(ctx)
-		default:
-			return c, nil
-		}
-	}
-	e.mu.Unlock()
-	return e.o.Account.Dial(ctx)
-}
-
-func (e *exporter) release(c *account.Conn) {
-	if c == nil {
-		return
-	}
-	select {
-	case <-c.Closed():
-		c.Close()
-		return
-	default:
-	}
-	e.mu.Lock()
-	e.pool = append(e.pool, c)
-	e.mu.Unlock()
-}
-
 // fatal marks errors that stop the whole run (disk, archive).
 type fatal struct{ err error }
 
 func (f fatal) Error() string { return f.err.Error() }
 func (f fatal) Unwrap() error { return f.err }
-
-// folderFailed reports a folder the archive could not take, and lets the
-// other folders go on; the folder's state is left as it was, so the next
-// run tries it again. A failure no folder could escape (disk full, quota,
-// a read-only file system) stops the run instead.
-func (e *exporter) folderFailed(j *job, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS) {
-		return fmt.Errorf("folder %s: writing to the archive: %w", j.name, err)
-	}
-	e.o.Log("folder %s: %v", j.name, err)
-	e.sum.fail(Failure{Folder: j.name, Error: fmt.Sprintf("could not be written to the archive (%v); the other folders were exported; fix the cause and run again: the next run tries this folder again", err)})
-	e.mu.Lock()
-	e.failedFolders++
-	e.mu.Unlock()
-	return nil
-}
-
-func sameFlags(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	set := map[string]bool{}
-	for _, f := range a {
-		set[strings.ToLower(f)] = true
-	}
-	for _, f := range b {
-		if !set[strings.ToLower(f)] {
-			return false
-		}
-	}
-	return true
-}
 
 // UnaccountedError says that Proton Mail Bridge did not give the
 // X-Pm-Internal-Id of some messages it holds, so which messages of All Mail
