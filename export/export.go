@@ -6,8 +6,9 @@
 // engine.Run from the one into the other. Runs are incremental (only what
 // is new is fetched; unchanged folders are not opened) and resumable: an
 // interrupted run leaves the archive consistent, and the next run finishes
-// the job without writing anything twice. Gmail accounts are still
-// exported by export's own loop (gmail.go).
+// the job without writing anything twice. A Gmail account is read with
+// Gmail's model (gmailsource.go): each message once, its labels and thread
+// in the index.
 package export
 
 import (
@@ -22,7 +23,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,10 +64,6 @@ type Options struct {
 	// server's and records the changes. It costs one FLAGS fetch per folder
 	// and run, so unchanged folders are no longer skipped.
 	RefreshFlags bool
-	// Retries is how often a message that failed is tried again (default
-	// 3) on a Gmail account; elsewhere the copy engine asks for it once
-	// more, alone, and reports it.
-	Retries int
 	// ChunkSize is how many messages are asked for in one UID FETCH (Gmail
 	// accounts; elsewhere 1000).
 	ChunkSize int
@@ -132,25 +128,6 @@ type Summary struct {
 	// and moved to the archive's deleted area (Options.Mirror).
 	Mirrored int           `json:"moved_to_deleted,omitempty"`
 	Elapsed  time.Duration `json:"elapsed_ns"`
-
-	mu sync.Mutex
-}
-
-func (s *Summary) add(stored bool, size int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if stored {
-		s.Messages++
-		s.Bytes += size
-	} else {
-		s.Duplicates++
-	}
-}
-
-func (s *Summary) fail(f Failure) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.Failed = append(s.Failed, f)
 }
 
 // job is one folder to export.
@@ -175,21 +152,14 @@ var firstBackoff = time.Second
 
 type exporter struct {
 	o      Options
-	sum    *Summary
 	bridge bool
-
-	mu   sync.Mutex
-	pool []*account.Conn
 
 	// Bridge: every folder that is not a view, exported or not, and what a
 	// complete pass over them found (see folderIDs).
-	real       []realFolder
-	idMu       sync.Mutex
-	idDone     map[string]map[uint32]string // mailbox name -> UID -> X-Pm-Internal-Id
-	ids        map[string]bool              // X-Pm-Internal-Id -> in an exported folder
-	idProgress atomic.Int64
-	// failedFolders counts folders the archive could not take (folderFailed).
-	failedFolders int
+	real   []realFolder
+	idMu   sync.Mutex
+	idDone map[string]map[uint32]string // mailbox name -> UID -> X-Pm-Internal-Id
+	ids    map[string]bool              // X-Pm-Internal-Id -> in an exported folder
 }
 
 // Plan lists the folders that will be exported, INBOX first, then sorted by
@@ -355,7 +325,6 @@ func (e *exporter) folderIDs(ctx context.Context, c *account.Conn) (map[string]b
 			return nil, err
 		}
 		e.idDone[rf.f.Name] = m
-		e.idProgress.Add(1)
 	}
 	ids := map[string]bool{}
 	for _, rf := range e.real {
