@@ -296,6 +296,7 @@ var _ engine.PlacementRecorder = (*ArchiveSink)(nil)
 // holds, by X-GM-MSGID (read from every folder's index, once per run).
 func (s *ArchiveSink) GmailPlaced(ctx context.Context) (map[string]string, error) {
 	out := map[string]string{}
+	aliasOnly := map[string]bool{}
 	for _, name := range s.Archive.Folders() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -305,10 +306,15 @@ func (s *ArchiveSink) GmailPlaced(ctx context.Context) (map[string]string, error
 		err := s.load(sf)
 		if err == nil {
 			for _, h := range sf.held {
-				if r := &h.rec; !h.gone && r.GmailMsgID != "" && !r.Alias {
-					if _, dup := out[r.GmailMsgID]; !dup {
-						out[r.GmailMsgID] = name
-					}
+				r := &h.rec
+				if h.gone || r.GmailMsgID == "" {
+					continue
+				}
+				// the message's own record first; an alias line (its bytes
+				// stored once already) where it has none
+				if _, seen := out[r.GmailMsgID]; !seen || (aliasOnly[r.GmailMsgID] && !r.Alias) {
+					out[r.GmailMsgID] = name
+					aliasOnly[r.GmailMsgID] = r.Alias
 				}
 			}
 		}
