@@ -423,3 +423,31 @@ func TestGmailMovedNotTwice(t *testing.T) {
 		}
 	}
 }
+
+// gmailProgress records what a run reports.
+type gmailProgress struct {
+	planned, written int
+}
+
+func (p *gmailProgress) Planned(n int, _ int64) { p.planned = n }
+func (p *gmailProgress) Message(string, int64)  { p.written++ }
+
+// TestGmailProgressPlanned: a run plans the messages the archive does not
+// hold yet (not every message of the account), and reports each it writes.
+func TestGmailProgressPlanned(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	d := time.Date(2025, 4, 7, 10, 0, 0, 0, time.UTC)
+	s.Add(gmailstub.Mail("p1@x", "a", 300), d, 0, []string{`\Inbox`})
+	s.Add(gmailstub.Mail("p2@x", "b", 300), d, 0, []string{"Work"})
+	s.Add(gmailstub.Mail("p3@x", "c", 300), d, 0, nil)
+	out := t.TempDir()
+	p := &gmailProgress{}
+	if _, err := gmailExport(t, s.Config(t), out, Options{Progress: p}); err != nil || p.planned != 3 || p.written != 3 {
+		t.Fatalf("first run: %v, planned %d, wrote %d", err, p.planned, p.written)
+	}
+	s.Add(gmailstub.Mail("p4@x", "d", 300), d, 0, []string{`\Inbox`})
+	p = &gmailProgress{}
+	if _, err := gmailExport(t, s.Config(t), out, Options{Progress: p}); err != nil || p.planned != 1 || p.written != 1 {
+		t.Fatalf("second run: %v, planned %d, wrote %d (want 1 and 1)", err, p.planned, p.written)
+	}
+}
