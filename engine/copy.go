@@ -41,7 +41,22 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	defer jr.Close()
 	if pl, ok := o.Source.(Placer); ok {
-		pl.Place(jr.placed)
+		placed := jr.placed
+		if pr, ok := rec.(PlacementRecorder); ok {
+			// the sink is the record: where it holds each message, read
+			// before the source places them
+			at, err := pr.GmailPlaced(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("reading where the target holds Gmail messages: %w", err)
+			}
+			placed = func(id string) string {
+				if f := at[id]; f != "" {
+					return f
+				}
+				return jr.placed(id)
+			}
+		}
+		pl.Place(placed)
 	}
 	folders, err := o.Source.Folders(ctx)
 	if err != nil {

@@ -52,6 +52,9 @@ type Message struct {
 	// GmailID is Gmail's X-GM-MSGID (a Gmail source): the message is
 	// copied once whatever mailbox or labels it has.
 	GmailID string
+	// GmailThreadID is Gmail's X-GM-THRID (a Gmail source), recorded by
+	// a sink that keeps it (an archive).
+	GmailThreadID string
 	// ID is the message's stable identity in a source whose UIDs number
 	// its messages for one pass only (files: an mbox, a Maildir; see
 	// IDReader). The journal records it, and a later run recognises the
@@ -137,6 +140,17 @@ type Placer interface {
 	// Holds reports whether the source still holds the message (for
 	// Delete: a message that moved is not gone).
 	Holds(gmailID string) bool
+}
+
+// PlacementRecorder is a Recorder that can say, before the source lists
+// its folders, where every Gmail message it holds was placed: the engine
+// gives that to a Placer, since a Recorder is asked what it holds folder by
+// folder only as each folder is copied.
+type PlacementRecorder interface {
+	Recorder
+	// GmailPlaced returns, by X-GM-MSGID, the source folder each Gmail
+	// message recorded was copied from.
+	GmailPlaced(ctx context.Context) (map[string]string, error)
 }
 
 // LabelSink is a Sink that stores labels itself (Gmail, with STORE

@@ -6,8 +6,9 @@
 // engine.Run from the one into the other. Runs are incremental (only what
 // is new is fetched; unchanged folders are not opened) and resumable: an
 // interrupted run leaves the archive consistent, and the next run finishes
-// the job without writing anything twice. Gmail accounts are still
-// exported by export's own loop (gmail.go).
+// the job without writing anything twice. A Gmail account is read with
+// Gmail's model (gmailsource.go): each message once, its labels and thread
+// in the index.
 package export
 
 import (
@@ -22,7 +23,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,10 +64,6 @@ type Options struct {
 	// server's and records the changes. It costs one FLAGS fetch per folder
 	// and run, so unchanged folders are no longer skipped.
 	RefreshFlags bool
-	// Retries is how often a message that failed is tried again (default
-	// 3) on a Gmail account; elsewhere the copy engine asks for it once
-	// more, alone, and reports it.
-	Retries int
 	// ChunkSize is how many messages are asked for in one UID FETCH (Gmail
 	// accounts; elsewhere 1000).
 	ChunkSize int
@@ -132,25 +128,6 @@ type Summary struct {
 	// and moved to the archive's deleted area (Options.Mirror).
 	Mirrored int           `json:"moved_to_deleted,omitempty"`
 	Elapsed  time.Duration `json:"elapsed_ns"`
-
-	mu sync.Mutex
-}
-
-func (s *Summary) add(stored bool, size int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if stored {
-		s.Messages++
-		s.Bytes += size
-	} else {
-		s.Duplicates++
-	}
-}
-
-func (s *Summary) fail(f Failure) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.Failed = append(s.Failed, f)
 }
 
 // job is one folder to export.
@@ -173,49 +150,16 @@ type realFolder struct {
 // firstBackoff is the wait before the first reconnect; tests shorten it.
 var firstBackoff = time.Second
 
-// runGmailAccount exports a Gmail account (X-GM-EXT-1) the Gmail way, with
-// export's own engine (runGmail, gmail.go): each message once, its labels
-// and thread in the index. first is the logged-in connection Run dialed.
-func runGmailAccount(ctx context.Context, o Options, first *account.Conn) (*Summary, error) {
-	start := time.Now()
-	if o.Retries <= 0 {
-		o.Retries = 3
-	}
-	if o.ChunkSize <= 0 {
-		o.ChunkSize = 1000
-	}
-	e := &exporter{o: o, sum: &Summary{}}
-	e.pool = append(e.pool, first)
-	defer func() {
-		for _, c := range e.pool {
-			c.Logout().Wait()
-			c.Close()
-		}
-	}()
-	folders, err := first.ListFolders()
-	if err != nil {
-		return nil, fmt.Errorf("listing folders: %w", err)
-	}
-	return e.runGmail(ctx, folders, start) // gmail.go
-}
-
 type exporter struct {
 	o      Options
-	sum    *Summary
 	bridge bool
-
-	mu   sync.Mutex
-	pool []*account.Conn
 
 	// Bridge: every folder that is not a view, exported or not, and what a
 	// complete pass over them found (see folderIDs).
-	real       []realFolder
-	idMu       sync.Mutex
-	idDone     map[string]map[uint32]string // mailbox name -> UID -> X-Pm-Internal-Id
-	ids        map[string]bool              // X-Pm-Internal-Id -> in an exported folder
-	idProgress atomic.Int64
-	// failedFolders counts folders the archive could not take (folderFailed).
-	failedFolders int
+	real   []realFolder
+	idMu   sync.Mutex
+	idDone map[string]map[uint32]string // mailbox name -> UID -> X-Pm-Internal-Id
+	ids    map[string]bool              // X-Pm-Internal-Id -> in an exported folder
 }
 
 // Plan lists the folders that will be exported, INBOX first, then sorted by
@@ -332,77 +276,11 @@ func (e *exporter) selected(p string) bool {
 	return !match(e.o.Exclude)
 }
 
-// conn takes a connection from the pool, dialing a new one if needed.
-func (e *exporter) conn(ctx context.Context) (*account.Conn, error) {
-	e.mu.Lock()
-	if n := len(e.pool); n > 0 {
-		c := e.pool[n-1]
-		e.pool = e.pool[:n-1]
-		e.mu.Unlock()
-		select {
-		case <-c.Closed():
-			c.Close()
-			return e.o.Account.Dial(ctx)
-		default:
-			return c, nil
-		}
-	}
-	e.mu.Unlock()
-	return e.o.Account.Dial(ctx)
-}
-
-func (e *exporter) release(c *account.Conn) {
-	if c == nil {
-		return
-	}
-	select {
-	case <-c.Closed():
-		c.Close()
-		return
-	default:
-	}
-	e.mu.Lock()
-	e.pool = append(e.pool, c)
-	e.mu.Unlock()
-}
-
 // fatal marks errors that stop the whole run (disk, archive).
 type fatal struct{ err error }
 
 func (f fatal) Error() string { return f.err.Error() }
 func (f fatal) Unwrap() error { return f.err }
-
-// folderFailed reports a folder the archive could not take, and lets the
-// other folders go on; the folder's state is left as it was, so the next
-// run tries it again. A failure no folder could escape (disk full, quota,
-// a read-only file system) stops the run instead.
-func (e *exporter) folderFailed(j *job, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EROFS) {
-		return fmt.Errorf("folder %s: writing to the archive: %w", j.name, err)
-	}
-	e.o.Log("folder %s: %v", j.name, err)
-	e.sum.fail(Failure{Folder: j.name, Error: fmt.Sprintf("could not be written to the archive (%v); the other folders were exported; fix the cause and run again: the next run tries this folder again", err)})
-	e.mu.Lock()
-	e.failedFolders++
-	e.mu.Unlock()
-	return nil
-}
-
-func sameFlags(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	set := map[string]bool{}
-	for _, f := range a {
-		set[strings.ToLower(f)] = true
-	}
-	for _, f := range b {
-		if !set[strings.ToLower(f)] {
-			return false
-		}
-	}
-	return true
-}
 
 // UnaccountedError says that Proton Mail Bridge did not give the
 // X-Pm-Internal-Id of some messages it holds, so which messages of All Mail
@@ -447,7 +325,6 @@ func (e *exporter) folderIDs(ctx context.Context, c *account.Conn) (map[string]b
 			return nil, err
 		}
 		e.idDone[rf.f.Name] = m
-		e.idProgress.Add(1)
 	}
 	ids := map[string]bool{}
 	for _, rf := range e.real {

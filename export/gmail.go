@@ -7,15 +7,11 @@ import (
 	"io"
 	"net"
 	"sort"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/account"
-	"github.com/mailmove/mailmove/formats/archive"
-	"github.com/mailmove/mailmove/message"
 )
 
 // GmailLabelMode says how a Gmail account (X-GM-EXT-1) is exported.
@@ -175,11 +171,10 @@ func GmailFolders(ctx context.Context, cfg *account.Config, folders []*account.F
 	if err != nil {
 		return nil, 0, err
 	}
-	e := &exporter{o: Options{Include: include, Exclude: exclude}}
 	at := map[string]int{}
 	for _, m := range msgs {
 		name := m.target.Path()
-		if !e.selected(name) {
+		if !Selected(name, include, exclude) {
 			excluded++
 			continue
 		}
@@ -206,398 +201,12 @@ func sortPlanned(out []GmailPlanned) {
 	})
 }
 
-// runGmail exports a Gmail account the Gmail way (GmailLabelsMetadata):
-// one metadata pass on a connection of its own, then the bodies of the
-// messages whose X-GM-MSGID the archive does not hold, by UID, each into
-// its one folder.
-func (e *exporter) runGmail(ctx context.Context, folders []*account.Folder, start time.Time) (*Summary, error) {
-	o := e.o
-	e.sum.Gmail = true
-	roles := gmailRolesOf(folders)
-	if same, n := e.gmailUnchanged(roles); same {
-		// nothing arrived and nothing moved to Spam or Trash since the
-		// last complete run (gmailstate.go): no metadata pass
-		e.sum.Folders = n
-		if o.Progress != nil {
-			o.Progress.Planned(0, 0)
-		}
-		e.sum.Elapsed = time.Since(start)
-		return e.sum, nil
-	}
-	msgs, err := e.gmailScanRetry(ctx, roles)
-	if err != nil {
-		if ce := account.AsCapError(err, "download", true); ce != nil {
-			return e.sum, ce
-		}
-		return nil, fmt.Errorf("reading Gmail's labels: %w", err)
-	}
-	have := map[string]archive.Record{}
-	for _, name := range o.Archive.Folders() {
-		recs, err := o.Archive.Records(name)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range recs {
-			if r.GmailMsgID != "" && !r.Alias {
-				have[r.GmailMsgID] = r
-			}
-		}
-	}
-	// --refresh-flags: flags and labels of archived messages, from the
-	// metadata pass, by folder
-	updates := map[string][]gmailMsg{}
-	// what goes where: groups of (source mailbox, target folder)
-	type group struct {
-		src    *account.Folder
-		uv     uint32
-		target *account.Folder
-		name   string
-		msgs   []gmailMsg
-	}
-	var groups []*group
-	byKey := map[string]*group{}
-	targets := map[string]*account.Folder{}
-	counts := map[string]uint32{}
-	var planned int
-	var plannedBytes int64
-	for _, m := range msgs {
-		name := m.target.Path()
-		if !e.selected(name) {
-			e.sum.Excluded++
-			continue
-		}
-		targets[name] = m.target
-		counts[name]++
-		if r, ok := have[strconv.FormatUint(m.MsgID, 10)]; ok {
-			changed := !sameFlags(r.Flags, m.Flags) || !sameFlags(r.GmailLabels, m.Labels)
-			if o.Archive.Encrypted() {
-				// the clear index keeps only a keyed hash of flags and labels
-				changed = o.Archive.FlagsTag(m.Flags, archive.TagLabels(nil, m.Labels)) != o.Archive.RecordFlagsTag(&r)
-			}
-			if o.RefreshFlags && changed {
-				m.UID, m.uidValidity = r.UID, r.UIDValidity // where the index has it
-				updates[r.Folder] = append(updates[r.Folder], m)
-			}
-			continue
-		}
-		k := m.src.Name + "\x00" + name
-		gr := byKey[k]
-		if gr == nil {
-			gr = &group{src: m.src, uv: m.uidValidity, target: m.target, name: name}
-			byKey[k] = gr
-			groups = append(groups, gr)
-		}
-		gr.msgs = append(gr.msgs, m)
-		planned++
-		plannedBytes += m.Size
-	}
-	e.sum.Folders = len(targets)
-	e.sum.Examined = len(groups)
-	if o.Progress != nil {
-		o.Progress.Planned(planned, plannedBytes)
-	}
-	// One job per archive folder (its groups: normally one source
-	// mailbox), biggest first, on up to Connections connections.
-	var names []string
-	byName := map[string][]*group{}
-	size := map[string]int{}
-	for _, gr := range groups {
-		if byName[gr.name] == nil {
-			names = append(names, gr.name)
-		}
-		byName[gr.name] = append(byName[gr.name], gr)
-		size[gr.name] += len(gr.msgs)
-	}
-	sort.SliceStable(names, func(i, k int) bool {
-		if size[names[i]] != size[names[k]] {
-			return size[names[i]] > size[names[k]]
-		}
-		return names[i] < names[k]
-	})
-	gctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var errMu sync.Mutex
-	var runErr error
-	stop := make(chan struct{})
-	setErr := func(err error) {
-		errMu.Lock()
-		if runErr == nil {
-			runErr = err
-			close(stop) // no more folders are started
-			var ce *account.CapError
-			if !errors.As(err, &ce) {
-				cancel() // the others stop at once
-			}
-			// after a daily cap the others finish the body in flight
-			// (served is served) and meet the cap themselves
-		}
-		errMu.Unlock()
-	}
-	ch := make(chan string)
-	var wg sync.WaitGroup
-	for i := 0; i < min(o.Connections, len(names)); i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for name := range ch {
-				grs := byName[name]
-				w, err := o.Archive.OpenFolder(name, grs[0].target.Segments)
-				if err != nil {
-					if ferr := e.folderFailed(&job{f: grs[0].target, name: name, segs: grs[0].target.Segments}, err); ferr != nil {
-						setErr(ferr)
-					}
-					continue
-				}
-				for _, gr := range grs {
-					if err := e.gmailGroup(gctx, w, gr.src, gr.uv, gr.target, gr.msgs); err != nil {
-						setErr(err)
-						break
-					}
-				}
-				if err := w.Close(); err != nil {
-					setErr(err)
-				}
-			}
-		}()
-	}
-feed:
-	for _, name := range names {
-		select {
-		case ch <- name:
-		case <-stop:
-			break feed
-		case <-gctx.Done():
-			break feed
-		}
-	}
-	close(ch)
-	wg.Wait()
-	if runErr == nil && ctx.Err() == nil && len(updates) > 0 {
-		runErr = e.gmailRefresh(updates)
-	}
-	if err := o.Budget.Save(); err != nil && runErr == nil {
-		runErr = err
-	}
-	if runErr == nil && ctx.Err() == nil {
-		for name, f := range targets {
-			var attrs []string
-			for _, a := range f.Attrs {
-				switch a {
-				case imap.MailboxAttrNoSelect, imap.MailboxAttrHasChildren, imap.MailboxAttrHasNoChildren, imap.MailboxAttrMarked, imap.MailboxAttrUnmarked, imap.MailboxAttrNoInferiors:
-				default:
-					attrs = append(attrs, string(a))
-				}
-			}
-			st := o.Archive.State(name)
-			o.Archive.SetStatus(name, f.Segments, attrs, st.UIDValidity, 0, counts[name], 0, nil)
-		}
-	}
-	if err := o.Archive.SaveState(); err != nil && runErr == nil {
-		runErr = err
-	}
-	if err := e.saveGmailState(roles, runErr == nil && ctx.Err() == nil && len(e.sum.Failed) == 0); err != nil && runErr == nil {
-		runErr = err
-	}
-	sort.Slice(e.sum.Failed, func(i, k int) bool {
-		a, b := e.sum.Failed[i], e.sum.Failed[k]
-		return a.Folder < b.Folder || (a.Folder == b.Folder && a.UID < b.UID)
-	})
-	e.sum.Elapsed = time.Since(start)
-	if runErr == nil {
-		runErr = ctx.Err()
-	}
-	if ce := account.AsCapError(runErr, "download", true); ce != nil {
-		runErr = ce // met anywhere (a new connection's login, say)
-	}
-	return e.sum, runErr
-}
-
-// gmailGroup fetches the bodies of msgs (all of mailbox src) into w,
-// reconnecting when the connection drops. A daily cap (the server's or
-// --max-bytes-per-day) stops it with a *account.CapError after what
-// arrived is committed.
-func (e *exporter) gmailGroup(ctx context.Context, w *archive.FolderWriter, src *account.Folder, uv uint32, target *account.Folder, msgs []gmailMsg) error {
-	name := target.Path()
-	byUID := map[uint32]gmailMsg{}
-	var todo []uint32
-	for _, m := range msgs {
-		byUID[m.UID] = m
-		todo = append(todo, m.UID)
-	}
-	sort.Slice(todo, func(i, k int) bool { return todo[i] < todo[k] })
-	done := map[uint32]bool{}
-	put := func(uid uint32, r io.Reader, size int64) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		gm, ok := byUID[uid]
-		if !ok || done[uid] {
-			return nil
-		}
-		m := &message.Meta{
-			Segments:     target.Segments,
-			UIDValidity:  uv,
-			UID:          uid,
-			Flags:        gm.Flags,
-			InternalDate: gm.InternalDate,
-			GmailMsgID:   strconv.FormatUint(gm.MsgID, 10),
-			GmailThrID:   strconv.FormatUint(gm.ThrID, 10),
-			GmailLabels:  append([]string{}, gm.Labels...),
-		}
-		if _, err := w.Put(m, r, nil); err != nil {
-			var re *account.ReadError
-			if errors.As(err, &re) {
-				return err
-			}
-			return fatal{fmt.Errorf("writing %s UID %d to the archive: %w", name, uid, err)}
-		}
-		done[uid] = true
-		e.sum.add(true, m.Size)
-		if e.o.Progress != nil {
-			e.o.Progress.Message(name, m.Size)
-		}
-		if w.NeedCommit() {
-			if err := w.CommitBackground(); err != nil {
-				return fatal{err}
-			}
-		}
-		return nil
-	}
-	attempts := 0
-	for len(todo) > 0 {
-		c, err := e.conn(ctx)
-		if err != nil {
-			return err
-		}
-		err = e.gmailFetch(ctx, c, src, uv, todo, byUID, put)
-		e.release(c)
-		if cerr := w.Commit(); cerr != nil {
-			return fmt.Errorf("folder %s: %w", name, cerr)
-		}
-		var rest []uint32
-		for _, u := range todo {
-			if !done[u] {
-				rest = append(rest, u)
-			}
-		}
-		progressed := len(rest) < len(todo)
-		todo = rest
-		if err == nil {
-			for _, u := range todo {
-				e.sum.fail(Failure{Folder: name, UID: u, Error: "the server did not return the message; the next run tries it again"})
-			}
-			return nil
-		}
-		if ce := account.AsCapError(err, "download", true); ce != nil {
-			return ce
-		}
-		var fe fatal
-		if errors.As(err, &fe) || ctx.Err() != nil {
-			return err
-		}
-		var ie *imap.Error
-		if errors.As(err, &ie) && !isThrottle(err) {
-			for _, u := range todo {
-				e.sum.fail(Failure{Folder: name, UID: u, Error: err.Error()})
-			}
-			return nil
-		}
-		if progressed {
-			attempts = 0
-		}
-		attempts++
-		if attempts > 6 {
-			return fmt.Errorf("folder %s: giving up after %d reconnects: %w", name, attempts-1, err)
-		}
-		wait := firstBackoff << min(attempts-1, 5)
-		if d, ok := account.ThrottleBackoff(err); ok {
-			wait = d
-		}
-		e.o.Log("folder %s: %v; trying again in %v", name, err, wait)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
-
-func isThrottle(err error) bool {
-	_, ok := account.ThrottleBackoff(err)
-	return ok
-}
-
-// gmailFetch fetches the bodies of uids from src on c, in chunks, each
-// message taken from the daily budget first.
-func (e *exporter) gmailFetch(ctx context.Context, c *account.Conn, src *account.Folder, uv uint32, uids []uint32, byUID map[uint32]gmailMsg, put func(uint32, io.Reader, int64) error) error {
-	sel, err := c.Examine(src.Name)
-	if err != nil {
-		return err
-	}
-	if sel.UIDValidity != uv {
-		return &imap.Error{Type: imap.StatusResponseTypeNo, Text: fmt.Sprintf("%s was renumbered during the run (UIDVALIDITY %d, was %d); the next run looks again", src.Name, sel.UIDValidity, uv)}
-	}
-	for len(uids) > 0 {
-		n := min(len(uids), e.o.ChunkSize)
-		chunk := uids[:n]
-		uids = uids[n:]
-		var capErr error
-		for i, u := range chunk {
-			if err := e.o.Budget.Take(byUID[u].Size); err != nil {
-				chunk, capErr, uids = chunk[:i], err, nil
-				break
-			}
-		}
-		if len(chunk) > 0 {
-			_, err := c.FetchBodies(chunk, put)
-			if err != nil {
-				return err
-			}
-		}
-		if capErr != nil {
-			return capErr
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// gmailRefresh records the new flags and labels of archived messages
-// (--refresh-flags), one index line each, in the folder that holds it.
-func (e *exporter) gmailRefresh(updates map[string][]gmailMsg) error {
-	names := make([]string, 0, len(updates))
-	for n := range updates {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		st := e.o.Archive.State(name)
-		w, err := e.o.Archive.OpenFolder(name, st.Segments)
-		if err != nil {
-			return fmt.Errorf("folder %s: %w", name, err)
-		}
-		for _, m := range updates[name] {
-			w.UpdateGmail(m.uidValidity, m.UID, append([]string{}, m.Flags...), append([]string{}, m.Labels...))
-			e.sum.mu.Lock()
-			e.sum.FlagsUpdated++
-			e.sum.mu.Unlock()
-		}
-		if err := w.Close(); err != nil {
-			return fmt.Errorf("folder %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
 // gmailScanRetry runs the metadata pass on a connection of its own, again
 // on a new one when the connection drops (up to 6 times, with backoff).
-func (e *exporter) gmailScanRetry(ctx context.Context, roles *gmailRoles) ([]gmailMsg, error) {
+func gmailScanRetry(ctx context.Context, cfg *account.Config, roles *gmailRoles, log func(string, ...any)) ([]gmailMsg, error) {
 	backoff := firstBackoff
 	for attempt := 0; ; attempt++ {
-		g, err := e.o.Account.DialGmail(ctx)
+		g, err := cfg.DialGmail(ctx)
 		if err != nil {
 			var ce *account.ConnectError
 			if errors.As(err, &ce) && ce.Op != "connect" {
@@ -619,7 +228,7 @@ func (e *exporter) gmailScanRetry(ctx context.Context, roles *gmailRoles) ([]gma
 		if !errors.As(err, &re) && !isNetErr(err) {
 			return nil, err
 		}
-		e.o.Log("reading Gmail's labels: %v; trying again in %v", err, backoff)
+		log("reading Gmail's labels: %v; trying again in %v", err, backoff)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
@@ -660,8 +269,7 @@ func ScanGmail(ctx context.Context, cfg *account.Config, folders []*account.Fold
 	if log == nil {
 		log = func(string, ...any) {}
 	}
-	e := &exporter{o: Options{Account: cfg, Log: log}}
-	msgs, err := e.gmailScanRetry(ctx, gmailRolesOf(folders))
+	msgs, err := gmailScanRetry(ctx, cfg, gmailRolesOf(folders), log)
 	if err != nil {
 		if ce := account.AsCapError(err, "download", true); ce != nil {
 			return nil, ce

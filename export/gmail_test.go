@@ -379,3 +379,75 @@ func TestGmailNothingNewNoPass(t *testing.T) {
 		t.Fatalf("a message moved to Trash: %v, %d messages", err, sum.Messages)
 	}
 }
+
+// TestGmailMovedNotTwice: a message archived from All Mail that moves to
+// Trash (another mailbox, another UID), and one whose new labels would
+// choose another folder, are not fetched again: each stays in the folder
+// it was archived in, and --refresh-flags records its new labels there.
+func TestGmailMovedNotTwice(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	d := time.Date(2025, 4, 7, 10, 0, 0, 0, time.UTC)
+	a := s.Add(gmailstub.Mail("t1@x", "to trash", 300), d, 0, []string{`\Inbox`, "Work"})
+	b := s.Add(gmailstub.Mail("t2@x", "to inbox", 300), d, 0, []string{"Work"})
+	s.Add(gmailstub.Mail("t3@x", "stays", 300), d, 0, []string{`\Inbox`})
+	out := t.TempDir()
+	if sum, err := gmailExport(t, s.Config(t), out, Options{}); err != nil || sum.Messages != 3 {
+		t.Fatalf("first run: %v, %+v", err, sum)
+	}
+	served := s.Stats().BytesServed
+	s.Relabel(a, []string{`\Trash`, "Work"}, `\Seen`) // now in Trash only
+	s.Relabel(b, []string{`\Inbox`, "Work", "Later"}) // the rule would say INBOX now
+	for i, o := range []Options{{}, {RefreshFlags: true}, {}} {
+		sum, err := gmailExport(t, s.Config(t), out, o)
+		if err != nil || sum.Messages != 0 || !sum.Gmail {
+			t.Fatalf("run %d: %v, %+v", i+2, err, sum)
+		}
+		if s.Stats().BytesServed != served {
+			t.Fatalf("run %d fetched bodies again", i+2)
+		}
+	}
+	got := byMsgID(t, out)
+	if len(got) != 3 {
+		t.Fatalf("%d messages archived, want 3", len(got))
+	}
+	ra, rb := got[a], got[b]
+	if ra.Folder != "INBOX" || !slices.Contains(ra.Flags, `\Seen`) {
+		t.Errorf("t1: %s %v (want it in INBOX, where it was archived, read)", ra.Folder, ra.Flags)
+	}
+	if rb.Folder != "Work" || !slices.Contains(rb.GmailLabels, "Later") || !slices.Contains(rb.GmailLabels, `\Inbox`) {
+		t.Errorf("t2: %s %v (want it in Work, its new labels recorded)", rb.Folder, rb.GmailLabels)
+	}
+	for id, n := range s.Stats().Served {
+		if n != 1 {
+			t.Errorf("message %d served %d times", id, n)
+		}
+	}
+}
+
+// gmailProgress records what a run reports.
+type gmailProgress struct {
+	planned, written int
+}
+
+func (p *gmailProgress) Planned(n int, _ int64) { p.planned = n }
+func (p *gmailProgress) Message(string, int64)  { p.written++ }
+
+// TestGmailProgressPlanned: a run plans the messages the archive does not
+// hold yet (not every message of the account), and reports each it writes.
+func TestGmailProgressPlanned(t *testing.T) {
+	s := gmailstub.StartT(t, gmailstub.Options{})
+	d := time.Date(2025, 4, 7, 10, 0, 0, 0, time.UTC)
+	s.Add(gmailstub.Mail("p1@x", "a", 300), d, 0, []string{`\Inbox`})
+	s.Add(gmailstub.Mail("p2@x", "b", 300), d, 0, []string{"Work"})
+	s.Add(gmailstub.Mail("p3@x", "c", 300), d, 0, nil)
+	out := t.TempDir()
+	p := &gmailProgress{}
+	if _, err := gmailExport(t, s.Config(t), out, Options{Progress: p}); err != nil || p.planned != 3 || p.written != 3 {
+		t.Fatalf("first run: %v, planned %d, wrote %d", err, p.planned, p.written)
+	}
+	s.Add(gmailstub.Mail("p4@x", "d", 300), d, 0, []string{`\Inbox`})
+	p = &gmailProgress{}
+	if _, err := gmailExport(t, s.Config(t), out, Options{Progress: p}); err != nil || p.planned != 1 || p.written != 1 {
+		t.Fatalf("second run: %v, planned %d, wrote %d (want 1 and 1)", err, p.planned, p.written)
+	}
+}

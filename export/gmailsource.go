@@ -28,10 +28,11 @@ import (
 // gmailGroup is one source folder of a Gmail source: the messages found in
 // one mailbox that go into one folder.
 type gmailGroup struct {
-	src   *account.Folder
-	uv    uint32
-	uids  []uint32
-	byUID map[uint32]*GmailMessage
+	src    *account.Folder
+	uv     uint32
+	uids   []uint32
+	byUID  map[uint32]*GmailMessage
+	target *account.Folder // the folder they go into (nil: not listed)
 }
 
 var _ engine.Placer = (*IMAPSource)(nil)
@@ -73,6 +74,7 @@ func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) (
 	type gk struct{ src, name string }
 	groups := map[gk]*engine.Folder{}
 	var out []*engine.Folder
+	excluded := 0
 	for i := range msgs {
 		m := &msgs[i]
 		id := strconv.FormatUint(m.MsgID, 10)
@@ -84,13 +86,18 @@ func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) (
 			}
 		}
 		if !Selected(name, s.Include, s.Exclude) {
+			excluded++
 			continue
 		}
-		s.gmLabels["gm:"+id] = gmailLabels(m.Labels, name)
+		if s.GmailRecorded {
+			s.gmLabels["gm:"+id] = append([]string{}, m.Labels...)
+		} else {
+			s.gmLabels["gm:"+id] = gmailLabels(m.Labels, name)
+		}
 		k := gk{m.Source.Name, name}
 		f := groups[k]
 		if f == nil {
-			f = &engine.Folder{Name: name, UIDValidity: m.UIDValidity, Handle: &gmailGroup{src: m.Source, uv: m.UIDValidity, byUID: map[uint32]*GmailMessage{}}}
+			f = &engine.Folder{Name: name, UIDValidity: m.UIDValidity, Handle: &gmailGroup{src: m.Source, uv: m.UIDValidity, byUID: map[uint32]*GmailMessage{}, target: folder}}
 			if folder != nil {
 				for _, a := range roles {
 					if folder.Has(a) {
@@ -107,31 +114,58 @@ func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) (
 		f.Messages++
 		f.Bytes += m.Size
 	}
+	s.mu.Lock()
+	s.excluded = map[string]int{"": excluded}
+	s.mu.Unlock()
 	sort.SliceStable(out, func(i, k int) bool { return out[i].Name < out[k].Name })
 	return out, nil
 }
 
-func (s *IMAPSource) openGmail(c *account.Conn, f *engine.Folder, g *gmailGroup) (engine.FolderReader, error) {
-	sel, err := c.Examine(g.src.Name)
-	if err != nil {
-		s.release(c, err)
-		if account.IsIMAPError(err) {
-			return nil, engine.FolderError(fmt.Errorf("the source refused to open %q: %w", g.src.Name, err))
-		}
-		return nil, err
-	}
-	if sel.UIDValidity != g.uv {
-		s.release(c, nil)
-		return nil, engine.FolderError(fmt.Errorf("%s was renumbered during the run (UIDVALIDITY %d, was %d): run again", g.src.Name, sel.UIDValidity, g.uv))
-	}
-	return &gmailReader{imapReader: imapReader{s: s, c: c, f: f, af: g.src, sel: sel}, g: g}, nil
+func (s *IMAPSource) openGmail(ctx context.Context, f *engine.Folder, g *gmailGroup) (engine.FolderReader, error) {
+	return &gmailReader{imapReader: imapReader{s: s, f: f, af: g.src}, g: g}, nil
 }
 
 // gmailReader reads one folder of a Gmail source: the messages of the
-// metadata pass, from their mailbox, by UID.
+// metadata pass, from their mailbox, by UID. The mailbox is examined (on a
+// connection of the pool) only when something is to be fetched: a folder
+// whose messages are all copied costs nothing after the metadata pass.
 type gmailReader struct {
 	imapReader
 	g *gmailGroup
+}
+
+// open takes a connection and examines the group's mailbox, once.
+func (r *gmailReader) open(ctx context.Context) error {
+	if r.c != nil {
+		return nil
+	}
+	c, err := r.s.conn(ctx)
+	if err != nil {
+		if ce := account.AsCapError(err, "download", true); ce != nil {
+			return &engine.FatalError{Err: ce}
+		}
+		return err
+	}
+	sel, err := c.Examine(r.g.src.Name)
+	if err != nil {
+		r.s.release(c, err)
+		if account.IsIMAPError(err) {
+			return engine.FolderError(fmt.Errorf("the source refused to open %q: %w", r.g.src.Name, err))
+		}
+		return err
+	}
+	if sel.UIDValidity != r.g.uv {
+		r.s.release(c, nil)
+		return engine.FolderError(fmt.Errorf("%s was renumbered during the run (UIDVALIDITY %d, was %d): run again", r.g.src.Name, sel.UIDValidity, r.g.uv))
+	}
+	r.c, r.sel = c, sel
+	return nil
+}
+
+func (r *gmailReader) Close(err error) {
+	if r.c != nil {
+		r.s.release(r.c, err)
+	}
 }
 
 func (r *gmailReader) State() (uint32, uint64) { return r.g.uv, 0 }
@@ -158,6 +192,25 @@ func (r *gmailReader) Flags(ctx context.Context, changedSince uint64) (map[uint3
 }
 
 func (r *gmailReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engine.Message, error) {
+	if r.s.GmailRecorded {
+		// what the metadata pass found is what the sink records
+		out := map[uint32]*engine.Message{}
+		for _, u := range uids {
+			gm := r.g.byUID[u]
+			if gm == nil {
+				continue
+			}
+			out[u] = &engine.Message{Folder: r.f.Name, UIDValidity: r.g.uv, UID: u, Size: gm.Size, InternalDate: gm.InternalDate,
+				Flags: append([]string{}, gm.Flags...), GmailID: strconv.FormatUint(gm.MsgID, 10), GmailThreadID: strconv.FormatUint(gm.ThrID, 10)}
+		}
+		return out, nil
+	}
+	if len(uids) == 0 {
+		return map[uint32]*engine.Message{}, nil
+	}
+	if err := r.open(ctx); err != nil {
+		return nil, err
+	}
 	out, err := r.imapReader.Meta(ctx, uids)
 	if err != nil {
 		if ce := account.AsCapError(err, "download", true); ce != nil {
@@ -168,42 +221,71 @@ func (r *gmailReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engi
 	for u, m := range out {
 		if gm := r.g.byUID[u]; gm != nil {
 			m.GmailID = strconv.FormatUint(gm.MsgID, 10)
+			m.GmailThreadID = strconv.FormatUint(gm.ThrID, 10)
 		}
 	}
 	return out, nil
 }
 
-// Fetch streams the bodies, each taken from the daily budget first
-// (--max-bytes-per-day); a daily cap stops the run (a *engine.FatalError holding
-// the *account.CapError) after what was served.
+// Fetch streams the bodies, ChunkSize at a time, each taken from the daily
+// budget first (--max-bytes-per-day); a daily cap stops the run (a
+// *engine.FatalError holding the *account.CapError) after what was served.
 func (r *gmailReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFunc) (map[uint32]bool, error) {
-	var capErr error
-	for i, u := range uids {
-		size := int64(0)
-		if m := r.g.byUID[u]; m != nil {
-			size = m.Size
+	done := map[uint32]bool{}
+	if len(uids) == 0 {
+		return done, nil
+	}
+	if err := r.open(ctx); err != nil {
+		return done, err
+	}
+	chunk := r.s.ChunkSize
+	if chunk <= 0 {
+		chunk = 1000
+	}
+	for len(uids) > 0 {
+		part := uids[:min(chunk, len(uids))]
+		uids = uids[len(part):]
+		var capErr error
+		for i, u := range part {
+			size := int64(0)
+			if m := r.g.byUID[u]; m != nil {
+				size = m.Size
+			}
+			if err := r.s.Budget.Take(size); err != nil {
+				part, capErr, uids = part[:i], err, nil
+				break
+			}
 		}
-		if err := r.s.Budget.Take(size); err != nil {
-			uids, capErr = uids[:i], err
-			break
+		got, err := r.imapReader.Fetch(ctx, part, fn)
+		for u := range got {
+			done[u] = true
+		}
+		if err == nil {
+			err = capErr
+		}
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			return done, r.capped(err)
 		}
 	}
-	done, err := r.imapReader.Fetch(ctx, uids, fn)
-	if err == nil {
-		err = capErr
-	}
-	if ce := account.AsCapError(err, "download", true); ce != nil {
+	if ce := r.c.Throttled(); ce != nil {
 		return done, &engine.FatalError{Err: ce}
 	}
-	if err == nil {
-		if ce := r.c.Throttled(); ce != nil {
-			return done, &engine.FatalError{Err: ce}
-		}
+	return done, nil
+}
+
+// capped makes a daily cap (the server's, met on the command or in its
+// BYE, or the budget's) a *engine.FatalError: the run stops.
+func (r *gmailReader) capped(err error) error {
+	if ce := account.AsCapError(err, "download", true); ce != nil {
+		return &engine.FatalError{Err: ce}
 	}
-	if err != nil && r.c.Bye() != nil {
+	if r.c.Bye() != nil {
 		if ce := account.AsCapError(r.c.Bye(), "download", true); ce != nil {
-			return done, &engine.FatalError{Err: ce}
+			return &engine.FatalError{Err: ce}
 		}
 	}
-	return done, err
+	return err
 }

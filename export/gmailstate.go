@@ -37,8 +37,8 @@ func gmailStatePath(a *archive.Archive) string {
 	return filepath.Join(a.Root, archive.StateDir, "gmail.json")
 }
 
-func (e *exporter) gmailFilter() string {
-	return strings.Join(e.o.Include, "\x00") + "\x01" + strings.Join(e.o.Exclude, "\x00")
+func gmailFilter(o *Options) string {
+	return strings.Join(o.Include, "\x00") + "\x01" + strings.Join(o.Exclude, "\x00")
 }
 
 // gmailNow is the state of the source mailboxes as LIST/STATUS gave them,
@@ -60,17 +60,17 @@ func gmailNow(r *gmailRoles) map[string]gmailBoxState {
 
 // gmailUnchanged reports whether nothing moved since the last complete run,
 // and the folder count it had.
-func (e *exporter) gmailUnchanged(r *gmailRoles) (bool, int) {
-	if e.o.RefreshFlags {
+func gmailUnchanged(o *Options, r *gmailRoles) (bool, int) {
+	if o.RefreshFlags {
 		return false, 0
 	}
 	now := gmailNow(r)
-	b, err := os.ReadFile(gmailStatePath(e.o.Archive))
+	b, err := os.ReadFile(gmailStatePath(o.Archive))
 	if err != nil || now == nil {
 		return false, 0
 	}
 	var st gmailState
-	if json.Unmarshal(b, &st) != nil || st.Filter != e.gmailFilter() || len(st.Mailboxes) != len(now) {
+	if json.Unmarshal(b, &st) != nil || st.Filter != gmailFilter(o) || len(st.Mailboxes) != len(now) {
 		return false, 0
 	}
 	for name, s := range now {
@@ -81,10 +81,11 @@ func (e *exporter) gmailUnchanged(r *gmailRoles) (bool, int) {
 	return true, st.Folders
 }
 
-// saveGmailState records the run's view when it finished cleanly, and
-// removes an older record otherwise.
-func (e *exporter) saveGmailState(r *gmailRoles, clean bool) error {
-	p := gmailStatePath(e.o.Archive)
+// saveGmailState records the run's view when it finished cleanly (folders
+// is the number of archive folders it counted), and removes an older
+// record otherwise.
+func saveGmailState(o *Options, r *gmailRoles, clean bool, folders int) error {
+	p := gmailStatePath(o.Archive)
 	now := gmailNow(r)
 	if !clean || now == nil {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -92,7 +93,7 @@ func (e *exporter) saveGmailState(r *gmailRoles, clean bool) error {
 		}
 		return nil
 	}
-	b, err := json.Marshal(gmailState{Filter: e.gmailFilter(), Mailboxes: now, Folders: e.sum.Folders})
+	b, err := json.Marshal(gmailState{Filter: gmailFilter(o), Mailboxes: now, Folders: folders})
 	if err != nil {
 		return err
 	}

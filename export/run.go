@@ -2,16 +2,23 @@ package export
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
+	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/engine"
 )
 
 // Run exports the account into the archive: the copy engine (engine.Run)
 // from an IMAPSource (the account, with Proton Mail Bridge's rules) into
 // an ArchiveSink (the archive, its index the record of what it holds).
-// Gmail accounts (X-GM-EXT-1, unless GmailLabels is folders) are still
-// exported by export's own engine (runGmail, gmail.go).
+// A Gmail account (X-GM-EXT-1, unless GmailLabels is folders) is read with
+// Gmail's model (gmailsource.go: one metadata pass, each message once by
+// X-GM-MSGID, its labels and thread in the index, a message archived once
+// staying where it was archived); a run that finds All Mail, Spam and
+// Trash as the last complete run left them makes no metadata pass
+// (gmailstate.go).
 func Run(ctx context.Context, o Options) (*Summary, error) {
 	start := time.Now()
 	if o.Connections <= 0 {
@@ -32,14 +39,36 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	bridge := o.Account.URL.Bridge || first.IsBridge()
 	gmail := !bridge && first.IsGmail()
-	if gmail && o.GmailLabels != GmailLabelsFolders {
-		return runGmailAccount(ctx, o, first)
+	gmailWay := gmail && o.GmailLabels != GmailLabelsFolders
+	var list []*account.Folder
+	var roles *gmailRoles
+	if gmailWay {
+		var err error
+		if list, err = first.ListFolders(); err != nil {
+			first.Close()
+			return nil, fmt.Errorf("listing folders: %w", err)
+		}
+		roles = gmailRolesOf(list)
+		if same, n := gmailUnchanged(&o, roles); same {
+			// nothing arrived and nothing moved to Spam or Trash since the
+			// last complete run: no metadata pass
+			first.Logout().Wait()
+			first.Close()
+			if o.Progress != nil {
+				o.Progress.Planned(0, 0)
+			}
+			return &Summary{Gmail: true, Folders: n, Elapsed: time.Since(start)}, nil
+		}
 	}
 	mode := engine.LabelsKeywords
 	if o.Labels == LabelsAsFolders || gmail {
 		mode = engine.LabelsFolders
 	}
-	src := &IMAPSource{Account: o.Account, Conn: first, Include: o.Include, Exclude: o.Exclude, LabelMode: mode, Budget: o.Budget, Log: o.Log}
+	if gmailWay {
+		mode = engine.LabelsKeywords // Gmail's model (the labels are recorded)
+	}
+	src := &IMAPSource{Account: o.Account, Conn: first, Include: o.Include, Exclude: o.Exclude, LabelMode: mode, Budget: o.Budget, Log: o.Log,
+		GmailRecorded: true, ChunkSize: o.ChunkSize, listed: list}
 	defer src.Close()
 	sink := &ArchiveSink{Archive: o.Archive, Source: src}
 	eo := engine.Options{Source: src, Sink: sink, Delete: o.Mirror, NoFlagSync: !o.RefreshFlags, Connections: o.Connections, Log: o.Log,
@@ -51,6 +80,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
+	if gmailWay {
+		return gmailSummary(ctx, &o, roles, esum, src, sink, start, err)
+	}
 	if esum == nil {
 		return nil, err
 	}
@@ -59,6 +91,48 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	sum.Mirrored = sink.Moved()
 	if err == nil && ctx.Err() == nil {
 		sum.BridgeSyncing = src.BridgeSyncing(ctx)
+	}
+	return sum, err
+}
+
+// gmailSummary ends a Gmail export: the daily budget saved, the state of
+// All Mail, Spam and Trash recorded after a complete run (removed after
+// any other), a daily cap returned as the *account.CapError it is.
+func gmailSummary(ctx context.Context, o *Options, roles *gmailRoles, esum *engine.Summary, src *IMAPSource, sink *ArchiveSink, start time.Time, err error) (*Summary, error) {
+	if berr := o.Budget.Save(); err == nil {
+		err = berr
+	}
+	sum := &Summary{}
+	if esum != nil {
+		sum = summaryOf(esum, sink, start)
+		// the engine's folders are groups (a mailbox's messages going into
+		// one archive folder): counted by archive folder
+		targets, examined := map[string]bool{}, map[string]bool{}
+		for _, f := range esum.Folders {
+			targets[f.Target] = true
+			if f.Copy > 0 {
+				examined[f.Target] = true
+			}
+		}
+		sum.Folders, sum.Examined = len(targets), len(examined)
+		sum.Excluded = src.Excluded()
+		sum.Mirrored = sink.Moved()
+	}
+	sum.Gmail = true
+	if ce := account.AsCapError(err, "download", true); ce != nil {
+		err = ce // met anywhere (the metadata pass, a new connection's login)
+	}
+	clean := err == nil && ctx.Err() == nil && esum != nil && len(sum.Failed) == 0
+	if serr := saveGmailState(o, roles, clean, sum.Folders); err == nil {
+		err = serr
+	}
+	sum.Elapsed = time.Since(start)
+	if esum == nil {
+		var ce *account.CapError
+		if errors.As(err, &ce) {
+			return sum, err // what the cap let through is safe
+		}
+		return nil, err
 	}
 	return sum, err
 }

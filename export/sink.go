@@ -87,6 +87,9 @@ type sinkFolder struct {
 	held      []*heldRec // target UID - 1 -> record
 	gone      []archive.Record
 	mark      *engine.Mark // recorded once gone is moved
+	// gmMessages counts the messages of the Gmail groups (gmailGroup)
+	// marked into this folder in this run
+	gmMessages uint32
 	// rescan: content keys of messages recorded under another UIDVALIDITY
 	// that no record of the current one matched yet (built on first use)
 	rescan   map[string][]archive.Record
@@ -125,7 +128,11 @@ func (s *ArchiveSink) Target(f *engine.Folder) (string, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sf.allMail = f.AllMail
-	if af, ok := f.Handle.(*account.Folder); ok {
+	af, _ := f.Handle.(*account.Folder)
+	if g, ok := f.Handle.(*gmailGroup); ok && g.target != nil && g.target.Path() == f.Name {
+		af = g.target // the folder a Gmail source's messages go into
+	}
+	if af != nil {
 		segs := af.Segments
 		if len(segs) > 1 && segs[0] == "Folders" && strings.Join(segs[1:], "/") == f.Name {
 			segs = segs[1:]
@@ -184,6 +191,30 @@ func (s *ArchiveSink) exists(name string) bool {
 // Marked returns the source folder's state after the last export or
 // migrate pass into the archive that finished with nothing left behind.
 func (s *ArchiveSink) Marked(f *engine.Folder, target string) (engine.Mark, bool) {
+	if g, ok := f.Handle.(*gmailGroup); ok {
+		// a Gmail group is never unchanged (the metadata pass says what is
+		// new): its mark counts the messages the archive holds already,
+		// for the progress
+		sf := s.folder(target)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.load(sf) != nil {
+			return engine.Mark{}, false
+		}
+		have := map[uint32]bool{}
+		for _, h := range sf.held {
+			if !h.gone && h.rec.UIDValidity == g.uv {
+				have[h.rec.UID] = true
+			}
+		}
+		n := uint32(0)
+		for _, u := range g.uids {
+			if have[u] {
+				n++
+			}
+		}
+		return engine.Mark{UIDValidity: g.uv, Messages: n}, true
+	}
 	st := s.Archive.State(target)
 	if st.UIDNext == 0 || len(st.Failed) > 0 || st.Rescan {
 		return engine.Mark{}, false
@@ -208,6 +239,18 @@ func (s *ArchiveSink) SetMark(f *engine.Folder, target string, m engine.Mark) er
 		}
 	}
 	s.mu.Lock()
+	if _, ok := f.Handle.(*gmailGroup); ok {
+		// a Gmail folder gathers messages of All Mail, Spam and Trash
+		// (groups of their own, numbered by each mailbox): recorded as
+		// export records it, the count of them all, never unchanged (the
+		// metadata pass decides what is new; see gmailstate.go)
+		sf.gmMessages += m.Messages
+		n := sf.gmMessages
+		s.mu.Unlock()
+		st := s.Archive.State(target)
+		s.Archive.SetStatus(target, sf.segs, sf.attrs, st.UIDValidity, 0, n, 0, nil)
+		return s.Archive.SaveState()
+	}
 	if m.Deleted && len(sf.gone) > 0 {
 		// recorded once the messages gone are moved (Close): a run cut
 		// before that finds the folder changed and moves them
@@ -243,6 +286,42 @@ func (s *ArchiveSink) Recorded(ctx context.Context, f *engine.Folder, target str
 		r := &h.rec
 		out = append(out, engine.Recorded{UIDValidity: r.UIDValidity, UID: r.UID, TUIDValidity: sinkUIDValidity, TUID: uint32(i + 1),
 			Key: uidKey(r.UIDValidity, r.UID), PMID: r.PMInternalID, GmailID: r.GmailMsgID, FlagsSum: s.Archive.RecordFlagsTag(r)})
+	}
+	return out, nil
+}
+
+var _ engine.PlacementRecorder = (*ArchiveSink)(nil)
+
+// GmailPlaced returns the archive folder of every Gmail message the archive
+// holds, by X-GM-MSGID (read from every folder's index, once per run).
+func (s *ArchiveSink) GmailPlaced(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	aliasOnly := map[string]bool{}
+	for _, name := range s.Archive.Folders() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sf := s.folder(name)
+		s.mu.Lock()
+		err := s.load(sf)
+		if err == nil {
+			for _, h := range sf.held {
+				r := &h.rec
+				if h.gone || r.GmailMsgID == "" {
+					continue
+				}
+				// the message's own record first; an alias line (its bytes
+				// stored once already) where it has none
+				if _, seen := out[r.GmailMsgID]; !seen || (aliasOnly[r.GmailMsgID] && !r.Alias) {
+					out[r.GmailMsgID] = name
+					aliasOnly[r.GmailMsgID] = r.Alias
+				}
+			}
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -366,6 +445,7 @@ func (w *archiveWriter) Put(ctx context.Context, m *engine.Message, body io.Read
 	meta := &message.Meta{Segments: sf.segs, UIDValidity: m.UIDValidity, UID: m.UID, Flags: append([]string{}, m.Flags...), InternalDate: m.InternalDate}
 	if m.GmailID != "" {
 		meta.GmailMsgID = m.GmailID
+		meta.GmailThrID = m.GmailThreadID
 		meta.GmailLabels = append([]string(nil), m.Labels...)
 	} else if len(m.Labels) > 0 {
 		meta.Labels = append([]string(nil), m.Labels...)

@@ -34,6 +34,15 @@ type IMAPSource struct {
 	Budget *account.DailyBudget
 	// Log, if set, receives warnings.
 	Log func(format string, a ...any)
+	// GmailRecorded: on a Gmail source, the sink records what Gmail says
+	// of each message (an archive): labels are X-GM-LABELS as Gmail gives
+	// them, and the metadata of the metadata pass is all the engine gets
+	// (no other FETCH but the bodies'). Otherwise labels are taken as
+	// gmailLabels says (for an IMAP target's keywords).
+	GmailRecorded bool
+	// ChunkSize is how many bodies a Gmail source asks for in one UID
+	// FETCH (default 1000).
+	ChunkSize int
 
 	mu        sync.Mutex
 	pool      account.Pool
@@ -47,6 +56,8 @@ type IMAPSource struct {
 	placed   func(string) string
 	gmLabels map[string][]string // "gm:"+X-GM-MSGID -> labels
 	gmHeld   map[string]bool
+	// listed, if set, is the LIST Folders uses (export.Run read it)
+	listed []*account.Folder
 	// excluded: Bridge folder -> messages left out of its last pass
 	// because they are only in folders --folder/--exclude leave out
 	excluded map[string]int
@@ -160,9 +171,12 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 	defer func() { s.release(c, nil) }()
 	s.bridge = s.Account.URL.Bridge || c.IsBridge()
 	s.condstore = c.Caps().Has(imap.CapCondStore)
-	list, err := c.ListFolders()
-	if err != nil {
-		return nil, fmt.Errorf("listing folders: %w", err)
+	list := s.listed
+	if list == nil {
+		var err error
+		if list, err = c.ListFolders(); err != nil {
+			return nil, fmt.Errorf("listing folders: %w", err)
+		}
 	}
 	if !s.bridge && c.IsGmail() && s.LabelMode != engine.LabelsFolders {
 		s.gmail = true
@@ -259,12 +273,12 @@ func (s *IMAPSource) loadLabels(c *account.Conn) error {
 
 // Open examines a folder.
 func (s *IMAPSource) Open(ctx context.Context, f *engine.Folder) (engine.FolderReader, error) {
+	if g, ok := f.Handle.(*gmailGroup); ok {
+		return s.openGmail(ctx, f, g)
+	}
 	c, err := s.conn(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if g, ok := f.Handle.(*gmailGroup); ok {
-		return s.openGmail(c, f, g)
 	}
 	if err := s.loadLabels(c); err != nil {
 		s.release(c, err)
