@@ -197,6 +197,15 @@ func (s *IMAPSink) Close() error {
 	return nil
 }
 
+// MappingSink returns an IMAPSink that only maps folders (Target): the
+// target's folders as listed, whether it is Proton Mail Bridge or Gmail,
+// and --map / --prefix. It is never started and writes nothing; verify
+// uses it to name a source folder's target exactly as import and migrate
+// place messages.
+func MappingSink(folders []*account.Folder, bridge, gmail bool, mp map[string]string, prefix string) *IMAPSink {
+	return &IMAPSink{Map: mp, Prefix: prefix, folders: folders, bridge: bridge, gmail: gmail && !bridge}
+}
+
 // Target maps a source folder as an import maps an archive's folder.
 func (s *IMAPSink) Target(f *engine.Folder) (string, string) {
 	o := Options{Map: s.Map, Prefix: s.Prefix, Folder: s.Folder, gmail: s.gmail}

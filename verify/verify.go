@@ -41,6 +41,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/mailmove/mailmove/account"
+	"github.com/mailmove/mailmove/engine"
 	"github.com/mailmove/mailmove/export"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/imports"
@@ -340,10 +341,15 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 	// the target folder of every source folder
 	byTarget := map[string][]*source{}
 	var targets []string
-	iopts := &imports.Options{Prefix: o.Prefix, Map: o.Map}
+	// an account's folder names come from the engine's sink, as migrate
+	// and import place messages
+	var sink engine.Sink
+	if sb.conn != nil {
+		sink = imports.MappingSink(sb.folders, sb.bridge, sb.gmail, o.Map, o.Prefix)
+	}
 	for _, s := range sources {
-		if sb.conn != nil {
-			name, skip := iopts.TargetFolder(s.name, s.role, sb.folders, sb.bridge)
+		if sink != nil {
+			name, skip := sink.Target(&engine.Folder{Name: s.name, Role: s.role, AllMail: s.allMail})
 			if skip != "" {
 				r.Skipped = append(r.Skipped, Problem{Side: "from", Folder: s.name, Error: skip})
 				continue
