@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/internal/testmail"
 )
@@ -40,21 +41,6 @@ func layoutCorpus(folders []string) []testmail.Msg {
 		}
 	}
 	return msgs
-}
-
-// needTool returns the path of a program the test needs; it skips without
-// it, or fails under MAILMOVE_REQUIRE_INTEROP.
-func needTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		msg := fmt.Sprintf("%s is not installed (apt-get install %s)", name, pkg)
-		if os.Getenv("MAILMOVE_REQUIRE_INTEROP") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
 }
 
 // compareOpts say what the program that wrote a tree keeps.
@@ -182,7 +168,7 @@ func TestSyncProgramTrees(t *testing.T) {
 
 	for _, style := range []string{"Verbatim", "Maildir++", "Legacy"} {
 		t.Run("mbsync-"+style, func(t *testing.T) {
-			mbsync := needTool(t, "mbsync", "isync")
+			mbsync := testmail.NeedTool(t, "mbsync", "isync")
 			dir := t.TempDir()
 			tree := filepath.Join(dir, "mail")
 			store := fmt.Sprintf("Path %s/\nInbox %s/INBOX\n", tree, tree)
@@ -235,7 +221,7 @@ SyncState *
 	}
 	for _, sep := range []string{".", "/"} {
 		t.Run("offlineimap-sep"+sep, func(t *testing.T) {
-			offlineimap := needTool(t, "offlineimap", "offlineimap3")
+			offlineimap := testmail.NeedTool(t, "offlineimap", "offlineimap3")
 			dir := t.TempDir()
 			tree := filepath.Join(dir, "mail")
 			rc := fmt.Sprintf(`[general]

@@ -213,13 +213,7 @@ func TestMigrateFromFilesKillAndResume(t *testing.T) {
 // files, a file renamed): the next migrate copies the new message alone
 // and brings the flag over.
 func TestMigrateFromMbsyncMaildir(t *testing.T) {
-	mbsync, err := exec.LookPath("mbsync")
-	if err != nil {
-		if os.Getenv("MAILMOVE_REQUIRE_INTEROP") != "" {
-			t.Fatal("mbsync is not installed (apt-get install isync)")
-		}
-		t.Skip("mbsync is not installed (apt-get install isync)")
-	}
+	mbsync := testmail.NeedTool(t, "mbsync", "isync")
 	d := testmail.StartDovecot(t)
 	src := d.Config(t, "imaps", "src")
 	testmail.Put(t, src, testmail.Gen(40, []string{"INBOX", "Sent", "Archive/2024"}, 31))

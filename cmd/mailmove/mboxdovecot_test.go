@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailmove/mailmove/internal/testmail"
 )
 
@@ -22,10 +23,7 @@ import (
 func TestMboxReadByDovecot(t *testing.T) {
 	mailUser, err := user.Lookup("mail")
 	if err != nil || os.Geteuid() != 0 {
-		if os.Getenv("MAILMOVE_REQUIRE_INTEROP") != "" {
-			t.Fatalf("this test hands files to Dovecot's mail user and needs root (uid %d, %v)", os.Geteuid(), err)
-		}
-		t.Skip("needs root and a mail user to hand the mbox files to Dovecot")
+		testmail.RequireOrSkip(t, "this test hands files to Dovecot's mail user and needs root and a mail user (uid %d, %v)", os.Geteuid(), err)
 	}
 	uid, _ := strconv.Atoi(mailUser.Uid)
 	gid, _ := strconv.Atoi(mailUser.Gid)

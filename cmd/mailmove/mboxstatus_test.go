@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
+
 	"github.com/mailmove/mailmove/internal/testmail"
 )
 
@@ -49,13 +50,7 @@ func mboxFlags(flags []imap.Flag) string {
 // and Dovecot) reads, check still passes, and import gives the server's
 // bytes back exactly, in LF (the default) and CRLF archives.
 func TestMboxStatusHeaders(t *testing.T) {
-	py, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("MAILMOVE_REQUIRE_INTEROP") != "" {
-			t.Fatal("python3 is not installed")
-		}
-		t.Skip("python3 is not installed")
-	}
+	py := testmail.NeedTool(t, "python3", "python3")
 	msgs := testmail.Gen(24, []string{"INBOX", "Archive/2024"}, 23)
 	msgs[1].Flags = []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, "$Forwarded", "Custom_Keyword"}
 	msgs[3].Flags = []imap.Flag{imap.FlagDraft, imap.FlagDeleted}

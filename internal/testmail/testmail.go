@@ -25,6 +25,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+
 	"github.com/mailmove/mailmove/account"
 )
 
@@ -155,6 +156,25 @@ func passwordFile(t testing.TB, pw string) account.PasswordSource {
 func Root() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// NeedTool returns the path of a program a test needs (pkg is the Debian
+// package that has it); without it the test is skipped, or fails under
+// MAILMOVE_REQUIRE_INTEROP (what CI sets).
+func NeedTool(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		requireOrSkip(t, "%s is not installed (apt-get install %s)", name, pkg)
+	}
+	return p
+}
+
+// RequireOrSkip skips the test with the message, or fails it under
+// MAILMOVE_REQUIRE_INTEROP (what CI sets).
+func RequireOrSkip(t testing.TB, format string, a ...any) {
+	t.Helper()
+	requireOrSkip(t, format, a...)
 }
 
 func requireOrSkip(t testing.TB, format string, a ...any) {
