@@ -1082,3 +1082,10 @@ func (t *teeState) finish(body io.Reader, putErr error) error {
 	t.pw.Close()
 	return <-t.errc
 }
+
+// IsFolderError reports whether err concerns one folder only (the source
+// refused to open it): the other folders can go on.
+func IsFolderError(err error) bool {
+	var fl *folderError
+	return errors.As(err, &fl)
+}

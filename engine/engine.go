@@ -189,6 +189,34 @@ type IDReader interface {
 	IDs(ctx context.Context, uids []uint32) (map[uint32]string, error)
 }
 
+// Indexer is a FolderReader that can describe its messages from an index
+// without reading their bytes (a mailmove archive). verify's cheap
+// comparison reads an archive this way, as an export wrote it.
+type Indexer interface {
+	// Indexed returns the metadata the index records for those of uids it
+	// indexes (Size is the size stored; Labels are the labels recorded),
+	// nil for a reader with no index.
+	Indexed(uids []uint32) map[uint32]*Message
+}
+
+// Description is what a report shows of a message besides its metadata.
+type Description struct {
+	// Subject is the Subject header, RFC 2047 decoded.
+	Subject string
+	// Date is the Date header (zero when it cannot be read).
+	Date time.Time
+	// Where is where a local source holds the message (file, line or
+	// byte), empty for an account.
+	Where string
+}
+
+// Describer is a FolderReader that can describe messages for a report
+// (verify names what is missing or extra by subject and date) without
+// sending their bodies.
+type Describer interface {
+	Describe(ctx context.Context, uids []uint32) (map[uint32]Description, error)
+}
+
 // Held is a message the sink holds.
 type Held struct {
 	UID uint32

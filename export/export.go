@@ -162,16 +162,6 @@ type exporter struct {
 	ids    map[string]bool              // X-Pm-Internal-Id -> in an exported folder
 }
 
-// Plan lists the folders that will be exported, INBOX first, then sorted by
-// name.
-func Plan(folders []*account.Folder, bridge bool, labels LabelMode, include, exclude []string) []*account.Folder {
-	var out []*account.Folder
-	for _, p := range PlanFolders(folders, bridge, labels, include, exclude) {
-		out = append(out, p.Folder)
-	}
-	return out
-}
-
 // Planned is one folder an export writes.
 type Planned struct {
 	// Folder is the server's folder.

@@ -289,3 +289,15 @@ func (r *gmailReader) capped(err error) error {
 	}
 	return err
 }
+
+// Describe examines the group's mailbox and fetches the Subject and Date
+// header fields of uids.
+func (r *gmailReader) Describe(ctx context.Context, uids []uint32) (map[uint32]engine.Description, error) {
+	if len(uids) == 0 {
+		return map[uint32]engine.Description{}, nil
+	}
+	if err := r.open(ctx); err != nil {
+		return nil, err
+	}
+	return r.imapReader.Describe(ctx, uids)
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/engine"
+	"github.com/mailmove/mailmove/message"
 )
 
 // IMAPSource reads an IMAP account, never changing it (EXAMINE,
@@ -43,6 +44,14 @@ type IMAPSource struct {
 	// ChunkSize is how many bodies a Gmail source asks for in one UID
 	// FETCH (default 1000).
 	ChunkSize int
+	// AsIs lists every selectable folder under its own path and reads it
+	// whole: no Bridge plan (Folders/, Labels/, All Mail as they are) and
+	// no Gmail model. verify reads a target account back this way, as
+	// the messages were put there; Proton labels are still read on Bridge.
+	AsIs bool
+	// KeepConn: Conn is the caller's, who goes on using it: the source
+	// uses it among its connections, but never logs it out or closes it.
+	KeepConn bool
 
 	mu        sync.Mutex
 	pool      account.Pool
@@ -52,6 +61,7 @@ type IMAPSource struct {
 	sel       map[*account.Folder]bool
 	condstore bool
 	gmail     bool
+	gmailAcct bool // the server is Gmail (X-GM-EXT-1)
 	// Gmail (X-GM-EXT-1, gmailsource.go)
 	placed   func(string) string
 	gmLabels map[string][]string // "gm:"+X-GM-MSGID -> labels
@@ -137,6 +147,10 @@ func (s *IMAPSource) Gmail() bool { return s.gmail }
 // Bridge reports whether the source is Proton Mail Bridge.
 func (s *IMAPSource) Bridge() bool { return s.bridge }
 
+// GmailAccount reports whether the account is Gmail (X-GM-EXT-1), however
+// it was read (after Folders).
+func (s *IMAPSource) GmailAccount() bool { return s.gmailAcct }
+
 // Labels returns the labels of a Proton message (by X-Pm-Internal-Id) or
 // of a Gmail message (by engine.LabelKey).
 func (s *IMAPSource) Labels(key string) []string {
@@ -168,6 +182,9 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 			return nil, err
 		}
 	}
+	if s.KeepConn {
+		s.pool.Keep(c)
+	}
 	defer func() { s.release(c, nil) }()
 	s.bridge = s.Account.URL.Bridge || c.IsBridge()
 	s.condstore = c.Caps().Has(imap.CapCondStore)
@@ -177,6 +194,11 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 		if list, err = c.ListFolders(); err != nil {
 			return nil, fmt.Errorf("listing folders: %w", err)
 		}
+	}
+	s.listed = list
+	s.gmailAcct = !s.bridge && c.IsGmail()
+	if s.AsIs {
+		return s.asIs(list), nil
 	}
 	if !s.bridge && c.IsGmail() && s.LabelMode != engine.LabelsFolders {
 		s.gmail = true
@@ -210,6 +232,51 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 		}
 		out = append(out, f)
 	}
+	s.findLabelBoxes(list)
+	return out, nil
+}
+
+// asIs lists every selectable folder under its own path (AsIs).
+func (s *IMAPSource) asIs(list []*account.Folder) []*engine.Folder {
+	var out []*engine.Folder
+	s.sel = map[*account.Folder]bool{}
+	for _, af := range list {
+		if !af.Selectable() {
+			continue
+		}
+		s.sel[af] = true
+		f := &engine.Folder{Name: af.Path(), Handle: af}
+		for _, a := range roles {
+			if af.Has(a) {
+				f.Role = string(a)
+			}
+		}
+		if st := af.Status; st != nil {
+			if st.NumMessages != nil {
+				f.Messages = *st.NumMessages
+			}
+			if st.Size != nil {
+				f.Bytes = *st.Size
+			}
+			f.UIDValidity, f.UIDNext, f.ModSeq = st.UIDValidity, uint32(st.UIDNext), st.HighestModSeq
+		}
+		out = append(out, f)
+	}
+	s.findLabelBoxes(list)
+	return out
+}
+
+// Listing is the account's folders as the source listed them (after
+// Folders).
+func (s *IMAPSource) Listing() []*account.Folder { return s.listed }
+
+// Abort closes every connection of the source at once, whatever they wait
+// for (Ctrl-C), but a connection the caller lent (KeepConn).
+func (s *IMAPSource) Abort() { s.pool.Abort() }
+
+// findLabelBoxes notes, on Bridge, the folders that are not views and the
+// label mailboxes (Labels/..., Starred) whose messages give the labels.
+func (s *IMAPSource) findLabelBoxes(list []*account.Folder) {
 	if s.bridge {
 		s.labels = map[string][]string{}
 		for _, f := range list {
@@ -228,7 +295,6 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 			s.labelBoxes = append(s.labelBoxes, f)
 		}
 	}
-	return out, nil
 }
 
 // loadLabels reads, once, the X-Pm-Internal-Id of every message in
@@ -661,4 +727,37 @@ func undelivered(c *account.Conn, err error) error {
 		return err
 	}
 	return &engine.UndeliveredError{Err: err}
+}
+
+var _ engine.Describer = (*imapReader)(nil)
+
+// Describe fetches the Subject and Date header fields of uids (verify's
+// reports).
+func (r *imapReader) Describe(ctx context.Context, uids []uint32) (map[uint32]engine.Description, error) {
+	out := map[uint32]engine.Description{}
+	if len(uids) == 0 {
+		return out, nil
+	}
+	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "Date"}}
+	fc := r.c.Fetch(account.UIDSet(uids), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{sec}})
+	for m := fc.Next(); m != nil; m = fc.Next() {
+		buf, err := m.Collect()
+		if err != nil {
+			fc.Close()
+			return nil, fmt.Errorf("UID FETCH (Subject Date): %w", err)
+		}
+		if buf.UID == 0 {
+			continue
+		}
+		var hdr []byte
+		for _, bs := range buf.BodySection {
+			hdr = bs.Bytes
+		}
+		subject, date := message.SubjectDate(hdr)
+		out[uint32(buf.UID)] = engine.Description{Subject: subject, Date: date}
+	}
+	if err := fc.Close(); err != nil {
+		return nil, fmt.Errorf("UID FETCH (Subject Date): %w", err)
+	}
+	return out, nil
 }

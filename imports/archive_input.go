@@ -102,7 +102,7 @@ func scanArchive(root string, labelsAsFolders bool, ids []age.Identity, fn func(
 				bad(&InputError{File: src, Msg: "the archive's index (folder " + folder + ") points " + why + "; refused, not read"})
 				continue
 			}
-			it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: id}
+			it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: id, indexed: true}
 			it.open = func() (io.ReadCloser, error) { return openArchived(r, a, rec) }
 			for _, x := range gmailArchiveItems(it, labelsAsFolders) { // gmail.go
 				if err := fn(x); err != nil {
@@ -181,7 +181,7 @@ func scanDeleted(root string, labelsAsFolders bool, ids []age.Identity, fn func(
 				role = roleAttr(at)
 			}
 		}
-		it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: id}
+		it := &Item{Meta: rec.Meta, Role: role, Source: src, ID: id, indexed: true}
 		it.open = func() (io.ReadCloser, error) { return openArchived(r, a, rec) }
 		for _, x := range gmailArchiveItems(it, labelsAsFolders) { // gmail.go
 			if err := fn(x); err != nil {

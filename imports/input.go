@@ -36,6 +36,9 @@ type Item struct {
 	Source string
 	// ID identifies the message in the input for the journal.
 	ID string
+	// indexed: Meta is what a mailmove archive's index records (its Size
+	// the size stored), not what a scan of the bytes found
+	indexed bool
 
 	open func() (io.ReadCloser, error)
 }

@@ -23,27 +23,7 @@ func (o *Options) TargetFolder(src, role string, folders []*account.Folder, brid
 	return o.targetFor(it, folders, bridge)
 }
 
-// FolderRole returns the special use ("\\Sent", "\\Trash", "\\All", ...)
-// named among a folder's LIST attributes, as an import reads it from an
-// archive's folder state; "" when there is none.
-func FolderRole(attrs []string) string {
-	role := ""
-	for _, a := range attrs {
-		if r := roleAttr(a); r != "" {
-			role = r
-		}
-	}
-	return role
-}
-
 // Normalize returns the bytes of r as an import sends them: line endings
 // made CRLF (a bare LF becomes CRLF; CRLF, CR CR LF and a lone CR stay),
 // nothing else changed. It streams; closing it closes r.
 func Normalize(r io.ReadCloser) io.ReadCloser { return newPrepared(r, nil) }
-
-// MessageID returns the Message-ID (without angle brackets) that an import
-// reads from a message header (the bytes up to the empty line, or some
-// fields of it), "" when there is none.
-func MessageID(header []byte) string {
-	return parseHeader(append(append([]byte(nil), header...), '\r', '\n')).messageID
-}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/engine"
+	"github.com/mailmove/mailmove/message"
 )
 
 // FilesSource is the engine's Source over local input: what Scan reads (a
@@ -657,3 +658,50 @@ func (e *exactReader) changed() error {
 
 // Close removes nothing (the input is never changed).
 func (r *filesReader) Close(err error) {}
+
+var (
+	_ engine.Indexer   = (*filesReader)(nil)
+	_ engine.Describer = (*filesReader)(nil)
+)
+
+// Indexed returns what a mailmove archive's index records of uids (the
+// size stored, Message-ID, flags, date, labels) without reading them; nil
+// for other input, whose metadata Meta reads from the bytes.
+func (r *filesReader) Indexed(uids []uint32) map[uint32]*engine.Message {
+	var out map[uint32]*engine.Message
+	for _, u := range uids {
+		it := r.item(u)
+		if it == nil || !it.indexed {
+			continue
+		}
+		if out == nil {
+			out = map[uint32]*engine.Message{}
+		}
+		out[u] = &engine.Message{Folder: r.f.name, UIDValidity: 1, UID: u, Size: it.Meta.Size, Flags: r.flags(u),
+			InternalDate: it.Meta.InternalDate, MessageID: it.Meta.MessageID, PMID: it.Meta.PMInternalID,
+			Labels: append([]string(nil), it.Meta.Labels...), ID: r.f.ids[u-1]}
+	}
+	return out
+}
+
+// Describe reads the Subject and Date of uids from their headers, and
+// says where each is (file, and line or byte).
+func (r *filesReader) Describe(ctx context.Context, uids []uint32) (map[uint32]engine.Description, error) {
+	out := map[uint32]engine.Description{}
+	for _, u := range uids {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		it := r.item(u)
+		if it == nil {
+			continue
+		}
+		d := engine.Description{Where: it.Source}
+		if rc, err := it.Open(); err == nil {
+			d.Subject, d.Date = message.SubjectDate(message.ReadHeader(rc, 256<<10))
+			rc.Close()
+		}
+		out[u] = d
+	}
+	return out, nil
+}

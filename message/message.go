@@ -7,6 +7,9 @@ package message
 import (
 	"bufio"
 	"bytes"
+	"io"
+	"mime"
+	"net/mail"
 	"strings"
 	"time"
 )
@@ -197,4 +200,39 @@ func (d *DecryptScanner) Write(p []byte) (int, error) {
 	}
 	d.tail = append(d.tail[:0], buf[len(buf)-keep:]...)
 	return len(p), nil
+}
+
+// SubjectDate reads the Subject (RFC 2047 decoded) and the Date of a
+// message header (a zero time when there is none or it cannot be read),
+// for reports.
+func SubjectDate(hdr []byte) (string, time.Time) {
+	m, err := mail.ReadMessage(bytes.NewReader(append(append([]byte(nil), hdr...), '\r', '\n', '\r', '\n')))
+	if err != nil {
+		return "", time.Time{}
+	}
+	subject := m.Header.Get("Subject")
+	if d, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
+		subject = d
+	}
+	date, _ := m.Header.Date()
+	return subject, date
+}
+
+// ReadHeader reads a message's header from r, up to and with the empty
+// line that ends it (at most max bytes); r is read a buffer further, no
+// more, so the caller can close it without reading the body.
+func ReadHeader(r io.Reader, max int) []byte {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var hdr bytes.Buffer
+	for hdr.Len() < max {
+		line, err := br.ReadSlice('\n')
+		hdr.Write(line)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil || len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break
+		}
+	}
+	return hdr.Bytes()
 }

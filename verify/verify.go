@@ -12,6 +12,13 @@
 // (X-Pm-*, see IgnoredFields) left out; Options.Flags compares flags and
 // keywords too.
 //
+// Both sides are read through the copy engine's sources, as the copy verbs
+// read them: an account through export.IMAPSource (export's plan, with
+// Proton Mail Bridge's rules and Gmail's model; a target account AsIs,
+// every folder under its own name), local input through
+// imports.FilesSource (an archive by its index, engine.Indexer). What verify
+// adds is the comparison.
+//
 // Nothing is ever changed: an account's folders are opened with EXAMINE
 // and its messages read with BODY.PEEK, an archive is opened read-only.
 // Message bodies are streamed into the hash, so memory stays flat whatever
@@ -25,12 +32,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"filippo.io/age"
 	"fmt"
 	"io"
 	"io/fs"
-	"mime"
-	"net/mail"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,7 +44,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-imap/v2"
+	"filippo.io/age"
+
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/engine"
 	"github.com/mailmove/mailmove/export"
@@ -61,9 +67,9 @@ type Side struct {
 	// Account, if set, is an IMAP account (bridge:// URLs, or a server
 	// that says it is Bridge, get Proton Mail Bridge's rules).
 	Account *account.Config
-	// Conn, if set, is a connection to Account already logged in (migrate's
-	// own, at the end of its run): Compare uses it, alone, and leaves it
-	// open; without it Compare dials, and logs out at the end.
+	// Conn, if set, is a connection to Account already logged in: Compare
+	// uses it first (and dials more only when it needs them) and leaves it
+	// open; the connections Compare dials are logged out at the end.
 	Conn *account.Conn
 	// Path, if Account is nil, is a mailmove archive, an mbox file or
 	// tree, a folder of .eml files or a Maildir, read as import reads it.
@@ -136,6 +142,8 @@ type Entry struct {
 	Labels []string `json:"labels,omitempty"`
 	// SHA256 is the hash Deep compares, when it was computed.
 	SHA256 string `json:"sha256,omitempty"`
+
+	at *ref // where it was read from
 }
 
 // Difference is a message found on both sides, but not the same.
@@ -245,40 +253,42 @@ type key struct {
 // entry is a message being compared.
 type entry struct {
 	Entry
-	bad  bool                          // could not be read: left out
-	open func() (io.ReadCloser, error) // local side
+	bad bool // could not be read: left out
 }
 
-// source is a folder of the source side, as an export names it.
+// source is a source folder as the engine's source lists it (a Gmail
+// account's folder may be read from several mailboxes: one engine folder
+// each).
 type source struct {
 	name    string
 	role    string
-	folder  *account.Folder // account side
-	allMail bool            // Bridge: only the messages in no folder
-	// gmail: on a Gmail account exported the Gmail way, the messages whose
-	// folder this is, by the mailbox they are read from (All Mail, Spam,
-	// Trash) and their UIDs there
-	gmail  map[*account.Folder][]uint32
-	target string
-	items  []*imports.Item // local side
+	allMail bool
+	folders []*engine.Folder
+	target  string
 }
 
-// store is one side, opened.
+// store is one side, read through the engine's source for it: the IMAP
+// source export and migrate read (export.IMAPSource, with Bridge's plan and
+// Gmail's model; a target read back as it is, AsIs), or the files source
+// import and migrate read (imports.FilesSource).
 type store struct {
 	side    Side
 	label   string // "from" or "to"
-	conn    *account.Conn
-	ownConn bool // dialed by Compare: logged out at the end
-	folders []*account.Folder
+	src     engine.Source
+	acct    *export.IMAPSource
+	files   *imports.FilesSource
+	folders []*engine.Folder
 	bridge  bool
-	gmail   bool // a Gmail account (X-GM-EXT-1): export's Gmail plan, each message once
-	// labels by X-Pm-Internal-Id (Bridge, with Options.Flags)
-	labels map[string][]string
-	// local side
-	items   map[string][]*imports.Item
-	roles   map[string]string
-	archive bool // a mailmove archive: sizes from the index
-	bad     []error
+	gmail   bool // a Gmail account (X-GM-EXT-1)
+	archive bool // a mailmove archive: what its index records
+	labels  bool // set Entry.Labels (Options.Flags, both sides know labels)
+}
+
+// ref is the engine folder and UID an entry was read from (for its
+// description).
+type ref struct {
+	f   *engine.Folder
+	uid uint32
 }
 
 // Compare compares a (the source) with b (the target). It returns an
@@ -292,60 +302,41 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 	}
 	r := &Report{From: a.String(), To: b.String(), Deep: o.Deep, Flags: o.Flags, AllowExtra: o.AllowExtra,
 		Folders: []FolderReport{}, Problems: []Problem{}, Skipped: []Problem{}, NotCompared: []string{}, Notes: []string{}}
-	sa, err := openStore(ctx, a, "from")
+	sa, err := openStore(ctx, a, "from", o)
 	if err != nil {
 		return r, err
 	}
 	defer sa.close()
-	sb, err := openStore(ctx, b, "to")
+	sb, err := openStore(ctx, b, "to", o)
 	if err != nil {
 		return r, err
 	}
 	defer sb.close()
-	// Ctrl-C: the connections Compare dialed are closed under it, so that
-	// it returns at once whatever it waits for
+	// Ctrl-C: the connections are closed under the reads, so that Compare
+	// returns at once whatever it waits for
 	for _, st := range []*store{sa, sb} {
-		if st.conn != nil && st.ownConn {
-			c := st.conn
-			defer context.AfterFunc(ctx, func() { c.Close() })()
+		if st.acct != nil {
+			defer context.AfterFunc(ctx, st.acct.Abort)()
 		}
 	}
-	for _, e := range sa.bad {
-		r.Problems = append(r.Problems, inputProblem("from", e))
-	}
-	for _, e := range sb.bad {
-		r.Problems = append(r.Problems, inputProblem("to", e))
-	}
-	sources, err := sa.sources(ctx, o)
-	if err != nil {
-		return r, err
-	}
+	sources := sa.sources(o)
 	// Proton labels are compared with the flags where both sides know
 	// them: a Bridge account, a mailmove archive.
-	compareLabels := o.Flags && sa.knowsLabels() && sb.knowsLabels()
-	if compareLabels {
-		for _, st := range []*store{sa, sb} {
-			if st.conn != nil {
-				if st.labels, err = export.LabelsByID(ctx, st.conn, st.folders); err != nil {
-					return r, fmt.Errorf("reading the Proton labels of %s: %w", st.side, err)
-				}
-			}
-		}
-	}
+	sa.labels = o.Flags && sa.knowsLabels() && sb.knowsLabels()
+	sb.labels = sa.labels
 	// Proton Mail Bridge rebuilds the messages it imports: on a Bridge
 	// target only Message-ID is compared, as import does.
-	idOnly := sb.conn != nil && sb.bridge
+	idOnly := sb.acct != nil && sb.bridge
 	if idOnly {
 		r.Notes = append(r.Notes, "the target is Proton Mail Bridge, which rebuilds the messages it imports: messages are matched by Message-ID alone, sizes and contents are not compared, nor keywords")
 	}
-	// the target folder of every source folder
+	// the target folder of every source folder: an account's names come
+	// from the engine's sink, as migrate and import place messages
 	byTarget := map[string][]*source{}
 	var targets []string
-	// an account's folder names come from the engine's sink, as migrate
-	// and import place messages
 	var sink engine.Sink
-	if sb.conn != nil {
-		sink = imports.MappingSink(sb.folders, sb.bridge, sb.gmail, o.Map, o.Prefix)
+	if sb.acct != nil {
+		sink = imports.MappingSink(sb.acct.Listing(), sb.bridge, sb.gmail, o.Map, o.Prefix)
 	}
 	for _, s := range sources {
 		if sink != nil {
@@ -386,13 +377,15 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 		for _, t := range targets {
 			for _, s := range byTarget[t] {
 				o.Log("reading %s %s", a, s.name)
-				es, probs, err := sa.readSource(ctx, s, needHash)
-				if err != nil {
-					errA = err
-					return
+				for _, f := range s.folders {
+					es, probs, err := sa.read(ctx, f, s.name, needHash)
+					if err != nil {
+						errA = err
+						return
+					}
+					fromEntries[t] = append(fromEntries[t], es...)
+					fromProblems = append(fromProblems, probs...)
 				}
-				fromEntries[t] = append(fromEntries[t], es...)
-				fromProblems = append(fromProblems, probs...)
 			}
 		}
 	}()
@@ -400,13 +393,19 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 		defer wg.Done()
 		for _, t := range targets {
 			o.Log("reading %s %s", b, t)
-			es, ok, probs, err := sb.readTarget(ctx, t, needHash)
-			if err != nil {
-				errB = err
-				return
+			for _, f := range sb.folders {
+				if f.Name != t {
+					continue
+				}
+				exists[t] = true
+				es, probs, err := sb.read(ctx, f, t, needHash)
+				if err != nil {
+					errB = err
+					return
+				}
+				toEntries[t] = append(toEntries[t], es...)
+				toProblems = append(toProblems, probs...)
 			}
-			toEntries[t], exists[t] = es, ok
-			toProblems = append(toProblems, probs...)
 		}
 	}()
 	wg.Wait()
@@ -416,13 +415,17 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 	if err := errors.Join(errA, errB); err != nil {
 		return r, err
 	}
+	// what could not be read: input that is not mail, and (local sides)
+	// messages that could not be read, as import reports them
+	r.Problems = append(r.Problems, sa.inputProblems()...)
+	r.Problems = append(r.Problems, sb.inputProblems()...)
 	r.Problems = append(append(r.Problems, fromProblems...), toProblems...)
 	for _, t := range targets {
 		fr := FolderReport{Folder: t, Exists: exists[t], Missing: []Entry{}, Extra: []Entry{}, Different: []Difference{}}
 		for _, s := range byTarget[t] {
 			fr.From = append(fr.From, s.name)
 		}
-		compareFolder(&fr, fromEntries[t], toEntries[t], o, idOnly, compareLabels)
+		compareFolder(&fr, fromEntries[t], toEntries[t], o, idOnly, sa.labels)
 		r.Messages += fr.Messages
 		r.TargetMessages += fr.TargetMessages
 		r.Missing += len(fr.Missing)
@@ -436,70 +439,53 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 		r.Matched += fr.Messages - len(fr.Missing)
 		r.Folders = append(r.Folders, fr)
 	}
-	// what a human needs to find the messages reported on a local side
-	bySource := func(es []*entry) map[string]*entry {
-		m := map[string]*entry{}
-		for _, e := range es {
-			if e.Source != "" {
-				m[e.Source] = e
-			}
-		}
-		return m
-	}
+	// what a human needs to find the messages reported: subject, Date
+	// header, where a local side holds them
+	var fromRep, toRep []*Entry
 	for i := range r.Folders {
 		fr := &r.Folders[i]
-		if len(fr.Missing)+len(fr.Extra)+len(fr.Different) == 0 {
-			continue
-		}
-		fa, fb := bySource(fromEntries[fr.Folder]), bySource(toEntries[fr.Folder])
 		for j := range fr.Missing {
-			describe(&fr.Missing[j], fa)
+			fromRep = append(fromRep, &fr.Missing[j])
 		}
 		for j := range fr.Extra {
-			describe(&fr.Extra[j], fb)
+			toRep = append(toRep, &fr.Extra[j])
 		}
 		for j := range fr.Different {
-			describe(&fr.Different[j].From, fa)
-			describe(&fr.Different[j].To, fb)
+			fromRep = append(fromRep, &fr.Different[j].From)
+			toRep = append(toRep, &fr.Different[j].To)
 		}
+	}
+	if err := sa.describe(ctx, fromRep); err != nil {
+		return r, err
+	}
+	if err := sb.describe(ctx, toRep); err != nil {
+		return r, err
 	}
 	r.Elapsed = time.Since(start)
 	return r, nil
 }
 
-func inputProblem(side string, e error) Problem {
-	var ie *imports.InputError
-	if errors.As(e, &ie) {
-		src := ie.File
-		if ie.Line > 0 {
-			src = fmt.Sprintf("%s line %d", ie.File, ie.Line)
-		}
-		return Problem{Side: side, Folder: ie.Folder, Source: src, Error: ie.Msg}
-	}
-	return Problem{Side: side, Error: e.Error()}
-}
-
-// openStore connects to an account (and lists its folders) or scans a
-// local path.
-func openStore(ctx context.Context, s Side, label string) (*store, error) {
+// openStore opens a side through the engine's source for it and lists its
+// folders: a source account as export plans it (Include, Exclude), a
+// target account as it is; local input as import scans it.
+func openStore(ctx context.Context, s Side, label string, o Options) (*store, error) {
 	st := &store{side: s, label: label}
 	if s.Account != nil {
-		c := s.Conn
-		if c == nil {
-			var err error
-			if c, err = s.Account.Dial(ctx); err != nil {
-				return nil, err
-			}
-			st.ownConn = true
+		src := &export.IMAPSource{Account: s.Account, Conn: s.Conn, KeepConn: s.Conn != nil, LabelMode: engine.LabelsKeywords, Log: o.Log}
+		if label == "from" {
+			src.Include, src.Exclude = o.Include, o.Exclude
+		} else {
+			src.AsIs = true
 		}
-		st.conn = c
-		st.bridge = s.Account.URL.Bridge || c.IsBridge()
-		st.gmail = !st.bridge && c.IsGmail()
-		var err error
-		if st.folders, err = c.ListFolders(); err != nil {
-			st.close()
-			return nil, fmt.Errorf("listing the folders of %s: %w", s, err)
+		st.src, st.acct = src, src
+		folders, err := src.Folders(ctx)
+		if err != nil {
+			src.Close()
+			return nil, fmt.Errorf("reading the folders of %s: %w", s, err)
 		}
+		st.folders = folders
+		st.bridge = src.Bridge()
+		st.gmail = src.GmailAccount()
 		return st, nil
 	}
 	if s.Path == "" {
@@ -515,317 +501,246 @@ func openStore(ctx context.Context, s Side, label string) (*store, error) {
 			st.archive = true
 		}
 	}
-	st.items, st.roles = map[string][]*imports.Item{}, map[string]string{}
-	err := imports.ScanWith(s.Path, s.Format, false, s.Identities, func(it *imports.Item) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		f := it.Meta.Folder
-		st.items[f] = append(st.items[f], it)
-		if it.Role != "" {
-			st.roles[f] = it.Role
-		}
-		return nil
-	}, func(e error) { st.bad = append(st.bad, e) })
+	files := &imports.FilesSource{Path: s.Path, Format: s.Format, Identities: s.Identities}
+	st.src, st.files = files, files
+	folders, err := files.Folders(ctx)
 	if err != nil {
+		files.Close()
 		return nil, fmt.Errorf("reading %s: %w", s.Path, err)
 	}
+	st.folders = folders
 	return st, nil
 }
 
 // knowsLabels reports whether the side records Proton labels.
-func (st *store) knowsLabels() bool { return st.conn != nil && st.bridge || st.archive }
+func (st *store) knowsLabels() bool { return st.acct != nil && st.bridge || st.archive }
 
-func (st *store) close() {
-	if st.conn != nil && st.ownConn {
-		st.conn.Logout().Wait()
-		st.conn.Close()
+func (st *store) close() { st.src.Close() }
+
+// inputProblems are what a local side could not read, as import reports
+// it: input that is not mail, messages that could not be read.
+func (st *store) inputProblems() []Problem {
+	if st.files == nil {
+		return nil
 	}
+	var out []Problem
+	for _, f := range st.files.Failures() {
+		out = append(out, Problem{Side: st.label, Folder: f.Folder, Source: f.Source, Error: f.Error})
+	}
+	return out
 }
 
-// sources lists the source folders as an export names them: on an account,
-// export's plan (Bridge: Folders/ taken off, Labels/... and Starred not
-// folders, All Mail for the messages in no folder only); locally, the
-// folders of the input; both selected by Include and Exclude.
-func (st *store) sources(ctx context.Context, o Options) ([]*source, error) {
-	out, err := st.selectSources(ctx, o)
-	if err != nil || o.Only == nil {
-		return out, err
-	}
-	kept := out[:0]
-	for _, s := range out {
-		if slices.Contains(o.Only, s.name) {
-			kept = append(kept, s)
+// sources groups the source side's folders by name (a Gmail account's
+// folder can be read from several mailboxes), selected by Include and
+// Exclude (an account's source did that already, as export does), then
+// Only.
+func (st *store) sources(o Options) []*source {
+	selected := func(string) bool { return true }
+	if st.acct == nil {
+		// the same selection as export's, on the local folders
+		var fake []*account.Folder
+		for _, f := range st.folders {
+			fake = append(fake, &account.Folder{Name: f.Name, Segments: strings.Split(f.Name, "/"), Delim: '/'})
 		}
+		keep := map[string]bool{}
+		for _, p := range export.PlanFolders(fake, false, export.LabelsAsMetadata, o.Include, o.Exclude) {
+			keep[p.Name] = true
+		}
+		selected = func(name string) bool { return keep[name] }
 	}
-	return kept, nil
-}
-
-func (st *store) selectSources(ctx context.Context, o Options) ([]*source, error) {
+	byName := map[string]*source{}
 	var out []*source
-	if st.conn != nil && st.gmail {
-		// as export stores a Gmail account: each message once, in the
-		// folder export's rule chooses (a source compared as a target is
-		// read folder by folder, label folders included)
-		msgs, err := export.ScanGmail(ctx, st.side.Account, st.folders, o.Log)
-		if err != nil {
-			return nil, err
+	for _, f := range st.folders {
+		if !selected(f.Name) || o.Only != nil && !slices.Contains(o.Only, f.Name) {
+			continue
 		}
-		byName := map[string]*source{}
-		for _, m := range msgs {
-			name := m.Folder.Path()
-			if !export.Selected(name, o.Include, o.Exclude) {
-				continue
-			}
-			src := byName[name]
-			if src == nil {
-				attrs := make([]string, len(m.Folder.Attrs))
-				for i, a := range m.Folder.Attrs {
-					attrs[i] = string(a)
-				}
-				src = &source{name: name, role: imports.FolderRole(attrs), folder: m.Folder, gmail: map[*account.Folder][]uint32{}}
-				byName[name] = src
-				out = append(out, src)
-			}
-			src.gmail[m.Source] = append(src.gmail[m.Source], m.UID)
+		s := byName[f.Name]
+		if s == nil {
+			s = &source{name: f.Name}
+			byName[f.Name] = s
+			out = append(out, s)
 		}
+		if f.Role != "" {
+			s.role = f.Role
+		}
+		s.allMail = s.allMail || f.AllMail
+		s.folders = append(s.folders, f)
+	}
+	if st.gmail {
 		sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-		return out, nil
 	}
-	if st.conn != nil {
-		for _, p := range export.PlanFolders(st.folders, st.bridge, export.LabelsAsMetadata, o.Include, o.Exclude) {
-			attrs := make([]string, len(p.Folder.Attrs))
-			for i, a := range p.Folder.Attrs {
-				attrs[i] = string(a)
-			}
-			out = append(out, &source{name: p.Name, role: imports.FolderRole(attrs), folder: p.Folder, allMail: p.AllMail})
-		}
-		return out, nil
-	}
-	// the same selection as export's, on the local folders
-	var fake []*account.Folder
-	for name := range st.items {
-		fake = append(fake, &account.Folder{Name: name, Segments: strings.Split(name, "/"), Delim: '/'})
-	}
-	for _, p := range export.PlanFolders(fake, false, export.LabelsAsMetadata, o.Include, o.Exclude) {
-		out = append(out, &source{name: p.Name, role: st.roles[p.Name], items: st.items[p.Name]})
-	}
-	return out, nil
+	return out
 }
 
 // otherFolders lists the folders of the side that no source maps to.
 func (st *store) otherFolders(mapped map[string][]*source) []string {
 	out := []string{}
-	if st.conn != nil {
-		for _, f := range st.folders {
-			if f.Selectable() && mapped[f.Path()] == nil {
-				out = append(out, f.Path())
-			}
-		}
-	} else {
-		for name := range st.items {
-			if mapped[name] == nil {
-				out = append(out, name)
-			}
+	seen := map[string]bool{}
+	for _, f := range st.folders {
+		if mapped[f.Name] == nil && !seen[f.Name] {
+			seen[f.Name] = true
+			out = append(out, f.Name)
 		}
 	}
 	sort.Strings(out)
 	return out
 }
 
-// readSource reads the messages of a source folder.
-func (st *store) readSource(ctx context.Context, s *source, needHash func(*entry) bool) ([]*entry, []Problem, error) {
-	if st.conn == nil {
-		es, probs := st.readLocal(ctx, s.name, s.items, needHash)
-		return es, probs, ctx.Err()
-	}
-	if s.gmail != nil {
-		var all []*entry
-		var probs []Problem
-		for f, uids := range s.gmail {
-			es, p, err := st.readAccount(ctx, f, s.name, uids, needHash)
-			all, probs = append(all, es...), append(probs, p...)
-			if err != nil {
-				return all, probs, err
-			}
-		}
-		return all, probs, nil
-	}
-	var uids []uint32
-	if s.allMail {
-		u, _, err := export.AllMailOnlyUIDs(ctx, st.conn, st.folders, export.LabelsAsMetadata, nil, nil)
-		if err != nil {
-			return nil, []Problem{{Side: st.label, Folder: s.folder.Path(), Error: "sorting out All Mail: " + err.Error()}}, ctx.Err()
-		}
-		if len(u) == 0 {
-			return nil, nil, nil
-		}
-		uids = u
-	}
-	return st.readAccount(ctx, s.folder, s.name, uids, needHash)
-}
-
-// readTarget reads the messages of a target folder; ok is false when the
-// side has no such folder.
-func (st *store) readTarget(ctx context.Context, name string, needHash func(*entry) bool) (es []*entry, ok bool, probs []Problem, err error) {
-	if st.conn == nil {
-		items, ok := st.items[name]
-		es, probs := st.readLocal(ctx, name, items, needHash)
-		return es, ok, probs, ctx.Err()
-	}
-	for _, f := range st.folders {
-		if f.Selectable() && f.Path() == name {
-			es, probs, err := st.readAccount(ctx, f, name, nil, needHash)
-			return es, true, probs, err
-		}
-	}
-	return nil, false, nil, nil
-}
-
-// readLocal reads items of a local side: their index data (a mailmove
-// archive), or their bytes (other input: the size with CRLF line endings).
-func (st *store) readLocal(ctx context.Context, folder string, items []*imports.Item, needHash func(*entry) bool) ([]*entry, []Problem) {
-	var out []*entry
-	var probs []Problem
-	for _, it := range items {
-		if ctx.Err() != nil {
-			return out, probs
-		}
-		it := it
-		e := &entry{Entry: Entry{Folder: folder, Source: it.Source, MessageID: it.Meta.MessageID, Size: it.Meta.Size,
-			Date: it.Meta.InternalDate, Flags: cleanFlags(it.Meta.Flags)}, open: it.Open}
-		if st.archive && len(it.Meta.Labels) > 0 {
-			e.Labels = slices.Sorted(slices.Values(it.Meta.Labels))
-		}
-		if !st.archive || needHash(e) {
-			r, err := it.Open()
-			if err == nil {
-				var n int64
-				e.SHA256, n, err = hashMessage(r)
-				if !st.archive {
-					e.Size = n
-				}
-			}
-			if err != nil {
-				e.bad = true
-				probs = append(probs, Problem{Side: st.label, Folder: folder, Source: it.Source, Error: err.Error()})
-			}
-		}
-		out = append(out, e)
-	}
-	return out, probs
-}
-
-// headerFields are the fields fetched with every message's metadata.
-var headerFields = []string{"Message-Id", "Subject", "Date"}
-
-// readAccount reads one folder of an account (EXAMINE, FETCH of metadata and
-// a few header fields, BODY.PEEK[] for the hashes): the messages uids, or
-// all when uids is nil.
-func (st *store) readAccount(ctx context.Context, f *account.Folder, name string, uids []uint32, needHash func(*entry) bool) ([]*entry, []Problem, error) {
-	c := st.conn
+// read reads one folder through the engine's reader: the metadata of
+// every message (Meta; a mailmove archive's index, Indexer), then with
+// needHash the bytes of those that need their SHA-256 (Fetch, streamed into
+// the hash).
+func (st *store) read(ctx context.Context, f *engine.Folder, name string, needHash func(*entry) bool) (out []*entry, probs []Problem, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	sel, err := c.Examine(f.Name)
+	r, err := st.src.Open(ctx, f)
 	if err != nil {
-		if isConnErr(c) {
-			return nil, nil, fmt.Errorf("EXAMINE %q on %s: %w", f.Name, st.side, err)
+		if engine.IsFolderError(err) {
+			return nil, []Problem{{Side: st.label, Folder: name, Error: err.Error()}}, nil
 		}
-		return nil, []Problem{{Side: st.label, Folder: name, Error: "the server refused to open the folder: " + err.Error()}}, nil
+		return nil, nil, fmt.Errorf("opening %q on %s: %w", name, st.side, err)
 	}
-	if sel.NumMessages == 0 {
-		return nil, nil, nil
+	var rerr error
+	defer func() { r.Close(rerr) }()
+	fail := func(what string, e error) error {
+		rerr = e
+		return fmt.Errorf("%s %q on %s: %w", what, name, st.side, e)
 	}
-	var set imap.UIDSet
-	if uids == nil {
-		set.AddRange(1, 0)
-	} else {
-		for _, u := range uids {
-			set.AddNum(imap.UID(u))
+	uids, err := r.UIDs(ctx, engine.Select{})
+	if err != nil {
+		return nil, nil, fail("listing the messages of", err)
+	}
+	metas := map[uint32]*engine.Message{}
+	if ix, ok := r.(engine.Indexer); ok && st.archive {
+		maps.Copy(metas, ix.Indexed(uids))
+	}
+	var rest []uint32
+	for _, u := range uids {
+		if metas[u] == nil {
+			rest = append(rest, u)
 		}
 	}
-	fields := headerFields
-	if st.labels != nil {
-		fields = append(slices.Clip(fields), "X-Pm-Internal-Id")
-	}
-	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: fields}
-	fc := c.Fetch(set, &imap.FetchOptions{UID: true, Flags: true, InternalDate: true, RFC822Size: true, BodySection: []*imap.FetchItemBodySection{sec}})
-	var out []*entry
-	byUID := map[uint32]*entry{}
-	for m := fc.Next(); m != nil; m = fc.Next() {
-		buf, err := m.Collect()
+	if len(rest) > 0 {
+		got, err := r.Meta(ctx, rest)
+		var ue *engine.UndeliveredError
+		if errors.As(err, &ue) {
+			for _, u := range ue.UIDs {
+				probs = append(probs, Problem{Side: st.label, Folder: name, UID: u, Error: "the server would not describe the message: " + ue.Err.Error()})
+			}
+			err = nil
+		}
 		if err != nil {
-			fc.Close()
-			return nil, nil, fmt.Errorf("reading %q on %s: %w", f.Name, st.side, err)
+			return nil, nil, fail("reading", err)
 		}
-		if buf.UID == 0 {
-			continue
+		maps.Copy(metas, got)
+	}
+	byUID := map[uint32]*entry{}
+	var want []uint32
+	for _, u := range uids {
+		m := metas[u]
+		if m == nil {
+			continue // expunged meanwhile, or (files) not readable: a Failure
 		}
-		var hdr []byte
-		for _, bs := range buf.BodySection {
-			hdr = bs.Bytes
+		e := &entry{Entry: Entry{Folder: name, MessageID: m.MessageID, Size: m.Size, Date: m.InternalDate, Flags: cleanFlags(m.Flags), at: &ref{f, u}}}
+		if st.acct != nil {
+			e.UID = u
 		}
-		e := &entry{Entry: Entry{Folder: name, UID: uint32(buf.UID), MessageID: imports.MessageID(hdr), Size: buf.RFC822Size, Date: buf.InternalDate}}
-		for _, fl := range buf.Flags {
-			e.Flags = append(e.Flags, string(fl))
-		}
-		e.Flags = cleanFlags(e.Flags)
-		subject, date, pmid := subjectDate(hdr)
-		e.Subject = subject
-		if pmid != "" {
-			e.Labels = st.labels[pmid]
-		}
-		if !date.IsZero() {
-			e.Date = date
+		if st.labels {
+			ls := m.Labels
+			if ls == nil {
+				ls = st.src.Labels(engine.LabelKey(m.PMID, m.GmailID))
+			}
+			if len(ls) > 0 {
+				e.Labels = slices.Sorted(slices.Values(ls))
+			}
 		}
 		out = append(out, e)
-		byUID[e.UID] = e
-	}
-	if err := fc.Close(); err != nil {
-		return nil, nil, fmt.Errorf("UID FETCH in %q on %s: %w", f.Name, st.side, err)
-	}
-	var want []uint32
-	for _, e := range out {
+		byUID[u] = e
 		if needHash(e) {
-			want = append(want, e.UID)
+			want = append(want, u)
 		}
 	}
-	sort.Slice(want, func(i, j int) bool { return want[i] < want[j] })
-	var probs []Problem
-	if len(want) > 0 {
-		done, err := c.FetchBodies(want, func(uid uint32, r io.Reader, size int64) error {
-			sum, _, err := hashMessage(io.NopCloser(r))
-			if err != nil {
-				return &account.ReadError{Err: err}
-			}
-			if e := byUID[uid]; e != nil {
-				e.SHA256 = sum
-			}
-			return nil
-		})
+	if len(want) == 0 {
+		return out, probs, nil
+	}
+	done, err := r.Fetch(ctx, want, func(uid uint32, body io.Reader, size int64) error {
+		sum, _, err := hashMessage(io.NopCloser(body))
 		if err != nil {
-			return nil, nil, fmt.Errorf("reading the messages of %q on %s: %w", f.Name, st.side, err)
+			return err
 		}
-		for _, u := range want {
-			if !done[u] {
-				e := byUID[u]
-				e.bad = true
-				probs = append(probs, Problem{Side: st.label, Folder: name, UID: u, Error: "the server did not send the message"})
-			}
+		if e := byUID[uid]; e != nil {
+			e.SHA256 = sum
+		}
+		return nil
+	})
+	var ue *engine.UndeliveredError
+	refusal := "the server did not send the message"
+	if errors.As(err, &ue) {
+		refusal, err = "the server would not send the message: "+ue.Err.Error(), nil
+	}
+	if err != nil {
+		return nil, nil, fail("reading the messages of", err)
+	}
+	for _, u := range want {
+		if done[u] {
+			continue
+		}
+		byUID[u].bad = true
+		if st.files == nil {
+			// (a local side's failure is one of its Failures)
+			probs = append(probs, Problem{Side: st.label, Folder: name, UID: u, Error: refusal})
 		}
 	}
 	return out, probs, nil
 }
 
-// isConnErr reports whether the connection is gone.
-func isConnErr(c *account.Conn) bool {
-	select {
-	case <-c.Closed():
-		return true
-	default:
-		return false
+// describe fills in the subject, Date header and (local side) place of
+// reported entries, which the comparison did not need: through the
+// engine's reader (Describer), a few header fields per message.
+func (st *store) describe(ctx context.Context, es []*Entry) error {
+	byFolder := map[*engine.Folder][]*Entry{}
+	var order []*engine.Folder
+	for _, e := range es {
+		if e.at == nil {
+			continue
+		}
+		if byFolder[e.at.f] == nil {
+			order = append(order, e.at.f)
+		}
+		byFolder[e.at.f] = append(byFolder[e.at.f], e)
 	}
+	for _, f := range order {
+		r, err := st.src.Open(ctx, f)
+		if err != nil {
+			if engine.IsFolderError(err) {
+				continue
+			}
+			return fmt.Errorf("opening %q on %s: %w", f.Name, st.side, err)
+		}
+		d, ok := r.(engine.Describer)
+		if !ok {
+			r.Close(nil)
+			continue
+		}
+		var uids []uint32
+		for _, e := range byFolder[f] {
+			uids = append(uids, e.at.uid)
+		}
+		got, err := d.Describe(ctx, uids)
+		r.Close(err)
+		if err != nil {
+			return fmt.Errorf("reading the subjects of messages in %q on %s: %w", f.Name, st.side, err)
+		}
+		for _, e := range byFolder[f] {
+			x := got[e.at.uid]
+			e.Subject, e.Source = x.Subject, x.Where
+			if !x.Date.IsZero() {
+				e.Date = x.Date
+			}
+		}
+	}
+	return nil
 }
 
 // cleanFlags drops \Recent and sorts.
@@ -838,54 +753,6 @@ func cleanFlags(in []string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// subjectDate reads the Subject (RFC 2047 decoded), Date and
-// X-Pm-Internal-Id of a header.
-func subjectDate(hdr []byte) (string, time.Time, string) {
-	m, err := mail.ReadMessage(bytes.NewReader(append(append([]byte(nil), hdr...), '\r', '\n', '\r', '\n')))
-	if err != nil {
-		return "", time.Time{}, ""
-	}
-	subject := m.Header.Get("Subject")
-	if d, err := new(mime.WordDecoder).DecodeHeader(subject); err == nil {
-		subject = d
-	}
-	date, _ := m.Header.Date()
-	return subject, date, strings.TrimSpace(m.Header.Get("X-Pm-Internal-Id"))
-}
-
-// describe fills in the subject and Date header of a message reported from
-// a local side, which its index does not hold.
-func describe(e *Entry, bySource map[string]*entry) {
-	if e.Subject != "" || e.UID != 0 {
-		return
-	}
-	if x := bySource[e.Source]; x != nil && x.open != nil {
-		r, err := x.open()
-		if err != nil {
-			return
-		}
-		defer r.Close()
-		br := bufio.NewReaderSize(r, 64<<10)
-		var hdr bytes.Buffer
-		for hdr.Len() < 256<<10 {
-			line, err := br.ReadSlice('\n')
-			hdr.Write(line)
-			if err == bufio.ErrBufferFull {
-				continue
-			}
-			if err != nil || len(bytes.TrimRight(line, "\r\n")) == 0 {
-				break
-			}
-		}
-		subject, date, _ := subjectDate(hdr.Bytes())
-		e.Subject = subject
-		if !date.IsZero() {
-			e.Date = date
-		}
-		return
-	}
 }
 
 // hashMessage returns the SHA-256 that Deep compares (CRLF line endings as

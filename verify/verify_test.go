@@ -205,10 +205,18 @@ func TestDovecot(t *testing.T) {
 			if r.Missing != 1 || r.Extra != 1 || r.Different != len(wantContent)+len(wantFlags) {
 				t.Errorf("%+v: counts %s", o, r.Summary())
 			}
+			// reported messages are described: subject, Date header,
+			// where a local side holds them (file and place)
+			headerDate := time.Date(2025, 1, 6, 9, 15, 0, 0, time.FixedZone("", 3600))
 			for _, f := range r.Folders {
 				for _, e := range f.Missing {
-					if e.Subject != "message 8" {
+					if e.Subject != "message 8" || (from.Path != "") != (e.Source != "") || (from.Path == "") != (e.UID != 0) {
 						t.Errorf("missing message described as %+v", e)
+					}
+				}
+				for _, e := range f.Extra {
+					if e.Subject != "extra" || !e.Date.Equal(headerDate) || e.UID == 0 {
+						t.Errorf("extra message described as %+v", e)
 					}
 				}
 			}
