@@ -16,24 +16,44 @@ import (
 // cmdVerify compares two accounts or archives (any pair) folder by folder,
 // through the folder mapping of import and migrate, and says what is
 // missing, extra or different. It changes nothing on either side.
-func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseVerify(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return runVerify(ctx, o, stdout, stderr)
+}
+
+// verifyOptions are verify's command line.
+type verifyOptions struct {
+	from, to             *accountFlags
+	fromFormat, toFormat string
+	identity             string
+	// compare is what Compare is told (Log is set by runVerify).
+	compare verify.Options
+	json    bool
+	quiet   bool
+}
+
+// parseVerify reads verify's command line and checks it.
+func parseVerify(args []string, stdout, stderr io.Writer) (*verifyOptions, error) {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := addAccountFlags(fs, "from")
-	to := addAccountFlags(fs, "to")
-	fromFormat := fs.String("from-format", "", "force the format of a local --from: mailmove, mbox, eml, maildir, takeout (default: detected)")
-	toFormat := fs.String("to-format", "", "force the format of a local --to (as --from-format)")
+	o := &verifyOptions{from: addAccountFlags(fs, "from"), to: addAccountFlags(fs, "to")}
+	fs.StringVar(&o.fromFormat, "from-format", "", "force the format of a local --from: mailmove, mbox, eml, maildir, takeout (default: detected)")
+	fs.StringVar(&o.toFormat, "to-format", "", "force the format of a local --to (as --from-format)")
 	var include, exclude multiFlag
 	fs.Var(&include, "folder", "compare only source folders matching this glob `pattern` (repeatable)")
 	fs.Var(&exclude, "exclude", "skip source folders matching this glob `pattern` (repeatable)")
-	prefix := fs.String("prefix", "", "the source folders are under this target `folder` (as import --prefix)")
+	c := &o.compare
+	fs.StringVar(&c.Prefix, "prefix", "", "the source folders are under this target `folder` (as import --prefix)")
 	var maps multiFlag
 	fs.Var(&maps, "map", "`SRC=DST`: source folder SRC is target folder DST (repeatable, as import --map)")
-	deep := fs.Bool("deep", false, "compare the SHA-256 of every message (CRLF line endings; X-Pm-* header fields left out), not only Message-ID and size")
-	flags := fs.Bool("flags", false, "compare flags and keywords too")
-	allowExtra := fs.Bool("allow-extra", false, "list messages found only on the target, but do not count them as a difference (a backup keeps what the server deleted)")
-	jsonOut := fs.Bool("json", false, "print the result as JSON on stdout")
-	quiet := fs.Bool("quiet", false, "print nothing when everything is there")
+	fs.BoolVar(&c.Deep, "deep", false, "compare the SHA-256 of every message (CRLF line endings; X-Pm-* header fields left out), not only Message-ID and size")
+	fs.BoolVar(&c.Flags, "flags", false, "compare flags and keywords too")
+	fs.BoolVar(&c.AllowExtra, "allow-extra", false, "list messages found only on the target, but do not count them as a difference (a backup keeps what the server deleted)")
+	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
+	fs.BoolVar(&o.quiet, "quiet", false, "print nothing when everything is there")
 	identity := identityFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: mailmove verify --from A --to B [flags]
@@ -49,62 +69,70 @@ Exit codes: 0 everything is there, 4 differences found, 3 some messages could no
 `)
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseArgs(fs, args, stdout)
-	if !ok {
-		return code
+	pos, err := parseFlags(fs, args, stdout)
+	if err != nil {
+		return nil, err
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "mailmove verify: unexpected argument %q\n", pos[0])
-		return exitUsage
+		return nil, usagef("verify", "unexpected argument %q", pos[0])
 	}
 	m, ok := parseMaps(maps, stderr)
 	if !ok {
-		return exitUsage
+		return nil, errUsageShown
 	}
-	ids, err := readIdentity(*identity)
+	c.Include, c.Exclude, c.Map = include, exclude, m
+	o.identity = *identity
+	for _, af := range []*accountFlags{o.from, o.to} {
+		if *af.url == "" {
+			return nil, usagef("verify", "--%s is required: an account URL or the path of an archive", af.prefix)
+		}
+	}
+	return o, nil
+}
+
+// runVerify compares the two sides and prints the report; differences
+// are errDiffers, messages that could not be read errPartial.
+func runVerify(ctx context.Context, o *verifyOptions, stdout, stderr io.Writer) error {
+	ids, err := readIdentity(o.identity)
 	if err != nil {
-		return errorExit(stderr, err)
+		return err
 	}
 	var sides [2]verify.Side
 	for i, x := range []struct {
 		af     *accountFlags
 		format string
-	}{{from, *fromFormat}, {to, *toFormat}} {
+	}{{o.from, o.fromFormat}, {o.to, o.toFormat}} {
 		if !isAccountURL(*x.af.url) {
 			sides[i] = verify.Side{Path: *x.af.url, Format: imports.Format(x.format), Identities: ids}
-			if *x.af.url == "" {
-				fmt.Fprintf(stderr, "mailmove verify: --%s is required: an account URL or the path of an archive\n", x.af.prefix)
-				return exitUsage
-			}
 			continue
 		}
 		cfg, stop, err := x.af.config(ctx, stderr)
 		if err != nil {
-			failJSON(stdout, *jsonOut, "verify", err)
-			return errorExit(stderr, err)
+			failJSON(stdout, o.json, "verify", err)
+			return err
 		}
 		defer stop()
 		sides[i] = verify.Side{Account: cfg}
 	}
-	tty := !*quiet && !*jsonOut && isTerminal(os.Stderr)
+	tty := !o.quiet && !o.json && isTerminal(os.Stderr)
 	st := newStatusLine(stderr, tty, "connecting")
 	defer st.clear()
-	o := verify.Options{Deep: *deep, Flags: *flags, Include: include, Exclude: exclude, Prefix: *prefix, Map: m, AllowExtra: *allowExtra}
+	vo := o.compare
 	if tty {
-		o.Log = func(format string, a ...any) { st.set(fmt.Sprintf(format, a...)) }
+		vo.Log = func(format string, a ...any) { st.set(fmt.Sprintf(format, a...)) }
 		for _, s := range sides {
 			if s.Account != nil {
 				s.Account.Status = st.set
 			}
 		}
 	}
-	rep, err := verify.Compare(ctx, sides[0], sides[1], o)
+	rep, err := verify.Compare(ctx, sides[0], sides[1], vo)
 	st.clear()
 	if err != nil {
-		failJSON(stdout, *jsonOut, "verify", err)
-		return errorExit(stderr, err)
+		failJSON(stdout, o.json, "verify", err)
+		return err
 	}
-	if *jsonOut {
+	if o.json {
 		writeJSON(stdout, struct {
 			header
 			OK bool `json:"ok"`
@@ -112,15 +140,15 @@ Exit codes: 0 everything is there, 4 differences found, 3 some messages could no
 			Seconds float64 `json:"seconds"`
 		}{newHeader("verify"), rep.OK(), rep, rep.Elapsed.Seconds()})
 	} else {
-		printVerify(stdout, stderr, rep, *quiet)
+		printVerify(stdout, stderr, rep, o.quiet)
 	}
 	switch {
 	case rep.Differs():
-		return exitDiffers
+		return errDiffers
 	case len(rep.Problems) > 0:
-		return exitPartial
+		return errPartial
 	}
-	return exitOK
+	return nil
 }
 
 // isAccountURL tells an account URL from a path.

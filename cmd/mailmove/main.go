@@ -124,7 +124,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "migrate":
 		return cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "verify":
-		return cmdVerify(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdVerify(ctx, args[1:], stdout, stderr))
 	case "backup":
 		return cmdBackup(ctx, args[1:], stdout, stderr)
 	case "schedule":
