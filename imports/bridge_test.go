@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/formats/archive"
 	"github.com/mailmove/mailmove/internal/testmail"
 )
@@ -24,10 +25,30 @@ func TestBridgeToDovecot(t *testing.T) {
 	// Bridge's folders arrive under their own names (Folders/ dropped);
 	// the message only in All Mail goes to Archive.
 	rename := map[string]string{"Folders/Work": "Work", "Folders/Work/2024": "Work/2024", "Folders/Reisen & Urlaub": "Reisen & Urlaub"}
-	for f := range want {
+	// Proton labels (Labels/...) come back as keywords of the copies, as
+	// migrate sets them
+	labels := map[string][]string{}
+	for f, ms := range want {
+		if l, ok := strings.CutPrefix(f, "Labels/"); ok {
+			for _, m := range ms {
+				_, pm := account.HeaderIDs(m.raw)
+				labels[pm] = append(labels[pm], keyword(l))
+			}
+		}
+	}
+	for f, ms := range want {
 		if strings.HasPrefix(f, "Labels/") || f == "Starred" || f == "All Mail" {
 			delete(want, f)
+			continue
 		}
+		for i, m := range ms {
+			if _, pm := account.HeaderIDs(m.raw); len(labels[pm]) > 0 {
+				ms[i].flags = normFlags(append(strings.Fields(m.flags), labels[pm]...))
+			}
+		}
+	}
+	if len(labels) == 0 {
+		t.Fatal("no labelled message on the stand-in")
 	}
 	// every message of every folder, a message in two folders (INBOX and
 	// Sent, Work and Archive) in both

@@ -293,7 +293,15 @@ func run(ctx context.Context, o Options) (*Summary, error) {
 		h := sha256.Sum256([]byte("v3\x00" + o.Account.URL.String() + "\x00" + src.Identity()))
 		journal = filepath.Join(o.JournalDir, hex.EncodeToString(h[:8])+".jsonl")
 	}
-	eo := engine.Options{Source: src, Sink: sink, JournalPath: journal, Labels: engine.LabelsSkip, DryRun: o.DryRun,
+	// labels the scan did not make keywords of (Proton labels of an
+	// archive of Bridge) are keywords of the copies, as migrate makes
+	// them; a Bridge or Gmail target takes labels itself (the engine
+	// leaves them out of the flags there)
+	mode := engine.LabelsKeywords
+	if o.LabelsAsFolders {
+		mode = engine.LabelsSkip
+	}
+	eo := engine.Options{Source: src, Sink: sink, JournalPath: journal, Labels: mode, DryRun: o.DryRun,
 		Connections: workers, Progress: o.Progress, Log: o.Log}
 	esum, runErr := engine.Run(ctx, eo)
 	if ctx.Err() != nil {

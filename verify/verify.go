@@ -112,6 +112,12 @@ type Options struct {
 	// folders (Sent, Trash, ...) go where the target's special use says.
 	Prefix string
 	Map    map[string]string
+	// Labels is what the copy did with the labels of an account source
+	// (Proton Mail Bridge, Gmail), as migrate's --labels: by default
+	// (LabelsKeywords) a message's labels are keywords of its copy on an
+	// account target, Starred its \Flagged, so Flags expects them there;
+	// with LabelsFolders Bridge's Labels/... are source folders.
+	Labels engine.LabelMode
 	// AllowExtra: messages found only on the target are listed, but do not
 	// count as a difference (a backup archive keeps what the server
 	// deleted).
@@ -282,6 +288,10 @@ type store struct {
 	gmail   bool // a Gmail account (X-GM-EXT-1)
 	archive bool // a mailmove archive: what its index records
 	labels  bool // set Entry.Labels (Options.Flags, both sides know labels)
+	// keywords, on an account source whose target account keeps labels as
+	// keywords, is how its labels became keywords of the copies (the
+	// engine's rule): Entry.Flags are the flags the copy should have
+	keywords engine.LabelMode
 }
 
 // ref is the engine folder and UID an entry was read from (for its
@@ -336,7 +346,16 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 	var targets []string
 	var sink engine.Sink
 	if sb.acct != nil {
-		sink = imports.MappingSink(sb.acct.Listing(), sb.bridge, sb.gmail, o.Map, o.Prefix)
+		ms := imports.MappingSink(sb.acct.Listing(), sb.bridge, sb.gmail, o.Map, o.Prefix)
+		sink = ms
+		if sa.acct != nil && !ms.TakesLabels() {
+			// the flags a copy should have: the source's, and its labels
+			// as keywords, as the engine sets them
+			sa.keywords = o.Labels
+			if sa.keywords == "" {
+				sa.keywords = engine.LabelsKeywords
+			}
+		}
 	}
 	for _, s := range sources {
 		if sink != nil {
@@ -471,7 +490,11 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 func openStore(ctx context.Context, s Side, label string, o Options) (*store, error) {
 	st := &store{side: s, label: label}
 	if s.Account != nil {
-		src := &export.IMAPSource{Account: s.Account, Conn: s.Conn, KeepConn: s.Conn != nil, LabelMode: engine.LabelsKeywords, Log: o.Log}
+		mode := o.Labels
+		if mode == "" {
+			mode = engine.LabelsKeywords
+		}
+		src := &export.IMAPSource{Account: s.Account, Conn: s.Conn, KeepConn: s.Conn != nil, LabelMode: mode, Log: o.Log}
 		if label == "from" {
 			src.Include, src.Exclude = o.Include, o.Exclude
 		} else {
@@ -646,6 +669,11 @@ func (st *store) read(ctx context.Context, f *engine.Folder, name string, needHa
 		if st.acct != nil {
 			e.UID = u
 		}
+		if st.keywords != "" {
+			if ls := st.src.Labels(engine.LabelKey(m.PMID, m.GmailID)); len(ls) > 0 {
+				e.Flags = withFlags(e.Flags, engine.Keywords(ls, st.keywords))
+			}
+		}
 		if st.labels {
 			ls := m.Labels
 			if ls == nil {
@@ -741,6 +769,19 @@ func (st *store) describe(ctx context.Context, es []*Entry) error {
 		}
 	}
 	return nil
+}
+
+// withFlags adds flags that are not among in yet (case does not matter),
+// sorted.
+func withFlags(in, add []string) []string {
+	out := slices.Clone(in)
+	for _, f := range add {
+		if !slices.ContainsFunc(out, func(x string) bool { return strings.EqualFold(x, f) }) {
+			out = append(out, f)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // cleanFlags drops \Recent and sorts.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/mailmove/mailmove/engine"
 	"github.com/mailmove/mailmove/imports"
 	"github.com/mailmove/mailmove/verify"
 )
@@ -52,6 +53,7 @@ func parseVerify(args []string, stdout, stderr io.Writer) (*verifyOptions, error
 	fs.BoolVar(&c.Deep, "deep", false, "compare the SHA-256 of every message (CRLF line endings; X-Pm-* header fields left out), not only Message-ID and size")
 	fs.BoolVar(&c.Flags, "flags", false, "compare flags and keywords too")
 	fs.BoolVar(&c.AllowExtra, "allow-extra", false, "list messages found only on the target, but do not count them as a difference (a backup keeps what the server deleted)")
+	labels := fs.String("labels", "keywords", "what the copy did with Proton and Gmail labels (as migrate --labels): `keywords` of the copies (expected among their flags with --flags), folders (Bridge's Labels/... are source folders), or skip")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON on stdout")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing when everything is there")
 	identity := identityFlag(fs)
@@ -81,6 +83,11 @@ Exit codes: 0 everything is there, 4 differences found, 3 some messages could no
 		return nil, errUsageShown
 	}
 	c.Include, c.Exclude, c.Map = include, exclude, m
+	switch c.Labels = engine.LabelMode(*labels); c.Labels {
+	case engine.LabelsKeywords, engine.LabelsFolders, engine.LabelsSkip:
+	default:
+		return nil, usagef("verify", "--labels %q: choose keywords, folders or skip", *labels)
+	}
 	o.identity = *identity
 	for _, af := range []*accountFlags{o.from, o.to} {
 		if *af.url == "" {
