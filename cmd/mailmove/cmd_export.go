@@ -19,155 +19,171 @@ import (
 	"golang.org/x/term"
 )
 
-func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// cmdExport exports an account into an archive: what is new since the
+// last run, never twice. It changes nothing on the account.
+func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseExport(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return runExport(ctx, o, stdout, stderr)
+}
+
+// exportOptions are export's command line.
+type exportOptions struct {
+	from *accountFlags
+	// out is the archive folder, format its format.
+	out    string
+	format archive.Format
+	// lf: a new mbox archive has LF line endings (--mbox-line-endings).
+	lf            bool
+	layout        string
+	statusHeaders bool
+	sealing       archive.Sealing
+	// maxPerDay is --max-bytes-per-day (0: no limit).
+	maxPerDay int64
+	// run is what export.Run is told, but for what runExport sets
+	// (Account, Conn, Archive, Budget, Progress, Log).
+	run   export.Options
+	json  bool
+	quiet bool
+}
+
+// parseExport reads export's command line and checks it.
+func parseExport(args []string, stdout, stderr io.Writer) (*exportOptions, error) {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := addAccountFlags(fs, "from")
+	o := &exportOptions{from: addAccountFlags(fs, "from")}
 	to := fs.String("to", "", "archive format: `mbox` (one mboxrd file per folder) or eml (one file per message)")
-	out := fs.String("out", "", "archive `folder` (created if missing; a re-run adds only what is new)")
+	fs.StringVar(&o.out, "out", "", "archive `folder` (created if missing; a re-run adds only what is new)")
 	var include, exclude multiFlag
 	fs.Var(&include, "folder", "export only folders matching this glob `pattern` (repeatable; \"/\" separates levels; a plain name includes its subfolders)")
 	fs.Var(&exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
-	conns := fs.Int("connections", 4, "use at most `n` IMAP connections")
+	r := &o.run
+	fs.IntVar(&r.Connections, "connections", 4, "use at most `n` IMAP connections")
 	labels := fs.String("bridge-labels", "metadata", "Proton labels: `metadata` (recorded with each message) or folders (exported as Labels/... folders)")
-	refresh := fs.Bool("refresh-flags", false, "also bring the flags of messages already archived up to date (one FLAGS fetch per folder and run)")
+	fs.BoolVar(&r.RefreshFlags, "refresh-flags", false, "also bring the flags of messages already archived up to date (one FLAGS fetch per folder and run)")
 	lineEnd := fs.String("mbox-line-endings", "lf", "line endings of a new mbox archive: `lf` (as mail clients expect; the index still gives back the server's CRLF bytes exactly) or crlf (as fetched)")
-	layout := fs.String("mbox-layout", "", "how a new mbox archive lays out nested folders: `mailmove` (Parent/Child.mbox, the default) or thunderbird (Parent.sbd/Child, no extension, as Thunderbird's Local Folders)")
-	statusHdrs := fs.Bool("mbox-status-headers", false, "add Status:, X-Status: and X-Keywords: lines with each message's flags to the mbox files, so that mutt, Dovecot and Python's mailbox show read, replied and flagged mail as such (the index records them: check, import and the SHA-256 still see the server's bytes)")
+	fs.StringVar(&o.layout, "mbox-layout", "", "how a new mbox archive lays out nested folders: `mailmove` (Parent/Child.mbox, the default) or thunderbird (Parent.sbd/Child, no extension, as Thunderbird's Local Folders)")
+	fs.BoolVar(&o.statusHeaders, "mbox-status-headers", false, "add Status:, X-Status: and X-Keywords: lines with each message's flags to the mbox files, so that mutt, Dovecot and Python's mailbox show read, replied and flagged mail as such (the index records them: check, import and the SHA-256 still see the server's bytes)")
 	gmailLabels := fs.String("gmail-labels", "metadata", "Gmail labels: `metadata` (each message once, in one folder, its labels and thread in the index) or folders (every label exported as a folder)")
-	maxPerDay := fs.Int64("max-bytes-per-day", 0, "stop cleanly before `n` bytes of messages are downloaded from this account in one day (UTC), counting every run of the day (Gmail's daily IMAP cap is about 2 500 MB); 0: no limit")
+	fs.Int64Var(&o.maxPerDay, "max-bytes-per-day", 0, "stop cleanly before `n` bytes of messages are downloaded from this account in one day (UTC), counting every run of the day (Gmail's daily IMAP cap is about 2 500 MB); 0: no limit")
 	var encryptTo, encryptToFile multiFlag
 	fs.Var(&encryptTo, "encrypt-to", "encrypt the archive to this age `recipient` (age1..., or an ssh-ed25519/ssh-rsa public key; repeatable): writing needs no private key, reading takes --identity")
 	fs.Var(&encryptToFile, "encrypt-to-file", "encrypt the archive to the recipients in this `file` (one a line, as age -R; repeatable)")
 	compress := fs.String("compress", "", "compress each message (or mbox message) with `zstd` before it is stored (and encrypted)")
-	jsonOut := fs.Bool("json", false, "print a machine-readable summary on stdout")
-	quiet := fs.Bool("quiet", false, "print nothing but errors, even on a terminal")
+	fs.BoolVar(&o.json, "json", false, "print a machine-readable summary on stdout")
+	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but errors, even on a terminal")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: mailmove export --from URL --to mbox|eml --out DIR [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseArgs(fs, args, stdout)
-	if !ok {
-		return code
+	pos, err := parseFlags(fs, args, stdout)
+	if err != nil {
+		return nil, err
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "mailmove export: unexpected argument %q (passwords go in a file, a command or $MAILMOVE_FROM_PASSWORD)\n", pos[0])
-		return exitUsage
+		return nil, usagef("export", "unexpected argument %q (passwords go in a file, a command or $MAILMOVE_FROM_PASSWORD)", pos[0])
 	}
-	var format archive.Format
 	switch *to {
 	case "mbox":
-		format = archive.Mbox
+		o.format = archive.Mbox
 	case "eml":
-		format = archive.EML
+		o.format = archive.EML
 	case "":
-		fmt.Fprintln(stderr, "mailmove export: --to is required: mbox or eml")
-		return exitUsage
+		return nil, usagef("export", "--to is required: mbox or eml")
 	default:
-		fmt.Fprintf(stderr, "mailmove export: --to %s: want mbox or eml\n", *to)
-		return exitUsage
+		return nil, usagef("export", "--to %s: want mbox or eml", *to)
 	}
-	if *out == "" {
-		fmt.Fprintln(stderr, "mailmove export: --out is required: the archive folder")
-		return exitUsage
+	if o.out == "" {
+		return nil, usagef("export", "--out is required: the archive folder")
 	}
 	if *lineEnd != "crlf" && *lineEnd != "lf" {
-		fmt.Fprintf(stderr, "mailmove export: --mbox-line-endings %s: want crlf or lf\n", *lineEnd)
-		return exitUsage
+		return nil, usagef("export", "--mbox-line-endings %s: want crlf or lf", *lineEnd)
 	}
-	switch *layout {
+	o.lf = *lineEnd == "lf"
+	switch o.layout {
 	case "", archive.LayoutMailmove:
 	case archive.LayoutThunderbird:
-		if format != archive.Mbox {
-			fmt.Fprintln(stderr, "mailmove export: --mbox-layout is for --to mbox")
-			return exitUsage
+		if o.format != archive.Mbox {
+			return nil, usagef("export", "--mbox-layout is for --to mbox")
 		}
 	default:
-		fmt.Fprintf(stderr, "mailmove export: --mbox-layout %s: want mailmove or thunderbird\n", *layout)
-		return exitUsage
+		return nil, usagef("export", "--mbox-layout %s: want mailmove or thunderbird", o.layout)
 	}
-	if *statusHdrs && format != archive.Mbox {
-		fmt.Fprintln(stderr, "mailmove export: --mbox-status-headers is for --to mbox (.eml files are always the server's bytes; the index holds their flags)")
-		return exitUsage
+	if o.statusHeaders && o.format != archive.Mbox {
+		return nil, usagef("export", "--mbox-status-headers is for --to mbox (.eml files are always the server's bytes; the index holds their flags)")
 	}
-	sealing, err := sealingFlags(encryptTo, encryptToFile, *compress)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailmove export: %v\n", err)
-		return exitUsage
+	if o.sealing, err = sealingFlags(encryptTo, encryptToFile, *compress); err != nil {
+		return nil, usagef("export", "%v", err)
 	}
 	if *labels != "metadata" && *labels != "folders" {
-		fmt.Fprintf(stderr, "mailmove export: --bridge-labels %s: want metadata or folders\n", *labels)
-		return exitUsage
+		return nil, usagef("export", "--bridge-labels %s: want metadata or folders", *labels)
 	}
 	if *gmailLabels != "metadata" && *gmailLabels != "folders" {
-		fmt.Fprintf(stderr, "mailmove export: --gmail-labels %s: want metadata or folders\n", *gmailLabels)
-		return exitUsage
+		return nil, usagef("export", "--gmail-labels %s: want metadata or folders", *gmailLabels)
 	}
-	if *maxPerDay < 0 {
-		fmt.Fprintln(stderr, "mailmove export: --max-bytes-per-day must be 0 (no limit) or more")
-		return exitUsage
+	if o.maxPerDay < 0 {
+		return nil, usagef("export", "--max-bytes-per-day must be 0 (no limit) or more")
 	}
-	if *conns < 1 {
-		fmt.Fprintln(stderr, "mailmove export: --connections must be at least 1")
-		return exitUsage
+	if r.Connections < 1 {
+		return nil, usagef("export", "--connections must be at least 1")
 	}
 	for _, p := range append(append([]string{}, include...), exclude...) {
 		if _, err := filepath.Match(p, ""); err != nil {
-			fmt.Fprintf(stderr, "mailmove export: bad pattern %q: %v\n", p, err)
-			return exitUsage
+			return nil, usagef("export", "bad pattern %q: %v", p, err)
 		}
 	}
-	cfg, stop, err := from.config(ctx, stderr)
+	r.Include, r.Exclude = include, exclude
+	r.Labels, r.GmailLabels = export.LabelMode(*labels), export.GmailLabelMode(*gmailLabels)
+	return o, nil
+}
+
+// runExport exports the account into the archive and prints the summary;
+// messages or folders that could not be exported (listed) are errPartial.
+func runExport(ctx context.Context, o *exportOptions, stdout, stderr io.Writer) error {
+	cfg, stop, err := o.from.config(ctx, stderr)
 	if err != nil {
-		return errorExit(stderr, err)
+		return err
 	}
 	defer stop()
 
-	tty := !*quiet && isTerminal(os.Stderr)
+	tty := !o.quiet && isTerminal(os.Stderr)
 	// Connect and log in before the archive folder is created: a typo in
 	// the URL or the password leaves nothing behind.
 	st := newStatusLine(stderr, tty, "connecting to "+cfg.URL.Addr())
 	defer st.clear()
 	cfg.Status = st.set
-	failed := func(err error) int {
+	failed := func(err error) error {
 		st.clear()
-		if *jsonOut {
+		if o.json {
 			writeJSON(stdout, struct {
 				header
 				*exportReport
-			}{newHeader("export"), newExportReport(nil, err, *out)})
+			}{newHeader("export"), newExportReport(nil, err, o.out)})
 		}
-		return errorExit(stderr, err)
+		return err
 	}
 	first, err := cfg.Dial(ctx)
 	if err != nil {
 		return failed(err)
 	}
 	st.set("listing folders and what is new")
-	arch, err := archive.OpenSealed(*out, format, *lineEnd == "lf", *layout, "mailmove "+version, sealing)
+	arch, err := archive.OpenSealed(o.out, o.format, o.lf, o.layout, "mailmove "+version, o.sealing)
 	if err != nil {
 		first.Close()
 		return failed(err)
 	}
-	arch.StatusHeaders = *statusHdrs
+	arch.StatusHeaders = o.statusHeaders
 	var prog *progress
 	if tty {
 		prog = newProgress(stderr)
 		prog.status = st
 	}
-	opts := export.Options{
-		Account:      cfg,
-		Conn:         first,
-		Archive:      arch,
-		Include:      include,
-		Exclude:      exclude,
-		Connections:  *conns,
-		Labels:       export.LabelMode(*labels),
-		RefreshFlags: *refresh,
-		GmailLabels:  export.GmailLabelMode(*gmailLabels),
-	}
-	if *maxPerDay > 0 {
-		if opts.Budget, err = account.NewDailyBudget(dailyDir(), cfg.URL.String(), "download", *maxPerDay); err != nil {
+	opts := o.run
+	opts.Account, opts.Conn, opts.Archive = cfg, first, arch
+	if o.maxPerDay > 0 {
+		if opts.Budget, err = account.NewDailyBudget(dailyDir(), cfg.URL.String(), "download", o.maxPerDay); err != nil {
 			first.Close()
 			return failed(err)
 		}
@@ -186,22 +202,22 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := arch.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("saving the archive state: %w", err)
 	}
-	if *jsonOut {
+	if o.json {
 		writeJSON(stdout, struct {
 			header
 			*exportReport
-		}{newHeader("export"), newExportReport(sum, runErr, *out)})
+		}{newHeader("export"), newExportReport(sum, runErr, o.out)})
 	}
 	if runErr != nil {
 		if sum != nil && sum.Messages > 0 {
 			fmt.Fprintf(stderr, "mailmove: %d messages were written before the failure; they are safe, and the next run goes on from there\n", sum.Messages)
 		}
-		return errorExit(stderr, runErr)
+		return runErr
 	}
 	partial := printExportProblems(stderr, sum)
-	if tty && !*jsonOut {
+	if tty && !o.json {
 		fmt.Fprintf(stderr, "%s: %d new messages (%s) from %d folders into %s in %s",
-			cfg.URL, sum.Messages, humanBytes(sum.Bytes), sum.Folders, *out, sum.Elapsed.Round(10*time.Millisecond))
+			cfg.URL, sum.Messages, humanBytes(sum.Bytes), sum.Folders, o.out, sum.Elapsed.Round(10*time.Millisecond))
 		fmt.Fprint(stderr, exportNotes(sum))
 		if sum.FlagsUpdated > 0 {
 			fmt.Fprintf(stderr, "; flags changed on %d", sum.FlagsUpdated)
@@ -209,9 +225,9 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr)
 	}
 	if partial {
-		return exitPartial
+		return errPartial
 	}
-	return exitOK
+	return nil
 }
 
 // exportNotes explains an export's counts in words: Bridge's messages in

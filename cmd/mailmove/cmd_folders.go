@@ -11,32 +11,59 @@ import (
 	"github.com/mailmove/mailmove/export"
 )
 
-func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// cmdFolders lists the folders that export would export, with message
+// counts and sizes. It changes nothing on the account.
+func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFolders(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return runFolders(ctx, o, stdout, stderr)
+}
+
+// foldersOptions are folders' command line.
+type foldersOptions struct {
+	from             *accountFlags
+	include, exclude multiFlag
+	// labels and gmailLabels are --bridge-labels and --gmail-labels, as
+	// for export (not checked, as before: an unknown value is metadata).
+	labels      export.LabelMode
+	gmailLabels string
+	json        bool
+}
+
+// parseFolders reads folders' command line and checks it.
+func parseFolders(args []string, stdout, stderr io.Writer) (*foldersOptions, error) {
 	fs := flag.NewFlagSet("folders", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := addAccountFlags(fs, "from")
-	var include, exclude multiFlag
-	fs.Var(&include, "folder", "only folders matching this glob `pattern` (repeatable)")
-	fs.Var(&exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
+	o := &foldersOptions{from: addAccountFlags(fs, "from")}
+	fs.Var(&o.include, "folder", "only folders matching this glob `pattern` (repeatable)")
+	fs.Var(&o.exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
 	labels := fs.String("bridge-labels", "metadata", "Proton labels: `metadata` or folders, as for export")
-	gmailLabels := fs.String("gmail-labels", "metadata", "Gmail labels: `metadata` or folders, as for export")
-	jsonOut := fs.Bool("json", false, "print JSON")
+	fs.StringVar(&o.gmailLabels, "gmail-labels", "metadata", "Gmail labels: `metadata` or folders, as for export")
+	fs.BoolVar(&o.json, "json", false, "print JSON")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: mailmove folders --from URL [flags]\n\nLists the folders that export would export, with message counts and sizes.\n\n")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseArgs(fs, args, stdout)
-	if !ok {
-		return code
+	pos, err := parseFlags(fs, args, stdout)
+	if err != nil {
+		return nil, err
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "mailmove folders: unexpected argument %q\n", pos[0])
-		return exitUsage
+		return nil, usagef("folders", "unexpected argument %q", pos[0])
 	}
-	cfg, stop, err := from.config(ctx, stderr)
+	o.labels = export.LabelMode(*labels)
+	return o, nil
+}
+
+// runFolders lists the account's folders as export would plan them and
+// prints them.
+func runFolders(ctx context.Context, o *foldersOptions, stdout, stderr io.Writer) error {
+	cfg, stop, err := o.from.config(ctx, stderr)
 	if err != nil {
-		failJSON(stdout, *jsonOut, "folders", err)
-		return errorExit(stderr, err)
+		failJSON(stdout, o.json, "folders", err)
+		return err
 	}
 	defer stop()
 	st := newStatusLine(stderr, isTerminal(os.Stderr), "connecting to "+cfg.URL.Addr())
@@ -45,20 +72,20 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	c, err := cfg.Dial(ctx)
 	if err != nil {
 		st.clear()
-		failJSON(stdout, *jsonOut, "folders", err)
-		return errorExit(stderr, err)
+		failJSON(stdout, o.json, "folders", err)
+		return err
 	}
 	st.set("listing folders")
 	defer c.Close()
 	all, err := c.ListFolders()
 	if err != nil {
 		st.clear()
-		failJSON(stdout, *jsonOut, "folders", err)
-		return errorExit(stderr, err)
+		failJSON(stdout, o.json, "folders", err)
+		return err
 	}
 	st.set("counting messages")
 	bridge := cfg.URL.Bridge || c.IsBridge()
-	sel := export.PlanFolders(all, bridge, export.LabelMode(*labels), include, exclude)
+	sel := export.PlanFolders(all, bridge, o.labels, o.include, o.exclude)
 	type row struct {
 		Folder string `json:"folder"`
 		// Archive is the folder's name in an archive (Bridge: without Folders/).
@@ -73,16 +100,16 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var rows []row
 	var total uint32
 	var totalBytes int64
-	gmail := !bridge && *gmailLabels != "folders" && c.IsGmail()
+	gmail := !bridge && o.gmailLabels != "folders" && c.IsGmail()
 	if gmail {
 		// Gmail: each message once, in the folder the rule picks (see
 		// export/gmail.go); a metadata pass counts them
 		st.set("reading Gmail's labels")
-		planned, _, err := export.GmailFolders(ctx, cfg, all, include, exclude)
+		planned, _, err := export.GmailFolders(ctx, cfg, all, o.include, o.exclude)
 		if err != nil {
 			st.clear()
-			failJSON(stdout, *jsonOut, "folders", err)
-			return errorExit(stderr, err)
+			failJSON(stdout, o.json, "folders", err)
+			return err
 		}
 		sel = nil
 		for _, p := range planned {
@@ -117,9 +144,9 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if p.AllMail {
 			// the messages in no folder: the others are in the folders
 			// listed (or in excluded ones), not copied again
-			n, excluded, err := export.AllMailOnly(c, all, export.LabelMode(*labels), include, exclude)
+			n, excluded, err := export.AllMailOnly(c, all, o.labels, o.include, o.exclude)
 			if err != nil {
-				return errorExit(stderr, fmt.Errorf("finding the messages of All Mail that are in no folder: %w", err))
+				return fmt.Errorf("finding the messages of All Mail that are in no folder: %w", err)
 			}
 			r.Exported, r.Bytes = uint32(n), nil
 			r.Note = fmt.Sprintf("a view of every message: only the %d in no folder are exported", n)
@@ -135,7 +162,7 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	c.Logout().Wait()
 	st.clear()
-	if *jsonOut {
+	if o.json {
 		if rows == nil {
 			rows = []row{}
 		}
@@ -146,7 +173,7 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			Messages uint32 `json:"messages"`
 			Bytes    int64  `json:"bytes"`
 		}{newHeader("folders"), true, rows, total, totalBytes})
-		return exitOK
+		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "FOLDER\tMESSAGES\tSIZE\t")
@@ -173,5 +200,5 @@ func cmdFolders(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if bridge {
 		fmt.Fprintln(stdout, "(Proton Mail Bridge: a message in two folders counts in each, as it is stored in each; All Mail, Starred and Labels/ are views: their messages count once, in their folders, and their labels are recorded)")
 	}
-	return exitOK
+	return nil
 }

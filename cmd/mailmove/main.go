@@ -114,13 +114,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	switch args[0] {
 	case "export":
-		return cmdExport(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdExport(ctx, args[1:], stdout, stderr))
 	case "folders":
-		return cmdFolders(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdFolders(ctx, args[1:], stdout, stderr))
 	case "import":
 		return cmdImport(ctx, args[1:], stdout, stderr)
 	case "check":
-		return cmdCheck(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdCheck(ctx, args[1:], stdout, stderr))
 	case "migrate":
 		return cmdMigrate(ctx, args[1:], stdout, stderr)
 	case "verify":
