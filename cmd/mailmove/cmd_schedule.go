@@ -25,95 +25,118 @@ const (
 	unitTimer   = "mailmove-backup.timer"
 )
 
-func cmdSchedule(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// cmdSchedule prints (or installs) what runs 'mailmove backup' every day:
+// a systemd user service and timer, or a crontab line.
+func cmdSchedule(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseSchedule(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return runSchedule(ctx, o, stdout, stderr)
+}
+
+// scheduleOptions are schedule's command line.
+type scheduleOptions struct {
+	systemd, cron, install bool
+	// cfgPath is --config as given; path is the configuration file the
+	// job reads (absolute, or the default).
+	cfgPath, path string
+	// hour and minute are --at.
+	hour, minute int
+}
+
+// parseSchedule reads schedule's command line and checks it, and the
+// configuration the job will read.
+func parseSchedule(args []string, stdout, stderr io.Writer) (*scheduleOptions, error) {
 	fs := flag.NewFlagSet("schedule", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	systemd := fs.Bool("systemd", false, "a systemd user service and timer")
-	cron := fs.Bool("cron", false, "a crontab line")
-	install := fs.Bool("install", false, "install them: write the units to ~/.config/systemd/user/, or add the line to your crontab (crontab -)")
-	cfgPath := fs.String("config", "", "the configuration `file` the backup reads (default $XDG_CONFIG_HOME/mailmove/config.toml; named in the job unless it is ~/.config/mailmove/config.toml)")
+	o := &scheduleOptions{}
+	fs.BoolVar(&o.systemd, "systemd", false, "a systemd user service and timer")
+	fs.BoolVar(&o.cron, "cron", false, "a crontab line")
+	fs.BoolVar(&o.install, "install", false, "install them: write the units to ~/.config/systemd/user/, or add the line to your crontab (crontab -)")
+	fs.StringVar(&o.cfgPath, "config", "", "the configuration `file` the backup reads (default $XDG_CONFIG_HOME/mailmove/config.toml; named in the job unless it is ~/.config/mailmove/config.toml)")
 	at := fs.String("at", "03:17", "the time of day to run, `HH:MM` (systemd adds up to 15 minutes at random; a missed run happens at the next boot)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: mailmove schedule --systemd|--cron [--install] [--config FILE] [--at HH:MM]\n\nPrints (or installs) what runs 'mailmove backup' every day: a systemd user\nservice and timer, or a crontab line.\n\n")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseArgs(fs, args, stdout)
-	if !ok {
-		return code
+	pos, err := parseFlags(fs, args, stdout)
+	if err != nil {
+		return nil, err
 	}
-	if len(pos) > 0 || *systemd == *cron {
-		fmt.Fprintln(stderr, "mailmove schedule: give one of --systemd and --cron")
-		return exitUsage
+	if len(pos) > 0 || o.systemd == o.cron {
+		return nil, usagef("schedule", "give one of --systemd and --cron")
 	}
-	var hour, minute int
-	if n, err := fmt.Sscanf(*at, "%d:%d", &hour, &minute); err != nil || n != 2 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || len(*at) > 5 {
-		fmt.Fprintf(stderr, "mailmove schedule: --at %q: want HH:MM, e.g. 03:17\n", *at)
-		return exitUsage
+	if n, err := fmt.Sscanf(*at, "%d:%d", &o.hour, &o.minute); err != nil || n != 2 || o.hour < 0 || o.hour > 23 || o.minute < 0 || o.minute > 59 || len(*at) > 5 {
+		return nil, usagef("schedule", "--at %q: want HH:MM, e.g. 03:17", *at)
 	}
 	// The job runs the configuration as it is now: refuse a broken one.
-	path := *cfgPath
-	if path == "" {
+	o.path = o.cfgPath
+	if o.path == "" {
 		var err error
-		if path, err = config.DefaultPath(); err != nil {
-			fmt.Fprintf(stderr, "mailmove schedule: %v\n", err)
-			return exitUsage
+		if o.path, err = config.DefaultPath(); err != nil {
+			return nil, usagef("schedule", "%v", err)
 		}
-	} else if abs, err := filepath.Abs(path); err == nil {
-		path = abs
+	} else if abs, err := filepath.Abs(o.path); err == nil {
+		o.path = abs
 	}
-	if _, err := config.Load(path); err != nil {
-		fmt.Fprintf(stderr, "mailmove schedule: %v\n", err)
-		return exitUsage
+	if _, err := config.Load(o.path); err != nil {
+		return nil, usagef("schedule", "%v", err)
+	}
+	return o, nil
+}
+
+// runSchedule prints the job, or installs it; a failure is explained and
+// errFailedShown.
+func runSchedule(ctx context.Context, o *scheduleOptions, stdout, stderr io.Writer) error {
+	fail := func(format string, a ...any) error {
+		fmt.Fprintf(stderr, "mailmove schedule: "+format+"\n", a...)
+		return errFailedShown
 	}
 	bin, err := os.Executable()
 	if err == nil {
 		bin, err = filepath.EvalSymlinks(bin)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "mailmove schedule: cannot find the mailmove binary: %v\n", err)
-		return exitFailed
+		return fail("cannot find the mailmove binary: %v", err)
 	}
 	argv := []string{bin, "backup"}
-	if home, _ := os.UserHomeDir(); *cfgPath != "" || path != filepath.Join(home, ".config", "mailmove", "config.toml") {
+	if home, _ := os.UserHomeDir(); o.cfgPath != "" || o.path != filepath.Join(home, ".config", "mailmove", "config.toml") {
 		// cron and systemd do not see this shell's $XDG_CONFIG_HOME
-		argv = append(argv, "--config", path)
+		argv = append(argv, "--config", o.path)
 	}
-	if *cron {
-		line := fmt.Sprintf("%d %d * * * %s %s", minute, hour, shellJoin(argv), cronMark)
-		if !*install {
+	if o.cron {
+		line := fmt.Sprintf("%d %d * * * %s %s", o.minute, o.hour, shellJoin(argv), cronMark)
+		if !o.install {
 			fmt.Fprintln(stdout, line)
-			return exitOK
+			return nil
 		}
 		if err := installCron(ctx, line); err != nil {
-			fmt.Fprintf(stderr, "mailmove schedule: %v\n", err)
-			return exitFailed
+			return fail("%v", err)
 		}
 		fmt.Fprintf(stderr, "mailmove: added to your crontab: %s\n", line)
-		return exitOK
+		return nil
 	}
-	service, timer := systemdUnits(argv, hour, minute)
-	if !*install {
+	service, timer := systemdUnits(argv, o.hour, o.minute)
+	if !o.install {
 		fmt.Fprintf(stdout, "# ~/.config/systemd/user/%s\n%s\n# ~/.config/systemd/user/%s\n%s", unitService, service, unitTimer, timer)
-		return exitOK
+		return nil
 	}
 	dir, err := systemdUserDir()
 	if err != nil {
-		fmt.Fprintf(stderr, "mailmove schedule: %v\n", err)
-		return exitFailed
+		return fail("%v", err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		fmt.Fprintf(stderr, "mailmove schedule: %v\n", err)
-		return exitFailed
+		return fail("%v", err)
 	}
 	for name, text := range map[string]string{unitService: service, unitTimer: timer} {
 		if err := writeFileAtomic(filepath.Join(dir, name), []byte(text)); err != nil {
-			fmt.Fprintf(stderr, "mailmove schedule: %v\n", err)
-			return exitFailed
+			return fail("%v", err)
 		}
 	}
 	fmt.Fprintf(stderr, "mailmove: wrote %s and %s in %s; now run\n  systemctl --user daemon-reload && systemctl --user enable --now %s\nand, to run it while you are logged out, loginctl enable-linger %s\n",
 		unitService, unitTimer, dir, unitTimer, shellQuote(os.Getenv("USER")))
-	return exitOK
+	return nil
 }
 
 // systemdUnits returns the service and the timer that run argv daily at

@@ -118,7 +118,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "folders":
 		return exitCode(stderr, cmdFolders(ctx, args[1:], stdout, stderr))
 	case "import":
-		return cmdImport(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdImport(ctx, args[1:], stdout, stderr))
 	case "check":
 		return exitCode(stderr, cmdCheck(ctx, args[1:], stdout, stderr))
 	case "migrate":
@@ -128,9 +128,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "backup":
 		return cmdBackup(ctx, args[1:], stdout, stderr)
 	case "schedule":
-		return cmdSchedule(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdSchedule(ctx, args[1:], stdout, stderr))
 	case "login":
-		return cmdLogin(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdLogin(ctx, args[1:], stdout, stderr))
 	case "version", "--version":
 		fmt.Fprintln(stdout, "mailmove", version)
 		return exitOK
