@@ -122,7 +122,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		return cmdCheck(ctx, args[1:], stdout, stderr)
 	case "migrate":
-		return cmdMigrate(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdMigrate(ctx, args[1:], stdout, stderr))
 	case "verify":
 		return exitCode(stderr, cmdVerify(ctx, args[1:], stdout, stderr))
 	case "backup":
