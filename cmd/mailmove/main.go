@@ -126,7 +126,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "verify":
 		return exitCode(stderr, cmdVerify(ctx, args[1:], stdout, stderr))
 	case "backup":
-		return cmdBackup(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdBackup(ctx, args[1:], stdout, stderr))
 	case "schedule":
 		return cmdSchedule(ctx, args[1:], stdout, stderr)
 	case "login":
