@@ -49,62 +49,87 @@ type jobResult struct {
 	mirrored int
 }
 
-func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// backupOptions are backup's command line, with the configuration file
+// it names and the jobs to run.
+type backupOptions struct {
+	parallel               int
+	lockWait               time.Duration
+	jsonOut, mirror, quiet bool
+	logFile                string
+	cfg                    *config.Config
+	jobs                   []*config.Job
+}
+
+// cmdBackup runs the jobs of the configuration file, each an incremental
+// export into its archive.
+func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseBackup(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return runBackup(ctx, o, stdout, stderr)
+}
+
+// parseBackup reads backup's command line and checks it; it loads the
+// configuration file and finds the jobs named.
+func parseBackup(args []string, stdout, stderr io.Writer) (*backupOptions, error) {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	o := &backupOptions{}
 	cfgPath := fs.String("config", "", "the configuration `file` (default $XDG_CONFIG_HOME/mailmove/config.toml)")
-	parallel := fs.Int("parallel", 1, "run up to `n` jobs at once")
-	lockWait := fs.Duration("lock-wait", defaultLockWait, "when another mailmove holds a job's archive, wait this `long` for it, then give up on that job (exit code 5)")
-	jsonOut := fs.Bool("json", false, "print a machine-readable summary of every job on stdout")
-	logFile := fs.String("log", "", "append one line per job and run to this `file` (time, job, status, new messages, bytes, errors)")
-	mirror := fs.Bool("mirror", false, "move archived messages deleted on the server into the archive's .deleted/ area (every job; a job can set mirror = true)")
-	quiet := fs.Bool("quiet", false, "print nothing but failures, even on a terminal")
+	fs.IntVar(&o.parallel, "parallel", 1, "run up to `n` jobs at once")
+	fs.DurationVar(&o.lockWait, "lock-wait", defaultLockWait, "when another mailmove holds a job's archive, wait this `long` for it, then give up on that job (exit code 5)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print a machine-readable summary of every job on stdout")
+	fs.StringVar(&o.logFile, "log", "", "append one line per job and run to this `file` (time, job, status, new messages, bytes, errors)")
+	fs.BoolVar(&o.mirror, "mirror", false, "move archived messages deleted on the server into the archive's .deleted/ area (every job; a job can set mirror = true)")
+	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but failures, even on a terminal")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: mailmove backup [flags] [JOB...]\n\nRuns the jobs of the configuration file (all of them, or those named), each an\nincremental export into its archive. Quiet on success unless stderr is a terminal;\none line per failed job on stderr. Exit codes: 0 all done, 1 a job failed,\n2 configuration or usage error, 3 some messages could not be exported,\n4 an archive was held by another mailmove for longer than --lock-wait.\n\n")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseArgs(fs, args, stdout)
-	if !ok {
-		return code
+	pos, err := parseFlags(fs, args, stdout)
+	if err != nil {
+		return nil, err
 	}
-	if *parallel < 1 {
-		fmt.Fprintln(stderr, "mailmove backup: --parallel must be at least 1")
-		return exitUsage
+	if o.parallel < 1 {
+		return nil, usagef("backup", "--parallel must be at least 1")
 	}
 	path := *cfgPath
 	if path == "" {
-		var err error
 		if path, err = config.DefaultPath(); err != nil {
-			fmt.Fprintf(stderr, "mailmove backup: %v\n", err)
-			return exitUsage
+			return nil, usagef("backup", "%v", err)
 		}
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		failJSON(stdout, *jsonOut, "backup", err)
-		fmt.Fprintf(stderr, "mailmove backup: %v\n", err)
-		return exitUsage
+		failJSON(stdout, o.jsonOut, "backup", err)
+		return nil, usagef("backup", "%v", err)
 	}
+	o.cfg = cfg
 	names := pos
 	if len(names) == 0 {
 		names = cfg.Order
 	}
 	if len(names) == 0 {
-		fmt.Fprintf(stderr, "mailmove backup: %s defines no job: add a [jobs.NAME] table (see the README, \"Backups\")\n", path)
-		return exitUsage
+		return nil, usagef("backup", "%s defines no job: add a [jobs.NAME] table (see the README, \"Backups\")", path)
 	}
-	var jobs []*config.Job
 	for _, n := range names {
 		j := cfg.Jobs[n]
 		if j == nil {
-			fmt.Fprintf(stderr, "mailmove backup: no job %q in %s (jobs: %s)\n", n, path, strings.Join(cfg.Order, ", "))
-			return exitUsage
+			return nil, usagef("backup", "no job %q in %s (jobs: %s)", n, path, strings.Join(cfg.Order, ", "))
 		}
-		jobs = append(jobs, j)
+		o.jobs = append(o.jobs, j)
 	}
-	tty := !*quiet && !*jsonOut && isTerminal(os.Stderr)
+	return o, nil
+}
+
+// runBackup runs the jobs, up to o.parallel at once, and reports each; the
+// outcome is backupOutcome's.
+func runBackup(ctx context.Context, o *backupOptions, stdout, stderr io.Writer) error {
+	cfg, jobs := o.cfg, o.jobs
+	tty := !o.quiet && !o.jsonOut && isTerminal(os.Stderr)
 	results := make([]*jobResult, len(jobs))
-	sem := make(chan struct{}, *parallel)
+	sem := make(chan struct{}, o.parallel)
 	var wg sync.WaitGroup
 	var outMu sync.Mutex
 	for i, j := range jobs {
@@ -113,7 +138,7 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			r := runBackupJob(ctx, j, cfg.Accounts[j.Account], *lockWait, *mirror, stderr)
+			r := runBackupJob(ctx, j, cfg.Accounts[j.Account], o.lockWait, o.mirror, stderr)
 			results[i] = r
 			if r.status != jobOK && j.OnFailure != "" {
 				r.hookErr = runOnFailure(j, cfg, r)
@@ -132,30 +157,32 @@ func cmdBackup(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}()
 	}
 	wg.Wait()
-	if *logFile != "" {
-		if err := appendLog(*logFile, results); err != nil {
-			fmt.Fprintf(stderr, "mailmove backup: writing the log %s: %v\n", *logFile, err)
+	if o.logFile != "" {
+		if err := appendLog(o.logFile, results); err != nil {
+			fmt.Fprintf(stderr, "mailmove backup: writing the log %s: %v\n", o.logFile, err)
 		}
 	}
-	if *jsonOut {
+	if o.jsonOut {
 		writeJSON(stdout, newBackupReport(results))
 	}
-	return backupExitCode(results)
+	return backupOutcome(results)
 }
 
-// backupExitCode is the exit code of a backup run: a failed job wins over
-// a locked archive, which wins over messages not exported.
-func backupExitCode(results []*jobResult) int {
-	code := exitOK
+// backupOutcome is the outcome of a backup run, each job having been
+// reported already: a failed job (errFailedShown) wins over a locked
+// archive (errLocked), which wins over messages not exported (errPartial);
+// nil when every job is done.
+func backupOutcome(results []*jobResult) error {
 	rank := map[string]int{jobOK: 0, jobPartial: 1, jobLocked: 2, jobFailed: 3}
-	codes := map[string]int{jobOK: exitOK, jobPartial: exitPartial, jobLocked: exitLocked, jobFailed: exitFailed}
+	outcomes := map[string]error{jobPartial: errPartial, jobLocked: errLocked, jobFailed: errFailedShown}
+	var out error
 	best := 0
 	for _, r := range results {
 		if rank[r.status] > best {
-			best, code = rank[r.status], codes[r.status]
+			best, out = rank[r.status], outcomes[r.status]
 		}
 	}
-	return code
+	return out
 }
 
 // NoPasswordError is an account of the configuration file with no

@@ -21,8 +21,9 @@ import (
 	"github.com/mailmove/mailmove/verify"
 )
 
-// migrateOptions are migrate's flags.
+// migrateOptions are migrate's command line.
 type migrateOptions struct {
+	from, to               *accountFlags
 	include, exclude, maps multiFlag
 	prefix                 string
 	conns                  int
@@ -37,18 +38,36 @@ type migrateOptions struct {
 	archiveFormat          string
 	encryptTo, encryptFile multiFlag
 	compress               string
+
+	// Checked by parseMigrate: the folder mapping (--map), the dates
+	// (--since, --before), the label mode (--labels), the sealing of a
+	// new archive, the archive named by --to ("" for an account), and
+	// whether --connections was given.
+	m        map[string]string
+	sel      engine.Select
+	mode     engine.LabelMode
+	sealing  archive.Sealing
+	toDir    string
+	connsSet bool
 }
 
 // cmdMigrate copies one account into another, streamed: each message goes
 // from the source's FETCH straight into the target's APPEND, with no
 // staging copy (engine.Run). Runs are incremental both ways: what is new is
 // copied, flags and keywords of copied messages are brought up to date.
-func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseMigrate(args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return runMigrate(ctx, o, stdout, stderr)
+}
+
+// parseMigrate reads migrate's command line and checks it.
+func parseMigrate(args []string, stdout, stderr io.Writer) (*migrateOptions, error) {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := addAccountFlags(fs, "from")
-	to := addAccountFlags(fs, "to")
-	var o migrateOptions
+	o := &migrateOptions{from: addAccountFlags(fs, "from"), to: addAccountFlags(fs, "to")}
 	fs.Var(&o.include, "folder", "migrate only folders matching this glob `pattern` (repeatable)")
 	fs.Var(&o.exclude, "exclude", "skip folders matching this glob `pattern` (repeatable)")
 	fs.StringVar(&o.prefix, "prefix", "", "put the folders under this target `folder`")
@@ -75,76 +94,92 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprint(fs.Output(), "Usage: mailmove migrate --from URL|PATH|- --to URL [flags]\n\nCopies every folder of one account into another, each message streamed from the\nsource into the target (no staging copy). Run it again to copy what is new and bring\nflags up to date. --from may also be local input, as import reads it: a mailmove\narchive, an mbox file or tree, a folder of .eml files, a Maildir, a Gmail Takeout\nmbox, or - for an mbox on standard input.\n\n")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseArgs(fs, args, stdout)
-	if !ok {
-		return code
+	pos, err := parseFlags(fs, args, stdout)
+	if err != nil {
+		return nil, err
 	}
 	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "mailmove migrate: unexpected argument %q\n", pos[0])
-		return exitUsage
+		return nil, usagef("migrate", "unexpected argument %q", pos[0])
 	}
+	fs.Visit(func(f *flag.Flag) { o.connsSet = o.connsSet || f.Name == "connections" })
 	if *staging != "" {
 		fmt.Fprintln(stderr, "mailmove migrate: --staging is ignored: migrate streams each message from the source into the target and keeps no staging archive (use --keep-archive DIR for an archive too)")
 	}
 	m, ok := parseMaps(o.maps, stderr)
 	if !ok {
-		return exitUsage
+		return nil, errUsageShown
 	}
-	var sel engine.Select
+	o.m = m
 	for _, d := range []struct {
 		flag, v string
 		t       *time.Time
-	}{{"since", o.since, &sel.Since}, {"before", o.before, &sel.Before}} {
+	}{{"since", o.since, &o.sel.Since}, {"before", o.before, &o.sel.Before}} {
 		if d.v == "" {
 			continue
 		}
 		t, err := time.Parse(time.DateOnly, d.v)
 		if err != nil {
-			fmt.Fprintf(stderr, "mailmove migrate: --%s %q: write the date as YYYY-MM-DD\n", d.flag, d.v)
-			return exitUsage
+			return nil, usagef("migrate", "--%s %q: write the date as YYYY-MM-DD", d.flag, d.v)
 		}
 		*d.t = t
 	}
-	if o.del && sel != (engine.Select{}) {
-		fmt.Fprintln(stderr, "mailmove migrate: --delete cannot go with --since or --before (a message outside the dates is not gone from the source)")
-		return exitUsage
+	if o.del && o.sel != (engine.Select{}) {
+		return nil, usagef("migrate", "--delete cannot go with --since or --before (a message outside the dates is not gone from the source)")
 	}
-	mode := engine.LabelMode(o.labels)
-	if mode != engine.LabelsKeywords && mode != engine.LabelsFolders && mode != engine.LabelsSkip {
-		fmt.Fprintf(stderr, "mailmove migrate: --labels %q: choose keywords, folders or skip\n", o.labels)
-		return exitUsage
+	o.mode = engine.LabelMode(o.labels)
+	if o.mode != engine.LabelsKeywords && o.mode != engine.LabelsFolders && o.mode != engine.LabelsSkip {
+		return nil, usagef("migrate", "--labels %q: choose keywords, folders or skip", o.labels)
 	}
 	switch o.archiveFormat {
 	case "", "eml", "mbox":
 	default:
-		fmt.Fprintf(stderr, "mailmove migrate: --archive-format %s: want eml or mbox\n", o.archiveFormat)
-		return exitUsage
+		return nil, usagef("migrate", "--archive-format %s: want eml or mbox", o.archiveFormat)
 	}
-	sealing, err := sealingFlags(o.encryptTo, o.encryptFile, o.compress)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailmove migrate: %v\n", err)
-		return exitUsage
+	if o.sealing, err = sealingFlags(o.encryptTo, o.encryptFile, o.compress); err != nil {
+		return nil, usagef("migrate", "%v", err)
 	}
-	toDir := archivePath(*to.url)
+	o.toDir = archivePath(*o.to.url)
+	if isLocalInput(*o.from.url) {
+		switch imports.Format(o.format) {
+		case imports.FormatAuto, imports.FormatArchive, imports.FormatMbox, imports.FormatEML, imports.FormatMaildir, imports.FormatTakeout:
+		default:
+			return nil, usagef("migrate", "--format %s: want mailmove, mbox, eml, maildir or takeout", o.format)
+		}
+	} else if o.format != "" || o.identity != "" {
+		return nil, usagef("migrate", "--format and --identity go with local input only (--from PATH or -)")
+	}
+	if o.maxPerDay < 0 {
+		return nil, usagef("migrate", "--max-bytes-per-day must be 0 (no limit) or more")
+	}
+	if o.toDir != "" && (len(o.m) > 0 || o.prefix != "") {
+		return nil, usagef("migrate", "--map and --prefix are for an account as the target: an archive names its folders as export does")
+	}
+	if o.journalDir == "" {
+		o.journalDir = filepath.Join(filepath.Dir(defaultJournalDir()), "migrate")
+	}
+	return o, nil
+}
+
+// runMigrate copies, runs the closing check and prints the report; messages
+// not copied (or found missing by the check) are errPartial.
+func runMigrate(ctx context.Context, o *migrateOptions, stdout, stderr io.Writer) error {
+	m, sel, mode, toDir := o.m, o.sel, o.mode, o.toDir
 	var src *account.Config
 	var files *imports.FilesSource
 	var fromName string
-	if isLocalInput(*from.url) {
-		f, code, ok := localSource(ctx, *from.url, o, mode, stderr)
-		if !ok {
-			return code
+	var err error
+	if isLocalInput(*o.from.url) {
+		f, err := localSource(ctx, *o.from.url, o)
+		if err != nil {
+			return err
 		}
 		defer f.Close()
 		files, fromName = f, f.Canonical()
 	} else {
-		if o.format != "" || o.identity != "" {
-			fmt.Fprintln(stderr, "mailmove migrate: --format and --identity go with local input only (--from PATH or -)")
-			return exitUsage
-		}
 		var stopFrom func()
-		src, stopFrom, err = from.config(ctx, stderr)
+		src, stopFrom, err = o.from.config(ctx, stderr)
 		if err != nil {
-			return errorExit(stderr, err)
+			return err
 		}
 		defer stopFrom()
 		fromName = src.URL.String()
@@ -153,15 +188,12 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	toName := toDir
 	if toDir == "" {
 		var stopTo func()
-		dst, stopTo, err = to.config(ctx, stderr)
+		dst, stopTo, err = o.to.config(ctx, stderr)
 		if err != nil {
-			return errorExit(stderr, err)
+			return err
 		}
 		defer stopTo()
 		toName = dst.URL.String()
-	}
-	if o.journalDir == "" {
-		o.journalDir = filepath.Join(filepath.Dir(defaultJournalDir()), "migrate")
 	}
 	srcKey := fromName
 	if files != nil {
@@ -186,10 +218,6 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if src != nil {
 		src.Status = st.set
 	}
-	if o.maxPerDay < 0 {
-		fmt.Fprintln(stderr, "mailmove migrate: --max-bytes-per-day must be 0 (no limit) or more")
-		return exitUsage
-	}
 	var source engine.Source = files
 	var imapSource *export.IMAPSource
 	if files == nil {
@@ -202,13 +230,9 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var archSink *export.ArchiveSink
 	archClosed := false
 	if toDir != "" {
-		if len(m) > 0 || o.prefix != "" {
-			fmt.Fprintln(stderr, "mailmove migrate: --map and --prefix are for an account as the target: an archive names its folders as export does")
-			return exitUsage
-		}
-		arch, err := openMigrateArchive(toDir, o.archiveFormat, sealing)
+		arch, err := openMigrateArchive(toDir, o.archiveFormat, o.sealing)
 		if err != nil {
-			return errorExit(stderr, fmt.Errorf("--to %s: %w", toDir, err))
+			return fmt.Errorf("--to %s: %w", toDir, err)
 		}
 		archSink = &export.ArchiveSink{Archive: arch, Source: source}
 		defer func() {
@@ -227,13 +251,13 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if o.maxPerDay > 0 && !o.dry {
 		if imapSource != nil {
 			if imapSource.Budget, err = account.NewDailyBudget(dailyDir(), src.URL.String(), "download", o.maxPerDay); err != nil {
-				return errorExit(stderr, err)
+				return err
 			}
 			defer imapSource.Budget.Save()
 		}
 		if imapSink != nil {
 			if imapSink.Budget, err = account.NewDailyBudget(dailyDir(), dst.URL.String(), "upload", o.maxPerDay); err != nil {
-				return errorExit(stderr, err)
+				return err
 			}
 			defer imapSink.Budget.Save()
 		}
@@ -252,9 +276,9 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	var keep *export.ArchiveSink
 	if o.keepArchive != "" && !o.dry {
-		arch, err := openMigrateArchive(o.keepArchive, o.archiveFormat, sealing)
+		arch, err := openMigrateArchive(o.keepArchive, o.archiveFormat, o.sealing)
 		if err != nil {
-			return errorExit(stderr, fmt.Errorf("--keep-archive: %w", err))
+			return fmt.Errorf("--keep-archive: %w", err)
 		}
 		defer arch.Close()
 		keep = &export.ArchiveSink{Archive: arch, Source: source}
@@ -264,9 +288,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if imapSink != nil {
 		err = imapSink.Start(ctx)
 	}
-	connsSet := false
-	fs.Visit(func(f *flag.Flag) { connsSet = connsSet || f.Name == "connections" })
-	if err == nil && imapSink != nil && imapSink.Bridge() && !connsSet {
+	if err == nil && imapSink != nil && imapSink.Bridge() && !o.connsSet {
 		eo.Connections = 2 // as import: Proton paces what Bridge uploads
 	}
 	if err == nil {
@@ -364,7 +386,7 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if esum != nil && esum.Copied > 0 {
 			fmt.Fprintf(stderr, "mailmove: %d messages were copied before the failure; they are recorded, and the next run goes on from there\n", esum.Copied)
 		}
-		return errorExit(stderr, err)
+		return err
 	}
 	if tty && !o.jsonOut {
 		if o.dry {
@@ -380,9 +402,9 @@ func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		}
 	}
 	if partial {
-		return exitPartial
+		return errPartial
 	}
-	return exitOK
+	return nil
 }
 
 // isLocalInput reports whether --from names local input (a path, or "-")
@@ -392,34 +414,27 @@ func isLocalInput(v string) bool {
 }
 
 // localSource scans local input for migrate (--from PATH or -), as import
-// reads it.
-func localSource(ctx context.Context, path string, o migrateOptions, mode engine.LabelMode, stderr io.Writer) (*imports.FilesSource, int, bool) {
-	switch imports.Format(o.format) {
-	case imports.FormatAuto, imports.FormatArchive, imports.FormatMbox, imports.FormatEML, imports.FormatMaildir, imports.FormatTakeout:
-	default:
-		fmt.Fprintf(stderr, "mailmove migrate: --format %s: want mailmove, mbox, eml, maildir or takeout\n", o.format)
-		return nil, exitUsage, false
-	}
+// reads it. A path that is not there, or an identity file that cannot be
+// read, is a *usageError.
+func localSource(ctx context.Context, path string, o *migrateOptions) (*imports.FilesSource, error) {
 	if path != "-" {
 		if _, err := os.Stat(path); err != nil {
-			fmt.Fprintf(stderr, "mailmove migrate: --from: %v (give an account URL such as imaps://me@example.org@imap.example.org, or local input: a path or -)\n", err)
-			return nil, exitUsage, false
+			return nil, usagef("migrate", "--from: %v (give an account URL such as imaps://me@example.org@imap.example.org, or local input: a path or -)", err)
 		}
 	}
 	ids, err := readIdentity(o.identity)
 	if err != nil {
-		fmt.Fprintf(stderr, "mailmove migrate: --identity: %v\n", err)
-		return nil, exitUsage, false
+		return nil, usagef("migrate", "--identity: %v", err)
 	}
-	f := &imports.FilesSource{Path: path, Format: imports.Format(o.format), Identities: ids, LabelsAsFolders: mode == engine.LabelsFolders}
+	f := &imports.FilesSource{Path: path, Format: imports.Format(o.format), Identities: ids, LabelsAsFolders: o.mode == engine.LabelsFolders}
 	if len(o.include) > 0 || len(o.exclude) > 0 {
 		f.Only = func(folder string) bool { return export.Selected(folder, o.include, o.exclude) }
 	}
 	if err := f.Scan(ctx); err != nil {
 		f.Close()
-		return nil, errorExit(stderr, err), false
+		return nil, err
 	}
-	return f, 0, true
+	return f, nil
 }
 
 // migrateCheck is migrate's closing check: verify.Compare, cheap form

@@ -122,11 +122,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		return exitCode(stderr, cmdCheck(ctx, args[1:], stdout, stderr))
 	case "migrate":
-		return cmdMigrate(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdMigrate(ctx, args[1:], stdout, stderr))
 	case "verify":
 		return exitCode(stderr, cmdVerify(ctx, args[1:], stdout, stderr))
 	case "backup":
-		return cmdBackup(ctx, args[1:], stdout, stderr)
+		return exitCode(stderr, cmdBackup(ctx, args[1:], stdout, stderr))
 	case "schedule":
 		return exitCode(stderr, cmdSchedule(ctx, args[1:], stdout, stderr))
 	case "login":
