@@ -137,3 +137,40 @@ func TestBridgeMigrateVerify(t *testing.T) {
 		t.Fatalf("verify --labels tags: exit %d: %s", code, e)
 	}
 }
+
+// TestBridgeMigrateLabelsFolders: with --labels folders, Bridge's
+// Labels/... are folders of the copy, and migrate's closing check (verify,
+// told the label mode) compares them too; verify --labels folders --deep
+// agrees.
+func TestBridgeMigrateLabelsFolders(t *testing.T) {
+	br, _, _ := startBridge(t)
+	d := testmail.StartDovecot(t)
+	env := []string{"MAILMOVE_FROM_PASSWORD=" + testmail.BridgePassword, "MAILMOVE_TO_PASSWORD=pw", "XDG_STATE_HOME=" + t.TempDir()}
+	from := []string{"--from", "bridge://me@proton.test@" + br.Addr, "--from-ca-file", filepath.Join(br.Dir, "cert.pem")}
+	to := []string{"--to", "imaps://dst@" + d.TLSAddr, "--to-ca-file", filepath.Join(d.Dir, "cert.pem")}
+	o, e, code := runCmdEnv(t, env, append(append([]string{"migrate", "--json", "--labels", "folders"}, from...), to...)...)
+	var v struct {
+		Verify *struct {
+			Messages int `json:"messages"`
+			Missing  int `json:"missing"`
+			Folders  []struct {
+				Folder string `json:"folder"`
+			} `json:"folders"`
+		} `json:"verify"`
+	}
+	// (exit 3: the stand-in serves one message Bridge could not decrypt)
+	if err := json.Unmarshal([]byte(o), &v); err != nil || code != exitPartial || v.Verify == nil || v.Verify.Missing != 0 {
+		t.Fatalf("migrate: exit %d, %v, %s %s", code, err, o, e)
+	}
+	checked := map[string]bool{}
+	for _, f := range v.Verify.Folders {
+		checked[f.Folder] = true
+	}
+	if !checked["Labels/Important"] || !checked["Labels/Travel"] || !checked["INBOX"] {
+		t.Fatalf("the closing check compared %v, want the label folders too", checked)
+	}
+	args := append(append(append([]string{"verify"}, from...), to...), "--labels", "folders", "--deep")
+	if o, e, code := runCmdEnv(t, env, args...); code != 0 || !strings.Contains(o, "0 missing, 0 extra, 0 different") {
+		t.Fatalf("verify: exit %d: %s %s", code, o, e)
+	}
+}

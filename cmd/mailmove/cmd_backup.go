@@ -84,7 +84,7 @@ func parseBackup(args []string, stdout, stderr io.Writer) (*backupOptions, error
 	fs.BoolVar(&o.mirror, "mirror", false, "move archived messages deleted on the server into the archive's .deleted/ area (every job; a job can set mirror = true)")
 	fs.BoolVar(&o.quiet, "quiet", false, "print nothing but failures, even on a terminal")
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: mailmove backup [flags] [JOB...]\n\nRuns the jobs of the configuration file (all of them, or those named), each an\nincremental export into its archive. Quiet on success unless stderr is a terminal;\none line per failed job on stderr. Exit codes: 0 all done, 1 a job failed,\n2 configuration or usage error, 3 some messages could not be exported,\n4 an archive was held by another mailmove for longer than --lock-wait.\n\n")
+		fmt.Fprint(fs.Output(), "Usage: mailmove backup [flags] [JOB...]\n\nRuns the jobs of the configuration file (all of them, or those named), each an\nincremental export into its archive. Quiet on success unless stderr is a terminal;\none line per failed job on stderr. Exit codes: 0 all done, 1 a job failed,\n2 configuration or usage error, 3 some messages could not be exported,\n5 an archive was held by another mailmove for longer than --lock-wait.\n\n")
 		fs.PrintDefaults()
 	}
 	pos, err := parseFlags(fs, args, stdout)

@@ -349,7 +349,7 @@ func runMigrate(ctx context.Context, o *migrateOptions, stdout, stderr io.Writer
 		}
 		if ok {
 			check, err = migrateCheck(ctx, fromSide, toSide, esum,
-				verify.Options{Include: o.include, Exclude: o.exclude, Prefix: o.prefix, Map: m, AllowExtra: true}, sel)
+				verify.Options{Include: o.include, Exclude: o.exclude, Prefix: o.prefix, Map: m, Labels: mode, AllowExtra: true}, sel)
 			if err != nil {
 				err = fmt.Errorf("checking the target after the copy (the copy itself is done and recorded; run `mailmove verify` to check again): %w", err)
 			}
