@@ -328,7 +328,7 @@ func runMigrate(ctx context.Context, o *migrateOptions, stdout, stderr io.Writer
 		archClosed = true
 	}
 	var check *verify.Report
-	if err == nil && esum != nil && !o.dry && (imapSink == nil || !imapSink.Gmail()) && (imapSource == nil || !imapSource.Gmail()) {
+	if err == nil && esum != nil && !o.dry && (imapSink == nil || !imapSink.Gmail()) && (imapSource == nil || !imapSource.GmailAccount()) {
 		// the closing check: verify's cheap form on the folders this run
 		// looked at (the others are unchanged since a run that checked
 		// them). A Gmail side keeps the engine's own check (a message
