@@ -90,8 +90,9 @@ func treeSum(t *testing.T, root string) map[string]string {
 
 // TestGmailBackupMirror: backup --mirror of a Gmail account (the stand-in)
 // into an .eml and an mbox archive, mirroring from the first run or only
-// after runs without it. On the server one message of INBOX and the only
-// message of the label Solo are deleted for good, one moves from INBOX to
+// after runs without it. On the server one message of INBOX, the only
+// message of the label Solo and the only one archived in Trash are deleted
+// for good, one moves from INBOX to
 // a user label only, one moves to Trash. Without --mirror the deleted ones
 // stay in their folders. With it they move to the deleted area
 // (deleted.jsonl, .deleted/ for .eml), once each; the relabelled and the
@@ -109,6 +110,7 @@ func TestGmailBackupMirror(t *testing.T) {
 				trashed := s.Add(gmailstub.Mail("m4@x", "to trash", 400), d, 0, []string{`\Inbox`})
 				solo := s.Add(gmailstub.Mail("m5@x", "only one of its label", 400), d, 0, []string{"Solo"})
 				sent := s.Add(gmailstub.Mail("m6@x", "sent", 400), d, 0, []string{`\Sent`, "Work"})
+				binned := s.Add(gmailstub.Mail("m7@x", "in Trash, then deleted for good", 400), d, 0, []string{`\Trash`})
 
 				out := filepath.Join(t.TempDir(), "a")
 				cfg := writeConfig(t, fmt.Sprintf(`
@@ -153,13 +155,14 @@ out = %q
 					t.Fatalf("first run moved %d", moved)
 				}
 				live, _, _ := gmailArchive(t, out)
-				if len(live) != 6 || live[relabelled] != "INBOX" || live[trashed] != "INBOX" || live[solo] != "Solo" {
+				if len(live) != 7 || live[relabelled] != "INBOX" || live[trashed] != "INBOX" || live[solo] != "Solo" || live[binned] != "[Gmail]/Trash" {
 					t.Fatalf("first run archived %v", live)
 				}
 				where := live // where each message was archived
 
 				s.Expunge(gone)
 				s.Expunge(solo)
+				s.Expunge(binned)                               // Trash emptied: its folder's only message
 				s.Relabel(relabelled, []string{"Work"})         // out of INBOX, its folder would now be Work
 				s.Relabel(trashed, []string{`\Trash`}, `\Seen`) // to Trash
 
@@ -170,22 +173,22 @@ out = %q
 							t.Fatalf("run without --mirror moved %d", moved)
 						}
 						live, del, _ := gmailArchive(t, out)
-						if len(del) != 0 || len(live) != 6 || live[gone] != "INBOX" || live[solo] != "Solo" {
+						if len(del) != 0 || len(live) != 7 || live[gone] != "INBOX" || live[solo] != "Solo" || live[binned] != "[Gmail]/Trash" {
 							t.Fatalf("run %d without --mirror: live %v, deleted %v", i+1, live, del)
 						}
 						check("without --mirror")
 					}
 				}
 
-				if moved := backup(true); moved != 2 {
-					t.Errorf("--mirror moved %d messages to the deleted area, want 2 (m2 and m5)", moved)
+				if moved := backup(true); moved != 3 {
+					t.Errorf("--mirror moved %d messages to the deleted area, want 3 (m2, m5, m7)", moved)
 				}
 				live, del, recs := gmailArchive(t, out)
 				sort.Slice(del, func(i, k int) bool { return del[i] < del[k] })
-				want := []uint64{gone, solo}
+				want := []uint64{gone, solo, binned}
 				sort.Slice(want, func(i, k int) bool { return want[i] < want[k] })
 				if !slices.Equal(del, want) {
-					t.Errorf("deleted area holds %v, want %v (m2 and m5, once each)", del, want)
+					t.Errorf("deleted area holds %v, want %v (m2, m5 and m7, once each)", del, want)
 				}
 				for _, id := range []uint64{stays, relabelled, trashed, sent} {
 					if live[id] != where[id] {
@@ -231,7 +234,7 @@ out = %q
 						t.Errorf("another --mirror run wrote %s", p)
 					}
 				}
-				if live2, del2, _ := gmailArchive(t, out); len(live2) != 4 || len(del2) != 2 {
+				if live2, del2, _ := gmailArchive(t, out); len(live2) != 4 || len(del2) != 3 {
 					t.Errorf("after another run: live %v, deleted %v", live2, del2)
 				}
 				check("after another run")
