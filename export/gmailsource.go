@@ -114,6 +114,44 @@ func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) (
 		f.Messages++
 		f.Bytes += m.Size
 	}
+	if len(s.GmailMirror) > 0 {
+		// an empty group where no message is left: the engine compares it
+		// with what the folder holds of that mailbox (Delete)
+		uvs := map[string]uint32{}
+		for i := range msgs {
+			uvs[msgs[i].Source.Name] = msgs[i].UIDValidity
+		}
+		r := gmailRolesOf(list)
+		for _, src := range []*account.Folder{r.all, r.junk, r.trash} {
+			if src == nil {
+				continue
+			}
+			uv, ok := uvs[src.Name]
+			if !ok && src.Status != nil {
+				uv, ok = src.Status.UIDValidity, src.Status.UIDValidity != 0
+			}
+			if !ok {
+				continue // not examined: nothing can be found gone from it
+			}
+			for _, name := range s.GmailMirror {
+				k := gk{src.Name, name}
+				if groups[k] != nil || !Selected(name, s.Include, s.Exclude) {
+					continue
+				}
+				folder := byPath[name]
+				f := &engine.Folder{Name: name, UIDValidity: uv, Handle: &gmailGroup{src: src, uv: uv, byUID: map[uint32]*GmailMessage{}, target: folder}}
+				if folder != nil {
+					for _, a := range roles {
+						if folder.Has(a) {
+							f.Role = string(a)
+						}
+					}
+				}
+				groups[k] = f
+				out = append(out, f)
+			}
+		}
+	}
 	s.mu.Lock()
 	s.excluded = map[string]int{"": excluded}
 	s.mu.Unlock()

@@ -16,8 +16,8 @@ import (
 // and Trash (.mailmove/gmail.json). When their UIDVALIDITY, UIDNEXT and
 // message count have not moved since, no message arrived and none moved to
 // Spam or Trash: the next run skips the metadata pass (unless it refreshes
-// flags). It is written only by a run that finished without a failure, and
-// removed by any other.
+// flags, or mirrors after a run that did not). It is written only by a run
+// that finished without a failure, and removed by any other.
 type gmailState struct {
 	// Filter is --folder/--exclude of that run: other ones need a pass.
 	Filter string `json:"filter"`
@@ -25,6 +25,10 @@ type gmailState struct {
 	Mailboxes map[string]gmailBoxState `json:"mailboxes"`
 	// Folders is the number of archive folders that run counted.
 	Folders int `json:"folders"`
+	// Mirror: that run moved the messages gone from the server to the
+	// deleted area (Options.Mirror). A run without it did not look for
+	// them: a --mirror run after it needs a pass, changed or not.
+	Mirror bool `json:"mirror,omitempty"`
 }
 
 type gmailBoxState struct {
@@ -70,7 +74,7 @@ func gmailUnchanged(o *Options, r *gmailRoles) (bool, int) {
 		return false, 0
 	}
 	var st gmailState
-	if json.Unmarshal(b, &st) != nil || st.Filter != gmailFilter(o) || len(st.Mailboxes) != len(now) {
+	if json.Unmarshal(b, &st) != nil || st.Filter != gmailFilter(o) || len(st.Mailboxes) != len(now) || (o.Mirror && !st.Mirror) {
 		return false, 0
 	}
 	for name, s := range now {
@@ -93,7 +97,7 @@ func saveGmailState(o *Options, r *gmailRoles, clean bool, folders int) error {
 		}
 		return nil
 	}
-	b, err := json.Marshal(gmailState{Filter: gmailFilter(o), Mailboxes: now, Folders: folders})
+	b, err := json.Marshal(gmailState{Filter: gmailFilter(o), Mailboxes: now, Folders: folders, Mirror: o.Mirror})
 	if err != nil {
 		return err
 	}

@@ -69,6 +69,9 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	}
 	src := &IMAPSource{Account: o.Account, Conn: first, Include: o.Include, Exclude: o.Exclude, LabelMode: mode, Budget: o.Budget, Log: o.Log,
 		GmailRecorded: true, ChunkSize: o.ChunkSize, listed: list}
+	if gmailWay && o.Mirror {
+		src.GmailMirror = o.Archive.Folders()
+	}
 	defer src.Close()
 	sink := &ArchiveSink{Archive: o.Archive, Source: src}
 	eo := engine.Options{Source: src, Sink: sink, Delete: o.Mirror, NoFlagSync: !o.RefreshFlags, Connections: o.Connections, Log: o.Log,
@@ -109,6 +112,9 @@ func gmailSummary(ctx context.Context, o *Options, roles *gmailRoles, esum *engi
 		// one archive folder): counted by archive folder
 		targets, examined := map[string]bool{}, map[string]bool{}
 		for _, f := range esum.Folders {
+			if f.Messages == 0 {
+				continue // an empty group (GmailMirror): no message there
+			}
 			targets[f.Target] = true
 			if f.Copy > 0 {
 				examined[f.Target] = true

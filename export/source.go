@@ -49,6 +49,13 @@ type IMAPSource struct {
 	// no Gmail model. verify reads a target account back this way, as
 	// the messages were put there; Proton labels are still read on Bridge.
 	AsIs bool
+	// GmailMirror, with Delete, lists the folders a Gmail source's
+	// messages may have been placed in by earlier runs (export --mirror:
+	// the archive's folders). Each is given a group, empty if need be, for
+	// every mailbox of the metadata pass (All Mail, Spam, Trash), so that
+	// the engine finds the messages deleted from a folder that none of
+	// them holds any more (a label's last message, an emptied Trash).
+	GmailMirror []string
 	// KeepConn: Conn is the caller's, who goes on using it: the source
 	// uses it among its connections, but never logs it out or closes it.
 	KeepConn bool

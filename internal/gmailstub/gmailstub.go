@@ -28,6 +28,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -274,6 +275,15 @@ func (s *Server) Relabel(id uint64, labels []string, flags ...string) {
 			m.Labels[`\Starred`] = true
 		}
 	}
+}
+
+// Expunge deletes the message with X-GM-MSGID id for good (gone from All
+// Mail and every other mailbox), as emptying Trash or "Delete forever"
+// does in Gmail's web interface.
+func (s *Server) Expunge(id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msg = slices.DeleteFunc(s.msg, func(m *Message) bool { return m.MsgID == id })
 }
 
 // SetCaps changes the download and upload caps (0: none) and resets the
