@@ -530,6 +530,9 @@ type msgReader struct {
 	inHeader  bool
 	length    int64 // Content-Length seen in the header, -1 if none
 	counted   int64 // body bytes left in Content-Length mode, -1 if not in it
+	// buf is reused for pending: Read returns pending in full before the
+	// next fill, so one buffer serves every line (no allocation per line)
+	buf []byte
 }
 
 func (m *msgReader) Read(p []byte) (int, error) {
@@ -551,7 +554,10 @@ func (m *msgReader) fill() error {
 	br := m.r.br
 	if m.counted > 0 {
 		n := min(m.counted, 64<<10)
-		buf := make([]byte, n)
+		if int64(cap(m.buf)) < n {
+			m.buf = make([]byte, n)
+		}
+		buf := m.buf[:n]
 		k, err := io.ReadFull(br, buf)
 		m.r.pos += int64(k)
 		m.counted -= int64(k)
@@ -628,7 +634,7 @@ func (m *msgReader) fill() error {
 			m.done = true
 			return nil
 		}
-		out := m.blank
+		out := append(m.buf[:0], m.blank...)
 		m.blank = nil
 		// unquote one level of ^>+From
 		gt := 0
@@ -640,9 +646,10 @@ func (m *msgReader) fill() error {
 		} else {
 			out = append(out, chunk...)
 		}
-		m.pending = out
+		m.buf, m.pending = out, out
 	} else {
-		m.pending = append([]byte(nil), chunk...)
+		m.buf = append(m.buf[:0], chunk...)
+		m.pending = m.buf
 	}
 	m.lineStart = complete
 	if err == io.EOF && !complete {
