@@ -47,8 +47,20 @@ const (
 // Version 2 added encrypted and compressed archives (Header.Encryption,
 // Header.Compression); a plain archive is still written as version 1, so
 // that an older mailmove reads it, and an older one refuses a version 2
-// archive rather than misread it.
-const Version = 2
+// archive rather than misread it. Version 3 is an archive whose index holds
+// lines that are not messages (flags_update lines: flags and labels
+// changed on the server; gone lines: messages moved into the deleted area):
+// an archive is raised to it before the first such line is written, so that
+// an older mailmove, which would take them for messages, refuses it.
+const Version = 3
+
+// knownVersion is the newest version this mailmove reads (Version; a test
+// plays an older mailmove by lowering it).
+var knownVersion = Version
+
+// VersionUpdates is the version an archive is raised to before its index
+// gets a flags_update or gone line.
+const VersionUpdates = 3
 
 // StateDir is the name of the state folder inside an archive.
 const StateDir = ".mailmove"
@@ -260,6 +272,7 @@ type Archive struct {
 	// OpenMessage and Check see the server's bytes.
 	StatusHeaders bool
 
+	vmu     sync.Mutex // raising Header.Version
 	mu      sync.Mutex
 	folders map[string]*FolderState
 	dirty   bool
@@ -358,6 +371,9 @@ func open(ctx context.Context, root string, f Format, lf bool, layout, tool stri
 		if err == nil {
 			err = json.Unmarshal(b, &a.Header)
 		}
+		if err == nil && a.Header.Version > knownVersion {
+			err = fmt.Errorf("%s was written by a newer mailmove (archive version %d); update mailmove", root, a.Header.Version)
+		}
 		if err == nil {
 			err = a.loadState()
 		}
@@ -407,7 +423,7 @@ func open(ctx context.Context, root string, f Format, lf bool, layout, tool stri
 			a.Close()
 			return nil, fmt.Errorf("%s is damaged: %v", hp, err)
 		}
-		if a.Header.Version > Version {
+		if a.Header.Version > knownVersion {
 			a.Close()
 			return nil, fmt.Errorf("%s was written by a newer mailmove (archive version %d); update mailmove", root, a.Header.Version)
 		}
@@ -916,4 +932,35 @@ func sniffHeader(br *bufio.Reader) []byte {
 		}
 	}
 	return buf.Bytes()
+}
+
+// require raises the archive's version to v, once: archive.json is
+// rewritten (atomically, synced) before the caller writes what needs it.
+func (a *Archive) require(v int) error {
+	a.vmu.Lock()
+	defer a.vmu.Unlock()
+	if a.Header.Version >= v {
+		return nil
+	}
+	h := a.Header
+	h.Version = v
+	hb, err := json.MarshalIndent(h, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(a.Root, StateDir, "archive.json"), append(hb, '\n')); err != nil {
+		return fmt.Errorf("raising the archive to version %d: %w", v, err)
+	}
+	a.Header.Version = v
+	return nil
+}
+
+// updates reports whether recs hold a line that is not a message.
+func updates(recs []Record) bool {
+	for i := range recs {
+		if recs[i].FlagsUpdate || recs[i].Gone {
+			return true
+		}
+	}
+	return false
 }

@@ -252,6 +252,9 @@ func (a *Archive) MoveDeleted(folder string, gone []Record, when time.Time) (int
 	if err := appendSync(dp, lines.Bytes()); err != nil {
 		return 0, err
 	}
+	if err := a.require(VersionUpdates); err != nil {
+		return 0, err
+	}
 	if err := appendSync(a.indexPath(folder), markLines.Bytes()); err != nil {
 		return 0, err
 	}

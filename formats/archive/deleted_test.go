@@ -93,6 +93,10 @@ func TestMoveDeleted(t *testing.T) {
 			if st := a.State("INBOX"); st.LastUID != 4 {
 				t.Fatalf("state %+v", st)
 			}
+			// gone lines in the index: raised to the version that says so
+			if a.Header.Version != VersionUpdates {
+				t.Fatalf("archive version %d after gone lines, want %d", a.Header.Version, VersionUpdates)
+			}
 			w, _ = a.OpenFolder("INBOX", []string{"INBOX"})
 			m = &message.Meta{Segments: []string{"INBOX"}, UIDValidity: 7, UID: 5, Flags: []string{}, InternalDate: time.Unix(1700000005, 0)}
 			if _, err := w.Put(m, strings.NewReader("Message-ID: <5@x>\r\n\r\nfive\r\n"), nil); err != nil {

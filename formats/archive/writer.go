@@ -458,6 +458,11 @@ func (w *FolderWriter) commit(b *batch) error {
 			return err
 		}
 	}
+	if updates(b.recs) {
+		if err := w.a.require(VersionUpdates); err != nil {
+			return err
+		}
+	}
 	var buf bytes.Buffer
 	if w.a.Encrypted() {
 		lines, err := w.a.sealLines(b.recs)

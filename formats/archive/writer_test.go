@@ -2,9 +2,11 @@ package archive
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +72,73 @@ func TestCommitBackground(t *testing.T) {
 			res, err := r.Check()
 			if err != nil || len(res.Problems) != 0 || res.Messages != n {
 				t.Fatalf("check: %+v %v", res, err)
+			}
+		})
+	}
+}
+
+// An archive is raised to version 3 before its first flags_update line,
+// and not before: an older mailmove (version 1 or 2), which would take that
+// line for a message, refuses it instead; this one reads it, the update
+// applied. A mailmove that knows only version 2 is played by lowering
+// Version: it refuses the archive, naming the fix.
+func TestVersionRaisedForUpdates(t *testing.T) {
+	for _, f := range []Format{Mbox, EML} {
+		t.Run(string(f), func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "a")
+			a, err := Open(root, f, false, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := a.OpenFolder("INBOX", []string{"INBOX"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &message.Meta{Segments: []string{"INBOX"}, UIDValidity: 1, UID: 1, Flags: []string{}, InternalDate: time.Unix(1700000000, 0)}
+			if _, err := w.Put(m, strings.NewReader("Message-ID: <1@x>\r\n\r\nbody\r\n"), nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			version := func() int {
+				t.Helper()
+				b, err := os.ReadFile(filepath.Join(root, StateDir, "archive.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var h Header
+				if err := json.Unmarshal(b, &h); err != nil {
+					t.Fatal(err)
+				}
+				return h.Version
+			}
+			if v := version(); v != 1 {
+				t.Fatalf("a plain archive with messages only: version %d, want 1", v)
+			}
+			w.UpdateFlags(1, 1, []string{`\Seen`}, nil)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := a.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if v := version(); v != VersionUpdates {
+				t.Fatalf("after a flags_update line: version %d, want %d", v, VersionUpdates)
+			}
+			r, err := OpenReadOnly(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs, err := r.Records("INBOX")
+			r.Close()
+			if err != nil || len(recs) != 1 || !slices.Equal(recs[0].Flags, []string{`\Seen`}) {
+				t.Fatalf("records %+v, %v: want the message once, \\Seen", recs, err)
+			}
+			knownVersion = 2
+			defer func() { knownVersion = Version }()
+			if _, err := OpenReadOnly(root); err == nil || !strings.Contains(err.Error(), "update mailmove") {
+				t.Fatalf("a mailmove that knows version 2 opened it: %v", err)
 			}
 		})
 	}
