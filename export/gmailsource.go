@@ -25,6 +25,14 @@ import (
 // folder left out), Gmail's other system labels (\Inbox, \Sent, \Draft)
 // left out, as the folder says them.
 
+// groupFolder is the engine's folder of a new group: the messages of
+// mailbox src (UIDVALIDITY uv) that go into the folder name (target, nil
+// when it is not listed).
+func groupFolder(name string, src *account.Folder, uv uint32, target *account.Folder) *engine.Folder {
+	return &engine.Folder{Name: name, UIDValidity: uv, Role: roleOf(target),
+		Handle: &gmailGroup{src: src, uv: uv, byUID: map[uint32]*GmailMessage{}, target: target}}
+}
+
 // gmailGroup is one source folder of a Gmail source: the messages found in
 // one mailbox that go into one folder.
 type gmailGroup struct {
@@ -97,14 +105,7 @@ func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) (
 		k := gk{m.Source.Name, name}
 		f := groups[k]
 		if f == nil {
-			f = &engine.Folder{Name: name, UIDValidity: m.UIDValidity, Handle: &gmailGroup{src: m.Source, uv: m.UIDValidity, byUID: map[uint32]*GmailMessage{}, target: folder}}
-			if folder != nil {
-				for _, a := range roles {
-					if folder.Has(a) {
-						f.Role = string(a)
-					}
-				}
-			}
+			f = groupFolder(name, m.Source, m.UIDValidity, folder)
 			groups[k] = f
 			out = append(out, f)
 		}
@@ -138,15 +139,7 @@ func (s *IMAPSource) gmailFolders(ctx context.Context, list []*account.Folder) (
 				if groups[k] != nil || !Selected(name, s.Include, s.Exclude) {
 					continue
 				}
-				folder := byPath[name]
-				f := &engine.Folder{Name: name, UIDValidity: uv, Handle: &gmailGroup{src: src, uv: uv, byUID: map[uint32]*GmailMessage{}, target: folder}}
-				if folder != nil {
-					for _, a := range roles {
-						if folder.Has(a) {
-							f.Role = string(a)
-						}
-					}
-				}
+				f := groupFolder(name, src, uv, byPath[name])
 				groups[k] = f
 				out = append(out, f)
 			}

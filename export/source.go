@@ -218,24 +218,11 @@ func (s *IMAPSource) Folders(ctx context.Context) ([]*engine.Folder, error) {
 	var out []*engine.Folder
 	s.sel = map[*account.Folder]bool{}
 	for _, p := range PlanFolders(list, s.bridge, mode, s.Include, s.Exclude) {
-		f := &engine.Folder{Name: p.Name, AllMail: p.AllMail, Handle: p.Folder}
+		f := folderOf(p.Folder, p.Name)
+		f.AllMail = p.AllMail
 		s.sel[p.Folder] = true
 		if p.AllMail {
 			s.allMail = f
-		}
-		for _, a := range roles {
-			if p.Folder.Has(a) {
-				f.Role = string(a)
-			}
-		}
-		if st := p.Folder.Status; st != nil {
-			if st.NumMessages != nil {
-				f.Messages = *st.NumMessages
-			}
-			if st.Size != nil {
-				f.Bytes = *st.Size
-			}
-			f.UIDValidity, f.UIDNext, f.ModSeq = st.UIDValidity, uint32(st.UIDNext), st.HighestModSeq
 		}
 		out = append(out, f)
 	}
@@ -252,25 +239,39 @@ func (s *IMAPSource) asIs(list []*account.Folder) []*engine.Folder {
 			continue
 		}
 		s.sel[af] = true
-		f := &engine.Folder{Name: af.Path(), Handle: af}
-		for _, a := range roles {
-			if af.Has(a) {
-				f.Role = string(a)
-			}
-		}
-		if st := af.Status; st != nil {
-			if st.NumMessages != nil {
-				f.Messages = *st.NumMessages
-			}
-			if st.Size != nil {
-				f.Bytes = *st.Size
-			}
-			f.UIDValidity, f.UIDNext, f.ModSeq = st.UIDValidity, uint32(st.UIDNext), st.HighestModSeq
-		}
-		out = append(out, f)
+		out = append(out, folderOf(af, af.Path()))
 	}
 	s.findLabelBoxes(list)
 	return out
+}
+
+// folderOf is the engine's folder for a server folder, under a name: its
+// special use and the status the listing gave.
+func folderOf(af *account.Folder, name string) *engine.Folder {
+	f := &engine.Folder{Name: name, Handle: af, Role: roleOf(af)}
+	if st := af.Status; st != nil {
+		if st.NumMessages != nil {
+			f.Messages = *st.NumMessages
+		}
+		if st.Size != nil {
+			f.Bytes = *st.Size
+		}
+		f.UIDValidity, f.UIDNext, f.ModSeq = st.UIDValidity, uint32(st.UIDNext), st.HighestModSeq
+	}
+	return f
+}
+
+// roleOf is a folder's special use ("" when it has none, or af is nil).
+func roleOf(af *account.Folder) string {
+	role := ""
+	if af != nil {
+		for _, a := range roles {
+			if af.Has(a) {
+				role = string(a)
+			}
+		}
+	}
+	return role
 }
 
 // Listing is the account's folders as the source listed them (after
