@@ -112,6 +112,9 @@ type Options struct {
 	// folders (Sent, Trash, ...) go where the target's special use says.
 	Prefix string
 	Map    map[string]string
+	// Into, if set, is the one target folder of every source folder (the
+	// copy was made with import --folder).
+	Into string
 	// Labels is what the copy did with the labels of an account source
 	// (Proton Mail Bridge, Gmail), as migrate's --labels: by default
 	// (LabelsKeywords) a message's labels are keywords of its copy on an
@@ -347,6 +350,7 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 	var sink engine.Sink
 	if sb.acct != nil {
 		ms := imports.MappingSink(sb.acct.Listing(), sb.bridge, sb.gmail, o.Map, o.Prefix)
+		ms.Folder = o.Into
 		sink = ms
 		if sa.acct != nil && !ms.TakesLabels() {
 			// the flags a copy should have: the source's, and its labels
@@ -372,6 +376,9 @@ func Compare(ctx context.Context, a, b Side, o Options) (*Report, error) {
 			}
 			if o.Prefix != "" {
 				s.target = strings.TrimSuffix(o.Prefix, "/") + "/" + s.target
+			}
+			if o.Into != "" {
+				s.target = o.Into
 			}
 		}
 		if byTarget[s.target] == nil {

@@ -410,3 +410,31 @@ func TestBridgeTarget(t *testing.T) {
 		}
 	}
 }
+
+// An import into one target folder (import --folder) verifies with Into:
+// every source folder against that folder; without it, the messages are
+// missing from the folders of their own names.
+func TestInto(t *testing.T) {
+	ctx := context.Background()
+	d := testmail.StartDovecot(t)
+	src := d.Config(t, "imaps", "src")
+	testmail.Put(t, src, testmail.Gen(12, []string{"INBOX", "Sent", "Projects/2024"}, 21))
+	arch := exportTo(t, src, archive.EML)
+	dst := d.Config(t, "imaps", "dst")
+	if _, err := imports.Run(ctx, imports.Options{Account: dst, Source: arch, Folder: "Old mail", JournalDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []Side{{Account: src}, {Path: arch}} {
+		r := mustClean(t, from, Side{Account: dst}, Options{Into: "Old mail", Deep: true})
+		if len(r.Folders) != 1 || r.Folders[0].Folder != "Old mail" || len(r.Folders[0].From) < 3 {
+			t.Errorf("%s: folders %+v, want every source folder in Old mail", from, r.Folders)
+		}
+		r, err := Compare(ctx, from, Side{Account: dst}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Missing != 12 || !r.Differs() {
+			t.Errorf("%s without Into: %s", from, r.Summary())
+		}
+	}
+}

@@ -48,6 +48,7 @@ func parseVerify(args []string, stdout, stderr io.Writer) (*verifyOptions, error
 	fs.Var(&exclude, "exclude", "skip source folders matching this glob `pattern` (repeatable)")
 	c := &o.compare
 	fs.StringVar(&c.Prefix, "prefix", "", "the source folders are under this target `folder` (as import --prefix)")
+	fs.StringVar(&c.Into, "into", "", "every source folder is this one target `folder` (the copy was made with import --folder)")
 	var maps multiFlag
 	fs.Var(&maps, "map", "`SRC=DST`: source folder SRC is target folder DST (repeatable, as import --map)")
 	fs.BoolVar(&c.Deep, "deep", false, "compare the SHA-256 of every message (CRLF line endings; X-Pm-* header fields left out), not only Message-ID and size")
