@@ -109,6 +109,8 @@ type Select struct {
 }
 
 // BodyFunc receives one message's bytes; it must read them to the end.
+// size is the number of bytes, or -1 for a message whose metadata came
+// from an Indexer rather than Meta (the reader did not measure it).
 type BodyFunc func(uid uint32, body io.Reader, size int64) error
 
 // Source yields messages.

@@ -579,7 +579,9 @@ func (w *headerHasher) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Fetch streams the messages, line endings made CRLF. A message whose
+// Fetch streams the messages, line endings made CRLF (the size given is
+// the one Meta measured; -1 for a message of a mailmove archive that only
+// Indexed described, read once, not measured first). A message whose
 // bytes are no longer what Meta measured (the file changed) ends its
 // stream with an error before its last byte, so that the target never
 // stores it cut or grown: the run goes on with a new pass.
@@ -594,7 +596,7 @@ func (r *filesReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFu
 			continue
 		}
 		size, ok := r.sizes[u]
-		if !ok {
+		if !ok && !it.indexed {
 			var err error
 			if size, _, _, err = measureItem(it); err != nil {
 				r.s.fail(r.f.name, u, it, err)
@@ -609,8 +611,16 @@ func (r *filesReader) Fetch(ctx context.Context, uids []uint32, fn engine.BodyFu
 		}
 		p := newPrepared(rc, nil)
 		p.keepHdr = false
-		er := &exactReader{br: bufio.NewReaderSize(p, 64<<10), left: size, name: it.Source}
-		err = fn(u, er, size)
+		var body io.Reader
+		if ok || !it.indexed {
+			body = &exactReader{br: bufio.NewReaderSize(p, 64<<10), left: size, name: it.Source}
+		} else {
+			// described by its index alone (Indexed, no Meta): streamed
+			// as it is, its size on the wire unknown (-1), an error at
+			// its end if it is not what the index says
+			body, size = p, -1
+		}
+		err = fn(u, body, size)
 		p.Close()
 		if err != nil {
 			return done, err

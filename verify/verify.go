@@ -701,6 +701,16 @@ func (st *store) read(ctx context.Context, f *engine.Folder, name string, needHa
 	}
 	done, err := r.Fetch(ctx, want, func(uid uint32, body io.Reader, size int64) error {
 		sum, _, err := hashMessage(io.NopCloser(body))
+		var ie *imports.InputError
+		if err != nil && st.files != nil && errors.As(err, &ie) {
+			// a local message that is not what its index says: named,
+			// left out of the comparison of contents; the others go on
+			if e := byUID[uid]; e != nil {
+				e.bad = true
+			}
+			probs = append(probs, Problem{Side: st.label, Folder: name, Source: ie.File, Error: ie.Msg})
+			return nil
+		}
 		if err != nil {
 			return err
 		}
