@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -462,11 +464,13 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	}
 	var send []uint32
 	var present []*Message
+	presentAt := map[uint32]uint32{} // found at the target by its bytes: there
 	if len(fresh) > 0 {
 		if err := inventory(); err != nil {
 			return err
 		}
 		used := map[string]int{}
+		var unsure []uint32
 		for _, u := range fresh {
 			m, ok := meta[u]
 			if !ok {
@@ -474,12 +478,38 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 			}
 			k := o.Sink.Key(m)
 			if len(inv[k])-liveByKey[k]-used[k] > 0 {
+				if m.MessageID == "" {
+					// known by its header alone: the same header and size
+					// with another body is another message
+					unsure = append(unsure, u)
+					continue
+				}
 				used[k]++
 				present = append(present, m)
 				continue
 			}
 			send = append(send, u)
 			fs.CopyBytes += m.Size
+		}
+		if len(unsure) > 0 {
+			same, err := r.sameBytes(ctx, src, w, meta, unsure, inv, claimed)
+			if err != nil {
+				return err
+			}
+			for _, u := range unsure {
+				m := meta[u]
+				if tuid, ok := same[u]; ok {
+					used[o.Sink.Key(m)]++
+					present = append(present, m)
+					if tuid != 0 {
+						presentAt[u] = tuid
+					}
+					continue
+				}
+				send = append(send, u)
+				fs.CopyBytes += m.Size
+			}
+			sort.Slice(send, func(a, b int) bool { return send[a] < send[b] })
 		}
 	}
 	fs.Copy = len(send)
@@ -498,8 +528,11 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 	// found at the target: recorded, with a target UID not taken yet
 	for _, m := range present {
 		k := o.Sink.Key(m)
-		var tuid uint32
+		tuid := presentAt[m.UID]
 		for _, h := range inv[k] {
+			if tuid != 0 {
+				break
+			}
 			if !claimed[h.UID] {
 				tuid = h.UID
 				claimed[h.UID] = true
@@ -1088,4 +1121,68 @@ func (t *teeState) finish(body io.Reader, putErr error) error {
 func IsFolderError(err error) bool {
 	var fl *folderError
 	return errors.As(err, &fl)
+}
+
+// sameBytes decides, for source messages without Message-ID whose key (the
+// header's SHA-256 and the size) the target holds, which are there: those
+// whose bytes have the SHA-256 of a copy the target holds under that key
+// and no other message took (their target UID in the result). The others
+// are not there. A sink that cannot give its copies' hashes (it rebuilds
+// what it takes: Proton Mail Bridge, Gmail) leaves the key as the answer
+// (target UID 0: the first free one).
+func (r *run) sameBytes(ctx context.Context, src FolderReader, w FolderWriter, meta map[uint32]*Message, uids []uint32, inv map[string][]Held, claimed map[uint32]bool) (map[uint32]uint32, error) {
+	out := map[uint32]uint32{}
+	ch, ok := w.(ContentHasher)
+	var held []uint32
+	seen := map[uint32]bool{}
+	for _, u := range uids {
+		for _, h := range inv[r.o.Sink.Key(meta[u])] {
+			if !claimed[h.UID] && !seen[h.UID] {
+				seen[h.UID] = true
+				held = append(held, h.UID)
+			}
+		}
+	}
+	var theirs map[uint32]string
+	if ok {
+		var err error
+		if theirs, ok, err = ch.Hashes(ctx, held); err != nil {
+			return nil, err
+		}
+	}
+	if !ok {
+		for _, u := range uids {
+			out[u] = 0
+		}
+		return out, nil
+	}
+	mine := map[uint32]string{}
+	_, err := src.Fetch(ctx, uids, func(uid uint32, body io.Reader, size int64) error {
+		h := sha256.New()
+		if _, err := io.Copy(h, body); err != nil {
+			return err
+		}
+		mine[uid] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	var ue *UndeliveredError
+	if err != nil && !errors.As(err, &ue) {
+		return nil, err
+	}
+	// (a message the source did not send is taken as not there: the copy
+	// asks for it again and reports it if it still does not come)
+	for _, u := range uids {
+		sum, got := mine[u]
+		if !got {
+			continue
+		}
+		for _, h := range inv[r.o.Sink.Key(meta[u])] {
+			if !claimed[h.UID] && theirs[h.UID] == sum {
+				claimed[h.UID] = true
+				out[u] = h.UID
+				break
+			}
+		}
+	}
+	return out, nil
 }

@@ -201,6 +201,19 @@ type Indexer interface {
 	Indexed(uids []uint32) map[uint32]*Message
 }
 
+// ContentHasher is a FolderWriter that can give the SHA-256 of the bytes of
+// messages it holds. A source message without Message-ID is known at the
+// target by its header's SHA-256 and its size, which another message can
+// share (a daily report of a cron job: the same header, another body):
+// found so, it is taken as there only when its bytes are.
+type ContentHasher interface {
+	// Hashes returns the SHA-256 of the bytes of uids, as the target
+	// serves them; ok false when the target does not keep a message's
+	// bytes as it takes them (Proton Mail Bridge, Gmail), and the key
+	// must do.
+	Hashes(ctx context.Context, uids []uint32) (hashes map[uint32]string, ok bool, err error)
+}
+
 // Description is what a report shows of a message besides its metadata.
 type Description struct {
 	// Subject is the Subject header, RFC 2047 decoded.

@@ -657,3 +657,30 @@ func TestBridgeLabelModes(t *testing.T) {
 		}
 	}
 }
+
+// Messages without Message-ID are known at the target by their header and
+// size, which two messages can share (a cron job's daily report: the same
+// header, another body). The target already holds one of two such twins
+// and no journal knows it: the other is copied, not taken for it (each
+// once at the end); with a new journal, both are found there, nothing
+// sent again.
+func TestNoIDTwins(t *testing.T) {
+	d := testmail.StartDovecot(t)
+	src, dst := d.Config(t, "imaps", "src"), d.Config(t, "imaps", "dst")
+	date := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	hdr := "From: cron@example.org\r\nSubject: daily report\r\nDate: Wed, 01 Jan 2025 00:00:00 +0000\r\n\r\n"
+	a := testmail.Msg{Folder: "INBOX", Raw: []byte(hdr + "result A\r\n"), Date: date}
+	b := testmail.Msg{Folder: "INBOX", Raw: []byte(hdr + "result B\r\n"), Date: date}
+	testmail.Put(t, src, []testmail.Msg{a, b})
+	testmail.Put(t, dst, []testmail.Msg{b}) // the second twin is there already
+	sum := copyRun(t, src, dst, filepath.Join(t.TempDir(), "a.jsonl"), nil)
+	if sum.Copied != 1 || sum.AlreadyThere != 1 {
+		t.Fatalf("copied %d, already there %d: want the first twin copied, the second found", sum.Copied, sum.AlreadyThere)
+	}
+	sameView(t, view(t, src), view(t, dst))
+	sum = copyRun(t, src, dst, filepath.Join(t.TempDir(), "b.jsonl"), nil)
+	if sum.Copied != 0 || sum.AlreadyThere != 2 {
+		t.Fatalf("with a new journal: copied %d, already there %d", sum.Copied, sum.AlreadyThere)
+	}
+	sameView(t, view(t, src), view(t, dst))
+}

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -482,6 +484,34 @@ func (w *imapWriter) Inventory(ctx context.Context) (map[string][]engine.Held, e
 		}
 	}
 	return out, nil
+}
+
+var _ engine.ContentHasher = (*imapWriter)(nil)
+
+// Hashes returns the SHA-256 of the bytes of held messages (BODY.PEEK[],
+// streamed). Proton Mail Bridge rebuilds the messages it takes, and Gmail
+// may add to them: there ok is false.
+func (w *imapWriter) Hashes(ctx context.Context, uids []uint32) (map[uint32]string, bool, error) {
+	if w.s.bridge || w.s.gmail {
+		return nil, false, nil
+	}
+	out := map[uint32]string{}
+	if len(uids) == 0 || !w.exists {
+		return out, true, nil
+	}
+	sort.Slice(uids, func(a, b int) bool { return uids[a] < uids[b] })
+	_, err := w.c.FetchBodies(uids, func(uid uint32, r io.Reader, size int64) error {
+		h := sha256.New()
+		if _, err := io.Copy(h, r); err != nil {
+			return &account.ReadError{Err: err}
+		}
+		out[uid] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	if err != nil {
+		return nil, true, fmt.Errorf("reading messages of %q to compare them: %w", w.server, err)
+	}
+	return out, true, nil
 }
 
 // Settle waits until the folder's message count has not moved for two
