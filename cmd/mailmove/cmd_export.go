@@ -67,7 +67,7 @@ func parseExport(args []string, stdout, stderr io.Writer) (*exportOptions, error
 	fs.StringVar(&o.layout, "mbox-layout", "", "how a new mbox archive lays out nested folders: `mailmove` (Parent/Child.mbox, the default) or thunderbird (Parent.sbd/Child, no extension, as Thunderbird's Local Folders)")
 	fs.BoolVar(&o.statusHeaders, "mbox-status-headers", false, "add Status:, X-Status: and X-Keywords: lines with each message's flags to the mbox files, so that mutt, Dovecot and Python's mailbox show read, replied and flagged mail as such (the index records them: check, import and the SHA-256 still see the server's bytes)")
 	gmailLabels := fs.String("gmail-labels", "metadata", "Gmail labels: `metadata` (each message once, in one folder, its labels and thread in the index) or folders (every label exported as a folder)")
-	fs.Int64Var(&o.maxPerDay, "max-bytes-per-day", 0, "stop cleanly before `n` bytes of messages are downloaded from this account in one day (UTC), counting every run of the day (Gmail's daily IMAP cap is about 2 500 MB); 0: no limit")
+	fs.Int64Var(&o.maxPerDay, "max-bytes-per-day", 0, "Gmail accounts: stop cleanly before `n` bytes of messages are downloaded from this account in one day (UTC), counting every run of the day (Gmail's daily IMAP cap is about 2 500 MB); 0: no limit")
 	var encryptTo, encryptToFile multiFlag
 	fs.Var(&encryptTo, "encrypt-to", "encrypt the archive to this age `recipient` (age1..., or an ssh-ed25519/ssh-rsa public key; repeatable): writing needs no private key, reading takes --identity")
 	fs.Var(&encryptToFile, "encrypt-to-file", "encrypt the archive to the recipients in this `file` (one a line, as age -R; repeatable)")

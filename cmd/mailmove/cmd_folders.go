@@ -54,6 +54,12 @@ func parseFolders(args []string, stdout, stderr io.Writer) (*foldersOptions, err
 		return nil, usagef("folders", "unexpected argument %q", pos[0])
 	}
 	o.labels = export.LabelMode(*labels)
+	if o.labels != export.LabelsAsMetadata && o.labels != export.LabelsAsFolders {
+		return nil, usagef("folders", "--bridge-labels %s: want metadata or folders", *labels)
+	}
+	if o.gmailLabels != "metadata" && o.gmailLabels != "folders" {
+		return nil, usagef("folders", "--gmail-labels %s: want metadata or folders", o.gmailLabels)
+	}
 	return o, nil
 }
 

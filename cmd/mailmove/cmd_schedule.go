@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/mailmove/mailmove/config"
@@ -66,6 +67,9 @@ func parseSchedule(args []string, stdout, stderr io.Writer) (*scheduleOptions, e
 	}
 	if len(pos) > 0 || o.systemd == o.cron {
 		return nil, usagef("schedule", "give one of --systemd and --cron")
+	}
+	if !atRE.MatchString(*at) {
+		return nil, usagef("schedule", "--at %q: want HH:MM, e.g. 03:17", *at)
 	}
 	if n, err := fmt.Sscanf(*at, "%d:%d", &o.hour, &o.minute); err != nil || n != 2 || o.hour < 0 || o.hour > 23 || o.minute < 0 || o.minute > 59 || len(*at) > 5 {
 		return nil, usagef("schedule", "--at %q: want HH:MM, e.g. 03:17", *at)
@@ -245,3 +249,6 @@ func writeFileAtomic(p string, b []byte) error {
 	}
 	return os.Rename(tmp, p)
 }
+
+// atRE is the shape of --at: H:MM or HH:MM, digits only.
+var atRE = regexp.MustCompile(`^[0-9]{1,2}:[0-9]{2}$`)

@@ -81,3 +81,28 @@ func TestExitCodeExportCheckFolders(t *testing.T) {
 		t.Errorf("check of an empty folder: exit %d, stderr %q, stdout %q", code, stderr.String(), stdout.String())
 	}
 }
+
+// TestUsageMistakesFoldersSchedule: folders refuses a label mode export
+// would refuse; schedule --at wants HH:MM exactly (3:1x was read as 03:01).
+func TestUsageMistakesFoldersSchedule(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+		run  func([]string, *bytes.Buffer, *bytes.Buffer) error
+	}{
+		{[]string{"--from", "demo", "--bridge-labels", "tags"}, "mailmove folders: --bridge-labels tags: want metadata or folders\n",
+			func(a []string, o, e *bytes.Buffer) error { _, err := parseFolders(a, o, e); return err }},
+		{[]string{"--from", "demo", "--gmail-labels", "x"}, "mailmove folders: --gmail-labels x: want metadata or folders\n",
+			func(a []string, o, e *bytes.Buffer) error { _, err := parseFolders(a, o, e); return err }},
+		{[]string{"--cron", "--at", "3:1x"}, "mailmove schedule: --at \"3:1x\": want HH:MM, e.g. 03:17\n",
+			func(a []string, o, e *bytes.Buffer) error { _, err := parseSchedule(a, o, e); return err }},
+		{[]string{"--cron", "--at", "24:00"}, "mailmove schedule: --at \"24:00\": want HH:MM, e.g. 03:17\n",
+			func(a []string, o, e *bytes.Buffer) error { _, err := parseSchedule(a, o, e); return err }},
+	} {
+		var stdout, stderr bytes.Buffer
+		err := c.run(c.args, &stdout, &stderr)
+		if code := exitCode(&stderr, err); code != exitUsage || stderr.String() != c.want {
+			t.Errorf("%q: exit %d, stderr %q; want 2, %q", c.args, code, stderr.String(), c.want)
+		}
+	}
+}
