@@ -661,8 +661,10 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 			if held[e.tuid] {
 				continue
 			}
-			if pl, ok := o.Source.(Placer); ok && e.gm != "" && pl.Holds(e.gm) {
-				continue // a Gmail message that moved: not gone
+			if pl, ok := o.Source.(Placer); ok && pl.Placing() && (e.gm == "" || pl.Holds(e.gm)) {
+				// a Gmail message that moved: not gone; one recorded
+				// without its Gmail ID cannot be told gone
+				continue
 			}
 			if !live[u] && e.tf == j.target && e.tuv == tuv && e.tuid != 0 {
 				gone = append(gone, e.tuid)

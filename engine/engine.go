@@ -142,6 +142,11 @@ type Placer interface {
 	// Holds reports whether the source still holds the message (for
 	// Delete: a message that moved is not gone).
 	Holds(gmailID string) bool
+	// Placing reports whether the source placed its messages itself in
+	// this run (after Folders): then a copy recorded without its Gmail ID
+	// (an earlier run that read Gmail folder by folder) cannot be told
+	// gone, and Delete leaves it.
+	Placing() bool
 }
 
 // PlacementRecorder is a Recorder that can say, before the source lists

@@ -51,6 +51,10 @@ func (s *IMAPSource) Place(placed func(string) string) { s.placed = placed }
 // Holds reports whether the Gmail source holds the message (after Folders).
 func (s *IMAPSource) Holds(id string) bool { return s.gmHeld[id] }
 
+// Placing reports whether the source was read with Gmail's model (it
+// places each message itself).
+func (s *IMAPSource) Placing() bool { return s.gmail }
+
 // gmailLabels are a Gmail message's labels as the copy takes them.
 func gmailLabels(labels []string, folder string) []string {
 	var out []string
