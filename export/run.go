@@ -8,6 +8,7 @@ import (
 
 	"github.com/mailmove/mailmove/account"
 	"github.com/mailmove/mailmove/engine"
+	"github.com/mailmove/mailmove/formats/archive"
 )
 
 // Run exports the account into the archive: the copy engine (engine.Run)
@@ -58,6 +59,13 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 				o.Progress.Planned(0, 0)
 			}
 			return &Summary{Gmail: true, Folders: n, Elapsed: time.Since(start)}, nil
+		}
+	}
+	if gmail {
+		if err := sameGmailModel(o.Archive, gmailWay); err != nil {
+			first.Logout().Wait()
+			first.Close()
+			return nil, err
 		}
 	}
 	mode := engine.LabelsKeywords
@@ -170,4 +178,38 @@ func summaryOf(es *engine.Summary, sink *ArchiveSink, start time.Time) *Summary 
 			Error: "Proton Mail Bridge could not decrypt this message; the archive holds what Bridge served"})
 	}
 	return s
+}
+
+// sameGmailModel refuses to add a Gmail export to an archive written the
+// other way: the default model (each message once, by X-GM-MSGID) and
+// --gmail-labels folders (one copy per label mailbox, by its UIDs) do not
+// know each other's records, so every message would be archived again.
+// It reads the index of the smallest folder that holds messages (an
+// encrypted archive's records are sealed: not checked).
+func sameGmailModel(a *archive.Archive, gmailWay bool) error {
+	if a == nil || a.Encrypted() {
+		return nil
+	}
+	folder, least := "", int64(-1)
+	for _, f := range a.Folders() {
+		if n := a.State(f).Count; n > 0 && (least < 0 || n < least) {
+			folder, least = f, n
+		}
+	}
+	if folder == "" {
+		return nil
+	}
+	recs, err := a.Records(folder)
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		switch {
+		case gmailWay && r.GmailMsgID == "":
+			return &account.UsageError{Msg: fmt.Sprintf("%s holds a Gmail export made with --gmail-labels folders (one copy per label); this run, the default way, would archive every message again: give --gmail-labels folders again, or a new --out", a.Root)}
+		case !gmailWay && r.GmailMsgID != "":
+			return &account.UsageError{Msg: fmt.Sprintf("%s holds a Gmail export made the default way (each message once); --gmail-labels folders would archive every message again: leave it out, or give a new --out", a.Root)}
+		}
+	}
+	return nil
 }
