@@ -330,6 +330,56 @@ func TestOrphanSegmentSwept(t *testing.T) {
 	}
 }
 
+// An orphan segment of a folder the archive does not know yet (a run was
+// killed after writing the folder's first segment, before its first index
+// line: no index, no folders.json entry) is swept when the folder is
+// opened for writing; the folder's messages are then written once, and
+// check finds nothing the index does not know (before, the orphan stayed
+// beside the new segment: TestEncryptedKillAndResume failed one run in
+// three).
+func TestOrphanSegmentOfNewFolderSwept(t *testing.T) {
+	id, _ := age.GenerateX25519Identity()
+	s := Sealing{Recipients: []age.Recipient{id.Recipient()}}
+	root := filepath.Join(t.TempDir(), "a")
+	a, err := OpenSealed(root, Mbox, true, "", "test", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	orphan := filepath.Join(root, segmentName(&Archive{Header: Header{Encryption: EncryptionAge}}, "INBOX.mbox"))
+	if err := os.WriteFile(orphan, []byte("age..."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err = OpenSealed(root, Mbox, true, "", "test", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := a.OpenFolder("INBOX", []string{"INBOX"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(orphan); err == nil {
+		t.Fatal("the orphan segment of a new folder is still there after OpenFolder")
+	}
+	if _, err := w.Put(&message.Meta{UIDValidity: 1, UID: 1, InternalDate: time.Unix(1700000000, 0)}, strings.NewReader(sealedMessage(1)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	r, err := OpenReadOnly(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.SetIdentities([]age.Identity{id})
+	res, err := r.Check()
+	if err != nil || len(res.Problems) != 0 || res.Messages != 1 {
+		t.Fatalf("check: %+v %v", res, err)
+	}
+}
+
 // An identity file others can read is refused, as a password file is; a
 // passphrase-protected one gets a hint.
 func TestIdentityFileRefused(t *testing.T) {
