@@ -560,6 +560,9 @@ func (a *Archive) loadState() error {
 			return err
 		}
 	}
+	if a.sealedMbox() && !a.readOnly {
+		return a.sweepUnknownSegments()
+	}
 	return nil
 }
 

@@ -595,6 +595,45 @@ func (a *Archive) sweepSegments(name string, st *FolderState) error {
 	return nil
 }
 
+// sweepUnknownSegments removes the segments of folders the archive does
+// not know (no index line, no state): a run stopped between writing a
+// folder's first segment and indexing it. The known folders' segments are
+// sweepSegments' (recoverFolder).
+func (a *Archive) sweepUnknownSegments() error {
+	var rels []string
+	for _, st := range a.folders {
+		rels = append(rels, a.folderPath(st))
+	}
+	return filepath.WalkDir(a.Root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(a.Root, p)
+		rel = filepath.ToSlash(rel)
+		if d.IsDir() {
+			if rel == StateDir || rel == DeletedDir {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !segmentFile.MatchString(d.Name()) {
+			return nil
+		}
+		for _, r := range rels {
+			if isSegmentOf(rel, r) {
+				return nil
+			}
+		}
+		if err := os.Remove(p); err != nil {
+			return fmt.Errorf("removing an interrupted run's segment: %w", err)
+		}
+		return nil
+	})
+}
+
+// segmentFile is the end of a segment's file name (see segmentName).
+var segmentFile = regexp.MustCompile(`\.[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}\.mbox(\.zst)?\.age$`)
+
 // newSalt returns a new archive's salt for tags.
 func newSalt() string {
 	var b [16]byte

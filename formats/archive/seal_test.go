@@ -332,8 +332,8 @@ func TestOrphanSegmentSwept(t *testing.T) {
 
 // An orphan segment of a folder the archive does not know yet (a run was
 // killed after writing the folder's first segment, before its first index
-// line: no index, no folders.json entry) is swept when the folder is
-// opened for writing; the folder's messages are then written once, and
+// line: no index, no folders.json entry) is swept when the archive is
+// opened for writing (whether the folder is opened again or not); the folder's messages are then written once, and
 // check finds nothing the index does not know (before, the orphan stayed
 // beside the new segment: TestEncryptedKillAndResume failed one run in
 // three).
@@ -353,6 +353,9 @@ func TestOrphanSegmentOfNewFolderSwept(t *testing.T) {
 	a, err = OpenSealed(root, Mbox, true, "", "test", s)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(orphan); err == nil {
+		t.Fatal("the orphan segment of a folder the archive does not know is still there after the open")
 	}
 	w, err := a.OpenFolder("INBOX", []string{"INBOX"})
 	if err != nil {

@@ -66,21 +66,10 @@ type FolderWriter struct {
 // joined with "/") and segments.
 func (a *Archive) OpenFolder(name string, segs []string) (*FolderWriter, error) {
 	a.mu.Lock()
-	_, known := a.folders[name]
 	st := a.folderLocked(name, segs)
 	end := st.MboxEnd
 	rel := a.folderPath(st) // with "/"
-	var swept error
-	if !known && a.sealedMbox() && !a.readOnly {
-		// a folder the archive did not know when it was opened (no
-		// index line yet) may still have a segment of a run stopped
-		// between writing it and indexing it: not swept at open
-		swept = a.sweepSegments(name, st)
-	}
 	a.mu.Unlock()
-	if swept != nil {
-		return nil, swept
-	}
 	w := &FolderWriter{a: a, name: name, segs: segs, lastCommit: time.Now()}
 	if a.sealedMbox() {
 		// segments: rel.<time>-<random>.mbox.age, written in TmpDir
