@@ -549,6 +549,44 @@ func HeaderIDs(hdr []byte) (id, pm string) {
 	return id, pm
 }
 
+// BodyHashes returns the SHA-256 of the bytes (BODY.PEEK[], streamed,
+// each literal's length checked) of uids in the selected folder; a UID
+// the server did not send is absent.
+func (c *Conn) BodyHashes(uids []uint32) (map[uint32]string, error) {
+	out := map[uint32]string{}
+	_, err := c.FetchBodies(uids, func(uid uint32, r io.Reader, size int64) error {
+		h := sha256.New()
+		if _, err := io.Copy(h, r); err != nil {
+			return &ReadError{Err: err}
+		}
+		out[uid] = hex.EncodeToString(h.Sum(nil))
+		return nil
+	})
+	return out, err
+}
+
+// FetchHeaderFields returns the named header fields (BODY.PEEK[HEADER.FIELDS
+// (...)], as the server sends them) of uids in the selected folder.
+func (c *Conn) FetchHeaderFields(uids []uint32, fields ...string) (map[uint32][]byte, error) {
+	out := map[uint32][]byte{}
+	if len(uids) == 0 {
+		return out, nil
+	}
+	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: fields}
+	fc := c.Fetch(UIDSet(uids), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{sec}})
+	err := eachMessage(fc, func(buf *imapclient.FetchMessageBuffer) {
+		for _, bs := range buf.BodySection {
+			if buf.UID != 0 {
+				out[uint32(buf.UID)] = bs.Bytes
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("UID FETCH BODY.PEEK[HEADER.FIELDS (%s)]: %w", strings.Join(fields, " "), err)
+	}
+	return out, nil
+}
+
 // HeaderHashes returns the SHA-256 of the header (BODY.PEEK[HEADER]) of
 // uids in the selected folder.
 func (c *Conn) HeaderHashes(uids []uint32) (map[uint32]string, error) {

@@ -400,7 +400,7 @@ func (r *run) pass(ctx context.Context, j *job, settle bool) (err error) {
 			// a Recorder records labels beside the flags
 			return union(flags, nil)
 		}
-		return union(flags, Keywords(o.Source.Labels(key), mode))
+		return CopyFlags(flags, o.Source.Labels(key), mode)
 	}
 	for _, m := range meta {
 		m.Labels = o.Source.Labels(LabelKeyOf(m.PMID, m.GmailID, m.ID))

@@ -480,6 +480,13 @@ func Keywords(labels []string, mode LabelMode) []string {
 	return out
 }
 
+// CopyFlags are the flags a copy gets at a target that takes labels as
+// keywords: the source's flags and the labels as Keywords in mode, once
+// each (case does not matter), sorted.
+func CopyFlags(flags, labels []string, mode LabelMode) []string {
+	return union(flags, Keywords(labels, mode))
+}
+
 // flagSet normalises flags for comparison.
 func flagSet(flags []string) map[string]string {
 	m := map[string]string{}

@@ -742,30 +742,14 @@ var _ engine.Describer = (*imapReader)(nil)
 // Describe fetches the Subject and Date header fields of uids (verify's
 // reports).
 func (r *imapReader) Describe(ctx context.Context, uids []uint32) (map[uint32]engine.Description, error) {
+	hdrs, err := r.c.FetchHeaderFields(uids, "Subject", "Date")
+	if err != nil {
+		return nil, err
+	}
 	out := map[uint32]engine.Description{}
-	if len(uids) == 0 {
-		return out, nil
-	}
-	sec := &imap.FetchItemBodySection{Peek: true, Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject", "Date"}}
-	fc := r.c.Fetch(account.UIDSet(uids), &imap.FetchOptions{UID: true, BodySection: []*imap.FetchItemBodySection{sec}})
-	for m := fc.Next(); m != nil; m = fc.Next() {
-		buf, err := m.Collect()
-		if err != nil {
-			fc.Close()
-			return nil, fmt.Errorf("UID FETCH (Subject Date): %w", err)
-		}
-		if buf.UID == 0 {
-			continue
-		}
-		var hdr []byte
-		for _, bs := range buf.BodySection {
-			hdr = bs.Bytes
-		}
+	for u, hdr := range hdrs {
 		subject, date := message.SubjectDate(hdr)
-		out[uint32(buf.UID)] = engine.Description{Subject: subject, Date: date}
-	}
-	if err := fc.Close(); err != nil {
-		return nil, fmt.Errorf("UID FETCH (Subject Date): %w", err)
+		out[u] = engine.Description{Subject: subject, Date: date}
 	}
 	return out, nil
 }

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -495,19 +493,11 @@ func (w *imapWriter) Hashes(ctx context.Context, uids []uint32) (map[uint32]stri
 	if w.s.bridge || w.s.gmail {
 		return nil, false, nil
 	}
-	out := map[uint32]string{}
 	if len(uids) == 0 || !w.exists {
-		return out, true, nil
+		return map[uint32]string{}, true, nil
 	}
 	sort.Slice(uids, func(a, b int) bool { return uids[a] < uids[b] })
-	_, err := w.c.FetchBodies(uids, func(uid uint32, r io.Reader, size int64) error {
-		h := sha256.New()
-		if _, err := io.Copy(h, r); err != nil {
-			return &account.ReadError{Err: err}
-		}
-		out[uid] = hex.EncodeToString(h.Sum(nil))
-		return nil
-	})
+	out, err := w.c.BodyHashes(uids)
 	if err != nil {
 		return nil, true, fmt.Errorf("reading messages of %q to compare them: %w", w.server, err)
 	}

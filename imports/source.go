@@ -515,8 +515,9 @@ func (r *filesReader) Meta(ctx context.Context, uids []uint32) (map[uint32]*engi
 		}
 		r.sizes[u] = size
 		r.s.unfail(r.f.name, u)
-		out[u] = &engine.Message{Folder: r.f.name, UIDValidity: 1, UID: u, Size: size, Flags: r.flags(u),
-			InternalDate: it.Meta.InternalDate, MessageID: id, HeaderHash: hh, ID: r.f.ids[u-1]}
+		m := r.message(u, size, id)
+		m.HeaderHash = hh
+		out[u] = m
 	}
 	return out, nil
 }
@@ -687,11 +688,18 @@ func (r *filesReader) Indexed(uids []uint32) map[uint32]*engine.Message {
 		if out == nil {
 			out = map[uint32]*engine.Message{}
 		}
-		out[u] = &engine.Message{Folder: r.f.name, UIDValidity: 1, UID: u, Size: it.Meta.Size, Flags: r.flags(u),
-			InternalDate: it.Meta.InternalDate, MessageID: it.Meta.MessageID, PMID: it.Meta.PMInternalID,
-			Labels: append([]string(nil), it.Meta.Labels...), ID: r.f.ids[u-1]}
+		m := r.message(u, it.Meta.Size, it.Meta.MessageID)
+		m.PMID, m.Labels = it.Meta.PMInternalID, append([]string(nil), it.Meta.Labels...)
+		out[u] = m
 	}
 	return out
+}
+
+// message is the engine's message for UID u of the folder, of size bytes.
+func (r *filesReader) message(u uint32, size int64, messageID string) *engine.Message {
+	it := r.item(u)
+	return &engine.Message{Folder: r.f.name, UIDValidity: 1, UID: u, Size: size, Flags: r.flags(u),
+		InternalDate: it.Meta.InternalDate, MessageID: messageID, ID: r.f.ids[u-1]}
 }
 
 // Describe reads the Subject and Date of uids from their headers, and
@@ -708,7 +716,9 @@ func (r *filesReader) Describe(ctx context.Context, uids []uint32) (map[uint32]e
 		}
 		d := engine.Description{Where: it.Source}
 		if rc, err := it.Open(); err == nil {
-			d.Subject, d.Date = message.SubjectDate(message.ReadHeader(rc, 256<<10))
+			if hdr, err := readHeader(rc); err == nil {
+				d.Subject, d.Date = message.SubjectDate(hdr)
+			}
 			rc.Close()
 		}
 		out[u] = d

@@ -7,7 +7,6 @@ package message
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"mime"
 	"net/mail"
 	"strings"
@@ -216,23 +215,4 @@ func SubjectDate(hdr []byte) (string, time.Time) {
 	}
 	date, _ := m.Header.Date()
 	return subject, date
-}
-
-// ReadHeader reads a message's header from r, up to and with the empty
-// line that ends it (at most max bytes); r is read a buffer further, no
-// more, so the caller can close it without reading the body.
-func ReadHeader(r io.Reader, max int) []byte {
-	br := bufio.NewReaderSize(r, 64<<10)
-	var hdr bytes.Buffer
-	for hdr.Len() < max {
-		line, err := br.ReadSlice('\n')
-		hdr.Write(line)
-		if err == bufio.ErrBufferFull {
-			continue
-		}
-		if err != nil || len(bytes.TrimRight(line, "\r\n")) == 0 {
-			break
-		}
-	}
-	return hdr.Bytes()
 }

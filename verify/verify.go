@@ -678,7 +678,7 @@ func (st *store) read(ctx context.Context, f *engine.Folder, name string, needHa
 		}
 		if st.keywords != "" {
 			if ls := st.src.Labels(engine.LabelKey(m.PMID, m.GmailID)); len(ls) > 0 {
-				e.Flags = withFlags(e.Flags, engine.Keywords(ls, st.keywords))
+				e.Flags = cleanFlags(engine.CopyFlags(e.Flags, ls, st.keywords))
 			}
 		}
 		if st.labels {
@@ -786,19 +786,6 @@ func (st *store) describe(ctx context.Context, es []*Entry) error {
 		}
 	}
 	return nil
-}
-
-// withFlags adds flags that are not among in yet (case does not matter),
-// sorted.
-func withFlags(in, add []string) []string {
-	out := slices.Clone(in)
-	for _, f := range add {
-		if !slices.ContainsFunc(out, func(x string) bool { return strings.EqualFold(x, f) }) {
-			out = append(out, f)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // cleanFlags drops \Recent and sorts.
