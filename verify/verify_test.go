@@ -375,6 +375,27 @@ func TestForeignInput(t *testing.T) {
 				t.Errorf("%s: %d messages compared, import saw %d", in, r.Messages, sum.Seen)
 			}
 		}
+		// against folders the account does not have: every message is
+		// missing, and each is named by where the input holds it, with
+		// the subject its header gives
+		r, err := Compare(ctx, Side{Path: src}, Side{Account: dst}, Options{Prefix: "Nowhere"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subjects := 0
+		for _, f := range r.Folders {
+			for _, e := range f.Missing {
+				if e.Source == "" {
+					t.Errorf("%s: missing %s has no place: %+v", in, e.MessageID, e)
+				}
+				if e.Subject != "" {
+					subjects++
+				}
+			}
+		}
+		if r.Missing != sum.Seen || subjects == 0 {
+			t.Errorf("%s: %d missing (want %d), %d with a subject", in, r.Missing, sum.Seen, subjects)
+		}
 	}
 }
 
